@@ -1,0 +1,141 @@
+"""The model configuration: one frozen, validated dataclass and the paper's presets.
+
+This module is pure Python (no torch) so the runtime and the CLIs can read and
+validate configurations stored in manifests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+PATCH_SIZE = 16
+MLP_RATIO = 4
+
+#: name -> (embed_dim C, depth, num_heads) of the ViT backbones SimVOS uses.
+BACKBONES: dict[str, tuple[int, int, int]] = {
+    "tiny": (192, 12, 3),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+}
+
+
+@dataclass(frozen=True)
+class SimVOSConfig:
+    """Everything that fixes the network's structure.
+
+    Attributes:
+        backbone: ``tiny`` (C=192, 12 blocks, 3 heads), ``base`` (768, 12, 12) or
+            ``large`` (1024, 24, 16); patch size 16, MLP ratio 4, qkv bias.
+        layer_index: L, the number of leading blocks that run on each frame alone
+            (within-frame attention); 0 <= L <= depth. L=0 is SimVOS-B/L.
+        token_refinement: compress each memory frame to Kf + Kb prototypes after
+            block L (needs L >= 1).
+        kf: foreground prototypes per memory frame (``tlearner``).
+        kb: background prototypes per memory frame (``tlearner_back``).
+        train_grid: the token grid (rows, cols) of ``pos_embed_new`` in the
+            checkpoint: 24x24 for the official 384x384 training size.
+    """
+
+    backbone: str = "base"
+    layer_index: int = 0
+    token_refinement: bool = False
+    kf: int = 384
+    kb: int = 384
+    train_grid: tuple[int, int] = (24, 24)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"backbone: got {self.backbone!r}, expected one of {sorted(BACKBONES)}"
+            )
+        if isinstance(self.layer_index, bool) or not isinstance(self.layer_index, int):
+            raise ValueError(f"layer_index: got {self.layer_index!r}, expected an int")
+        if not 0 <= self.layer_index <= self.depth:
+            raise ValueError(
+                f"layer_index: got {self.layer_index}, expected 0..{self.depth} "
+                f"(the {self.backbone} backbone has {self.depth} blocks)"
+            )
+        if not isinstance(self.token_refinement, bool):
+            raise ValueError(f"token_refinement: got {self.token_refinement!r}, expected a bool")
+        if self.token_refinement and self.layer_index < 1:
+            raise ValueError(
+                "token_refinement: needs layer_index >= 1 (prototypes are computed after "
+                "block L); got layer_index=0. Set layer_index to 1.."
+                f"{self.depth} or turn token refinement off"
+            )
+        for name in ("kf", "kb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+                raise ValueError(f"{name}: got {value!r}, expected an int in 1..4096")
+        grid = tuple(self.train_grid)
+        if len(grid) != 2 or not all(isinstance(g, int) and g >= 1 for g in grid):
+            raise ValueError(f"train_grid: got {self.train_grid!r}, expected two positive ints")
+        object.__setattr__(self, "train_grid", grid)
+
+    @property
+    def embed_dim(self) -> int:
+        """C, the ViT width."""
+        return BACKBONES[self.backbone][0]
+
+    @property
+    def depth(self) -> int:
+        """Number of ViT blocks."""
+        return BACKBONES[self.backbone][1]
+
+    @property
+    def num_heads(self) -> int:
+        """Attention heads per block."""
+        return BACKBONES[self.backbone][2]
+
+    @property
+    def patch_size(self) -> int:
+        return PATCH_SIZE
+
+    @property
+    def mlp_ratio(self) -> int:
+        return MLP_RATIO
+
+    def memory_tokens(self, grid: tuple[int, int]) -> int:
+        """M, the tokens one memory frame contributes at token grid ``grid`` (h, w)."""
+        return self.kf + self.kb if self.token_refinement else grid[0] * grid[1]
+
+    @property
+    def name(self) -> str:
+        """A short, file-name-safe description, e.g. ``base-L4-tr384x384``."""
+        tr = f"-tr{self.kf}x{self.kb}" if self.token_refinement else ""
+        return f"{self.backbone}-L{self.layer_index}{tr}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["train_grid"] = list(self.train_grid)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SimVOSConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"unknown configuration fields {unknown}; expected {sorted(fields)}")
+        d = dict(d)
+        if "train_grid" in d:
+            d["train_grid"] = tuple(d["train_grid"])
+        return cls(**d)
+
+
+#: The paper's variants plus a tiny one for tests and CPU benchmarks.
+PRESETS: dict[str, SimVOSConfig] = {
+    "B": SimVOSConfig(backbone="base", layer_index=0),
+    "L": SimVOSConfig(backbone="large", layer_index=0),
+    "BS": SimVOSConfig(backbone="base", layer_index=4, token_refinement=True, kf=384, kb=384),
+    "T": SimVOSConfig(backbone="tiny", layer_index=4, token_refinement=True, kf=16, kb=16),
+}
+
+
+def preset(name: str) -> SimVOSConfig:
+    """The preset called ``name`` (``B``, ``L``, ``BS`` or ``T``)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"variant: got {name!r}, expected one of {sorted(PRESETS)}") from None

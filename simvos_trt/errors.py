@@ -1,0 +1,28 @@
+"""The package's exceptions: one small hierarchy, messages that say how to fix the call."""
+
+
+class SimVOSError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class CheckpointError(SimVOSError):
+    """A checkpoint file is missing, unreadable, or does not match the configuration."""
+
+
+class InputError(SimVOSError, ValueError):
+    """Frames or masks given to the model or runtime have the wrong shape, type or content."""
+
+
+class MissingDependencyError(SimVOSError, ImportError):
+    """An optional dependency (torch, tensorrt, ...) is needed for this call and not installed."""
+
+
+def require(module: str, extra: str, purpose: str) -> None:
+    """Raise MissingDependencyError naming the extra to install when ``module`` is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            f"{purpose} needs the Python package '{module}', which is not installed; "
+            f"install it with: pip install 'simvos-trt[{extra}]'"
+        )

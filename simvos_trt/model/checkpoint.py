@@ -1,0 +1,214 @@
+"""Building SimVOS from weights: official SimVOS checkpoints, MAE/timm backbones, or random.
+
+Official checkpoints are plain state_dicts in the key layout of the official code
+(timm ViT keys plus ``pos_embed_new``, ``mask_patch_embed``, ``fpn1``, ``fpn2``,
+``stcn_decoder``, ``tlearner``, ``tlearner_back``). Loading is strict: every key the
+configuration uses must be present with its shape, and the only keys left over may be
+the ones the official model carries but never uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import BACKBONES, SimVOSConfig
+from ..errors import CheckpointError
+from .simvos import SimVOS
+
+log = logging.getLogger(__name__)
+
+#: Keys the official model holds but never uses at inference.
+UNUSED_PREFIXES = ("pos_embed", "cls_token", "fc_norm.", "head.")
+_TR_PREFIXES = ("tlearner.", "tlearner_back.")
+_MAE_IGNORED = ("cls_token", "fc_norm.", "head.", "decoder", "mask_token")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state_dict with ``torch.load(weights_only=True)``, with errors that say what is wrong.
+
+    A ``{"model": ...}`` or ``{"state_dict": ...}`` wrapper and a ``module.`` prefix
+    (DataParallel) are unwrapped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for bad files
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "the file is truncated or not a PyTorch state_dict saved with torch.save"
+        ) from exc
+    if isinstance(obj, Mapping):
+        for wrapper in ("model", "state_dict"):
+            if wrapper in obj and isinstance(obj[wrapper], Mapping):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"checkpoint {path} does not hold a state_dict (a mapping of names to tensors)"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def describe(state: Mapping[str, torch.Tensor]) -> str:
+    """What a state_dict holds, in the configuration's terms (for error messages)."""
+    parts = []
+    if "patch_embed.proj.weight" in state:
+        C = state["patch_embed.proj.weight"].shape[0]
+        blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
+        depth = 1 + max(blocks, default=-1)
+        name = next((n for n, (c, d, _) in BACKBONES.items() if (c, d) == (C, depth)), "unknown")
+        parts.append(f"a {name} ViT (C={C}, {depth} blocks)")
+    if "pos_embed_new" in state:
+        n = state["pos_embed_new"].shape[1] - 1
+        g = math.isqrt(n)
+        parts.append(f"pos_embed_new for a {g}x{g} grid" if g * g == n else f"pos_embed_new of {n} tokens")
+    for branch, label in (("tlearner", "kf"), ("tlearner_back", "kb")):
+        key = f"{branch}.patch_to_cluster_linear.weight"
+        if key in state:
+            parts.append(f"{label}={state[key].shape[0]}")
+    return ", ".join(parts) or "no SimVOS weights"
+
+
+def _is_unused(key: str, config: SimVOSConfig) -> bool:
+    if key.startswith(UNUSED_PREFIXES) and key != "pos_embed_new":
+        return True
+    return not config.token_refinement and key.startswith(_TR_PREFIXES)
+
+
+def load_official_state(model: SimVOS, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load an official-layout state_dict into ``model`` strictly (see module docstring)."""
+    expected = model.state_dict()
+    missing = sorted(k for k in expected if k not in state)
+    unexpected = sorted(k for k in state if k not in expected and not _is_unused(k, model.config))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    if missing or unexpected or wrong:
+        problems = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                shown = ", ".join(keys[:6]) + (f", ... ({len(keys)} in all)" if len(keys) > 6 else "")
+                problems.append(f"{label}: {shown}")
+        raise CheckpointError(
+            f"{source} does not match the configuration {model.config.name} "
+            f"({model.config.backbone}, L={model.config.layer_index}, token_refinement="
+            f"{model.config.token_refinement}, kf={model.config.kf}, kb={model.config.kb}, "
+            f"train_grid={model.config.train_grid}); the file holds {describe(state)}. "
+            + "; ".join(problems)
+            + ". Choose the variant the checkpoint was trained as."
+        )
+    model.load_state_dict({k: state[k] for k in expected}, strict=True)
+
+
+def load_official_checkpoint(path: str | Path, config: SimVOSConfig) -> SimVOS:
+    """An evaluation-mode SimVOS with the weights of an official SimVOS checkpoint."""
+    model = SimVOS(config)
+    load_official_state(model, read_state_dict(path), source=f"checkpoint {path}")
+    return model.eval()
+
+
+def resize_grid(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 1 + g*g, C) position embedding with a leading extra slot -> (1, 1 + h*w, C), bicubic."""
+    extra, tokens = pos[:, :1], pos[:, 1:]
+    g = math.isqrt(tokens.shape[1])
+    if (g, g) == tuple(grid):
+        return pos.clone()
+    tokens = tokens.reshape(1, g, g, -1).permute(0, 3, 1, 2)
+    tokens = F.interpolate(tokens, size=tuple(grid), mode="bicubic", align_corners=False)
+    return torch.cat((extra, tokens.permute(0, 2, 3, 1).flatten(1, 2)), dim=1)
+
+
+def load_mae_backbone(path: str | Path, config: SimVOSConfig, seed: int = 0) -> SimVOS:
+    """SimVOS with a MAE / timm ViT backbone (timm key names) and the other parts random.
+
+    As the official training does, ``pos_embed_new`` is the backbone's ``pos_embed``
+    resized bicubically to the training grid. The mask embedding, token refinement
+    and decoder come from :func:`synthetic_state_dict` (seeded): good for demos and
+    benchmarks, not for segmentation quality.
+    """
+    state = read_state_dict(path)
+    if "pos_embed" not in state:
+        raise CheckpointError(f"{path} has no pos_embed; it is not a timm/MAE ViT checkpoint")
+    backbone = {k: v for k, v in state.items() if not k.startswith(_MAE_IGNORED)}
+    full = synthetic_state_dict(config, seed=seed)
+    full.update(backbone)
+    full["pos_embed_new"] = resize_grid(state["pos_embed"], config.train_grid)
+    model = SimVOS(config)
+    load_official_state(model, full, source=f"MAE backbone {path}")
+    return model.eval()
+
+
+def random_model(config: SimVOSConfig, seed: int = 1) -> SimVOS:
+    """An evaluation-mode SimVOS with seeded random weights (benchmarking only)."""
+    model = SimVOS(config)
+    load_official_state(model, synthetic_state_dict(config, seed=seed), source="random weights")
+    return model.eval()
+
+
+def official_layout(config: SimVOSConfig) -> dict[str, tuple[int, ...]]:
+    """Every key of an official checkpoint for ``config`` with its shape, unused keys included."""
+    shapes = {k: tuple(v.shape) for k, v in SimVOS(_with_tr(config)).state_dict().items()}
+    C = config.embed_dim
+    shapes.update({"cls_token": (1, 1, C), "pos_embed": (1, 197, C), "fc_norm.weight": (C,),
+                   "fc_norm.bias": (C,), "head.weight": (1000, C), "head.bias": (1000,)})
+    return shapes
+
+
+def _with_tr(config: SimVOSConfig) -> SimVOSConfig:
+    # The official model always holds both token-refinement branches.
+    return SimVOSConfig(backbone=config.backbone, layer_index=max(config.layer_index, 1),
+                        token_refinement=True, kf=config.kf, kb=config.kb,
+                        train_grid=config.train_grid)
+
+
+_NORM = re.compile(r"(^|\.)(norm|norm1|norm2|ln|input_norm|fc_norm)\.(weight|bias)$")
+
+
+def synthetic_state_dict(config: SimVOSConfig, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Seeded random weights in the official layout (the recipe of the golden checkpoint).
+
+    Per key: a generator seeded with (seed * 1000003 + crc32(key)) % 2**63 draws
+    ``randn * sd + mean``: LayerNorm weights mean 1 sd 0.1, LayerNorm biases sd 0.1,
+    Linear/Conv weights sd 1/sqrt(fan_in) (ConvTranspose: fan_in = in*kh*kw // (sh*sw)),
+    other biases sd 0.1, position embeddings sd 0.5, anything else sd 0.02; then the
+    decoder's final bias is -1 (about a third of the pixels come out foreground).
+    """
+    state = {}
+    for key, shape in official_layout(config).items():
+        g = torch.Generator()
+        g.manual_seed((seed * 1000003 + zlib.crc32(key.encode())) % 2**63)
+        mean, sd = _init_stats(key, shape)
+        state[key] = torch.randn(shape, generator=g, dtype=torch.float32) * sd + mean
+    state["stcn_decoder.pred.bias"].fill_(-1.0)
+    return state
+
+
+def _init_stats(key: str, shape: tuple[int, ...]) -> tuple[float, float]:
+    norm = _NORM.search(key)
+    if norm:
+        return (1.0, 0.1) if norm.group(3) == "weight" else (0.0, 0.1)
+    if key.endswith(".weight") and len(shape) >= 2:
+        if key.startswith(("fpn1.0", "fpn1.3", "fpn2.0")):  # ConvTranspose2d (in, out, kh, kw), stride 2
+            fan_in = shape[0] * shape[2] * shape[3] // 4
+        else:  # Linear (out, in) or Conv2d (out, in, kh, kw)
+            fan_in = math.prod(shape[1:])
+        return 0.0, 1.0 / math.sqrt(fan_in)
+    if key.endswith(".bias"):
+        return 0.0, 0.1
+    if key in ("pos_embed", "pos_embed_new"):
+        return 0.0, 0.5
+    return 0.0, 0.02

@@ -1,0 +1,156 @@
+"""The SimVOS network as three named stages (DESIGN.md section 2).
+
+``SimVOS`` holds the parameters under the official checkpoint's key names and exposes
+``position_embedding``, ``encode_query``, ``encode_memory`` and ``decode``; there is no
+``forward``. Objects are the batch dimension throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from ..config import SimVOSConfig
+from .layers import STCNDecoder, fpn_eighth, fpn_quarter
+from .token_refinement import TokenRefiner, refinement_weights
+
+
+class SimVOS(nn.Module):
+    """SimVOS: a plain ViT doing joint feature extraction and matching, plus a mask decoder.
+
+    Frames given to the stages are ImageNet-normalised, zero-padded float32 tensors whose
+    height and width are multiples of 16; ``pos`` is ``position_embedding(grid)`` for
+    their token grid (h, w) = (H // 16, W // 16).
+    """
+
+    def __init__(self, config: SimVOSConfig) -> None:
+        super().__init__()
+        self.config = config
+        C, p = config.embed_dim, config.patch_size
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=p, in_chans=3, embed_dim=C)
+        self.mask_patch_embed = PatchEmbed(img_size=None, patch_size=p, in_chans=1, embed_dim=C)
+        gh, gw = config.train_grid
+        self.pos_embed_new = nn.Parameter(torch.zeros(1, 1 + gh * gw, C))  # slot 0 unused
+        self.blocks = nn.ModuleList(
+            Block(C, config.num_heads, mlp_ratio=config.mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+            for _ in range(config.depth)
+        )
+        self.norm = norm_layer(C)
+        self.fpn1 = fpn_quarter(C)
+        self.fpn2 = fpn_eighth(C)
+        self.stcn_decoder = STCNDecoder(C)
+        if config.token_refinement:
+            self.tlearner = TokenRefiner(C, config.kf)
+            self.tlearner_back = TokenRefiner(C, config.kb)
+
+    def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        """``pos_embed_new`` resized to a video's token grid, as the official inference does.
+
+        The checkpoint's grid (without its unused first slot) is resized bicubically
+        (align_corners=False) when it differs from ``grid``, and used as is otherwise.
+
+        Returns:
+            (1, N, C) float32, N = h * w.
+        """
+        gh, gw = self.config.train_grid
+        C = self.config.embed_dim
+        pos = self.pos_embed_new[:, 1 : 1 + gh * gw, :]  # (1, gh*gw, C)
+        if tuple(grid) == (gh, gw):
+            return pos
+        pos = pos.reshape(1, gh, gw, C).permute(0, 3, 1, 2)  # (1, C, gh, gw)
+        pos = F.interpolate(pos, size=tuple(grid), mode="bicubic", align_corners=False)
+        return pos.permute(0, 2, 3, 1).flatten(1, 2)  # (1, N, C)
+
+    def encode_query(self, frame: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Query tokens of the current frame after the per-frame blocks[0:L].
+
+        Args:
+            frame: (1, 3, H, W) float32.
+            pos: (1, N, C) float32.
+        Returns:
+            (1, N, C) float32.
+        """
+        x = self.patch_embed(frame) + pos  # (1, N, C)
+        for blk in self.blocks[: self.config.layer_index]:
+            x = blk(x)
+        return x
+
+    def encode_memory(
+        self,
+        frame: torch.Tensor,
+        masks: torch.Tensor,
+        pos: torch.Tensor,
+        weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Memory tokens of one frame for every object.
+
+        Args:
+            frame: (1, 3, H, W) float32, the memory frame.
+            masks: (B, 1, H, W) float32 masks (0/1 or probabilities) of the objects.
+            pos: (1, N, C) float32.
+            weights: token refinement's (fg, bg) weight maps, each (B, 1, h, w). They
+                depend on every object of the video, so a caller encoding a subset of
+                the objects passes the subset's rows of ``refinement_weights`` of all
+                masks; by default they are computed from ``masks`` (all objects).
+        Returns:
+            (B, M, C) float32: M = Kf + Kb prototypes with token refinement, else M = N.
+        """
+        cfg = self.config
+        B = masks.shape[0]
+        x = self.patch_embed(frame).expand(B, -1, -1)  # (B, N, C)
+        mask_tokens = self.mask_patch_embed(masks)  # (B, N, C)
+        if cfg.layer_index == 0:
+            # The official L=0 path adds the mask tokens before the position embedding.
+            return x + mask_tokens + pos
+        x = x + pos + mask_tokens
+        for blk in self.blocks[: cfg.layer_index]:
+            x = blk(x)
+        if not cfg.token_refinement:
+            return x
+        h, w = masks.shape[-2] // cfg.patch_size, masks.shape[-1] // cfg.patch_size
+        fg, bg = weights if weights is not None else refinement_weights(masks, (h, w))
+        x = x.reshape(B, h, w, -1)  # (B, h, w, C)
+        return torch.cat((self.tlearner(x, fg), self.tlearner_back(x, bg)), dim=1)  # (B, M, C)
+
+    def decode(
+        self, query: torch.Tensor, memories: Sequence[torch.Tensor], grid: tuple[int, int]
+    ) -> torch.Tensor:
+        """Joint blocks[L:] over [memories...; query], then the mask decoder.
+
+        Args:
+            query: (1, N, C) float32 from ``encode_query``.
+            memories: one or two (B, M, C) float32 tensors from ``encode_memory``: the
+                first frame's, then (from the second propagated frame on) the previous one's.
+            grid: (h, w) token grid of the query frame.
+        Returns:
+            (B, 1, H, W) float32 object probabilities (sigmoid of the logits).
+        """
+        B = memories[0].shape[0]
+        N = query.shape[1]
+        x = torch.cat([*memories, query.expand(B, -1, -1)], dim=1)  # (B, T*M + N, C)
+        for blk in self.blocks[self.config.layer_index :]:
+            x = blk(x)
+        x = self.norm(x)
+        m16 = x[:, -N:, :].transpose(1, 2).reshape(B, -1, *grid)  # (B, C, h, w)
+        logits = self.stcn_decoder(m16, self.fpn2(m16), self.fpn1(m16))  # (B, 1, H, W)
+        return torch.sigmoid(logits)
+
+
+def soft_aggregate(prob: torch.Tensor) -> torch.Tensor:
+    """Soft aggregation (from STM) of per-object probabilities into a distribution.
+
+    Args:
+        prob: (K, 1, H, W) float32 object probabilities.
+    Returns:
+        (K+1, 1, H, W) float32, background first, summing to 1 over the first axis.
+    """
+    p = torch.cat((torch.prod(1 - prob, dim=0, keepdim=True), prob), dim=0)
+    p = p.clamp(1e-7, 1 - 1e-7)
+    return F.softmax(torch.log(p / (1 - p)), dim=0)

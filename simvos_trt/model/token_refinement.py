@@ -1,0 +1,102 @@
+"""Token refinement (paper eq. 3-5) written with static ops only.
+
+Each memory frame's N tokens are compressed into K prototypes by a softmax over the
+positions whose weight is non-zero. The official code suppresses the others with
+``-inf`` and repairs the all-suppressed case with ``nan_to_num``; both are
+data-dependent or outside float16. Here the suppressed logits are replaced by a
+finite fill (``Where``) and the softmax is multiplied by the 0/1 validity map, which
+zeroes the suppressed positions exactly and turns an all-suppressed prototype into
+all zeros (the explicit guard; its output is then the final LayerNorm's bias).
+The tests prove this equal to the official formulation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Logit given to suppressed positions. exp(FILL - m) underflows to exactly 0 in
+#: float32 (and float16) for any unsuppressed logit m > FILL + 104; it is finite and
+#: inside the float16 range, unlike the official -inf.
+SUPPRESSED_LOGIT = -1.0e4
+
+
+class TokenRefiner(nn.Module):
+    """One branch of token refinement (``tlearner`` or ``tlearner_back``).
+
+    LayerNorm(C+1, eps 1e-5) of [features, weight] -> Conv3x3 (C+1 -> C/4, no bias) ->
+    GELU -> Linear (C/4 -> K) gives per-prototype logits over the N positions.
+    """
+
+    def __init__(self, dim: int, num_tokens: int) -> None:
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.norm = nn.LayerNorm(dim)
+        self.input_norm = nn.LayerNorm(dim + 1)
+        self.patch_to_cluster_atten = nn.Sequential(
+            nn.Conv2d(dim + 1, dim // 4, kernel_size=3, padding=1, bias=False), nn.GELU()
+        )
+        self.patch_to_cluster_linear = nn.Linear(dim // 4, num_tokens)
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Prototypes of B frames.
+
+        Args:
+            x: (B, h, w, C) float32 tokens after block L.
+            weight: (B, 1, h, w) float32 weight map; positions where it is exactly 0
+                are suppressed.
+        Returns:
+            (B, K, C) float32 prototypes.
+        """
+        B, h, w, C = x.shape
+        sel = torch.cat((x, weight.permute(0, 2, 3, 1)), dim=-1)  # (B, h, w, C+1)
+        sel = self.input_norm(sel).permute(0, 3, 1, 2)  # (B, C+1, h, w)
+        sel = self.patch_to_cluster_atten(sel).permute(0, 2, 3, 1)  # (B, h, w, C/4)
+        logits = self.patch_to_cluster_linear(sel.reshape(B, h * w, -1))  # (B, N, K)
+        logits = logits.transpose(1, 2)  # (B, K, N)
+        valid = weight.reshape(B, 1, h * w) != 0  # (B, 1, N)
+        attn = masked_softmax(logits, valid)  # (B, K, N)
+        out = attn @ x.reshape(B, h * w, C)  # (B, K, C)
+        return self.norm(out)
+
+
+def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis restricted to ``valid``; all-invalid rows give zeros.
+
+    Args:
+        logits: (..., N) float.
+        valid: (..., N) bool, broadcastable to ``logits``.
+    """
+    filled = torch.where(valid, logits, torch.full_like(logits, SUPPRESSED_LOGIT))
+    return F.softmax(filled, dim=-1) * valid.to(logits.dtype)
+
+
+def refinement_weights(masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Foreground and background weight maps of every object, as the official inference forms them.
+
+    The background plane is 1 - sum(masks), kept only where it is exactly 1. The planes
+    [background, objects] are resized bilinearly (align_corners=False) to the token grid;
+    the hard one-hot is the argmax over them (first channel wins ties), compared with a
+    constant index range (no scatter). For object i: fg = p_i * hard_i and
+    bg = (1 - p_i) * (1 - hard_i). One object's weights depend on every object's mask.
+
+    Args:
+        masks: (B, 1, H, W) float32 probabilities (or 0/1 masks) of ALL objects of the video.
+        grid: (h, w) token grid.
+    Returns:
+        (fg, bg), each (B, 1, h, w) float32.
+    """
+    planes = masks.permute(1, 0, 2, 3)  # (1, B, H, W)
+    bg = torch.ones_like(masks[0:1]) - torch.sum(planes, dim=1, keepdim=True)  # (1, 1, H, W)
+    bg = torch.where(bg == 1, bg, torch.zeros_like(bg))
+    props = F.interpolate(
+        torch.cat((bg, planes), dim=1), size=grid, mode="bilinear", align_corners=False
+    )  # (1, B+1, h, w)
+    winner = torch.argmax(props, dim=1, keepdim=True)  # (1, 1, h, w)
+    channels = torch.arange(props.shape[1], device=props.device).view(1, -1, 1, 1)
+    hard = (winner == channels).to(props.dtype)[:, 1:]  # (1, B, h, w)
+    prob = props[:, 1:]
+    fg = (prob * hard).permute(1, 0, 2, 3)  # (B, 1, h, w)
+    bg = ((1 - prob) * (1 - hard)).permute(1, 0, 2, 3)  # (B, 1, h, w)
+    return fg, bg
