@@ -1,0 +1,246 @@
+"""Export the stage graphs of a SimVOS model to an export folder, atomically.
+
+Steps per graph (each small): trace to ONNX (TorchScript exporter, opset >= 17 so
+LayerNorm is the native op), fold constants and clean up with onnx-graphsurgeon,
+stamp the configuration into ``metadata_props``, save. The folder is built under a
+temporary name beside the target and renamed into place only once every graph and the
+manifest are written: an interrupted or failed export never leaves a folder that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from .. import __version__
+from ..errors import SimVOSError
+from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, sha256_file, write_json_atomic
+from ..model.simvos import SimVOS
+from .graphs import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]
+_PROTOBUF_LIMIT = 1_800_000_000  # stay clear of protobuf's 2 GB limit: use external data beyond
+
+
+class ExportError(SimVOSError):
+    """The export cannot proceed (bad settings, output folder in the way)."""
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    height: int = 480
+    width: int = 864
+    max_objects: int = 8
+    opset: int = 17
+    uint8_input: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if v < 16 or v % 16:
+                raise ExportError(f"--{name}: {v} is not a positive multiple of 16; e.g. 480x864 for 854x480 video")
+        if not 1 <= self.max_objects <= 255:
+            raise ExportError(f"--max-objects: {self.max_objects} is outside 1..255")
+        if self.opset < 17:
+            raise ExportError(f"--opset: {self.opset} < 17; TensorRT needs LayerNormalization (opset 17+)")
+
+
+def _example_inputs(name: str, model: SimVOS, s: ExportSettings) -> dict[str, torch.Tensor]:
+    H, W, C = s.height, s.width, model.config.embed_dim
+    B = min(2, s.max_objects)
+    N, M = (H // 16) * (W // 16), model.config.memory_tokens((H // 16, W // 16))
+    if s.uint8_input:
+        frame = {"frame": torch.zeros(1, H, W, 3, dtype=torch.uint8), "padding": torch.zeros(4, dtype=torch.int64)}
+    else:
+        frame = {"frame": torch.zeros(1, 3, H, W)}
+    g = torch.Generator().manual_seed(0)
+    if name == "query_encoder":
+        return frame
+    if name == "memory_encoder":
+        return {**frame, "masks": torch.rand(B, 1, H, W, generator=g)}
+    if name == "aggregate":
+        return {"prob": torch.rand(B, 1, H, W, generator=g)}
+    mems = {"memory_first": torch.randn(B, M, C, generator=g)}
+    if name == "joint_decoder_2mem":
+        mems["memory_prev"] = torch.randn(B, M, C, generator=g)
+    return {"query": torch.randn(1, N, C, generator=g), **mems}
+
+
+_OUTPUTS = {"query_encoder": ["query"], "memory_encoder": ["memory"], "joint_decoder_1mem": ["prob"],
+            "joint_decoder_2mem": ["prob"], "aggregate": ["background", "objects", "labels"]}
+_OBJECT_TENSORS = {"masks", "memory", "memory_first", "memory_prev", "prob", "objects"}
+
+
+def _output_shapes(module: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                   names: list[str]) -> dict[str, tuple[int | str, ...]]:
+    """Output shapes from a run on the example inputs, the object axis named."""
+    with torch.no_grad():
+        result = module(*inputs.values())
+    result = result if isinstance(result, tuple) else (result,)
+    return {n: ((OBJECTS_AXIS, *t.shape[1:]) if n in _OBJECT_TENSORS else tuple(t.shape))
+            for n, t in zip(names, result, strict=True)}
+
+
+def stage_modules(model: SimVOS, s: ExportSettings) -> dict[str, torch.nn.Module]:
+    """The five graph wrappers, in evaluation mode."""
+    H, W = s.height, s.width
+    mods = {
+        "query_encoder": QueryEncoder(model, H, W, s.uint8_input),
+        "memory_encoder": MemoryEncoder(model, H, W, s.uint8_input),
+        "joint_decoder_1mem": JointDecoder(model, H, W),
+        "joint_decoder_2mem": JointDecoder(model, H, W),
+        "aggregate": Aggregate(),
+    }
+    return {k: m.eval() for k, m in mods.items()}
+
+
+def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str],
+                 path: Path, opset: int) -> int:
+    """Trace one wrapper to ONNX at ``path``; returns the exported node count."""
+    dynamic = {n: {0: OBJECTS_AXIS} for n in [*inputs, *outputs] if n in _OBJECT_TENSORS}
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(inputs.values()), str(path), input_names=list(inputs),
+                          output_names=outputs, dynamic_axes=dynamic, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) -> onnx.ModelProto:
+    """Constant folding, dead-node removal, topological sort (onnx-graphsurgeon), static shapes.
+
+    The tracer names the output dims it cannot prove static (``Sigmoidprob_dim_2``); the
+    outputs get their known shapes and intermediate shapes are re-inferred.
+    """
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(onnx.load(str(path)))
+    graph.fold_constants().cleanup().toposort()
+    model = gs.export_onnx(graph)
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for d, v in zip(dims, output_shapes[out.name], strict=True):
+            d.Clear()
+            if isinstance(v, str):
+                d.dim_param = v
+            else:
+                d.dim_value = v
+    return onnx.shape_inference.infer_shapes(model, data_prop=True)
+
+
+def tensor_specs(values: Any) -> tuple[TensorSpec, ...]:
+    specs = []
+    for v in values:
+        t = v.type.tensor_type
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        shape = tuple(d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim)
+        specs.append(TensorSpec(v.name, dtype, shape))
+    return tuple(specs)
+
+
+def save_graph(model: onnx.ModelProto, path: Path, meta: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    if model.ByteSize() > _PROTOBUF_LIMIT:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+
+
+def library_versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"simvos_trt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "timm": __import__("timm").__version__}
+
+
+def prepare_output(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a folder; choose another path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(f"--out {out} exists and is not empty; pass --force to replace it or choose another folder")
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    probe = parent / f".simvos-write-test-{time.time_ns()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ExportError(f"cannot write in {parent} ({exc.strerror}); choose a writable --out") from exc
+
+
+def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: dict[str, Any],
+                  variant: str | None = None, force: bool = False,
+                  progress: Progress | None = None) -> Manifest:
+    """Export every stage graph of ``model`` into ``out`` and write its manifest.
+
+    Args:
+        model: the SimVOS to export (evaluation mode).
+        out: the export folder; must be absent or empty unless ``force``.
+        settings: frame size, object profile, opset, input kind.
+        checkpoint: provenance recorded in the manifest ({"kind", "path", "sha256"}).
+        progress: called with (event, info) for "graph" events (name, seconds, bytes, node counts).
+    """
+    out = Path(out)
+    prepare_output(out, force)
+    model = model.eval()
+    meta = {"simvos_trt.config": json.dumps(model.config.to_dict()), "simvos_trt.version": __version__,
+            "simvos_trt.frame_size": f"{settings.height}x{settings.width}",
+            "simvos_trt.uint8_input": str(settings.uint8_input).lower()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        graphs: dict[str, GraphEntry] = {}
+        for name, module in stage_modules(model, settings).items():
+            t0 = time.perf_counter()
+            path = tmp / f"{name}.onnx"
+            inputs = _example_inputs(name, model, settings)
+            exported = export_graph(module, inputs, _OUTPUTS[name], path, settings.opset)
+            graph = fold_and_clean(path, _output_shapes(module, inputs, _OUTPUTS[name]))
+            save_graph(graph, path, {**meta, "simvos_trt.graph": name})
+            graphs[name] = GraphEntry(path.name, sha256_file(path), tensor_specs(graph.graph.input),
+                                      tensor_specs(graph.graph.output), exported, len(graph.graph.node))
+            size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
+            log.info("exported %s: %d -> %d nodes, %.1f MB", name, exported, len(graph.graph.node), size / 1e6)
+            if progress:
+                progress("graph", {"name": name, "seconds": time.perf_counter() - t0, "bytes": size,
+                                   "nodes_exported": exported, "nodes_final": len(graph.graph.node)})
+        manifest = Manifest(config=model.config, height=settings.height, width=settings.width,
+                            uint8_input=settings.uint8_input, max_objects=settings.max_objects,
+                            opset=settings.opset, checkpoint=checkpoint, graphs=graphs,
+                            versions=library_versions(), variant=variant,
+                            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        write_json_atomic(tmp / MANIFEST, manifest.to_dict())
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

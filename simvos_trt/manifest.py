@@ -1,0 +1,175 @@
+"""The manifest of an export folder: what was exported, from what, and how to feed it.
+
+``manifest.json`` sits beside the graphs (and later the engines). Pure Python: the
+runtime reads it without torch. It is written last, atomically, so a folder with a
+manifest is a complete export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import SimVOSConfig
+from .errors import SimVOSError
+
+MANIFEST = "manifest.json"
+FORMAT = "simvos-trt/1"
+OBJECTS_AXIS = "objects"
+
+
+class ManifestError(SimVOSError):
+    """An export folder is missing, incomplete, tampered with, or from an incompatible version."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: ``shape`` holds ints and the string ``objects`` for the batch."""
+
+    name: str
+    dtype: str  # numpy dtype name: float32, uint8, int64
+    shape: tuple[int | str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(d["name"], d["dtype"], tuple(d["shape"]))
+
+    def concrete(self, objects: int) -> tuple[int, ...]:
+        """The shape with the object axis set to ``objects``."""
+        return tuple(objects if d == OBJECTS_AXIS else int(d) for d in self.shape)
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    file: str
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    nodes_exported: int = 0
+    nodes_final: int = 0
+    engines: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256,
+                "inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs],
+                "nodes_exported": self.nodes_exported, "nodes_final": self.nodes_final,
+                "engines": self.engines}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GraphEntry:
+        return cls(d["file"], d["sha256"], tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
+                   tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
+                   d.get("nodes_exported", 0), d.get("nodes_final", 0), d.get("engines", {}))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a backend needs to know about an export folder."""
+
+    config: SimVOSConfig
+    height: int
+    width: int
+    uint8_input: bool
+    max_objects: int
+    opset: int
+    checkpoint: dict[str, Any]  # {"kind": "official"|"mae"|"random", "path", "sha256"}
+    graphs: dict[str, GraphEntry]
+    versions: dict[str, str] = field(default_factory=dict)
+    variant: str | None = None
+    created: str = ""
+    format: str = FORMAT
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.height // 16, self.width // 16
+
+    @property
+    def memory_tokens(self) -> int:
+        return self.config.memory_tokens(self.grid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "variant": self.variant, "config": self.config.to_dict(),
+                "height": self.height, "width": self.width, "grid": list(self.grid),
+                "memory_tokens": self.memory_tokens, "uint8_input": self.uint8_input,
+                "objects_profile": {"min": 1, "opt": min(2, self.max_objects), "max": self.max_objects},
+                "opset": self.opset, "checkpoint": self.checkpoint, "versions": self.versions,
+                "created": self.created,
+                "graphs": {k: g.to_dict() for k, g in self.graphs.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        if d.get("format") != FORMAT:
+            raise ManifestError(
+                f"manifest format {d.get('format')!r} is not {FORMAT!r}: the folder was exported by an "
+                "incompatible simvos-trt version; export it again with this version (simvos-export)"
+            )
+        return cls(config=SimVOSConfig.from_dict(d["config"]), height=d["height"], width=d["width"],
+                   uint8_input=d["uint8_input"], max_objects=d["objects_profile"]["max"],
+                   opset=d["opset"], checkpoint=d["checkpoint"],
+                   graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()},
+                   versions=d.get("versions", {}), variant=d.get("variant"),
+                   created=d.get("created", ""))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
+    """Read and check an export folder's manifest.
+
+    With ``verify``, every graph file must exist and match its recorded sha256.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ManifestError(f"export folder {folder} does not exist; run simvos-export first")
+    if not path.is_file():
+        raise ManifestError(
+            f"{folder} has no {MANIFEST}: it is not a complete export (interrupted?); "
+            "run simvos-export again"
+        )
+    try:
+        manifest = Manifest.from_dict(json.loads(path.read_text()))
+    except ManifestError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc})") from exc
+    if verify:
+        for name, g in manifest.graphs.items():
+            f = folder / g.file
+            if not f.is_file():
+                raise ManifestError(f"{folder}: graph {name} ({g.file}) is missing; export again")
+            if sha256_file(f) != g.sha256:
+                raise ManifestError(
+                    f"{folder}: {g.file} does not match the sha256 in {MANIFEST} (modified or "
+                    "corrupted); export again"
+                )
+    return manifest
