@@ -190,7 +190,8 @@ def prepare_output(out: Path, force: bool) -> None:
 
 def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: dict[str, Any],
                   variant: str | None = None, force: bool = False,
-                  progress: Progress | None = None) -> Manifest:
+                  progress: Progress | None = None,
+                  verify: Callable[[Path], None] | None = None) -> Manifest:
     """Export every stage graph of ``model`` into ``out`` and write its manifest.
 
     Args:
@@ -199,6 +200,8 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
         settings: frame size, object profile, opset, input kind.
         checkpoint: provenance recorded in the manifest ({"kind", "path", "sha256"}).
         progress: called with (event, info) for "graph" events (name, seconds, bytes, node counts).
+        verify: called with the finished temporary folder before it is moved into place;
+            raising there aborts the export and leaves nothing behind.
     """
     out = Path(out)
     prepare_output(out, force)
@@ -229,6 +232,8 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
                             versions=library_versions(), variant=variant,
                             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())
+        if verify is not None:
+            verify(tmp)
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,221 @@
+"""simvos-export: SimVOS -> static ONNX graphs (+ manifest), checked for TensorRT.
+
+    simvos-export --variant BS                      # random weights, benchmarking only
+    simvos-export --variant BS --checkpoint simvos_bs.pth --height 480 --width 864
+    simvos-export --recipe export/bs.json
+    simvos-export --check engines/bs                # re-check an existing export folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import BACKBONES, PRESETS, SimVOSConfig
+from ..errors import SimVOSError
+
+DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
+                            "uint8_input": True, "seed": 1}
+RECIPE_KEYS = {"variant", "backbone", "layer_index", "token_refinement", "kf", "kb", "height", "width",
+               "max_objects", "opset", "uint8_input", "seed", "out", "checkpoint", "mae", "description"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="simvos-export",
+        description="Export SimVOS to static ONNX graphs (one per stage: query encoder, memory encoder, "
+        "joint decoder with one and with two memories, soft aggregation) with a manifest, and check them "
+        "for TensorRT. Explicit options override a --recipe, which overrides the defaults.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--variant", choices=sorted(PRESETS), default=None,
+                   help=f"paper preset: B (ViT-B, L=0), L (ViT-L, L=0), BS (ViT-B, L=4, token refinement "
+                   f"384/384), T (tiny ViT, L=4, TR 16/16; tests and CPU benchmarks) [default {DEFAULTS['variant']}]")
+    g.add_argument("--backbone", choices=sorted(BACKBONES), help="override the variant's ViT backbone")
+    g.add_argument("--layer-index", type=int, help="override L: blocks[0:L] run per frame")
+    g.add_argument("--token-refinement", action=argparse.BooleanOptionalAction, default=None,
+                   help="override token refinement (needs L >= 1)")
+    g.add_argument("--kf", type=int, help="override the foreground prototypes per memory frame")
+    g.add_argument("--kb", type=int, help="override the background prototypes per memory frame")
+    w = p.add_argument_group("weights (default: seeded random weights, good for benchmarking only)")
+    w.add_argument("--checkpoint", type=Path, help="an official SimVOS checkpoint (.pth) matching the variant")
+    w.add_argument("--mae", type=Path, help="a MAE/timm ViT backbone file; the other parts stay random")
+    w.add_argument("--seed", type=int, default=None, help="seed of the random weights [default 1]")
+    s = p.add_argument_group("graphs")
+    s.add_argument("--height", type=int, help="engine frame height, multiple of 16 [default 480]")
+    s.add_argument("--width", type=int, help="engine frame width, multiple of 16 [default 864 = 854 padded]")
+    s.add_argument("--max-objects", type=int, help="object-batch profile: min 1, opt 2, max this [default 8]")
+    s.add_argument("--opset", type=int, help="ONNX opset, >= 17 for native LayerNormalization [default 17]")
+    s.add_argument("--uint8-input", action=argparse.BooleanOptionalAction, default=None,
+                   help="graphs take uint8 RGB frames and normalise inside (1 byte/pixel from the host) "
+                   "[default on]; --no-uint8-input takes normalised, padded float32 frames")
+    s.add_argument("--recipe", type=Path, help="a JSON recipe (see export/*.json) with any of the options above")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, help="export folder [default engines/<variant or config name>-<H>x<W>]")
+    o.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    o.add_argument("--check", type=Path, metavar="DIR",
+                   help="only check an existing export folder (files, sha256s, TensorRT readiness) and exit")
+    o.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+    o.add_argument("-v", "--verbose", action="store_true", help="log library details")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge built-in defaults < recipe < explicit options."""
+    merged = dict(DEFAULTS)
+    if args.recipe is not None:
+        merged.update(read_recipe(args.recipe))
+    for key in RECIPE_KEYS - {"description"}:
+        value = getattr(args, key, None)
+        if value is not None:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SimVOSError(f"--recipe {path} does not exist; the shipped recipes are in export/")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise SimVOSError(f"--recipe {path} is not valid JSON ({exc})") from exc
+    unknown = sorted(set(data) - RECIPE_KEYS)
+    if unknown:
+        raise SimVOSError(f"--recipe {path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
+    for key in ("checkpoint", "mae", "out"):
+        if data.get(key) is not None:
+            data[key] = Path(data[key])
+    return data
+
+
+def make_config(opts: dict[str, Any]) -> SimVOSConfig:
+    base = PRESETS[opts["variant"]]
+    fields = {k: opts[k] for k in ("backbone", "layer_index", "token_refinement", "kf", "kb") if k in opts}
+    if "layer_index" in fields and fields["layer_index"] == 0 and "token_refinement" not in fields:
+        fields["token_refinement"] = False
+    try:
+        return SimVOSConfig(**{**base.to_dict(), "train_grid": base.train_grid, **fields})
+    except ValueError as exc:
+        raise SimVOSError(f"invalid model settings: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        if args.check is not None:
+            return run_check(args.check, as_json=args.json)
+        return run_export(resolve(args), force=args.force, as_json=args.json)
+    except SimVOSError as exc:
+        print(f"simvos-export: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simvos-export: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
+    from ..manifest import sha256_file
+    from ..model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
+    from ..export.onnx_export import ExportSettings, export_folder
+
+    config = make_config(opts)
+    settings = ExportSettings(opts["height"], opts["width"], opts["max_objects"], opts["opset"],
+                              opts["uint8_input"])
+    if opts.get("checkpoint") and opts.get("mae"):
+        raise SimVOSError("give either --checkpoint or --mae, not both")
+    variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
+    out = opts.get("out") or Path("engines") / f"{variant or config.name}-{settings.height}x{settings.width}"
+    say = (lambda *a: None) if as_json else (lambda *a: print(*a, flush=True))
+    t0 = time.perf_counter()
+    say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement "
+        f"{'%d/%d' % (config.kf, config.kb) if config.token_refinement else 'off'}) at "
+        f"{settings.height}x{settings.width}, objects 1..{settings.max_objects}, opset {settings.opset}")
+    if opts.get("checkpoint"):
+        path = Path(opts["checkpoint"])
+        say(f"[1/3] loading checkpoint {path}")
+        model = load_official_checkpoint(path, config)
+        provenance = {"kind": "official", "path": str(path), "sha256": sha256_file(path)}
+    elif opts.get("mae"):
+        path = Path(opts["mae"])
+        say(f"[1/3] loading MAE backbone {path} (mask embedding, token refinement and decoder random)")
+        model = load_mae_backbone(path, config, seed=opts["seed"])
+        provenance = {"kind": "mae", "path": str(path), "sha256": sha256_file(path), "seed": opts["seed"]}
+    else:
+        print("!" * 78 + "\n!! WARNING: no --checkpoint given: exporting RANDOM weights (seed "
+              f"{opts['seed']}).\n!! The graphs are good for benchmarking only; their masks mean nothing.\n"
+              + "!" * 78, file=sys.stderr)
+        model = random_model(config, seed=opts["seed"])
+        provenance = {"kind": "random", "path": None, "sha256": "random", "seed": opts["seed"]}
+    say(f"[2/3] exporting graphs to {out}")
+    rows: list[dict[str, Any]] = []
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        rows.append(info)
+        say(f"      {info['name']:<20} {info['seconds']:6.1f} s  {info['bytes'] / 1e6:8.1f} MB  "
+            f"nodes {info['nodes_exported']} -> {info['nodes_final']}")
+
+    reports: dict[str, Any] = {}
+
+    def verify(folder: Path) -> None:
+        say("[3/3] checking TensorRT readiness")
+        reports.update(check_graphs(folder))
+        failed = [n for n, r in reports.items() if not r.ok]
+        if failed:
+            raise SimVOSError("the exported graphs fail the TensorRT-readiness checks ("
+                              + ", ".join(failed) + "):\n" + "\n".join(reports[n].format_violations() for n in failed))
+
+    manifest = export_folder(model, out, settings, checkpoint=provenance, variant=variant, force=force,
+                             progress=progress, verify=verify)
+    if as_json:
+        print(json.dumps({"out": str(out), "seconds": time.perf_counter() - t0, "graphs": rows,
+                          "manifest": manifest.to_dict()}, indent=1))
+    else:
+        say(summary_table(reports))
+        say(f"done in {time.perf_counter() - t0:.1f} s: {out}/ ({len(rows)} graphs + manifest.json)")
+        say("TensorRT engines: build them on the target GPU with: simvos-build " + str(out))
+    return 0
+
+
+def check_graphs(folder: Path) -> dict[str, Any]:
+    from ..export.check import check_file
+
+    return {p.stem: check_file(p) for p in sorted(folder.glob("*.onnx"))}
+
+
+def summary_table(reports: dict[str, Any]) -> str:
+    lines = []
+    for name, report in reports.items():
+        lines.append(f"  {name}: {'OK' if report.ok else 'FAILED'}")
+        lines.extend("    " + line for line in report.format_table().splitlines())
+    return "\n".join(lines)
+
+
+def run_check(folder: Path, *, as_json: bool) -> int:
+    from ..manifest import read_manifest
+
+    manifest = read_manifest(folder, verify=True)
+    reports = {name: r for name, r in check_graphs(folder).items() if name in manifest.graphs}
+    missing = sorted(set(manifest.graphs) - set(reports))
+    ok = not missing and all(r.ok for r in reports.values())
+    if as_json:
+        print(json.dumps({"folder": str(folder), "ok": ok, "graphs": {
+            n: {"ok": r.ok, "violations": [v.__dict__ for v in r.violations]} for n, r in reports.items()}},
+            indent=1, default=str))
+    else:
+        print(f"simvos-check {folder}: files and sha256s match the manifest")
+        print(summary_table(reports))
+        for name, r in reports.items():
+            if not r.ok:
+                print(f"{name}:\n{r.format_violations()}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
