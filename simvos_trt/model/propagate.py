@@ -21,7 +21,8 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
     """Segment every frame of a video given the first frame's objects.
 
     Args:
-        model: a SimVOS in evaluation mode (its device is used).
+        model: a SimVOS in evaluation mode (its device and dtype are used; soft
+            aggregation always runs in float32).
         frames: (T, H, W, 3) uint8 RGB, any H and W.
         first_mask: (H, W) uint8 index mask of frame 0: 0 background, objects any
             ids 1..255. Object ids are mapped to channels in increasing order:
@@ -31,7 +32,8 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
         frame 0 is the soft aggregation of the first mask.
     """
     P.check_video(frames, first_mask)
-    device = next(model.parameters()).device
+    device = model.patch_embed.proj.weight.device
+    dtype = model.patch_embed.proj.weight.dtype  # float16 under precision.to_fp16
     T, H, W, _ = frames.shape
     padding = P.padding_for(H, W)
     Hp, Wp = padding.padded_size(H, W)
@@ -39,20 +41,20 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
     pos = model.position_embedding(grid)
 
     def frame_tensor(t: int) -> torch.Tensor:  # (1, 3, Hp, Wp)
-        return torch.from_numpy(P.pad(P.normalize(frames[t]), padding))[None].to(device)
+        return torch.from_numpy(P.pad(P.normalize(frames[t]), padding))[None].to(device, dtype)
 
     ids = P.object_ids(first_mask)
     masks = torch.from_numpy(P.pad(P.one_hot(first_mask, ids), padding))[:, None].to(device)
     out = np.empty((T, len(ids) + 1, H, W), dtype=np.float32)
     out[0] = P.unpad(soft_aggregate(masks)[:, 0].cpu().numpy(), padding)
 
-    first = model.encode_memory(frame_tensor(0), masks, pos)  # (K, M, C)
+    first = model.encode_memory(frame_tensor(0), masks.to(dtype), pos)  # (K, M, C)
     memories = [first]
     for t in range(1, T):
         frame = frame_tensor(t)
         query = model.encode_query(frame, pos)  # (1, N, C)
-        prob = soft_aggregate(model.decode(query, memories, grid))  # (K+1, 1, Hp, Wp)
+        prob = soft_aggregate(model.decode(query, memories, grid).float())  # (K+1, 1, Hp, Wp)
         out[t] = P.unpad(prob[:, 0].cpu().numpy(), padding)
         if t + 1 < T:
-            memories = [first, model.encode_memory(frame, prob[1:], pos)]
+            memories = [first, model.encode_memory(frame, prob[1:].to(dtype), pos)]
     return out
