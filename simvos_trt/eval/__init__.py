@@ -1,0 +1,5 @@
+"""DAVIS 2017 evaluation: the toolkit's J and F measures (``metrics``), a scorer of a
+folder of predicted PNGs with the toolkit's CSV files (``davis``), and a synthetic
+DAVIS-layout dataset for tests and demos (``synthetic``). See ``README.md`` here for how
+each definition matches the official toolkit.
+"""
