@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
+    from ..export.onnx_export import ExportSettings, export_folder
     from ..manifest import sha256_file
     from ..model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
-    from ..export.onnx_export import ExportSettings, export_folder
 
     config = make_config(opts)
     settings = ExportSettings(opts["height"], opts["width"], opts["max_objects"], opts["opset"],
@@ -134,8 +134,8 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     out = opts.get("out") or Path("engines") / f"{variant or config.name}-{settings.height}x{settings.width}"
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, flush=True))
     t0 = time.perf_counter()
-    say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement "
-        f"{'%d/%d' % (config.kf, config.kb) if config.token_refinement else 'off'}) at "
+    tr = f"{config.kf}/{config.kb}" if config.token_refinement else "off"
+    say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement {tr}) at "
         f"{settings.height}x{settings.width}, objects 1..{settings.max_objects}, opset {settings.opset}")
     if opts.get("checkpoint"):
         path = Path(opts["checkpoint"])

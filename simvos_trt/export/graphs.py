@@ -67,21 +67,25 @@ class QueryEncoder(nn.Module):
         self.register_buffer("pos", model.position_embedding(self.grid).detach().clone())
         self.frame_input = FrameInput(height, width) if uint8_input else None
 
+    def prepare(self, frame: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        if self.frame_input is None:
+            return frame
+        assert padding is not None, "uint8 frames need their padding"
+        return self.frame_input(frame, padding)
+
     def forward(self, frame: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
-        if self.frame_input is not None:
-            frame = self.frame_input(frame, padding)
-        return self.model.encode_query(frame, self.pos)
+        return self.model.encode_query(self.prepare(frame, padding), self.pos)
 
 
 class MemoryEncoder(QueryEncoder):
-    """frame + masks (B, 1, H, W) -> memory (B, M, C)."""
+    """frame [+ padding] + masks (B, 1, H, W) -> memory (B, M, C).
 
-    def forward(self, frame: torch.Tensor, padding: torch.Tensor | None = None,
-                masks: torch.Tensor | None = None) -> torch.Tensor:
-        if self.frame_input is not None:
-            frame = self.frame_input(frame, padding)
-        assert masks is not None
-        return self.model.encode_memory(frame, masks, self.pos)
+    Called as ``(frame, padding, masks)`` with uint8 input, ``(frame, masks)`` otherwise.
+    """
+
+    def forward(self, frame: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        padding, masks = rest if self.frame_input is not None else (None, *rest)
+        return self.model.encode_memory(self.prepare(frame, padding), masks, self.pos)
 
 
 class JointDecoder(nn.Module):

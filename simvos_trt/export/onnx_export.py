@@ -126,9 +126,14 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) 
     """Constant folding, dead-node removal, topological sort (onnx-graphsurgeon), static shapes.
 
     The tracer names the output dims it cannot prove static (``Sigmoidprob_dim_2``); the
-    outputs get their known shapes and intermediate shapes are re-inferred.
+    outputs get their known shapes and intermediate shapes are re-inferred with ONNX
+    Runtime's symbolic shape inference, which carries the ``objects`` axis through the
+    reshapes whose target shape is computed (plain ONNX inference loses it there), so
+    every intermediate is static except the object axis (or ``objects + 1`` where the
+    background joins the objects).
     """
     import onnx_graphsurgeon as gs
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     graph = gs.import_onnx(onnx.load(str(path)))
     graph.fold_constants().cleanup().toposort()
@@ -142,7 +147,7 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) 
                 d.dim_param = v
             else:
                 d.dim_value = v
-    return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
 
 
 def tensor_specs(values: Any) -> tuple[TensorSpec, ...]:

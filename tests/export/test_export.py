@@ -164,3 +164,21 @@ def test_refuses_non_empty_output_without_force(tmp_path):
     with pytest.raises(SimVOSError, match="--force"):
         export_folder(model, tmp_path, ExportSettings(32, 48, 2), checkpoint={"kind": "random"})
     assert (tmp_path / "keep.txt").read_text() == "user data"
+
+
+def test_float_input_graphs(tmp_path, tiny_checkpoint):
+    """--no-uint8-input: the graphs take the host-normalised, padded float32 frame."""
+    case = load_golden("tiny_L4_tr")
+    model = load_official_checkpoint(tiny_checkpoint, case.config())
+    export_folder(model, tmp_path / "f", ExportSettings(128, 192, 2, uint8_input=False), checkpoint={"kind": "t"})
+    driver = OrtDriver(tmp_path / "f")
+    spec = driver.manifest.graphs["memory_encoder"].inputs
+    assert [(t.name, t.dtype, t.shape) for t in spec] == [("frame", "float32", (1, 3, 128, 192)),
+                                                          ("masks", "float32", ("objects", 1, 128, 192))]
+    frame = P.normalize(case.frames[0])[None]
+    masks = P.one_hot(case.first_mask, P.object_ids(case.first_mask))[:, None]
+    (mem,) = driver.run("memory_encoder", frame=frame, masks=masks)
+    with torch.no_grad():
+        ref = model.encode_memory(torch.from_numpy(frame), torch.from_numpy(masks),
+                                  model.position_embedding((8, 12))).numpy()
+    np.testing.assert_allclose(mem, ref, atol=1e-4, rtol=1e-4)
