@@ -190,11 +190,19 @@ def check_graphs(folder: Path) -> dict[str, Any]:
 
 
 def summary_table(reports: dict[str, Any]) -> str:
-    lines = []
-    for name, report in reports.items():
-        lines.append(f"  {name}: {'OK' if report.ok else 'FAILED'}")
-        lines.extend("    " + line for line in report.format_table().splitlines())
-    return "\n".join(lines)
+    """One table: a row per rule, a column per graph, each cell "ok (items checked)" or FAIL."""
+    names = list(reports)
+    rules = [c.rule for c in next(iter(reports.values())).checks] if reports else []
+    cells = {n: {c.rule: (f"ok ({c.checked})" if c.passed else "FAIL") for c in r.checks} for n, r in reports.items()}
+    short = {n: n.replace("joint_decoder_", "decoder_").replace("_encoder", "_enc") for n in names}
+    widths = [max(len("rule"), *(len(r) for r in rules))] + [max(len(short[n]), 10) for n in names]
+    header = ["rule", *(short[n] for n in names)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+             "-+-".join("-" * w for w in widths)]
+    for rule in rules:
+        row = [rule, *(cells[n].get(rule, "-") for n in names)]
+        lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    return "\n".join("  " + line for line in lines)
 
 
 def run_check(folder: Path, *, as_json: bool) -> int:

@@ -1,0 +1,154 @@
+"""simvos-export: options, recipes, bad input (one-line errors, non-zero exit, nothing written)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from simvos_trt.cli.export import main  # noqa: E402
+
+SMALL = ["--backbone", "tiny", "--layer-index", "1", "--no-token-refinement", "--height", "32", "--width", "48",
+         "--max-objects", "2"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "small"
+    assert main([*SMALL, "--out", str(out)]) == 0
+    return out
+
+
+def test_export_prints_stages_and_writes_a_checked_folder(small_export, capsys):
+    manifest = json.loads((small_export / "manifest.json").read_text())
+    assert manifest["checkpoint"]["kind"] == "random" and manifest["variant"] is None
+    assert manifest["config"]["layer_index"] == 1 and manifest["objects_profile"] == {"min": 1, "opt": 2, "max": 2}
+    code, out, err = run(capsys, "--check", str(small_export))
+    assert code == 0, err
+    assert "sha256s match" in out and "decoder_2mem" in out and "FAIL" not in out
+    assert "static-shapes" in out and "fp16-range" in out
+
+
+def test_random_weights_warn_loudly(tmp_path, capsys):
+    code, out, err = run(capsys, *SMALL, "--out", str(tmp_path / "x"))
+    assert code == 0
+    assert "RANDOM weights" in err and "benchmarking only" in err
+    assert "[2/3] exporting graphs" in out and "query_encoder" in out and "MB" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--height", "100"], "--height: 100 is not a positive multiple of 16"),
+        (["--layer-index", "13"], "layer_index: got 13, expected 0..12"),
+        (["--layer-index", "0", "--token-refinement"], "token_refinement: needs layer_index >= 1"),
+        (["--max-objects", "0"], "--max-objects"),
+        (["--opset", "16"], "--opset: 16 < 17"),
+    ],
+)
+def test_bad_settings(argv, message, tmp_path, capsys):
+    code, _, err = run(capsys, *SMALL, *argv, "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_variant_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--variant", "XL"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'XL'" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_variant(tiny_checkpoint, tmp_path, capsys):
+    code, _, err = run(capsys, "--variant", "B", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "holds a tiny ViT (C=192, 12 blocks)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_folder_needs_force(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "mine.txt").write_text("keep")
+    code, _, err = run(capsys, *SMALL, "--out", str(tmp_path / "o"))
+    assert code == 2 and "--force" in err
+    assert (tmp_path / "o" / "mine.txt").read_text() == "keep"
+
+
+def test_recipe_and_overrides(tmp_path, capsys):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"variant": "T", "height": 32, "width": 48, "max_objects": 3}))
+    code, _, err = run(capsys, "--recipe", str(recipe), "--layer-index", "2", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert (m["config"]["backbone"], m["config"]["layer_index"], m["config"]["kf"]) == ("tiny", 2, 16)
+    assert (m["height"], m["width"], m["objects_profile"]["max"]) == (32, 48, 3)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"variant": "T", "colour": "red"}))
+    code, _, err = run(capsys, "--recipe", str(bad))
+    assert code == 2 and "unknown keys ['colour']" in err
+
+
+def test_shipped_recipes_are_valid():
+    from pathlib import Path
+
+    from simvos_trt.cli.export import DEFAULTS, make_config, read_recipe
+
+    recipes = sorted((Path(__file__).parents[2] / "export").glob("*.json"))
+    assert {r.stem for r in recipes} >= {"t", "b", "l", "bs"}
+    for r in recipes:
+        make_config({**DEFAULTS, **read_recipe(r)})
+
+
+def test_check_detects_tampering_and_missing_files(small_export, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_export, copy)
+    with open(copy / "aggregate.onnx", "ab") as f:
+        f.write(b"\0")
+    code, _, err = run(capsys, "--check", str(copy))
+    assert code == 2 and "aggregate.onnx does not match the sha256" in err
+    (copy / "aggregate.onnx").unlink()
+    code, _, err = run(capsys, "--check", str(copy))
+    assert code == 2 and "missing" in err
+    (copy / "manifest.json").unlink()
+    code, _, err = run(capsys, "--check", str(copy))
+    assert code == 2 and "not a complete export" in err
+
+
+def test_check_names_each_violation(small_export, tmp_path, capsys):
+    """A graph that breaks a rule (a -inf constant) makes --check exit 1 naming the node."""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from simvos_trt.manifest import sha256_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_export, copy)
+    path = copy / "aggregate.onnx"
+    model = onnx.load(str(path))
+    out = model.graph.output[0].name
+    model.graph.node.append(helper.make_node("Constant", [], ["neg_inf"], name="bad_fill",
+                                             value=numpy_helper.from_array(np.array([-np.inf], np.float32))))
+    model.graph.node.append(helper.make_node("Add", [out + "_pre", "neg_inf"], [out], name="bad_add"))
+    for node in model.graph.node[:-2]:
+        node.output[:] = [out + "_pre" if o == out else o for o in node.output]
+    onnx.save(model, str(path))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["graphs"]["aggregate"]["sha256"] = sha256_file(path)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, out_text, err = run(capsys, "--check", str(copy))
+    assert code == 1
+    assert "FAIL" in out_text and "fp16-range" in err and "bad_fill" in err
