@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     o.add_argument("--check", type=Path, metavar="DIR",
                    help="only check an existing export folder (files, sha256s, TensorRT readiness) and exit")
+    o.add_argument("--require-engine", action="store_true",
+                   help="fail (exit 3) when TensorRT engines cannot be built here (no TensorRT or no GPU); "
+                   "by default the export stops after the checked ONNX graphs and prints the simvos-build "
+                   "command to run on the target GPU")
     o.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     o.add_argument("-v", "--verbose", action="store_true", help="log library details")
     return p
@@ -111,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check is not None:
             return run_check(args.check, as_json=args.json)
-        return run_export(resolve(args), force=args.force, as_json=args.json)
+        opts = resolve(args)
+        code = run_export(opts, force=args.force, as_json=args.json)
+        return code if code else build_engines_here(opts, args)
     except SimVOSError as exc:
         print(f"simvos-export: error: {exc}", file=sys.stderr)
         return 2
@@ -131,7 +137,7 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     if opts.get("checkpoint") and opts.get("mae"):
         raise SimVOSError("give either --checkpoint or --mae, not both")
     variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
-    out = opts.get("out") or Path("engines") / f"{variant or config.name}-{settings.height}x{settings.width}"
+    out = opts.get("out") or _default_out(opts)
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, flush=True))
     t0 = time.perf_counter()
     tr = f"{config.kf}/{config.kb}" if config.token_refinement else "off"
@@ -179,8 +185,34 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     else:
         say(summary_table(reports))
         say(f"done in {time.perf_counter() - t0:.1f} s: {out}/ ({len(rows)} graphs + manifest.json)")
-        say("TensorRT engines: build them on the target GPU with: simvos-build " + str(out))
+    opts["out"] = out
     return 0
+
+
+def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
+    """Build the FP16 engines when TensorRT and a GPU are usable; otherwise say how, exit 0 (or 3)."""
+    from ..errors import MissingDependencyError
+    from ..export.trt_env import GPUUnavailableError, runtime_info
+    from . import build
+
+    out = opts.get("out") or _default_out(opts)
+    try:
+        runtime_info()
+    except (MissingDependencyError, GPUUnavailableError) as exc:
+        command = f"simvos-build {out}"
+        if args.require_engine:
+            print(f"simvos-export: error: --require-engine: {exc}\n  then run: {command}", file=sys.stderr)
+            return build.EXIT_MISSING
+        if not args.json:
+            print(f"TensorRT engines not built here ({exc}).\nOn the target GPU run: {command}")
+        return 0
+    return build.main([str(out)] + (["--json"] if args.json else []))
+
+
+def _default_out(opts: dict[str, Any]) -> Path:
+    config = make_config(opts)
+    variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
+    return Path("engines") / f"{variant or config.name}-{opts['height']}x{opts['width']}"
 
 
 def check_graphs(folder: Path) -> dict[str, Any]:

@@ -152,3 +152,13 @@ def test_check_names_each_violation(small_export, tmp_path, capsys):
     code, out_text, err = run(capsys, "--check", str(copy))
     assert code == 1
     assert "FAIL" in out_text and "fp16-range" in err and "bad_fill" in err
+
+
+def test_without_tensorrt_the_export_stops_after_onnx(tmp_path, capsys):
+    code, out, _ = run(capsys, *SMALL, "--out", str(tmp_path / "a"))
+    assert code == 0
+    assert f"On the target GPU run: simvos-build {tmp_path / 'a'}" in out
+    code, _, err = run(capsys, *SMALL, "--out", str(tmp_path / "b"), "--require-engine")
+    assert code == 3
+    assert "--require-engine" in err and f"simvos-build {tmp_path / 'b'}" in err
+    assert (tmp_path / "b" / "manifest.json").exists()  # the checked ONNX export is kept
