@@ -26,11 +26,11 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError, SimVOSError
+from ..errors import InputError, SimVOSError
+from ..runtime.png import read_index_png, write_index_png
 from .metrics import (
     BOUND_TH,
     GLOBAL_COLUMNS,
@@ -62,76 +62,26 @@ class ResultsError(DatasetError):
 # ---------------------------------------------------------------- palette PNGs
 
 
-def _pil_image() -> Any:
-    """PIL.Image, imported at first use."""
-    try:
-        from PIL import Image
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            "reading and writing DAVIS palette PNGs needs Pillow, which is not installed; "
-            "install it with: pip install Pillow"
-        ) from err
-    return Image
-
-
-def davis_palette() -> np.ndarray:
-    """The DAVIS / PASCAL VOC palette: (256, 3) uint8 RGB.
-
-    Bit j of index i's bits (0, 1, 2), (3, 4, 5), ... goes to bit 7 - j of red, green and
-    blue: 1 -> (128, 0, 0), 2 -> (0, 128, 0), 3 -> (128, 128, 0), 255 -> (224, 224, 192).
-    """
-    idx = np.arange(256)
-    pal = np.zeros((256, 3), dtype=np.int64)
-    for j in range(3):  # 8 bits of an index = 3 groups of (r, g, b) bits
-        for ch in range(3):
-            pal[:, ch] |= ((idx >> (3 * j + ch)) & 1) << (7 - j)
-    return pal.astype(np.uint8)
-
-
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
-    """The label array of a palette or grayscale PNG, as the toolkit reads it.
-
-    Returns:
-        (H, W) integer array (uint8 for palette PNGs) of the stored indices.
+    """The (H, W) uint8 label array of a palette or grayscale PNG, as the toolkit reads it.
 
     Raises:
-        DatasetError: the file stores colour (H, W, C) instead of labels.
+        DatasetError: the file is unreadable or stores colour instead of labels.
     """
-    with _pil_image().open(path) as img:
-        labels = np.array(img)
-    if labels.ndim != 2:
-        raise DatasetError(
-            f"{path} stores a {labels.shape} colour image, not labels; save masks as palette "
-            "PNGs (one index per pixel), e.g. with simvos_trt.eval.davis.write_palette_png"
-        )
-    return labels
+    try:
+        return read_index_png(path).labels
+    except InputError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 def write_palette_png(path: str | os.PathLike[str], labels: np.ndarray) -> None:
-    """Write (H, W) integer labels in [0, 255] as a DAVIS palette PNG, atomically.
-
-    The PNG is written to a temporary file in the same folder, then moved over ``path``
-    with ``os.replace``: a reader never sees a partial file.
-    """
+    """Write (H, W) integer labels in [0, 255] as a DAVIS palette PNG, atomically."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise InputError(f"labels must be an (H, W) integer array, got {labels.dtype} {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise InputError(
-            f"labels must lie in [0, 255] for a palette PNG, got [{labels.min()}, {labels.max()}]"
-        )
-    img = _pil_image().fromarray(labels.astype(np.uint8))
-    img.putpalette(davis_palette().tobytes())
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise InputError(f"labels must lie in [0, 255] for a palette PNG, got [{labels.min()}, {labels.max()}]")
+    write_index_png(path, labels.astype(np.uint8))
 
 
 # ---------------------------------------------------------------- dataset layout
@@ -169,7 +119,9 @@ def read_split(root: Path, split: str) -> list[str]:
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image, from its header."""
-    with _pil_image().open(path) as img:
+    from PIL import Image
+
+    with Image.open(path) as img:
         return img.size[1], img.size[0]
 
 

@@ -12,6 +12,7 @@ import pytest
 from simvos_trt.errors import InputError
 from simvos_trt.eval import davis as D
 from simvos_trt.eval.metrics import Statistics, global_scores
+from simvos_trt.runtime.png import davis_palette
 
 
 def write_sequence(root: Path, name: str, labels: np.ndarray) -> None:
@@ -47,7 +48,7 @@ def tiny(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
 
 
 def test_palette_known_colours():
-    pal = D.davis_palette()
+    pal = davis_palette()
     assert pal.shape == (256, 3) and pal.dtype == np.uint8
     assert pal[:5].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128]]
     assert pal[8].tolist() == [64, 0, 0]  # bit 3 -> bit 6 of red
@@ -198,7 +199,7 @@ def test_colour_prediction(tiny):
     root, results, gt = tiny
     write_results(results, "seq", gt)
     cv2.imwrite(str(results / "seq" / "00001.png"), np.zeros((6, 8, 3), np.uint8))
-    with pytest.raises(D.ResultsError, match="frame 00001.*colour image, not labels"):
+    with pytest.raises(D.ResultsError, match=r"frame 00001.*colour image \(RGB\), not an index mask"):
         D.evaluate(root, results)
 
 

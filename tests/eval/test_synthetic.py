@@ -10,6 +10,7 @@ import pytest
 
 from simvos_trt.eval import davis as D
 from simvos_trt.eval.synthetic import make_dataset
+from simvos_trt.runtime.png import davis_palette
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_annotations_are_davis_palette_pngs(dataset):
     root, _ = dataset
     with Image.open(root / "Annotations/480p/synthetic-000/00000.png") as img:
         assert img.mode == "P"
-        assert img.getpalette()[:12] == D.davis_palette()[:4].ravel().tolist()
+        assert img.getpalette()[:12] == davis_palette()[:4].ravel().tolist()
 
 
 def test_occlusion_and_disappearance(dataset):

@@ -1,0 +1,160 @@
+"""simvos-segment: segment a video with an export folder, given the first frame's mask.
+
+    simvos-segment --engine-dir engines/T-480x864 --input bear/ --mask bear/00000.png --out results/bear
+    simvos-segment --engine-dir engines/BS-480x864 --input clip.mp4 --mask first.png --out masks/ \\
+        --overlay clip_masks.mp4
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..errors import SimVOSError
+
+PROG = "simvos-segment"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Segment the objects of a video's first-frame mask in every frame, with the graphs of an "
+        "export folder (simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an "
+        "overlay video, and prints a summary (frames, objects, ms/frame).",
+    )
+    p.add_argument("--engine-dir", type=Path, required=True, metavar="DIR",
+                   help="export folder written by simvos-export (manifest.json and the graphs)")
+    p.add_argument("--input", type=Path, required=True, metavar="VIDEO_OR_FOLDER",
+                   help="a folder of frames (.jpg/.jpeg/.png, in natural name order: 2 before 10) or a video "
+                   "file OpenCV can read")
+    p.add_argument("--mask", type=Path, required=True, metavar="FIRST.png",
+                   help="the first frame's index mask: a palette PNG (as DAVIS annotations) or an 8-bit "
+                   "grayscale PNG of ids; 0 is background, objects are any ids 1..255, at the frames' size")
+    p.add_argument("--out", type=Path, required=True, metavar="OUTDIR",
+                   help="output folder, created if needed: one palette PNG per frame, named after the frame "
+                   "(00000.png, 00001.png, ... for a video), with the mask's ids and palette; each file is "
+                   "written atomically")
+    p.add_argument("--overlay", type=Path, metavar="OUT.mp4",
+                   help="also write an MP4 (codec mp4v) of the frames with the masks blended in (mp4v keeps even "
+                   "sizes: an odd last row or column is dropped)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
+                   help="auto: TensorRT when installed and usable (not implemented yet), else ONNX Runtime; "
+                   "torch needs the 'torch' extra and the exported checkpoint [default auto]")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads per graph (default: all cores)")
+    p.add_argument("--bgr", action=argparse.BooleanOptionalAction, default=True,
+                   help="the decoded frames are in OpenCV's BGR order, true for every file OpenCV reads; "
+                   "--no-bgr passes the decoded channels as they are (for files stored with red and blue "
+                   "swapped) [default on]")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress line with frames/s on stderr [default on]")
+    p.add_argument("--json", action=argparse.BooleanOptionalAction, default=False,
+                   help="print the summary as JSON instead of one line [default off]")
+    p.add_argument("-v", "--verbose", action=argparse.BooleanOptionalAction, default=False,
+                   help="log library details on stderr [default off]")
+    return p
+
+
+class Progress:
+    """A progress line on a stream: rewritten in place on a terminal, a line every 5 s otherwise."""
+
+    def __init__(self, total: int, stream: TextIO, enabled: bool) -> None:
+        self.total, self.stream, self.enabled = total, stream, enabled
+        self.tty = enabled and stream.isatty()
+        self.t0 = self.last = time.perf_counter()
+        self.shown = 0
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.perf_counter()
+        due = final or now - self.last >= (0.2 if self.tty else 5.0)
+        if not self.enabled or done == self.shown or not due:
+            return
+        self.last, self.shown = now, done
+        fps = done / max(now - self.t0, 1e-9)
+        total = f"/{self.total}" if self.total else ""
+        line = f"{PROG}: {done}{total} frames, {fps:.1f} frames/s"
+        if self.tty:
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the line on a terminal."""
+        if self.tty and self.shown:
+            self.stream.write("\n")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Segment ``args.input``; returns the summary."""
+    from ..runtime import VideoSegmenter
+    from ..runtime.png import davis_palette, read_index_png, write_index_png
+    from ..runtime.video_io import FrameSource, OverlayWriter
+
+    source = FrameSource(args.input)
+    first = read_index_png(args.mask)
+    palette = first.palette if first.palette is not None else davis_palette()
+    args.out.mkdir(parents=True, exist_ok=True)
+    options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime") else {}
+    times: list[float] = []
+    frames = 0
+    with contextlib.ExitStack() as stack:
+        seg = stack.enter_context(VideoSegmenter.open(args.engine_dir, args.backend, **options))
+        overlay = None
+        if args.overlay:
+            overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24.0, palette))
+        session = seg.video()
+        progress = Progress(source.count, sys.stderr, args.progress)
+        for frames, (name, frame) in enumerate(source, start=1):
+            t0 = time.perf_counter()
+            if frames == 1:
+                labels = session.start(frame, first.labels, bgr=args.bgr)
+            else:
+                labels = session.step(frame)
+                times.append(time.perf_counter() - t0)
+            write_index_png(args.out / f"{name}.png", labels, palette)
+            if overlay is not None:
+                overlay.write(frame, labels)
+            progress.update(frames)
+        progress.update(frames, final=True)
+        progress.close()
+    ms = np.array(times) * 1e3
+    return {"frames": frames, "objects": int(len(session.object_ids)), "backend": seg.backend.name,
+            "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
+            "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
+            "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    timing = ("no propagated frame" if s["ms_per_frame_mean"] is None else
+              f"{s['ms_per_frame_mean']:.1f} ms/frame mean, {s['ms_per_frame_p90']:.1f} ms p90")
+    return (f"{PROG}: {s['frames']} frames, {s['objects']} objects, {timing} ({s['backend']}, frames after "
+            f"the first); masks in {s['out']}" + (f", overlay {s['overlay']}" if s["overlay"] else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        summary = run(args)
+    except (SimVOSError, OSError) as exc:
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the PNGs written so far are complete", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

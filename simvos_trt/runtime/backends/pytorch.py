@@ -1,0 +1,122 @@
+"""The torch backend: the stage wrappers of ``simvos_trt.export.graphs`` run eagerly.
+
+It runs exactly the modules that were traced to ONNX, so it serves as the reference
+for the other backends and as a fallback where ONNX Runtime is unwanted. torch (and
+timm) are imported only when the backend opens; nothing else in ``simvos_trt.runtime``
+imports them. Handles are ``torch.Tensor`` on the backend's device. The modules are
+only read (evaluation mode, inference mode), so ``run`` is safe from several threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import require
+from ...manifest import Manifest, ManifestError, sha256_file
+from .base import MAX_IDS, Backend, BackendError, Handle
+
+log = logging.getLogger(__name__)
+
+
+class TorchBackend(Backend):
+    """The PyTorch stage wrappers, built from a model.
+
+    Args:
+        folder, manifest: the export folder and its manifest (the graphs' sizes and
+            names; the ONNX files are not read).
+        model: a ``simvos_trt.model.SimVOS`` with the export's configuration; its
+            device is used. Default: rebuilt from the manifest's checkpoint record
+            (an official or MAE checkpoint at its recorded path, sha256 checked, or
+            the recorded seed of random weights).
+        device: where to load the model when ``model`` is not given (default cpu).
+    """
+
+    name = "torch"
+
+    def __init__(self, folder: str | Path, manifest: Manifest, *, model: Any = None,
+                 device: str | None = None) -> None:
+        super().__init__(folder, manifest)
+        self._model = model
+        self._device_name = device
+        self._modules: dict[str, Any] = {}
+        self._torch: Any = None
+        self._device: Any = None
+
+    def _open(self) -> None:
+        require("torch", "torch", "The torch backend")
+        require("timm", "torch", "The torch backend")
+        import torch
+
+        from ...export.graphs import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
+
+        self._torch = torch
+        model = self._model if self._model is not None else load_model(self.manifest, self._device_name)
+        if model.config != self.manifest.config:
+            raise BackendError(f"the model's configuration {model.config} differs from the export's "
+                               f"{self.manifest.config}; pass the model that was exported")
+        m = self.manifest
+        self._device = next(model.parameters()).device
+        mods = {"query_encoder": QueryEncoder(model, m.height, m.width, m.uint8_input),
+                "memory_encoder": MemoryEncoder(model, m.height, m.width, m.uint8_input),
+                "joint_decoder_1mem": JointDecoder(model, m.height, m.width),
+                "joint_decoder_2mem": JointDecoder(model, m.height, m.width),
+                "aggregate": Aggregate()}
+        self._modules = {k: mod.to(self._device).eval() for k, mod in mods.items()}
+
+    def _close(self) -> None:
+        self._modules.clear()
+
+    def object_limit(self, graph: str) -> int:
+        """As the ONNX Runtime backend: the export's --max-objects, ``aggregate`` up to 255."""
+        return MAX_IDS if graph == "aggregate" else self.manifest.max_objects
+
+    def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        entry = self.manifest.graphs[graph]
+        with self._torch.inference_mode():  # the wrappers take their inputs in the graph's order
+            out = self._modules[graph](*(inputs[t.name] for t in entry.inputs))
+        out = out if isinstance(out, tuple) else (out,)
+        return dict(zip((t.name for t in entry.outputs), out, strict=True))
+
+    def to_host(self, handle: Handle) -> np.ndarray:
+        return handle.detach().cpu().numpy()
+
+    def from_host(self, array: np.ndarray) -> Handle:
+        return self._torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
+
+    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+        return str(handle.dtype).removeprefix("torch."), tuple(handle.shape)
+
+    def concat(self, handles: Sequence[Handle]) -> Handle:
+        return handles[0] if len(handles) == 1 else self._torch.cat(list(handles), dim=0)
+
+    def take(self, handle: Handle, start: int, stop: int) -> Handle:
+        return handle[start:stop]
+
+
+def load_model(manifest: Manifest, device: str | None = None) -> Any:
+    """The exported model rebuilt from the manifest's checkpoint record."""
+    from ...model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
+
+    ck, config = manifest.checkpoint, manifest.config
+    kind, path = ck.get("kind"), ck.get("path")
+    if kind in ("official", "mae") and path:
+        if not Path(path).is_file():
+            raise ManifestError(f"the export's checkpoint {path} does not exist here; pass model= to the "
+                                "torch backend")
+        if ck.get("sha256") and sha256_file(path) != ck["sha256"]:
+            raise ManifestError(f"{path} is not the checkpoint that was exported (sha256 differs)")
+        model = (load_official_checkpoint(path, config) if kind == "official"
+                 else load_mae_backbone(path, config, seed=ck.get("seed", 0)))
+    elif kind == "random" and "seed" in ck:
+        model = random_model(config, seed=ck["seed"])
+    else:
+        raise BackendError(f"cannot rebuild the exported weights from the manifest's checkpoint record {ck} "
+                           "(it needs an official or MAE checkpoint's path, or random weights' seed); pass "
+                           "model= to the torch backend, or use the onnxruntime backend")
+    log.info("torch backend: %s weights (%s)", kind, path or f"seed {ck.get('seed')}")
+    return model.to(device) if device else model

@@ -1,0 +1,140 @@
+"""Where a video's frames sit inside the engine's fixed (H, W) input, and the way back.
+
+A frame whose official padded size (``processing.padding_for``: to a multiple of 16,
+split evenly) equals the engine size is padded exactly as the official inference pads
+it, and nothing is resized. Any other frame is resized (bilinear, aspect ratio kept)
+to fit inside the engine size and padded evenly around. Outputs are mapped back
+exactly: the padding is cropped, probabilities are resized bilinearly to the frame's
+size, and labels are their argmax.
+
+Frame conversions (documented behaviour of the runtime): (H, W) and (H, W, 1)
+grayscale frames are replicated to RGB; the fourth channel of (H, W, 4) frames (alpha)
+is dropped; ``bgr=True`` reverses the colour channels (OpenCV order). Frames must be
+uint8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .. import processing as P
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A frame size's place in the engine input.
+
+    Attributes:
+        height, width: the frames' original size.
+        scaled: (h, w) after resizing; equal to (height, width) when not resized.
+        padding: added around the scaled frame; ``scaled`` + padding = the engine size.
+    """
+
+    height: int
+    width: int
+    scaled: tuple[int, int]
+    padding: P.Padding
+
+    @property
+    def resized(self) -> bool:
+        return self.scaled != (self.height, self.width)
+
+    @property
+    def engine_size(self) -> tuple[int, int]:
+        return self.padding.padded_size(*self.scaled)
+
+    def padding_array(self) -> np.ndarray:
+        """(4,) int64 [left, right, top, bottom]: the ``padding`` input of uint8 graphs."""
+        p = self.padding
+        return np.array([p.left, p.right, p.top, p.bottom], dtype=np.int64)
+
+
+def place(height: int, width: int, engine_height: int, engine_width: int) -> Placement:
+    """The placement of (height, width) frames in an (engine_height, engine_width) input.
+
+    >>> place(117, 203, 128, 208).resized
+    False
+    >>> place(480, 854, 240, 432).scaled
+    (240, 427)
+    """
+    official = P.padding_for(height, width)
+    if official.padded_size(height, width) == (engine_height, engine_width):
+        return Placement(height, width, (height, width), official)
+    scale = min(engine_height / height, engine_width / width)
+    h = min(engine_height, max(1, round(height * scale)))
+    w = min(engine_width, max(1, round(width * scale)))
+    ph, pw = engine_height - h, engine_width - w
+    return Placement(height, width, (h, w), P.Padding(left=pw // 2, right=pw - pw // 2,
+                                                       top=ph // 2, bottom=ph - ph // 2))
+
+
+def frame_size(frame: np.ndarray) -> tuple[int, int]:
+    """(H, W) of a frame after checking its type: uint8, (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)."""
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"frame: expected a numpy array (H, W, 3) uint8, got {type(frame).__name__}")
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise InputError(f"frame: got shape {frame.shape}, expected (H, W, 3) RGB (or (H, W), (H, W, 1) "
+                         "grayscale, (H, W, 4) RGBA)")
+    if frame.dtype != np.uint8:
+        raise InputError(f"frame: got dtype {frame.dtype}, expected uint8 (0..255); convert with "
+                         "(x * 255).round().astype(np.uint8) for [0, 1] floats")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise InputError(f"frame: got an empty frame of shape {frame.shape}")
+    return frame.shape[0], frame.shape[1]
+
+
+def _as_rgb(frame: np.ndarray, bgr: bool) -> np.ndarray:
+    """An (H, W, 3) or broadcastable (H, W, 1) view of a checked frame in RGB order."""
+    if frame.ndim == 2:
+        return frame[:, :, None]
+    if frame.shape[2] == 1:
+        return frame
+    return frame[:, :, 2::-1] if bgr else frame[:, :, :3]
+
+
+def write_frame(dst: np.ndarray, frame: np.ndarray, placement: Placement, bgr: bool) -> None:
+    """Write a checked frame into the engine-size uint8 buffer ``dst`` (He, We, 3), RGB.
+
+    Only the frame's region is written; the padding band keeps what ``dst`` held
+    (uint8 graphs zero it after normalisation themselves).
+    """
+    if placement.resized:
+        h, w = placement.scaled
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
+        if frame.ndim == 2:
+            frame = frame[:, :, None]
+    p = placement.padding
+    h, w = placement.scaled
+    dst[p.top : p.top + h, p.left : p.left + w] = _as_rgb(frame, bgr)
+
+
+def place_mask(mask: np.ndarray, ids: np.ndarray, placement: Placement) -> np.ndarray:
+    """(H, W) index mask -> (K, 1, He, We) float32 one-hot planes at the engine size.
+
+    A resized mask is resized with nearest-neighbour interpolation (it stays a hard
+    0/1 mask, as an annotation is); an object smaller than a scaled pixel may vanish.
+    """
+    if placement.resized:
+        h, w = placement.scaled
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    return P.pad(P.one_hot(mask, ids), placement.padding)[:, None]  # (K, 1, He, We)
+
+
+def prob_to_frame(prob: np.ndarray, placement: Placement) -> np.ndarray:
+    """(K+1, He, We) float32 engine-size probabilities -> (K+1, H, W) at the frame's size.
+
+    The padding is cropped; a resized frame's probabilities are resized bilinearly
+    (cv2.INTER_LINEAR, half-pixel centres like ``align_corners=False``).
+    """
+    crop = P.unpad(prob, placement.padding)  # (K+1, h, w)
+    if not placement.resized:
+        return np.ascontiguousarray(crop)
+    size = (placement.width, placement.height)
+    planes = [cv2.resize(np.ascontiguousarray(crop[i : i + 4].transpose(1, 2, 0)), size,
+                         interpolation=cv2.INTER_LINEAR) for i in range(0, crop.shape[0], 4)]
+    planes = [p[:, :, None] if p.ndim == 2 else p for p in planes]
+    return np.ascontiguousarray(np.concatenate(planes, axis=2).transpose(2, 0, 1))  # (K+1, H, W)

@@ -1,0 +1,103 @@
+"""Index PNGs (DAVIS-style palette masks) read and written with Pillow.
+
+OpenCV expands palette PNGs to colour, so index masks are read with Pillow, which
+returns the stored indices of palette ('P') and grayscale ('L') images. Written PNGs are
+8-bit palette PNGs, written to a temporary file and renamed into place: a reader never
+sees half a file, and an interrupted run leaves only complete PNGs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class IndexImage:
+    """An index PNG: ``labels`` (H, W) uint8 and its ``palette`` (P, 3) uint8 RGB (None if grayscale)."""
+
+    labels: np.ndarray
+    palette: np.ndarray | None
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS / PASCAL VOC palette, (256, 3) uint8 RGB: 1 -> (128, 0, 0), 2 -> (0, 128, 0), ...
+
+    Bit j of index i's bit groups (0, 1, 2), (3, 4, 5), ... goes to bit 7 - j of red,
+    green and blue; 255 -> (224, 224, 192).
+    """
+    idx = np.arange(256)
+    pal = np.zeros((256, 3), dtype=np.int64)
+    for j in range(3):
+        for ch in range(3):
+            pal[:, ch] |= ((idx >> (3 * j + ch)) & 1) << (7 - j)
+    return pal.astype(np.uint8)
+
+
+def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
+    """The indices (and palette) of a palette or 8-bit grayscale PNG.
+
+    Raises:
+        InputError: unreadable, not an image, a colour image (no indices), or not 8-bit.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            labels = np.array(img)
+            raw = img.getpalette() if mode == "P" else None
+    except FileNotFoundError as exc:
+        raise InputError(f"{path} does not exist") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"cannot read {path} as an image ({exc}); give the index mask as a PNG") from exc
+    if mode not in ("P", "L"):
+        raise InputError(f"{path} is a colour image ({mode}), not an index mask; save it as a palette PNG "
+                         "(as DAVIS annotations are) or an 8-bit grayscale PNG of object ids")
+    palette = np.array(raw, dtype=np.uint8).reshape(-1, 3) if raw is not None else None
+    return IndexImage(labels.astype(np.uint8), palette)
+
+
+def encode_index_png(labels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """(H, W) uint8 labels -> the bytes of an 8-bit palette PNG.
+
+    ``palette`` (P, 3) uint8 RGB (default the DAVIS palette) is completed with the DAVIS
+    palette beyond its length.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise InputError(f"labels: expected an (H, W) uint8 array, got {labels.dtype} {labels.shape}")
+    pal = davis_palette()
+    if palette is not None:
+        pal[: min(len(palette), 256)] = palette[:256]
+    img = Image.frombytes("P", (labels.shape[1], labels.shape[0]), np.ascontiguousarray(labels).tobytes())
+    img.putpalette(pal.tobytes())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_index_png(path: str | os.PathLike[str], labels: np.ndarray,
+                    palette: np.ndarray | None = None) -> None:
+    """Write ``encode_index_png(labels, palette)`` to ``path`` atomically (temporary file, then rename)."""
+    write_atomic(path, encode_index_png(labels, palette))
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it onto ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

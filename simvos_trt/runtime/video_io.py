@@ -1,0 +1,131 @@
+"""Video input and output for the command line: frame folders, video files, overlay videos.
+
+Frames are read with OpenCV one at a time, as (H, W, 3) uint8 in OpenCV's BGR order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key comparing digit runs as numbers: frame2.jpg < frame10.jpg (00002 < 00010 alike)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+class FrameSource:
+    """The frames of a folder of images (natural name order) or of a video file.
+
+    Iterating yields (name, frame): the image's file stem, or ``00000``, ``00001``, ...
+    for a video; frames are (H, W, 3) uint8 BGR.
+
+    Attributes:
+        count: number of frames (for a video, OpenCV's estimate; may be 0 if unknown).
+        fps: the video's frame rate, or None for a folder.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.files: list[Path] | None = None
+        self.fps: float | None = None
+        if self.path.is_dir():
+            files = [f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                raise InputError(f"frames {self.path}: no .jpg/.jpeg/.png frame in this folder")
+            files.sort(key=lambda f: natural_key(f.name))
+            stems = [f.stem for f in files]
+            if len(set(stems)) != len(stems):
+                dup = sorted({s for s in stems if stems.count(s) > 1})
+                raise InputError(f"frames {self.path}: several frames share a name {dup[:3]} (e.g. a .jpg "
+                                 "and a .png); the output PNGs are named after the frames")
+            self.files = files
+            self.count = len(files)
+        elif self.path.is_file():
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise InputError(f"video {self.path}: OpenCV cannot read this video (or it is not a video)")
+            self.count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or None
+            cap.release()
+        else:
+            raise InputError(f"{self.path} does not exist; give a folder of frames or a video file")
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        if self.files is not None:
+            for f in self.files:
+                frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if frame is None:
+                    raise InputError(f"cannot read the frame {f} (not an image, or corrupt)")
+                yield f.stem, frame
+            return
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            index = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield f"{index:05d}", frame
+                index += 1
+        finally:
+            cap.release()
+
+
+class OverlayWriter:
+    """An MP4 of frames with their masks blended in, written to a temporary file renamed on success.
+
+    OpenCV's mp4v encoder keeps even sizes: an odd last row or column is dropped.
+
+    Args:
+        path: the video to write (``.mp4``: codec mp4v).
+        fps: frame rate.
+        palette: (P, 3) uint8 RGB colour of each label (0, the background, is not drawn).
+        alpha: opacity of the mask colours.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float, palette: np.ndarray,
+                 alpha: float = 0.5) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._bgr = np.zeros((256, 3), np.uint8)
+        self._bgr[: len(palette)] = palette[:256, ::-1]
+        self._alpha = alpha
+        self._fps = fps
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray, labels: np.ndarray) -> None:
+        """Add one (H, W, 3) uint8 BGR frame with its (H, W) uint8 labels."""
+        if self._writer is None:
+            h, w = labels.shape
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"), self._fps, (w, h))
+            if not self._writer.isOpened():
+                raise InputError(f"overlay {self.path}: OpenCV cannot write this video (use a .mp4 name)")
+        colour = self._bgr[labels]  # (H, W, 3)
+        blend = (frame * (1 - self._alpha) + colour * self._alpha).astype(np.uint8)
+        self._writer.write(np.where(labels[:, :, None] > 0, blend, frame))
+
+    def __enter__(self) -> OverlayWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        if exc_type is None and self._writer is not None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,111 @@
+"""Export folders shared by the runtime tests (session-scoped: exporting takes seconds).
+
+``GOLDEN_CASES`` and ``load_golden`` are re-exported from the root conftest (loaded by
+path), so ``from conftest import ...`` works whichever conftest module Python holds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).parents[1] / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+_root = sys.modules.setdefault("_root_conftest", importlib.util.module_from_spec(_spec))
+if not hasattr(_root, "load_golden"):
+    _spec.loader.exec_module(_root)
+GOLDEN_CASES = _root.GOLDEN_CASES
+load_golden = _root.load_golden
+
+#: Engine size and object limit of the small exports (tiny ViT, L=1, no token refinement).
+SMALL = (32, 48)
+SMALL_MAX_OBJECTS = 2
+
+
+@dataclass
+class Export:
+    folder: Path
+    model: Any  # simvos_trt.model.SimVOS
+    reference: np.ndarray | None = None  # propagate() of the golden case, computed once
+
+
+class GoldenExports:
+    """One export per golden case at its padded size (max 4 objects), made on first use."""
+
+    def __init__(self, root: Path, checkpoint: Path) -> None:
+        self.root, self.checkpoint, self.done = root, checkpoint, {}
+
+    def __getitem__(self, name: str) -> Export:
+        if name not in self.done:
+            from simvos_trt.export.onnx_export import ExportSettings, export_folder
+            from simvos_trt.model import load_official_checkpoint
+
+            case = load_golden(name)
+            model = load_official_checkpoint(self.checkpoint, case.config())
+            H, W = case.meta["padded_size"]
+            export_folder(model, self.root / name, ExportSettings(H, W, max_objects=4),
+                          checkpoint={"kind": "official"})
+            self.done[name] = Export(self.root / name, model)
+        return self.done[name]
+
+    def reference(self, name: str) -> np.ndarray:
+        """(T, K+1, H, W) ``propagate`` of the golden case (computed once)."""
+        exp = self[name]
+        if exp.reference is None:
+            from simvos_trt.model import propagate
+
+            case = load_golden(name)
+            exp.reference = propagate(exp.model, case.frames, case.first_mask)
+        return exp.reference
+
+
+@pytest.fixture(scope="session")
+def golden_exports(tmp_path_factory, tiny_checkpoint) -> GoldenExports:
+    pytest.importorskip("torch")
+    return GoldenExports(tmp_path_factory.mktemp("golden_exports"), tiny_checkpoint)
+
+
+def _small(tmp_path_factory, name: str, uint8_input: bool) -> Export:
+    pytest.importorskip("torch")
+    from simvos_trt.config import SimVOSConfig
+    from simvos_trt.export.onnx_export import ExportSettings, export_folder
+    from simvos_trt.model import random_model
+
+    model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=1)
+    folder = tmp_path_factory.mktemp(name) / "export"
+    settings = ExportSettings(*SMALL, max_objects=SMALL_MAX_OBJECTS, uint8_input=uint8_input)
+    export_folder(model, folder, settings, checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": 1})
+    return Export(folder, model)
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory) -> Export:
+    """Tiny ViT, L=1, no token refinement, 32x48, at most 2 objects per batch, uint8 frames."""
+    return _small(tmp_path_factory, "small", uint8_input=True)
+
+
+@pytest.fixture(scope="session")
+def float_export(tmp_path_factory) -> Export:
+    """As ``small_export`` with float32 (normalised, padded) frame inputs."""
+    return _small(tmp_path_factory, "small_float", uint8_input=False)
+
+
+def moving_video(T: int, H: int, W: int, objects: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(T, H, W, 3) uint8 frames of textured boxes drifting right, and the (H, W) first mask (ids 1..K)."""
+    g = np.random.default_rng(seed)
+    background = g.integers(0, 80, (H, W + T, 3), dtype=np.uint8)
+    mask = np.zeros((H, W + T), np.uint8)
+    for k in range(objects):
+        top, left = (k * H) // (objects + 1), (k * W) // (objects + 2)
+        h, w = max(4, H // (objects + 1)), max(4, W // 3)
+        box = (slice(top, top + h), slice(T + left, T + left + w))
+        background[box] = g.integers(120, 256, (h, w, 3), dtype=np.uint8)
+        mask[box] = k + 1
+    frames = np.stack([np.ascontiguousarray(background[:, T - t : T - t + W]) for t in range(T)])
+    return frames, np.ascontiguousarray(mask[:, T : T + W])

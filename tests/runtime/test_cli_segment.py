@@ -1,0 +1,125 @@
+"""simvos-segment: folders and videos in, DAVIS-layout palette PNGs (and an overlay) out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SMALL, moving_video
+from simvos_trt.cli.segment import build_parser, main
+from simvos_trt.runtime import VideoSegmenter
+from simvos_trt.runtime.png import read_index_png, write_index_png
+
+H, W = SMALL
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Frames named 8..12 (natural order differs from string order), a palette mask with ids 5 and 130."""
+    root = tmp_path_factory.mktemp("clip")
+    frames, mask = moving_video(5, H, W, objects=2, seed=3)
+    lut = np.zeros(256, np.uint8)
+    lut[[1, 2]] = [5, 130]
+    mask = lut[mask]
+    (root / "frames").mkdir()
+    names = [str(8 + i) for i in range(len(frames))]
+    for name, f in zip(names, frames, strict=True):
+        cv2.imwrite(str(root / "frames" / f"{name}.png"), f[:, :, ::-1])
+    palette = np.random.default_rng(1).integers(0, 256, (256, 3), dtype=np.uint8)
+    write_index_png(root / "mask.png", mask, palette)
+    return root, frames, mask, names, palette
+
+
+def cli(small_export, clip_root, *extra):
+    return main(["--engine-dir", str(small_export.folder), "--mask", str(clip_root / "mask.png"),
+                 "--threads", "2", *extra])
+
+
+def test_folder_of_frames(small_export, clip, tmp_path, capsys):
+    root, frames, mask, names, palette = clip
+    out = tmp_path / "out"
+    assert cli(small_export, root, "--input", str(root / "frames"), "--out", str(out), "--no-progress") == 0
+    std = capsys.readouterr()
+    assert std.err == ""
+    assert "5 frames, 2 objects" in std.out and "ms/frame mean" in std.out and "p90" in std.out
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.png" for n in names)
+    with VideoSegmenter.open(small_export.folder, "onnxruntime", threads=2) as seg:
+        expected = list(seg.segment(frames, mask))
+    for name, labels in zip(names, expected, strict=True):
+        img = read_index_png(out / f"{name}.png")
+        np.testing.assert_array_equal(img.labels, labels)
+        np.testing.assert_array_equal(img.palette, palette)
+
+
+def test_video_with_overlay_and_json(small_export, clip, tmp_path, capsys):
+    root, frames, *_ = clip
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 12, (W, H))
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
+    out, overlay = tmp_path / "masks", tmp_path / "overlay.mp4"
+    args = ["--input", str(video), "--out", str(out), "--overlay", str(overlay), "--json", "--progress"]
+    assert cli(small_export, root, *args) == 0
+    std = capsys.readouterr()
+    summary = json.loads(std.out)
+    assert summary["frames"] == 5 and summary["objects"] == 2 and summary["backend"] == "onnxruntime"
+    assert summary["ms_per_frame_mean"] > 0 and "frames/s" in std.err
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    cap = cv2.VideoCapture(str(overlay))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    assert count == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "masks", "overlay.mp4"]
+
+
+@pytest.mark.parametrize("case, match", [
+    ("no_engine", "does not exist; run simvos-export"),
+    ("colour_mask", "colour image"),
+    ("mask_size", "differs from the first frame's"),
+    ("no_input", "does not exist; give a folder of frames or a video"),
+    ("torch_without_weights", "pass model="),
+])
+def test_errors_are_one_line_exit_2(case, match, small_export, clip, tmp_path, capsys):
+    root = clip[0]
+    argv = ["--engine-dir", str(small_export.folder), "--input", str(root / "frames"),
+            "--mask", str(root / "mask.png"), "--out", str(tmp_path / "o"), "--no-progress"]
+    if case == "no_engine":
+        argv[1] = str(tmp_path / "nothing")
+    elif case == "colour_mask":
+        cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((H, W, 3), np.uint8))
+        argv[5] = str(tmp_path / "rgb.png")
+    elif case == "mask_size":
+        write_index_png(tmp_path / "small.png", np.ones((H, W - 1), np.uint8))
+        argv[5] = str(tmp_path / "small.png")
+    elif case == "no_input":
+        argv[3] = str(tmp_path / "missing")
+    else:
+        pytest.importorskip("torch")
+        data = json.loads((small_export.folder / "manifest.json").read_text())
+        assert data["checkpoint"]["kind"] == "random"  # rebuildable: use a copy without the seed
+        folder = shutil.copytree(small_export.folder, tmp_path / "export")
+        data["checkpoint"] = {"kind": "official"}
+        (folder / "manifest.json").write_text(json.dumps(data))
+        argv[1] = str(folder)
+        argv += ["--backend", "torch"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("simvos-segment: error: ") and match in err
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help
+    assert "--no-bgr" in text and "--no-progress" in text

@@ -1,0 +1,64 @@
+"""Index PNGs: palette and grayscale masks read as indices, palette PNGs written atomically."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from simvos_trt.errors import InputError
+from simvos_trt.runtime.png import davis_palette, encode_index_png, read_index_png, write_index_png
+
+
+def test_davis_palette_known_entries():
+    pal = davis_palette()
+    assert pal.shape == (256, 3) and pal.dtype == np.uint8
+    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0] and pal[2].tolist() == [0, 128, 0]
+    assert pal[3].tolist() == [128, 128, 0] and pal[255].tolist() == [224, 224, 192]
+
+
+def test_grayscale_png_written_by_opencv(tmp_path):
+    y, x = np.mgrid[:61, :97]
+    labels = ((x * 3 + y * 7) // 5 % 256).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), labels)
+    img = read_index_png(tmp_path / "g.png")
+    assert img.palette is None
+    np.testing.assert_array_equal(img.labels, labels)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_low_bit_depth_palette_pngs(bits, tmp_path):
+    labels = np.random.default_rng(bits).integers(0, 2**bits, (13, 21), dtype=np.uint8)
+    img = Image.frombytes("P", (21, 13), labels.tobytes())
+    img.putpalette(davis_palette()[: 2**bits].tobytes())
+    img.save(tmp_path / "p.png", bits=bits)
+    np.testing.assert_array_equal(read_index_png(tmp_path / "p.png").labels, labels)
+
+
+def test_write_read_round_trip_keeps_palette(tmp_path):
+    labels = np.zeros((17, 29), np.uint8)
+    labels[3:9, 4:20], labels[10:, 22:] = 3, 200
+    palette = np.random.default_rng(0).integers(0, 256, (256, 3), dtype=np.uint8)
+    write_index_png(tmp_path / "m.png", labels, palette)
+    img = read_index_png(tmp_path / "m.png")
+    np.testing.assert_array_equal(img.labels, labels)
+    np.testing.assert_array_equal(img.palette, palette)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.png"]  # no temporary file left
+    (tmp_path / "x.png").write_bytes(encode_index_png(labels, palette[:4]))
+    short = read_index_png(tmp_path / "x.png")
+    np.testing.assert_array_equal(short.palette[:4], palette[:4])
+    np.testing.assert_array_equal(short.palette[200], davis_palette()[200])
+
+
+def test_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_index_png(tmp_path / "none.png")
+    (tmp_path / "t.png").write_text("not an image")
+    with pytest.raises(InputError, match="cannot read"):
+        read_index_png(tmp_path / "t.png")
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match=r"colour image \(RGB\), not an index mask"):
+        read_index_png(tmp_path / "c.png")
+    with pytest.raises(InputError, match="uint8"):
+        encode_index_png(np.zeros((4, 4), np.int32))
