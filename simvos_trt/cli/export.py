@@ -157,6 +157,7 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
         print("!" * 78 + "\n!! WARNING: no --checkpoint given: exporting RANDOM weights (seed "
               f"{opts['seed']}).\n!! The graphs are good for benchmarking only; their masks mean nothing.\n"
               + "!" * 78, file=sys.stderr)
+        say(f"[1/3] building seeded random weights (seed {opts['seed']})")
         model = random_model(config, seed=opts["seed"])
         provenance = {"kind": "random", "path": None, "sha256": "random", "seed": opts["seed"]}
     say(f"[2/3] exporting graphs to {out}")

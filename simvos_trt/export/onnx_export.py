@@ -215,6 +215,7 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             "simvos_trt.frame_size": f"{settings.height}x{settings.width}",
             "simvos_trt.uint8_input": str(settings.uint8_input).lower()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o755)
     try:
         graphs: dict[str, GraphEntry] = {}
         for name, module in stage_modules(model, settings).items():
