@@ -227,12 +227,10 @@ def _symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     ONNX's own data propagation does not follow every shape computation the TorchScript
     exporter emits (``expand(B, -1, -1)`` becomes Shape/Equal/Where/Expand); this one does.
     """
+    from ..export.shapes import infer_symbolic_shapes
+
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-    except ImportError:
-        return None
-    try:
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=False)
-    except Exception as exc:  # any failure: keep the ONNX inference's error
+        return infer_symbolic_shapes(model)
+    except Exception as exc:  # no onnxruntime/sympy, or incomplete: keep the ONNX inference's error
         log.debug("onnxruntime symbolic shape inference failed: %s", exc)
         return None

@@ -251,9 +251,9 @@ def _symbolic_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     are ``objects + 1`` or ``floor(1.0*objects)``; this names them (it needs sympy).
     """
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        from .shapes import infer_symbolic_shapes
 
-        return _infos(SymbolicShapeInference.infer_shapes(model, auto_merge=True).graph)
+        return _infos(infer_symbolic_shapes(model).graph)
     except Exception:  # ImportError (onnxruntime or sympy missing), or incomplete inference
         return {}
 

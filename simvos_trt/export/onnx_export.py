@@ -133,7 +133,8 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) 
     background joins the objects).
     """
     import onnx_graphsurgeon as gs
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from .shapes import infer_symbolic_shapes
 
     graph = gs.import_onnx(onnx.load(str(path)))
     graph.fold_constants().cleanup().toposort()
@@ -147,7 +148,7 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) 
                 d.dim_param = v
             else:
                 d.dim_value = v
-    return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    return infer_symbolic_shapes(model)
 
 
 def tensor_specs(values: Any) -> tuple[TensorSpec, ...]:

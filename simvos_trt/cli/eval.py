@@ -1,0 +1,226 @@
+"""simvos-eval: DAVIS 2017 J&F of an export folder, of a folder of predictions, or the difference of two runs.
+
+    simvos-eval --davis-root DAVIS --engine-dir engines/BS-480x864 --backend tensorrt
+    simvos-eval --davis-root DAVIS --results results/BS-480x864-tensorrt --per-sequence
+    simvos-eval --compare results/BS-480x864-torch results/BS-480x864-tensorrt
+
+Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted
+(the PNGs written are complete; the same command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SimVOSError
+
+if TYPE_CHECKING:
+    from ..eval.run import SequenceRun
+
+PROG = "simvos-eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Score video object segmentation on DAVIS 2017 (semi-supervised J&F, the official toolkit's "
+        "numbers and CSV files). With --engine-dir, segment every sequence of the split first (first annotation "
+        "as the first mask) and write the predicted PNGs in the DAVIS layout; with --results, score existing "
+        "PNGs; with --compare, show the J&F difference of two scored runs.",
+    )
+    d = p.add_argument_group("dataset")
+    d.add_argument("--davis-root", type=Path, metavar="DIR",
+                   help="DAVIS root holding JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png and "
+                   "ImageSets/2017/<split>.txt (needed with --engine-dir and --results)")
+    d.add_argument("--split", default="val", help="split list ImageSets/2017/<split>.txt [default val]")
+    m = p.add_argument_group("what to score (one of)").add_mutually_exclusive_group(required=True)
+    m.add_argument("--engine-dir", type=Path, metavar="DIR",
+                   help="export folder (simvos-export): segment the split with it, then score the predictions")
+    m.add_argument("--results", type=Path, metavar="DIR",
+                   help="a folder of predicted palette PNGs, <DIR>/<seq>/<frame>.png: score them only")
+    m.add_argument("--compare", type=Path, nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="two scored results folders (with their per-sequence CSVs): J&F of B minus A per "
+                   "object and globally, e.g. RUN_A torch FP32, RUN_B TensorRT FP16")
+    s = p.add_argument_group("segmentation (with --engine-dir)")
+    s.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
+                   help="auto: TensorRT when installed and usable, else ONNX Runtime; torch needs the 'torch' "
+                   "extra and the exported checkpoint [default auto]")
+    s.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads per graph (default: all cores)")
+    s.add_argument("--device", default=None, help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
+    s.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                   help="segment again the sequences whose PNGs are all present (by default they are skipped, "
+                   "so an interrupted run resumes) [default off]")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, metavar="DIR",
+                   help="where the predicted PNGs and the CSV files go [default with --engine-dir: "
+                   "results/<engine-dir name>-<backend>; with --results: the results folder]")
+    o.add_argument("--per-sequence", action=argparse.BooleanOptionalAction, default=False,
+                   help="also print the J-Mean and F-Mean of every object [default off]")
+    o.add_argument("--json", action=argparse.BooleanOptionalAction, default=False,
+                   help="print the result as JSON instead of tables [default off]")
+    o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="a line per sequence (frames, frames/s) on stderr [default on]")
+    o.add_argument("-v", "--verbose", action=argparse.BooleanOptionalAction, default=False,
+                   help="log library details on stderr [default off]")
+    return p
+
+
+# ---------------------------------------------------------------- scoring a run
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if args.progress:
+        print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+
+
+def _sequence_line(args: argparse.Namespace, index: int, total: int, run: SequenceRun) -> None:
+    done = (f"skipped, all {run.frames} PNGs present (--force redoes it)" if run.skipped
+            else f"{run.frames} frames, {run.fps:.1f} frames/s")
+    _say(args, f"[{index}/{total}] {run.name}: {done}")
+
+
+def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """Segment the split with ``args.engine_dir``; returns the results folder and a summary."""
+    from ..eval.davis import check_root
+    from ..eval.run import segment_dataset
+    from ..runtime import VideoSegmenter
+
+    check_root(args.davis_root, args.split)  # before the graphs load
+    options: dict[str, Any] = {}
+    if args.threads and args.backend in ("auto", "onnxruntime"):
+        options["threads"] = args.threads
+    if args.device and args.backend == "torch":
+        options["device"] = args.device
+    with VideoSegmenter.open(args.engine_dir, args.backend, **options) as seg:
+        backend = seg.backend.name
+        out = args.out or Path("results") / f"{args.engine_dir.name}-{backend}"
+        _say(args, f"segmenting split {args.split} of {args.davis_root} with {args.engine_dir} ({backend}) "
+             f"into {out}")
+        runs = segment_dataset(seg, args.davis_root, args.split, out, force=args.force,
+                               progress=lambda i, n, run: _sequence_line(args, i, n, run))
+    info = {"engine_dir": str(args.engine_dir), "backend": backend,
+            "sequences": [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
+                           "frames_per_second": r.fps} for r in runs]}
+    return out, info
+
+
+def score(args: argparse.Namespace) -> dict[str, Any]:
+    """Segment (with --engine-dir) and score; write the CSVs; return the summary."""
+    from ..eval.davis import evaluate, write_csvs
+    from ..eval.metrics import GLOBAL_COLUMNS
+
+    if args.engine_dir is not None:
+        results, info = segment(args)
+        out = results
+    else:
+        results, info = args.results, {}
+        out = args.out or results
+    _say(args, f"scoring {results}")
+    evaluation = evaluate(args.davis_root, results, args.split)
+    g_path, s_path = write_csvs(evaluation, out)
+    return {"split": args.split, "davis_root": str(args.davis_root), "results": str(results),
+            "csv": [str(g_path), str(s_path)], **info,
+            "global": dict(zip(GLOBAL_COLUMNS, (_num(x) for x in evaluation.scores.row()), strict=True)),
+            "per_sequence": [{"object": o.name, "J-Mean": _num(o.j_stats.mean), "F-Mean": _num(o.f_stats.mean)}
+                             for o in evaluation.objects]}
+
+
+def _num(x: float, digits: int | None = None) -> float | None:
+    """For JSON, which has no NaN: null for NaN, else ``x`` (rounded to ``digits``)."""
+    return None if math.isnan(x) else x if digits is None else round(x, digits)
+
+
+def _f(x: float | None, sign: str = "", digits: int = 3) -> str:
+    return "nan" if x is None or math.isnan(x) else f"{x:{sign}.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]], names: bool = True) -> str:
+    """Columns two spaces apart: numbers right-aligned, the first column (``names``) left-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        cells = zip(r, widths, strict=True)
+        return "  ".join(c.ljust(w) if names and i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+def format_scores(s: dict[str, Any], per_sequence: bool) -> str:
+    cols = list(s["global"])
+    lines = [f"Global results for {s['split']} ({s['results']}):",
+             _table(cols, [[_f(s["global"][c]) for c in cols]], names=False)]
+    if per_sequence:
+        rows = [[o["object"], _f(o["J-Mean"]), _f(o["F-Mean"])] for o in s["per_sequence"]]
+        lines += ["", "Per-sequence results:", _table(["Sequence", "J-Mean", "F-Mean"], rows)]
+    lines += ["", f"CSV files: {s['csv'][0]}, {s['csv'][1]}"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- comparing two runs
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    from ..eval.run import compare_runs
+
+    c = compare_runs(args.compare[0], args.compare[1], args.split)
+    worst = max(c.objects, key=lambda o: -1.0 if math.isnan(o.delta) else abs(o.delta), default=None)
+    return {"split": args.split, "run_a": str(c.a.folder), "run_b": str(c.b.folder),
+            "objects": [{"object": o.name, "J&F A": _num(o.jf_a, 4), "J&F B": _num(o.jf_b, 4),
+                         "delta": _num(o.delta, 4)} for o in c.objects],
+            "global": {col: {"A": _num(c.a.global_row[col], 3), "B": _num(c.b.global_row[col], 3),
+                             "delta": _num(d, 3)} for col, d in c.global_delta().items()},
+            "max_abs_delta": None if worst is None else {"object": worst.name, "delta": _num(worst.delta, 4)}}
+
+
+def format_comparison(r: dict[str, Any]) -> str:
+    rows = [[o["object"], _f(o["J&F A"], digits=4), _f(o["J&F B"], digits=4), _f(o["delta"], "+", 4)]
+            for o in r["objects"]]
+    cols = list(r["global"])
+    g_rows = [[run, *(_f(r["global"][c][key], "+" if key == "delta" else "") for c in cols)]
+              for run, key in (("A", "A"), ("B", "B"), ("B - A", "delta"))]
+    lines = [f"A: {r['run_a']}", f"B: {r['run_b']}", "",
+             f"J&F per object ({r['split']}; the mean of its J-Mean and F-Mean, from the 3-decimal CSVs):",
+             _table(["Object", "J&F A", "J&F B", "B - A"], rows), "", "Global:", _table(["", *cols], g_rows)]
+    if r["max_abs_delta"] is not None:
+        lines += ["", f"largest per-object |B - A|: {_f(r['max_abs_delta']['delta'], '+', 4)} "
+                      f"({r['max_abs_delta']['object']})"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.compare is None and args.davis_root is None:
+        parser.error("--davis-root is required with --engine-dir and --results")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        if args.compare is not None:
+            result = compare(args)
+            text = format_comparison(result)
+        else:
+            result = score(args)
+            text = format_scores(result, args.per_sequence)
+    except (SimVOSError, OSError) as exc:
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the PNGs written so far are complete, and the same command resumes "
+              "(finished sequences are skipped)", file=sys.stderr)
+        return 130
+    print(json.dumps(result, indent=1) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

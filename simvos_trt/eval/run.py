@@ -1,0 +1,259 @@
+"""Run a segmenter over a DAVIS root, and compare the CSV files of two scored runs.
+
+    from simvos_trt.eval.davis import evaluate, write_csvs
+    from simvos_trt.eval.run import segment_dataset
+    from simvos_trt.runtime import VideoSegmenter
+
+    with VideoSegmenter.open("engines/T-480x864", backend="onnxruntime") as seg:
+        segment_dataset(seg, "DAVIS", "val", "results/T-onnxruntime")
+    write_csvs(evaluate("DAVIS", "results/T-onnxruntime", "val"), "results/T-onnxruntime")
+
+Predictions are written in the layout the toolkit reads, ``<out>/<seq>/<frame>.png``: one
+palette PNG per JPEG frame (frame 0 is the first annotation itself), in the first
+annotation's ids and palette. Each PNG is written atomically, so an interrupted run leaves
+only complete files; a sequence counts as done when every frame's PNG is present, and is
+then skipped (unless ``force``), while an incomplete one is segmented again from frame 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..runtime.png import read_index_png, write_index_png
+from ..runtime.segmenter import VideoSegmenter
+from .davis import (
+    RESOLUTION,
+    SEQUENCE_COLUMNS,
+    VOID,
+    DatasetError,
+    ResultsError,
+    check_root,
+    count_objects,
+    read_split,
+    sequence_files,
+)
+from .metrics import GLOBAL_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SequenceRun:
+    """What ``segment_dataset`` did with one sequence."""
+
+    name: str
+    frames: int  # JPEG frames of the sequence (= PNGs present afterwards)
+    seconds: float  # wall time of reading, segmenting and writing; 0 when skipped
+    skipped: bool  # every PNG was already present
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second of the whole loop (read, segment, write), None when skipped."""
+        return None if self.skipped else self.frames / max(self.seconds, 1e-9)
+
+
+#: Called after each sequence with (position 1..total, total, what was done).
+Progress = Callable[[int, int, SequenceRun], None]
+
+
+def frame_paths(root: Path, name: str, resolution: str = RESOLUTION) -> list[Path]:
+    """``JPEGImages/<resolution>/<name>/*.jpg``, sorted (the toolkit's frame order)."""
+    return sorted((root / "JPEGImages" / resolution / name).glob("*.jpg"))
+
+
+def is_complete(out: Path, name: str, frames: list[Path]) -> bool:
+    """Whether ``<out>/<name>/<frame>.png`` exists for every frame."""
+    return all((out / name / f"{p.stem}.png").is_file() for p in frames)
+
+
+def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path,
+                     resolution: str = RESOLUTION) -> int:
+    """Segment one sequence from its first annotation; write a PNG per frame; return the count.
+
+    Void (255) in the first annotation is background, as the toolkit counts objects; a
+    first annotation without any object gives all-background predictions (the network is
+    not run). Leftover temporary files of an interrupted write are removed first.
+
+    Raises:
+        DatasetError: an unreadable frame or first annotation, or the runtime refusing a
+            frame or the mask (the message names the sequence and frame).
+    """
+    frames = frame_paths(root, name, resolution)
+    try:
+        first = read_index_png(root / "Annotations" / resolution / name / f"{frames[0].stem}.png")
+    except InputError as exc:
+        raise DatasetError(f"DAVIS root {root}, sequence '{name}': first annotation: {exc}") from exc
+    mask = np.where(first.labels == VOID, 0, first.labels).astype(np.uint8)  # (H, W)
+    seq_out = out / name
+    seq_out.mkdir(parents=True, exist_ok=True)
+    for tmp in seq_out.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    session = segmenter.video() if count_objects(mask) else None
+    if session is None:
+        log.warning("sequence %s: first annotation has no object; writing empty predictions", name)
+    for t, path in enumerate(frames):
+        where = f"DAVIS root {root}, sequence '{name}', frame {path.stem}"
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR
+        if frame is None:
+            raise DatasetError(f"{where}: cannot read {path} (not a JPEG, or corrupt); replace the file")
+        try:
+            if session is None:
+                labels = np.zeros_like(mask)
+            elif t == 0:
+                labels = session.start(frame, mask, bgr=True)
+            else:
+                labels = session.step(frame)
+        except InputError as exc:
+            raise DatasetError(f"{where}: {exc}") from exc
+        write_index_png(seq_out / f"{path.stem}.png", labels, first.palette)
+    return len(frames)
+
+
+def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], split: str,
+                    out: str | os.PathLike[str], force: bool = False,
+                    progress: Progress | None = None) -> list[SequenceRun]:
+    """Segment every sequence of ``ImageSets/2017/<split>.txt`` into ``<out>/<seq>/<frame>.png``.
+
+    The whole split is checked first (layout, first annotations, one size per
+    sequence), so a bad sequence fails before any time is spent. Sequences whose PNGs
+    are all present are skipped unless ``force``.
+
+    Args:
+        segmenter: an opened ``VideoSegmenter``; each sequence gets a new session.
+        root: DAVIS root holding JPEGImages, Annotations and ImageSets.
+        split: the split list's name (``val``, ``train``, ...).
+        out: results folder, created if needed.
+        force: segment complete sequences again.
+        progress: called after each sequence, see :data:`Progress`.
+
+    Returns:
+        One record per sequence, in split order.
+
+    Raises:
+        DatasetError: the root, split list or a sequence is not in the DAVIS layout.
+    """
+    root, out = Path(root), Path(out)
+    check_root(root, split)
+    names = read_split(root, split)
+    for name in names:
+        sequence_files(root, name)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for i, name in enumerate(names, start=1):
+        frames = frame_paths(root, name)
+        if not force and is_complete(out, name, frames):
+            run = SequenceRun(name, len(frames), 0.0, skipped=True)
+        else:
+            t0 = time.perf_counter()
+            count = segment_sequence(segmenter, root, name, out)
+            run = SequenceRun(name, count, time.perf_counter() - t0, skipped=False)
+        log.info("sequence %s: %d frames, %s", name, run.frames,
+                 "skipped (complete)" if run.skipped else f"{run.fps:.1f} frames/s")
+        runs.append(run)
+        if progress is not None:
+            progress(i, len(names), run)
+    return runs
+
+
+# ---------------------------------------------------------------- comparing two runs
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """The two CSV files of a scored run, read back (NaN where a field is empty)."""
+
+    folder: Path
+    global_row: dict[str, float]  # GLOBAL_COLUMNS -> value
+    objects: dict[str, tuple[float, float]]  # "<seq>_<id>" -> (J-Mean, F-Mean), in file order
+
+
+@dataclass(frozen=True)
+class ObjectDelta:
+    """J&F of one object in runs A and B; delta = B - A."""
+
+    name: str
+    jf_a: float
+    jf_b: float
+
+    @property
+    def delta(self) -> float:
+        return self.jf_b - self.jf_a
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-object and global differences between two scored runs (B - A)."""
+
+    a: RunScores
+    b: RunScores
+    objects: tuple[ObjectDelta, ...]
+
+    def global_delta(self) -> dict[str, float]:
+        """B - A of every global column."""
+        return {c: self.b.global_row[c] - self.a.global_row[c] for c in GLOBAL_COLUMNS}
+
+
+def _read_csv(path: Path, header: tuple[str, ...]) -> list[list[str]]:
+    """Rows of a CSV whose first row must be ``header``."""
+    if not path.is_file():
+        raise ResultsError(f"{path} not found; score the run first (simvos-eval --results "
+                           f"{path.parent} --davis-root ...), which writes it")
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != header:
+        raise ResultsError(f"{path}: header {rows[0] if rows else []} is not the toolkit's {list(header)}")
+    bad = [i for i, row in enumerate(rows[1:], start=2) if len(row) != len(header)]
+    if bad:
+        raise ResultsError(f"{path}: line {bad[0]} has not {len(header)} fields")
+    return rows[1:]
+
+
+def _number(text: str, path: Path) -> float:
+    """A CSV field as written by ``write_csvs``: %.3f, or empty for NaN."""
+    try:
+        return math.nan if text == "" else float(text)
+    except ValueError as exc:
+        raise ResultsError(f"{path}: {text!r} is not a number") from exc
+
+
+def read_run(folder: str | os.PathLike[str], split: str = "val") -> RunScores:
+    """Read ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv`` of a run."""
+    folder = Path(folder)
+    g_path = folder / f"global_results-{split}.csv"
+    s_path = folder / f"per-sequence_results-{split}.csv"
+    g_rows = _read_csv(g_path, GLOBAL_COLUMNS)
+    if len(g_rows) != 1:
+        raise ResultsError(f"{g_path}: {len(g_rows)} rows of scores, expected 1")
+    global_row = {c: _number(v, g_path) for c, v in zip(GLOBAL_COLUMNS, g_rows[0], strict=True)}
+    objects = {row[0]: (_number(row[1], s_path), _number(row[2], s_path))
+               for row in _read_csv(s_path, SEQUENCE_COLUMNS)}
+    return RunScores(folder, global_row, objects)
+
+
+def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str],
+                 split: str = "val") -> Comparison:
+    """J&F of every object (mean of its J-Mean and F-Mean) in runs A and B, and the global table.
+
+    Raises:
+        ResultsError: a CSV file is missing or malformed, or the runs scored different
+            objects (another split or dataset).
+    """
+    a, b = read_run(run_a, split), read_run(run_b, split)
+    only_a, only_b = sorted(set(a.objects) - set(b.objects)), sorted(set(b.objects) - set(a.objects))
+    if only_a or only_b:
+        raise ResultsError(f"runs {a.folder} and {b.folder} scored different objects (only in A: "
+                           f"{only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in B: {only_b[:3]}"
+                           f"{'...' if len(only_b) > 3 else ''}); compare runs of one dataset and split")
+    deltas = tuple(ObjectDelta(name, sum(a.objects[name]) / 2, sum(b.objects[name]) / 2) for name in a.objects)
+    return Comparison(a, b, deltas)
