@@ -28,6 +28,7 @@ from ..export.trt_build import BuildEvent, build_engines
 from ..export.trt_env import GPUUnavailableError, runtime_info
 
 EXIT_MISSING = 3
+EXIT_VERIFY = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphs", nargs="+", metavar="NAME", help="build only these graphs [default: all]")
     p.add_argument("--force", action="store_true", help="rebuild even engines whose cache key matches")
     p.add_argument("--device", type=int, default=0, help="CUDA device to build on")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare each engine with its ONNX graph on ONNX Runtime (CPU, float32) at 1 and the "
+                   "maximum objects; a mismatch beyond the precision's tolerance exits 4")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("-v", "--verbose", action="store_true", help="log library and TensorRT details")
     return p
@@ -101,12 +105,24 @@ def run(args: argparse.Namespace) -> int:
 
     events = build_engines(args.folder, settings, graphs=args.graphs, force=args.force, progress=progress,
                            device=args.device)
+    verification = None
+    if args.verify:
+        from ..export.trt_verify import verify_engines
+
+        say("verifying the engines against ONNX Runtime ...")
+        verification = verify_engines(args.folder, args.precision, graphs=args.graphs, device=args.device)
+        say(verification.table())
     if args.json:
-        print(json.dumps(report(args.folder, settings, info, events, time.perf_counter() - t0), indent=1))
+        doc = report(args.folder, settings, info, events, time.perf_counter() - t0)
+        doc["verification"] = verification.to_dict() if verification else None
+        print(json.dumps(doc, indent=1))
     else:
         built = sum(e.status == "built" for e in events)
         say(f"done in {time.perf_counter() - t0:.1f} s: {built} built, {len(events) - built} reused; "
             f"recorded in {args.folder / 'manifest.json'}")
+    if verification is not None and not verification.passed:
+        print(f"simvos-build: error: {verification.failure()}", file=sys.stderr)
+        return EXIT_VERIFY
     return 0
 
 

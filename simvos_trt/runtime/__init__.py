@@ -8,9 +8,9 @@
 
 Modules: ``segmenter`` (``VideoSegmenter``), ``session`` (``VideoSession``, the typed
 ``VideoState``), ``geometry`` (frame placement in the engine input and back),
-``backends`` (ONNX Runtime, torch; TensorRT later), ``png`` (palette PNGs without
-Pillow), ``video_io`` (frame folders and video files). Nothing here imports torch
-except the torch backend, when it is opened.
+``backends`` (ONNX Runtime, torch, TensorRT: unverified on a GPU), ``png`` (palette
+PNGs), ``video_io`` (frame folders and video files). Nothing here imports torch except
+the torch backend, nor tensorrt except the TensorRT backend, when they are opened.
 """
 
 from .backends import BACKENDS, Backend, BackendError, create_backend

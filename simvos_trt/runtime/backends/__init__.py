@@ -1,4 +1,4 @@
-"""Runtime backends: the same graph contract over ONNX Runtime, PyTorch and (later) TensorRT.
+"""Runtime backends: the same graph contract over ONNX Runtime, PyTorch and TensorRT.
 
     backend = create_backend("onnxruntime", folder, read_manifest(folder), threads=2)
     with backend:
@@ -9,7 +9,6 @@ Backend modules import their heavy dependency only when opened.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,9 @@ from .base import MAX_IDS, REQUIRED_GRAPHS, Backend, BackendError, Handle, check
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+#: Options only one backend understands: ``auto`` passes each backend its own.
+TENSORRT_OPTIONS = frozenset({"precision", "device", "cuda_graphs", "max_buffers"})
+ORT_OPTIONS = frozenset({"providers", "threads", "io_binding"})
 
 __all__ = ["BACKENDS", "MAX_IDS", "REQUIRED_GRAPHS", "Backend", "BackendError", "Handle", "check_inputs",
            "create_backend"]
@@ -30,13 +32,23 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
     """A backend (not yet opened) over the export ``folder``.
 
     Args:
-        name: ``auto`` (TensorRT when importable and usable, else ONNX Runtime),
-            ``onnxruntime``, ``torch`` or ``tensorrt``.
+        name: ``auto`` (TensorRT when TensorRT, cuda-python, a GPU and engines built for it
+            are here, else ONNX Runtime; the reason is logged), ``onnxruntime``, ``torch``
+            or ``tensorrt``.
         options: passed to the backend's constructor (``providers``, ``threads``,
-            ``io_binding`` for ONNX Runtime; ``model``, ``device`` for torch).
+            ``io_binding`` for ONNX Runtime; ``model``, ``device`` for torch; ``precision``,
+            ``device``, ``cuda_graphs``, ``max_buffers`` for TensorRT). With ``auto`` the
+            options of the backend not chosen are dropped.
+    Raises:
+        MissingDependencyError, BackendError: ``tensorrt`` without TensorRT, cuda-python
+            or an NVIDIA GPU (the message names ``pip install 'simvos-trt[gpu]'``).
     """
     if name == "auto":
-        name = "tensorrt" if _tensorrt_usable(manifest) else "onnxruntime"
+        name = "tensorrt" if _tensorrt_usable(folder, manifest, options) else "onnxruntime"
+        other = ORT_OPTIONS if name == "tensorrt" else TENSORRT_OPTIONS
+        if set(options) & other:
+            log.info("backend auto -> %s: ignoring the options %s", name, sorted(set(options) & other))
+        options = {k: v for k, v in options.items() if k not in other}
         log.info("backend auto -> %s", name)
     if name == "onnxruntime":
         from .ort import OrtBackend
@@ -47,18 +59,25 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
 
         return TorchBackend(folder, manifest, **options)
     if name == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:
-            raise MissingDependencyError(
-                "the TensorRT backend needs the Python package 'tensorrt' and an NVIDIA GPU; "
-                "install it with: pip install 'simvos-trt[gpu]' (or use backend='onnxruntime')")
-        raise BackendError(
-            "the TensorRT backend is not implemented yet: it comes with the TensorRT engine issue "
-            "(simvos-build, extra 'gpu'); use backend='onnxruntime' (or 'auto') meanwhile")
+        from .trt import TensorRTBackend, require_runtime
+
+        require_runtime(options.get("device", 0))
+        return TensorRTBackend(folder, manifest, **options)
     raise BackendError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
 
 
-def _tensorrt_usable(manifest: Manifest) -> bool:
-    """Whether ``auto`` should pick TensorRT: never yet (the backend is not implemented)."""
-    if importlib.util.find_spec("tensorrt") is not None:
-        log.info("tensorrt is installed but the TensorRT backend is not implemented yet; using ONNX Runtime")
-    return False
+def _tensorrt_usable(folder: str | Path, manifest: Manifest, options: dict[str, Any]) -> bool:
+    """Whether ``auto`` should pick TensorRT; logs why not (a warning when only the engines are missing)."""
+    from .trt import engine_problem, require_runtime
+
+    precision, device = options.get("precision", "fp16"), options.get("device", 0)
+    try:
+        info = require_runtime(device)
+    except (MissingDependencyError, BackendError) as exc:
+        log.info("backend auto: not using TensorRT (%s); using ONNX Runtime", exc)
+        return False
+    problem = engine_problem(folder, manifest, precision, info)
+    if problem is not None:
+        log.warning("backend auto: not using TensorRT: %s; using ONNX Runtime", problem)
+        return False
+    return True

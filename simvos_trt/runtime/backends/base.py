@@ -105,6 +105,9 @@ class Backend(abc.ABC):
         check_inputs(graph, entry, {k: self.describe(v) for k, v in inputs.items()}, self.object_limit(graph))
         return self._run(graph, inputs)
 
+    def synchronize(self) -> None:  # noqa: B027 - a no-op default, overridden by asynchronous backends
+        """Wait until queued device work is done (no-op for synchronous backends); call before reading clocks."""
+
     def object_limit(self, graph: str) -> int:
         """The largest object batch ``graph`` accepts (the engine profile's max)."""
         return self.manifest.max_objects

@@ -88,6 +88,11 @@ class TorchBackend(Backend):
     def from_host(self, array: np.ndarray) -> Handle:
         return self._torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
 
+    def synchronize(self) -> None:
+        """Wait for queued CUDA work when the model is on a GPU (CPU execution is synchronous)."""
+        if self._device is not None and getattr(self._device, "type", "cpu") == "cuda":
+            self._torch.cuda.synchronize(self._device)
+
     def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
         return str(handle.dtype).removeprefix("torch."), tuple(handle.shape)
 

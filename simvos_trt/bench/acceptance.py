@@ -1,0 +1,339 @@
+"""simvos-acceptance: the GPU acceptance run of simvos-trt, in one command, on your NVIDIA GPU.
+
+    python -m simvos_trt.bench.acceptance                      # random weights: speed and agreement
+    python -m simvos_trt.bench.acceptance --checkpoint-bs simvos_bs.pth --checkpoint-b simvos_b.pth
+
+Steps (each reported; the report is rewritten after each):
+
+1. environment: TensorRT, cuda-python, an NVIDIA GPU and torch (for the export), else exit 3;
+2. SimVOS-BS and SimVOS-B exported at 480x864 (random weights unless a checkpoint is given),
+   FP16 engines built (``simvos-build``'s steps), each engine verified against ONNX Runtime
+   at 1 and the maximum objects (``export.trt_verify``);
+3. the golden videos of ``tests/data/golden`` (when present): the tiny model exported at
+   each video's size, its TensorRT labels compared with the float32 reference labels (the
+   official code's) and with the float32 ONNX Runtime path;
+4. throughput: ``--frames`` frames of a 480x854 synthetic video with ``--objects`` objects
+   after ``--warmup`` frames, CUDA-synchronised per frame: median and p90 ms, FPS;
+5. ``acceptance.json`` and ``README.md`` in ``benchmarks/results/<date>-<host>-acceptance/``,
+   stamped with the GPU, NVIDIA driver, CUDA, TensorRT and library versions and the date.
+
+Exit codes: 0 every check passed; 1 a check failed (the report says which); 2 bad options or
+an error; 3 TensorRT, cuda-python, an NVIDIA GPU or torch is missing; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError, SimVOSError, require
+from ..export.trt_env import GPUUnavailableError
+from ..manifest import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+PROG = "simvos-acceptance"
+EXIT_FAILED, EXIT_ERROR, EXIT_MISSING = 1, 2, 3
+VARIANTS = ("BS", "B")
+#: Labels of the TensorRT FP16 runtime must agree with the float32 reference on this fraction of pixels.
+MIN_AGREEMENT = 0.98
+Say = Callable[[str], None]
+
+
+@dataclass
+class AcceptanceReport:
+    """Everything the run found; ``to_dict`` is ``acceptance.json``, ``markdown`` its README."""
+
+    stamp: dict[str, Any]
+    settings: dict[str, Any]
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    golden: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def failures(self) -> list[str]:
+        out = [f"{v['variant']}: {v['verification']['failure']}" for v in self.variants
+               if v.get("verification") and not v["verification"]["passed"]]
+        out += [f"golden {g['case']}: TensorRT labels agree with the reference on {g['vs_reference']['mean']:.4f} "
+                f"of the pixels (needs {MIN_AGREEMENT})" for g in self.golden
+                if g["vs_reference"]["mean"] < MIN_AGREEMENT]
+        out += [f"golden {g['case']}: {g['engines']['failure']}" for g in self.golden if not g["engines"]["passed"]]
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "simvos-acceptance/1", "passed": self.passed, "failures": self.failures(),
+                "stamp": self.stamp, "settings": self.settings, "variants": self.variants, "golden": self.golden,
+                "notes": self.notes}
+
+    def markdown(self) -> str:
+        s, st = self.settings, self.stamp
+        lines = [f"# simvos-trt acceptance: {st.get('gpu')} ({st.get('date')})", "",
+                 f"**{'PASSED' if self.passed else 'FAILED'}**" + "".join(f"\n- {f}" for f in self.failures()), "",
+                 "| | |", "|---|---|"]
+        for key in ("gpu", "compute_capability", "nvidia_driver", "cuda_driver", "cuda_runtime", "tensorrt", "host",
+                    "platform", "cpu", "date"):
+            lines.append(f"| {key} | {st.get(key)} |")
+        lines += ["", f"Engines at {s['height']}x{s['width']}, FP16, max {s['max_objects']} objects; throughput: "
+                  f"{s['frames']} frames after {s['warmup']} warm-up, {s['objects']} objects, CUDA-synchronised.", "",
+                  "## Throughput", "", "| variant | weights | median ms | p90 ms | FPS | paper FPS (A100) |",
+                  "|---|---|---|---|---|---|"]
+        for v in self.variants:
+            t = v.get("throughput") or {}
+            lines.append(f"| {v['variant']} | {v['weights']} | {_num(t.get('median_ms'))} | {_num(t.get('p90_ms'))} "
+                         f"| {_num(t.get('fps'))} | {_num(v.get('paper_fps'))} |")
+        for v in self.variants:
+            if v.get("verification_table"):
+                lines += ["", f"## Engines of {v['variant']} vs ONNX Runtime", "", v["verification_table"]]
+        if self.golden:
+            lines += ["", "## Golden videos (TensorRT FP16 labels)", "",
+                      "| case | frames | vs reference (mean / min) | vs ONNX Runtime (mean / min) | result |",
+                      "|---|---|---|---|---|"]
+            for g in self.golden:
+                r, o = g["vs_reference"], g["vs_onnxruntime"]
+                lines.append(f"| {g['case']} | {r['frames']} | {r['mean']:.4f} / {r['min']:.4f} | {o['mean']:.4f} / "
+                             f"{o['min']:.4f} | {'ok' if g['passed'] else 'FAILED'} |")
+        lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
+    """Write ``acceptance.json`` and ``README.md`` into ``folder`` (atomically); returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / "acceptance.json", folder / "README.md"
+    write_json_atomic(json_path, report.to_dict())
+    tmp = md_path.with_name(f".{md_path.name}.tmp")
+    tmp.write_text(report.markdown(), encoding="utf-8")
+    os.replace(tmp, md_path)
+    return json_path, md_path
+
+
+def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Path:
+    """``benchmarks/results/<date>-<host>-acceptance``."""
+    date = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", host or socket.gethostname()) or "host"
+    return Path("benchmarks") / "results" / f"{date}-{name}-acceptance"
+
+
+# ---------------------------------------------------------------------- steps (GPU)
+
+
+def environment(device: int) -> dict[str, Any]:
+    """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / GPUUnavailableError."""
+    from ..runtime.backends.trt import Cuda, load_cudart, require_runtime
+    from .hardware import host_info
+
+    info = require_runtime(device)
+    require("torch", "torch", "Exporting the acceptance models")
+    cuda = Cuda(load_cudart())
+
+    def version(n: int) -> str:
+        return f"{n // 1000}.{n % 1000 // 10}"
+
+    driver = None
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+        match = re.search(r"Kernel Module\s+(\S+)", text)
+        driver = match.group(1) if match else None
+    except OSError:
+        pass
+    return {**host_info(), "gpu": info.gpu_name, "compute_capability": ".".join(map(str, info.compute_capability)),
+            "tensorrt": info.trt_version, "cuda_driver": version(int(cuda.call("cudaDriverGetVersion"))),
+            "cuda_runtime": version(int(cuda.call("cudaRuntimeGetVersion"))), "nvidia_driver": driver}
+
+
+def export(config: Any, folder: Path, height: int, width: int, max_objects: int, checkpoint: Path | None,
+           state: Any = None) -> Path:
+    """Export ``config`` (weights: ``checkpoint``, else the state dict ``state``, else seeded random) to
+    ``folder``; an export of the same model and settings already there is reused (and so are its engines)."""
+    from ..export.onnx_export import ExportSettings, export_folder
+    from ..manifest import ManifestError, read_manifest, sha256_file
+    from ..model.checkpoint import load_official_checkpoint, load_official_state, random_model
+    from ..model.simvos import SimVOS
+
+    record: dict[str, Any] = (
+        {"kind": "official", "path": str(checkpoint), "sha256": sha256_file(checkpoint)} if checkpoint is not None
+        else {"kind": "golden-recipe", "path": None, "sha256": None} if state is not None
+        else {"kind": "random", "path": None, "sha256": "random", "seed": 1})
+    try:
+        m = read_manifest(folder)
+        if (m.config, m.height, m.width, m.max_objects, m.checkpoint) == (config, height, width, max_objects, record):
+            log.info("reusing the export %s", folder)
+            return folder
+    except ManifestError:
+        pass
+    if checkpoint is not None:
+        model = load_official_checkpoint(checkpoint, config)
+    elif state is not None:
+        model = SimVOS(config)
+        load_official_state(model, state, source="the golden checkpoint recipe")
+    else:
+        model = random_model(config, seed=1)
+    export_folder(model, folder, ExportSettings(height, width, max_objects=max_objects), checkpoint=record, force=True)
+    return folder
+
+
+def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int] | None = None) -> dict[str, Any]:
+    """Build the FP16 engines of ``folder`` (reusing matching ones) and verify them against ONNX Runtime."""
+    from ..export.engine_cache import BuildSettings
+    from ..export.trt_build import build_engines
+    from ..export.trt_verify import verify_engines
+
+    t0 = time.perf_counter()
+    build_engines(folder, BuildSettings(precision="fp16"), device=device)
+    say(f"  engines built in {time.perf_counter() - t0:.0f} s; verifying against ONNX Runtime (CPU) ...")
+    report = verify_engines(folder, "fp16", objects=objects, device=device)
+    say(report.table())
+    return {"build_seconds": round(time.perf_counter() - t0, 1), "verification": report.to_dict(),
+            "verification_table": report.markdown()}
+
+
+def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from .measure import measure_folder, moving_shapes
+
+    video = moving_shapes(args.height, args.video_width, objects=args.objects, frames=1 + args.warmup + args.frames)
+    m = measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
+                       precision="fp16", device=args.device, cuda_graphs=args.cuda_graphs)
+    return {"median_ms": m.median_ms, "p90_ms": m.p90_ms, "mean_ms": m.mean_ms, "fps": m.fps,
+            "stages_ms": {k: m.stage_ms(k) for k in ("query", "memory", "joint", "aggregate", "host")},
+            "device_memory_mb": m.device_memory_mb, "peak_rss_mb": m.peak_rss_mb, "step_ms": list(m.step)}
+
+
+def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
+    """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
+    from ..config import SimVOSConfig, preset
+    from ..export.trt_verify import label_agreement
+    from ..model.checkpoint import synthetic_state_dict
+    from ..runtime import VideoSegmenter
+
+    meta = json.loads(path.read_text())
+    with np.load(path.with_suffix(".npz")) as d:
+        frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
+    config = SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], token_refinement=meta["token_refinement"],
+                          kf=meta["kf"], kb=meta["kb"], train_grid=tuple(meta["train_grid"]))
+    H, W = meta["padded_size"]
+    folder = export(config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None,
+                    state=synthetic_state_dict(preset("T"), seed=1))
+    engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
+    with VideoSegmenter.open(folder, "tensorrt", precision="fp16", device=device) as seg:
+        got = [np.asarray(x) for x in seg.segment(frames, first_mask)]
+    with VideoSegmenter.open(folder, "onnxruntime", providers=["CPUExecutionProvider"]) as ref:
+        ort = [np.asarray(x) for x in ref.segment(frames, first_mask)]
+    vs_ref, vs_ort = label_agreement(got, labels), label_agreement(got, ort)
+    say(f"  golden {path.stem}: {vs_ref.mean:.4f} of the pixels as the reference, {vs_ort.mean:.4f} as ONNX Runtime")
+    return {"case": path.stem, "size": [int(s) for s in frames.shape[1:3]], "engine_size": [H, W],
+            "vs_reference": vs_ref.to_dict(), "vs_onnxruntime": vs_ort.to_dict(),
+            "engines": {"passed": engines_checked["passed"], "failure": engines_checked["failure"]},
+            "passed": vs_ref.mean >= MIN_AGREEMENT and engines_checked["passed"]}
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="The GPU acceptance run: export SimVOS-BS and -B, build "
+                                "FP16 TensorRT engines, verify them against ONNX Runtime, compare the golden videos' "
+                                "labels, measure throughput, and write a report stamped with the hardware.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint-bs", type=Path, help="official SimVOS-BS checkpoint [default: random weights]")
+    p.add_argument("--checkpoint-b", type=Path, help="official SimVOS-B checkpoint [default: random weights]")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--height", type=int, default=480, help="engine height")
+    p.add_argument("--width", type=int, default=864, help="engine width")
+    p.add_argument("--video-width", type=int, default=854, help="throughput video width (DAVIS 854x480)")
+    p.add_argument("--max-objects", type=int, default=8, help="object-batch profile maximum")
+    p.add_argument("--objects", type=int, default=2, help="objects in the throughput video")
+    p.add_argument("--frames", type=int, default=100, help="measured frames")
+    p.add_argument("--warmup", type=int, default=10, help="frames run before measuring")
+    p.add_argument("--verify-objects", type=int, nargs="+", metavar="N",
+                   help="object counts at which engines are compared with ONNX Runtime [default: 1 and --max-objects]")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=False,
+                   help="replay each engine as a CUDA graph in the throughput run")
+    p.add_argument("--golden", type=Path, default=Path("tests/data/golden"), help="golden videos (skipped if absent)")
+    p.add_argument("--engines", type=Path, default=Path("engines/acceptance"), help="export folders and engines")
+    p.add_argument("--out", type=Path, help="report folder [default: benchmarks/results/<date>-<host>-acceptance]")
+    p.add_argument("--device", type=int, default=0, help="CUDA device")
+    p.add_argument("-v", "--verbose", action="store_true", help="log library and TensorRT details")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return run(args)
+    except (MissingDependencyError, GPUUnavailableError) as exc:
+        print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
+              file=sys.stderr)
+        return EXIT_MISSING
+    except SimVOSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the report holds the steps finished so far", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import preset
+    from .paper import load_paper_tables
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    stamp = environment(args.device)  # exits 3 (via main) before anything is written
+    out = args.out or default_out(host=stamp.get("host"))
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}
+    report = AcceptanceReport(stamp, settings)
+    say(f"{PROG}: {stamp['gpu']}, TensorRT {stamp['tensorrt']}, CUDA {stamp['cuda_runtime']}; report in {out}")
+    paper = {r.variant: r.fps for r in load_paper_tables().rows if r.variant}
+    for name in args.variants:
+        checkpoint = args.checkpoint_bs if name == "BS" else args.checkpoint_b
+        say(f"{name}: exporting at {args.height}x{args.width} ({'checkpoint' if checkpoint else 'random weights'}) ...")
+        folder = export(preset(name), args.engines / f"{name}-{args.height}x{args.width}", args.height, args.width,
+                        args.max_objects, checkpoint)
+        section: dict[str, Any] = {"variant": name, "weights": str(checkpoint) if checkpoint else "random (seed 1)",
+                                   "folder": str(folder), "paper_fps": paper.get(name)}
+        report.variants.append(section)
+        section.update(build_and_verify(folder, args.device, say, args.verify_objects))
+        write_report(out, report)
+        say(f"{name}: throughput, {args.frames} frames with {args.objects} objects ...")
+        section["throughput"] = throughput(folder, args)
+        t = section["throughput"]
+        say(f"  median {t['median_ms']:.2f} ms, p90 {t['p90_ms']:.2f} ms, {t['fps']:.1f} FPS")
+        write_report(out, report)
+    cases = sorted(args.golden.glob("*.json")) if args.golden.is_dir() else []
+    if not cases:
+        report.notes.append(f"no golden videos in {args.golden}: that check was skipped")
+    for path in cases:
+        report.golden.append(golden_case(path, args.engines, args.device, say))
+        write_report(out, report)
+    report.notes.append("Random weights measure speed and TensorRT-vs-reference agreement, not segmentation quality.")
+    json_path, md_path = write_report(out, report)
+    say(f"{'PASSED' if report.passed else 'FAILED'}: {json_path}, {md_path}")
+    for failure in report.failures():
+        say(f"  {failure}")
+    return 0 if report.passed else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Verify TensorRT engines after a build: every engine against ONNX Runtime, and a video's labels.
+
+    report = verify_engines("engines/BS-480x864", "fp16")    # TensorRT + GPU; ONNX Runtime on the CPU
+    print(report.table()); report.passed; report.failure()   # the worst tensor, named
+
+    agreement = video_agreement("engines/T-128x192", frames, first_mask)
+    agreement.mean                                            # fraction of pixels labelled alike
+
+Engines are compared per output with Polygraphy's rule (``CompareFunc.simple``): absolute
+error ``|got - ref|``, relative error ``abs / |ref|`` (zeros of the reference raised to
+2.2e-16), and a check named as Polygraphy's ``check_error_stat``: ``elemwise`` (an element
+mismatches when it exceeds both tolerances), or ``max`` / ``mean`` / ``median`` /
+``quantile`` (the statistic of the absolute error exceeds ``atol`` and that of the relative
+error exceeds ``rtol``). One check is ours: ``rel_l2``, ``|got - ref|_2 / |ref|_2 <= rtol``,
+for token tensors, whose scale (and so any absolute tolerance) depends on the weights.
+Integer outputs (labels) must agree on a fraction of their elements.
+
+Tolerances by precision (``tolerance_for``; those of ``tests/export/test_trt_gpu.py``):
+float32 engines (``fp32`` and the ``aggregate`` graph, always float32) elementwise
+atol 1e-4 / rtol 1e-3 and 99.9 % equal labels; FP16 engines: probability maps max abs
+error 0.05, tokens relative L2 error 2e-2, 98 % equal labels.
+
+The comparisons and reports are pure numpy (tested on any machine); ``verify_engines``
+and ``video_agreement`` need TensorRT, cuda-python and an NVIDIA GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine_cache import FLOAT32_GRAPHS, EngineError
+
+log = logging.getLogger(__name__)
+
+CHECKS = ("elemwise", "max", "mean", "median", "quantile", "rel_l2")
+EPSILON = 2.220446049250313e-16  # Polygraphy's: zeros of the reference, for the relative error
+PROBABILITIES = frozenset({"prob", "background", "objects"})
+
+
+class VerificationError(EngineError):
+    """An engine's outputs, or the TensorRT runtime's labels, differ from ONNX Runtime beyond tolerance."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """When an output matches: ``check`` (see the module docstring) with ``atol``/``rtol``; integer
+    outputs need ``min_agreement`` of their elements equal."""
+
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    check: str = "elemwise"
+    quantile: float = 0.99
+    min_agreement: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.check not in CHECKS:
+            raise ValueError(f"check: {self.check!r} is not one of {CHECKS}")
+        if self.atol < 0 or self.rtol < 0 or not 0 <= self.min_agreement <= 1 or not 0 <= self.quantile <= 1:
+            raise ValueError(f"tolerances must be >= 0 and fractions in [0, 1]: {self}")
+
+    def describe(self) -> str:
+        if self.check == "rel_l2":
+            return f"rel_l2 <= {self.rtol:g}"
+        return f"{self.check} abs <= {self.atol:g} or rel <= {self.rtol:g}"
+
+
+def tolerance_for(graph: str, output: str, dtype: np.dtype[Any], precision: str) -> Tolerance:
+    """The tolerance of one engine output (the ``aggregate`` engine is float32 whatever the precision)."""
+    half = precision == "fp16" and graph not in FLOAT32_GRAPHS
+    if not np.issubdtype(dtype, np.floating):
+        return Tolerance(min_agreement=0.98 if half else 0.999)
+    if not half:
+        return Tolerance(atol=1e-4, rtol=1e-3, check="elemwise")
+    if output in PROBABILITIES:
+        return Tolerance(atol=0.05, rtol=0.0, check="max")
+    return Tolerance(atol=0.0, rtol=2e-2, check="rel_l2")
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """One output of one engine run compared with ONNX Runtime.
+
+    ``excess``: the factor by which the tolerance is exceeded (<= 1 passes); it ranks failures.
+    """
+
+    graph: str
+    output: str
+    objects: int
+    shape: tuple[int, ...]
+    tolerance: Tolerance
+    passed: bool
+    excess: float
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    mean_abs: float = 0.0
+    rel_l2: float = 0.0
+    mismatched: float = 0.0  # fraction of elements outside both tolerances (elemwise), or unequal (integers)
+    integer: bool = False  # compared for equality (labels)
+
+    @property
+    def name(self) -> str:
+        return f"{self.graph}.{self.output} ({self.objects} object{'s' if self.objects != 1 else ''})"
+
+    @property
+    def tolerance_text(self) -> str:
+        if self.integer:
+            return f">= {100 * self.tolerance.min_agreement:g} % equal"
+        return self.tolerance.describe()
+
+    def describe(self) -> str:
+        """One line: the errors and the tolerance."""
+        if self.integer:
+            return f"{self.name}: {100 * (1 - self.mismatched):.3f} % equal, needs {self.tolerance_text}"
+        return (f"{self.name}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, rel_l2 {self.rel_l2:.3g}, "
+                f"{100 * self.mismatched:.3g} % of elements outside atol and rtol; tolerance {self.tolerance_text}")
+
+
+def _stat(x: np.ndarray, check: str, quantile: float) -> float:
+    if check in ("max", "elemwise"):
+        return float(np.max(x))
+    if check == "mean":
+        return float(np.mean(x))
+    if check == "median":
+        return float(np.median(x))
+    return float(np.quantile(x, quantile))
+
+
+def _ratio(value: float, limit: float) -> float:
+    if np.isnan(value):
+        return float("inf")
+    return value / limit if limit > 0 else (0.0 if value == 0 else float("inf"))
+
+
+def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndarray,
+            tolerance: Tolerance) -> TensorCheck:
+    """Compare one output with its reference (shapes must match; NaN never matches)."""
+    make = partial(TensorCheck, graph, output, objects, tuple(ref.shape), tolerance)
+    if got.shape != ref.shape:
+        return make(passed=False, excess=float("inf"), mismatched=1.0)
+    if not np.issubdtype(ref.dtype, np.floating):
+        unequal = float(np.mean(got != ref)) if ref.size else 0.0
+        excess = _ratio(unequal, 1 - tolerance.min_agreement)
+        return make(passed=unequal <= 1 - tolerance.min_agreement, excess=excess, mismatched=unequal,
+                           integer=True)
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    absdiff = np.abs(g - r)
+    reldiff = absdiff / np.abs(np.where(r == 0, EPSILON, r))
+    outside = (~(absdiff <= tolerance.atol)) & (~(reldiff <= tolerance.rtol))  # NaN counts as outside
+    rel_l2 = _ratio(float(np.linalg.norm(g - r)), float(np.linalg.norm(r)))
+    if tolerance.check == "rel_l2":
+        excess = _ratio(rel_l2, tolerance.rtol)
+    elif tolerance.check == "elemwise":
+        excess = float("inf") if np.isnan(absdiff).any() else float(np.max(
+            np.minimum(absdiff / max(tolerance.atol, EPSILON), reldiff / max(tolerance.rtol, EPSILON)),
+            initial=0.0))
+    else:
+        a = _stat(absdiff, tolerance.check, tolerance.quantile) if absdiff.size else 0.0
+        q = _stat(reldiff, tolerance.check, tolerance.quantile) if reldiff.size else 0.0
+        excess = min(_ratio(a, tolerance.atol), _ratio(q, tolerance.rtol))
+    passed = bool(not outside.any()) if tolerance.check == "elemwise" else excess <= 1.0
+    return make(passed=passed, excess=excess,
+                       max_abs=float(np.nanmax(absdiff, initial=0.0)), max_rel=float(np.nanmax(reldiff, initial=0.0)),
+                       mean_abs=float(np.mean(absdiff)) if absdiff.size else 0.0, rel_l2=rel_l2,
+                       mismatched=float(np.mean(outside)) if outside.size else 0.0)
+
+
+def compare_outputs(graph: str, objects: int, got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
+                    precision: str) -> list[TensorCheck]:
+    """Every output of one run against the reference; a missing output fails."""
+    checks = []
+    for name, ref in want.items():
+        tol = tolerance_for(graph, name, ref.dtype, precision)
+        out = got.get(name)
+        if out is None:
+            checks.append(TensorCheck(graph, name, objects, tuple(ref.shape), tol, False, float("inf"), mismatched=1.0,
+                                      integer=not np.issubdtype(ref.dtype, np.floating)))
+        else:
+            checks.append(compare(graph, name, objects, out, ref, tol))
+    return checks
+
+
+@dataclass
+class EngineReport:
+    """Every output of every engine at each object count, against ONNX Runtime."""
+
+    folder: str
+    precision: str
+    checks: list[TensorCheck] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def worst(self) -> TensorCheck | None:
+        """The check furthest beyond its tolerance (the largest ``excess``)."""
+        return max(self.checks, key=lambda c: c.excess, default=None)
+
+    def failure(self) -> str | None:
+        """None if every output matched, else a message naming the worst tensor."""
+        failed = [c for c in self.checks if not c.passed]
+        if not failed:
+            return None
+        worst = max(failed, key=lambda c: c.excess)
+        return (f"{len(failed)} of {len(self.checks)} engine outputs of {self.folder} ({self.precision}) differ from "
+                f"ONNX Runtime beyond tolerance; worst: {worst.describe()}")
+
+    def raise_if_failed(self) -> None:
+        message = self.failure()
+        if message is not None:
+            raise VerificationError(message)
+
+    def rows(self) -> list[list[str]]:
+        head = ["graph", "objects", "output", "max abs", "max rel", "rel l2", "tolerance", "result"]
+        body = [[c.graph, str(c.objects), c.output, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{c.rel_l2:.3g}",
+                 c.tolerance_text, "ok" if c.passed else "FAILED"] for c in self.checks]
+        return [head, *body]
+
+    def table(self) -> str:
+        """A plain-text table for the terminal."""
+        rows = self.rows()
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+    def markdown(self) -> str:
+        rows = self.rows()
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+    def to_dict(self) -> dict[str, Any]:
+        worst = self.worst
+        return {"folder": self.folder, "precision": self.precision, "passed": self.passed,
+                "failure": self.failure(), "worst": worst.name if worst else None,
+                "checks": [{k: _finite(v) for k, v in asdict(c).items()} | {"shape": list(c.shape)}
+                           for c in self.checks]}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity or NaN: they become None."""
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Label agreement of two runs of a video: fraction of equal pixels per frame."""
+
+    per_frame: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.per_frame)) if self.per_frame else 1.0
+
+    @property
+    def worst_frame(self) -> int:
+        return int(np.argmin(self.per_frame)) if self.per_frame else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "min": min(self.per_frame, default=1.0), "worst_frame": self.worst_frame,
+                "frames": len(self.per_frame), "per_frame": list(self.per_frame)}
+
+
+def label_agreement(got: Sequence[np.ndarray] | np.ndarray, want: Sequence[np.ndarray] | np.ndarray) -> Agreement:
+    """Per-frame fraction of equal labels of two label sequences ((T, H, W) each)."""
+    if len(got) != len(want):
+        raise ValueError(f"label_agreement: {len(got)} frames vs {len(want)}")
+    per_frame = []
+    for t, (a, b) in enumerate(zip(got, want, strict=True)):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"label_agreement: frame {t} has shape {np.shape(a)} vs {np.shape(b)}")
+        per_frame.append(float(np.mean(np.asarray(a) == np.asarray(b))))
+    return Agreement(tuple(per_frame))
+
+
+# ---------------------------------------------------------------------- on the GPU
+
+
+def graph_inputs(folder: Path, objects: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Random inputs per graph; the decoders get the encoders' outputs (ONNX Runtime) on random frames."""
+    import onnxruntime as ort
+
+    from ..manifest import read_manifest
+
+    m = read_manifest(folder, verify=False)
+    rng = np.random.default_rng(seed)
+    sessions = {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
+                for g in ("query_encoder", "memory_encoder")}
+
+    def frame() -> dict[str, np.ndarray]:
+        if m.uint8_input:
+            return {"frame": rng.integers(0, 256, (1, m.height, m.width, 3), dtype=np.uint8),
+                    "padding": np.zeros(4, np.int64)}
+        return {"frame": rng.standard_normal((1, 3, m.height, m.width), dtype=np.float32)}
+
+    frames = [frame() for _ in range(3)]
+    masks = [rng.random((objects, 1, m.height, m.width), dtype=np.float32) for _ in range(2)]
+    query = sessions["query_encoder"].run(["query"], frames[0])[0]
+    first, prev = (sessions["memory_encoder"].run(["memory"], {**f, "masks": k})[0]
+                   for f, k in zip(frames[1:], masks, strict=True))
+    return {"query_encoder": frames[0], "memory_encoder": {**frames[1], "masks": masks[0]},
+            "joint_decoder_1mem": {"query": query, "memory_first": first},
+            "joint_decoder_2mem": {"query": query, "memory_first": first, "memory_prev": prev},
+            "aggregate": {"prob": rng.random((objects, 1, m.height, m.width), dtype=np.float32)}}
+
+
+#: Graphs whose objects are independent (a batch of B runs as B batches of 1); the memory
+#: encoder is not (token refinement weighs each object by all objects' masks), nor is ``aggregate``.
+PER_OBJECT = frozenset({"joint_decoder_1mem", "joint_decoder_2mem"})
+OBJECT_INPUTS = frozenset({"memory_first", "memory_prev"})
+
+
+def reference_outputs(session: Any, graph: str, names: list[str], inputs: Mapping[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """ONNX Runtime outputs of ``graph``; the decoders run one object at a time, concatenated.
+
+    One object at a time bounds the reference's memory: a ViT-B decoder at 480x864 holds
+    (B, 12, T, T) float32 attention scores, T = 4860 tokens for SimVOS-B, 9 GB at B = 8.
+    """
+    objects = next((v.shape[0] for k, v in inputs.items() if k in OBJECT_INPUTS), 1)
+    if graph not in PER_OBJECT or objects == 1:
+        return dict(zip(names, session.run(names, dict(inputs)), strict=True))
+    parts = [session.run(names, {k: v[b : b + 1] if k in OBJECT_INPUTS else v for k, v in inputs.items()})
+             for b in range(objects)]
+    return {n: np.concatenate([p[i] for p in parts]) for i, n in enumerate(names)}
+
+
+def verify_engines(folder: str | Path, precision: str = "fp16", *, objects: Sequence[int] | None = None,
+                   graphs: Sequence[str] | None = None, seed: int = 0, device: int = 0) -> EngineReport:
+    """Each engine against its ONNX graph on ONNX Runtime (CPU, float32) at 1 and the maximum objects.
+
+    Needs TensorRT, cuda-python and an NVIDIA GPU (MissingDependencyError / BackendError
+    otherwise). On the CPU the float32 reference of a ViT-B decoder at 8 objects takes
+    minutes. Raises nothing on a mismatch: see ``EngineReport.passed`` / ``raise_if_failed``.
+    """
+    import onnxruntime as ort
+
+    from ..manifest import read_manifest
+    from ..runtime.backends.trt import TensorRTBackend
+
+    folder = Path(folder)
+    m = read_manifest(folder, verify=False)
+    counts = sorted(set(objects or (1, m.max_objects)))
+    report = EngineReport(str(folder), precision)
+    backend = TensorRTBackend(folder, m, precision=precision, device=device, graphs=graphs)
+    with backend:
+        refs = {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
+                for g in backend.graphs}
+        for n in counts:
+            for graph, inputs in graph_inputs(folder, n, seed).items():
+                if graph not in refs:
+                    continue
+                want = reference_outputs(refs[graph], graph, [t.name for t in m.graphs[graph].outputs], inputs)
+                got = {k: backend.to_host(v) for k, v in backend.run(graph, inputs).items()}
+                report.checks += compare_outputs(graph, n, got, want, precision)
+                log.info("verified %s at %d objects", graph, n)
+    return report
+
+
+def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, precision: str = "fp16",
+                    device: int = 0, reference: Sequence[np.ndarray] | None = None) -> Agreement:
+    """Labels of the TensorRT runtime vs the float32 ONNX Runtime path (or ``reference`` labels) on a video.
+
+    Args:
+        frames: (T, H, W, 3) uint8; first_mask: (H, W) index mask of frame 0.
+        reference: (T, H, W) labels to compare with instead of running ONNX Runtime (e.g.
+            the official code's golden labels).
+    """
+    from ..runtime import VideoSegmenter
+
+    folder = Path(folder)
+    if reference is None:
+        with VideoSegmenter.open(folder, "onnxruntime", verify=False, providers=["CPUExecutionProvider"]) as ref:
+            reference = [np.asarray(x) for x in ref.segment(frames, first_mask)]
+    with VideoSegmenter.open(folder, "tensorrt", verify=False, precision=precision, device=device) as seg:
+        labels = [np.asarray(x) for x in seg.segment(frames, first_mask)]
+    return label_agreement(labels, reference)
