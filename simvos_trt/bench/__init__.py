@@ -1,2 +1,6 @@
 """Benchmark harnesses: the analytic cost model (``costs``), FLOPs of ONNX graphs
-(``onnx_flops``) and the paper's reference tables (``paper``)."""
+(``onnx_flops``) and the paper's reference tables (``paper``); the ``simvos-bench`` sweep:
+its rows (``sweep``), exports reused by key (``artifacts``), the timing proxy (``proxy``),
+per-frame measurement (``measure``), the runner (``runner``), result files (``results``),
+text reports (``report``), Figure 5 (``plot``) and the machine's stamp and peaks
+(``hardware``)."""

@@ -1,0 +1,229 @@
+"""The machine a benchmark runs on: CPU, GPU, library versions, peak arithmetic rates.
+
+- ``host_info``: what every result file is stamped with (CPU model from /proc/cpuinfo,
+  core counts, GPU name, versions of simvos_trt, torch, onnxruntime, numpy, tensorrt).
+- ``gpu_name`` / ``device_memory_mb``: the CUDA device, through cuda-python when it is
+  installed, else torch; None on a machine without a usable NVIDIA GPU.
+- ``GpuPeak`` / ``find_gpu_peak``: datasheet peak rates per GPU model
+  (``simvos_trt/data/gpu_peaks.json``, each with its source) for roofline FPS.
+- ``gemm_peak``: the float32 matrix-multiply rate this CPU reaches (numpy and torch,
+  square n x n products, best of several), the practical ceiling for the ViT's linears.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+
+log = logging.getLogger(__name__)
+
+_PEAKS_RESOURCE = "data/gpu_peaks.json"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def core_counts() -> dict[str, int | None]:
+    """Logical, physical (psutil, if installed) and usable (CPU affinity) core counts."""
+    physical = None
+    if importlib.util.find_spec("psutil") is not None:
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+
+        physical = psutil.cpu_count(logical=False)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"logical": os.cpu_count(), "physical": physical, "usable": usable}
+
+
+def _module_version(name: str) -> str | None:
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        return str(importlib.import_module(name).__version__)
+    except (ImportError, AttributeError):  # e.g. only tensorrt-stubs installed
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries that decide the speed (None: not installed)."""
+    versions: dict[str, str | None] = {"simvos_trt": __version__, "numpy": np.__version__,
+                                       "python": platform.python_version()}
+    for name in ("torch", "onnxruntime", "tensorrt"):
+        versions[name] = _module_version(name)
+    return versions
+
+
+def gpu_name(device: int = 0) -> str | None:
+    """The CUDA device's name, or None without a usable NVIDIA GPU (never raises)."""
+    from ..errors import SimVOSError
+
+    try:
+        from ..export.trt_env import gpu_info
+
+        return gpu_info(device)[0]
+    except (SimVOSError, ImportError) as exc:
+        log.debug("no GPU through cuda-python: %s", exc)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available() and device < torch.cuda.device_count():
+            return str(torch.cuda.get_device_name(device))
+    return None
+
+
+def device_memory_mb(device: int = 0) -> float | None:
+    """Device memory in use on the GPU now (all processes), in MiB; None without a GPU."""
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            cudart = importlib.import_module(name)
+        except ImportError:
+            continue
+        err, free, total = cudart.cudaMemGetInfo()
+        return None if int(err) != 0 else (total - free) / 2**20
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info(device)
+            return (total - free) / 2**20
+    return None
+
+
+def host_info() -> dict[str, Any]:
+    """The stamp of a result file: host, CPU, cores, GPU, versions, date (UTC)."""
+    return {"host": socket.gethostname(), "platform": f"{platform.system()}-{platform.machine()}",
+            "cpu": cpu_model(), "cores": core_counts(), "gpu": gpu_name(),
+            "versions": library_versions(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+# ---------------------------------------------------------------------- GPU peaks
+
+
+@dataclass(frozen=True)
+class GpuPeak:
+    """Datasheet peak rates of one GPU model, TFLOP/s (dense, see gpu_peaks.json)."""
+
+    name: str
+    match: tuple[str, ...]
+    fp16_tensor: float
+    fp16_tensor_fp32_acc: float
+    fp32: float
+    source: str
+
+    def tflops(self, precision: str) -> float:
+        """The peak for ``precision`` (``fp16``: Tensor Cores; ``fp32``: CUDA cores)."""
+        if precision not in ("fp16", "fp32"):
+            raise ValueError(f"precision: got {precision!r}, expected 'fp16' or 'fp32'")
+        return self.fp16_tensor if precision == "fp16" else self.fp32
+
+
+def load_gpu_peaks() -> tuple[GpuPeak, ...]:
+    """Every GPU of ``simvos_trt/data/gpu_peaks.json``, in matching order."""
+    data = json.loads(resources.files("simvos_trt").joinpath(_PEAKS_RESOURCE).read_text(encoding="utf-8"))
+    return tuple(GpuPeak(g["name"], tuple(g["match"]), float(g["fp16_tensor"]), float(g["fp16_tensor_fp32_acc"]),
+                         float(g["fp32"]), g["source"]) for g in data["gpus"])
+
+
+def find_gpu_peak(name: str | None) -> GpuPeak | None:
+    """The peaks of the GPU called ``name`` (a CUDA device name), or None if unknown."""
+    if not name:
+        return None
+    for peak in load_gpu_peaks():
+        if any(re.search(p, name, re.IGNORECASE) for p in peak.match):
+            return peak
+    return None
+
+
+# ---------------------------------------------------------------------- CPU GEMM peak
+
+
+@dataclass(frozen=True)
+class GemmPeak:
+    """Best float32 n x n matrix-product rate per library, GFLOP/s (2 n^3 FLOPs per product)."""
+
+    gflops: dict[str, float]  # library -> best GFLOP/s over the sizes
+    best_size: dict[str, int]  # library -> the n that reached it
+    sizes: tuple[int, ...]
+    repeats: int
+    threads: dict[str, int | None]
+
+    @property
+    def best(self) -> float:
+        """The highest rate of any library."""
+        return max(self.gflops.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sizes"] = list(self.sizes)
+        d["best"] = self.best
+        return d
+
+
+def _best_rate(matmul: Callable[[], object], n: int, repeats: int) -> float:
+    matmul()  # warm-up (thread pool start, page faults)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        matmul()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def gemm_peak(sizes: tuple[int, ...] = (1024, 1536, 2048), repeats: int = 5) -> GemmPeak:
+    """Measure the float32 GEMM rate of numpy (its BLAS) and torch (if installed) on this CPU."""
+    rng = np.random.default_rng(0)
+    gflops: dict[str, float] = {}
+    best_size: dict[str, int] = {}
+    threads: dict[str, int | None] = {"numpy": None}
+    libs: list[tuple[str, Callable[[np.ndarray, np.ndarray], Callable[[], object]]]] = [
+        ("numpy", lambda a, b: lambda: a @ b)]
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        threads["torch"] = torch.get_num_threads()
+        libs.append(("torch", lambda a, b: _torch_mm(torch.from_numpy(a), torch.from_numpy(b))))
+    for lib, make in libs:
+        for n in sizes:
+            a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+            rate = _best_rate(make(a, b), n, repeats)
+            log.info("%s float32 GEMM %d: %.1f GFLOP/s", lib, n, rate)
+            if rate > gflops.get(lib, 0.0):
+                gflops[lib], best_size[lib] = rate, n
+    return GemmPeak(gflops, best_size, tuple(sizes), repeats, threads)
+
+
+def _torch_mm(a: Any, b: Any) -> Callable[[], object]:
+    import torch
+
+    out = torch.empty_like(a)
+
+    def run() -> object:
+        with torch.inference_mode():
+            return torch.mm(a, b, out=out)
+
+    return run

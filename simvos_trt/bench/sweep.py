@@ -1,0 +1,187 @@
+"""What a benchmark sweeps: the paper's Table 2 and 3 rows, or a custom grid, mapped to a size.
+
+The paper measures ViT-B at 480x864 (N = 30 x 54 = 1620 tokens per frame) with
+Kf = Kb = 384 prototypes (and 128..512 in Table 3). At another frame size the rows are
+mapped so that they keep the paper's proportions:
+
+- the backbone: ViT-B rows run on ``backbone`` (``tiny`` for quick CPU runs, ``base``
+  for the paper's model); the SimVOS-L row (ViT-L) runs only when ``backbone`` is
+  ``base`` (there is no larger counterpart of the tiny ViT), and is left out otherwise;
+- the prototypes: with ``scale_k`` each K becomes ``max(1, round(K * N / 1620))``, so the
+  memory a frame contributes keeps its share of the frame's tokens (M / N = 768 / 1620
+  for 384/384) and the joint sequence 2M + N keeps its ratio to L=0's 3N; at 480x864 the
+  K are the paper's own. Without scaling, K = 384 exceeds N at small sizes (N = 112 at
+  128x224) and token refinement would lengthen the sequence instead of shortening it.
+
+Each row remembers the paper row it stands for (its label, FPS, J&F).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..config import SimVOSConfig
+from ..errors import InputError
+from .paper import PaperRow, load_paper_tables
+
+log = logging.getLogger(__name__)
+
+#: The paper's padded frame size (DAVIS 854x480) and its tokens per frame.
+PAPER_SIZE = (480, 864)
+PAPER_TOKENS = (480 // 16) * (864 // 16)
+REFINEMENT_CHOICES = ("both", "on", "off")
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One configuration to measure.
+
+    Attributes:
+        label: the paper's name for the row (``L=4 + TR 256/256``), or the grid's.
+        tables: the paper tables the row belongs to (empty for a custom-grid row that
+            is in neither).
+        config: the configuration measured (backbone mapped, K scaled to the size).
+        paper: the paper row it stands for, or None.
+    """
+
+    label: str
+    tables: tuple[int, ...]
+    config: SimVOSConfig
+    paper: PaperRow | None
+
+    @property
+    def is_baseline(self) -> bool:
+        """The B (L=0, no token refinement) row that speedups are measured against."""
+        return self.config.layer_index == 0 and not self.config.token_refinement and self.config.backbone != "large"
+
+
+def scale_k(k: int, tokens: int) -> int:
+    """K prototypes at the paper's 1620 tokens per frame, scaled to ``tokens`` (at least 1)."""
+    return max(1, round(k * tokens / PAPER_TOKENS))
+
+
+def tokens_of(size: tuple[int, int]) -> int:
+    """N, the tokens of one frame at (H, W)."""
+    return (size[0] // 16) * (size[1] // 16)
+
+
+def check_size(height: int, width: int) -> None:
+    """Raise InputError unless both sides are positive multiples of 16."""
+    for name, v in (("height", height), ("width", width)):
+        if v < 16 or v % 16:
+            raise InputError(f"--size {height}x{width}: the {name} {v} is not a positive multiple of 16 "
+                             f"(the patch size); e.g. 128x224 or 480x864")
+
+
+def map_config(paper: SimVOSConfig, backbone: str, size: tuple[int, int], scale: bool) -> SimVOSConfig | None:
+    """The paper's configuration on ``backbone`` at ``size`` (None: the ViT-L row off ``base``)."""
+    if paper.backbone == "large":
+        if backbone != "base":
+            return None
+        mapped = paper.backbone
+    else:
+        mapped = backbone
+    config = dataclasses.replace(paper, backbone=mapped)
+    if scale and config.token_refinement:
+        n = tokens_of(size)
+        config = dataclasses.replace(config, kf=scale_k(paper.kf, n), kb=scale_k(paper.kb, n))
+    return config
+
+
+def table_rows(number: int, backbone: str = "base", size: tuple[int, int] = PAPER_SIZE,
+               scale: bool = True) -> list[SweepRow]:
+    """The rows of the paper's Table ``number`` (2 or 3), mapped to ``backbone`` and ``size``."""
+    if number not in (2, 3):
+        raise InputError(f"--table {number}: expected 2 or 3")
+    rows = []
+    for paper in load_paper_tables().table(number):
+        config = map_config(paper.config(), backbone, size, scale)
+        if config is None:
+            log.info("%s (ViT-L) is left out: it is measured only with backbone base", paper.label)
+            continue
+        rows.append(SweepRow(paper.label, (number,), config, paper))
+    return rows
+
+
+def grid_rows(layers: Sequence[int], ks: Sequence[tuple[int, int]], refinement: str = "both",
+              backbone: str = "tiny", size: tuple[int, int] = PAPER_SIZE, scale: bool = True) -> list[SweepRow]:
+    """A custom grid: every L of ``layers``, without token refinement and/or with each (Kf, Kb).
+
+    ``refinement`` is ``both``, ``on`` (only TR rows; L=0 still gives the baseline) or
+    ``off``. K are given in the paper's terms (at 1620 tokens) and scaled like the tables'.
+    """
+    if refinement not in REFINEMENT_CHOICES:
+        raise InputError(f"--refinement {refinement}: expected one of {REFINEMENT_CHOICES}")
+    papers: dict[SimVOSConfig, list[PaperRow]] = {}
+    for r in load_paper_tables().rows:
+        papers.setdefault(r.config(), []).append(r)
+    rows = []
+    for L in layers:
+        wanted: list[SimVOSConfig] = []
+        try:
+            if L == 0 or refinement in ("both", "off"):
+                wanted.append(SimVOSConfig(backbone="base", layer_index=L))
+            if L > 0 and refinement in ("both", "on"):
+                wanted += [SimVOSConfig(backbone="base", layer_index=L, token_refinement=True, kf=kf, kb=kb)
+                           for kf, kb in ks]
+            mapped = [map_config(c, backbone, size, scale) for c in wanted]
+        except ValueError as exc:
+            raise InputError(f"--layers/--k: {exc}") from exc
+        for paper_config, config in zip(wanted, mapped, strict=True):
+            assert config is not None  # base rows always map
+            found = papers.get(paper_config, [])
+            paper = found[0] if found else None
+            label = paper.label if paper else grid_label(paper_config)
+            rows.append(SweepRow(label, tuple(sorted({p.table for p in found})), config, paper))
+    return rows
+
+
+def grid_label(config: SimVOSConfig) -> str:
+    """The paper's style of label for a configuration (``L=4 + TR 128/128``)."""
+    if config.layer_index == 0 and not config.token_refinement:
+        return "SimVOS-B (L=0)"
+    tr = f" + TR {config.kf}/{config.kb}" if config.token_refinement else ""
+    return f"L={config.layer_index}{tr}"
+
+
+def baseline_row(backbone: str) -> SweepRow:
+    """The SimVOS-B (L=0) row on ``backbone``, the reference of every speedup."""
+    paper = next(r for r in load_paper_tables().rows if r.variant == "B")
+    return SweepRow(paper.label, (paper.table,), dataclasses.replace(paper.config(), backbone=backbone), paper)
+
+
+def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[SweepRow]:
+    """Merge row groups: one row per configuration (tables united), the B baseline first (added if absent)."""
+    merged: dict[SimVOSConfig, SweepRow] = {}
+    for rows in groups:
+        for row in rows:
+            old = merged.get(row.config)
+            if old is None:
+                merged[row.config] = row
+            else:
+                merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
+    if not any(r.is_baseline for r in merged.values()):
+        base = baseline_row(backbone)
+        merged = {base.config: base, **merged}
+    rows = list(merged.values())
+    return sorted(rows, key=lambda r: not r.is_baseline)  # stable: the baseline first, then as given
+
+
+def parse_ks(text: str) -> list[tuple[int, int]]:
+    """``384/384,128/128`` -> [(384, 384), (128, 128)]; a single number means Kf = Kb."""
+    ks = []
+    for item in text.split(","):
+        parts = item.strip().split("/")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise InputError(f"--k {text}: {item!r} is not Kf/Kb (e.g. 384/384 or 256/512)") from None
+        if len(values) == 1:
+            values *= 2
+        if len(values) != 2 or min(values) < 1:
+            raise InputError(f"--k {text}: {item!r} is not Kf/Kb with positive integers (e.g. 384/384)")
+        ks.append((values[0], values[1]))
+    return ks

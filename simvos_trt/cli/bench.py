@@ -1,0 +1,317 @@
+"""simvos-bench: measure the runtime's per-frame step over the paper's configurations.
+
+    simvos-bench                                   # Table 2, tiny ViT at 128x224, ONNX Runtime (minutes on a CPU)
+    simvos-bench --table 2 --table 3 --backbone base --backend onnxruntime,torch
+    simvos-bench --layers 0,2,4 --k 384/384,128/128 --backbone base --size 192x336
+    simvos-bench --paper --table 2 --table 3       # ViT-B/L, 480x864, 2 objects, TensorRT FP16 (a GPU)
+    simvos-bench --compare benchmarks/results/A benchmarks/results/B
+
+Each backend's results go to ``<results>/<date>-<host>-<backend>/``: results.json
+(stamped with host, CPU, GPU, versions, settings), results.csv, report.txt and
+fps_vs_L.png, rewritten after every row. Exported graphs (and TensorRT engines) are kept
+under ``<engines>/bench/`` and reused when their key matches.
+
+Exit codes: 0 done; 1 some rows failed; 2 bad options; 3 no backend could run here;
+130 interrupted (the rows measured so far are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import BACKBONES
+from ..errors import SimVOSError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 1, 2, 3, 130
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
+DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]], "precision": "fp32"}
+PAPER: dict[str, Any] = {"backbone": "base", "size": (480, 864), "backend": [["tensorrt"]], "precision": "fp16"}
+
+
+def backend_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(unknown) or text!r}; choose from "
+                                         f"{', '.join(BACKENDS)} (repeat the option or give a comma list)")
+    return names
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW (e.g. 128x224)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of integers (e.g. 0,2,4)") from None
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="simvos-bench",
+        description="Measure SimVOS's per-frame step (query and memory encoders, joint decoder, soft aggregation "
+        "and the host work around them) over the paper's Table 2/3 configurations or a custom grid, on one or "
+        "more backends, and report FPS, speedups against the paper's and the FLOP model's, and a Figure 5 plot.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("what to sweep (default: --table 2)")
+    g.add_argument("--table", type=int, choices=(2, 3), action="append",
+                   help="the paper's Table 2 (L with and without token refinement, B, L) or 3 (Kf/Kb at L=4); "
+                   "repeatable")
+    g.add_argument("--layers", type=int_list, metavar="L,...", help="custom grid: layer indices, e.g. 0,2,4")
+    g.add_argument("--k", default="384/384", metavar="KF/KB,...",
+                   help="custom grid: token-refinement sizes in the paper's terms, e.g. 384/384,128/128")
+    g.add_argument("--refinement", choices=("both", "on", "off"), default="both",
+                   help="custom grid: rows without token refinement, with it, or both")
+    g.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
+                   help="the ViT the paper's ViT-B rows run on [default tiny; base with --paper]; the ViT-L row "
+                   "runs only with base")
+    g.add_argument("--scale-k", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale Kf/Kb by N/1620 (tokens per frame here over the paper's 480x864) so token "
+                   "refinement keeps its proportions at small sizes")
+    g.add_argument("--paper", action="store_true",
+                   help="the paper's setting: ViT-B/L at 480x864, 2 objects, TensorRT FP16 (explicit options win)")
+    r = p.add_argument_group("how to run")
+    r.add_argument("--backend", type=backend_list, action="append", metavar="NAME[,NAME]",
+                   help="onnxruntime, torch, tensorrt; repeatable [default onnxruntime; tensorrt with --paper]")
+    r.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+                   help="fp16 needs TensorRT [default fp32; fp16 with --paper]")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where ONNX Runtime and torch run (auto: the GPU when they can use it)")
+    r.add_argument("--size", type=size_arg, default=None, metavar="HxW",
+                   help="frame size, multiples of 16 [default 128x224; 480x864 with --paper]")
+    r.add_argument("--objects", type=positive, default=2, help="objects in the synthetic video")
+    r.add_argument("--frames", type=positive, default=10, help="measured frames per row")
+    r.add_argument("--warmup", type=int, default=2, help="warm-up frames per row (>= 1 keeps the "
+                   "single-memory first step out of the measurement)")
+    r.add_argument("--repeats", type=positive, default=1,
+                   help="passes over the whole sweep; each row reports its fastest pass (by median step time), "
+                   "which filters out load from elsewhere on shared machines")
+    r.add_argument("--threads", type=positive, default=None, help="ONNX Runtime intra-op threads [its default]")
+    r.add_argument("--seed", type=int, default=1, help="seed of the random weights and of the video")
+    r.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the CPU's float32 GEMM peak (numpy, torch) first")
+    o = p.add_argument_group("files")
+    o.add_argument("--engines", type=Path, default=Path("engines"), help="where exports are kept and reused")
+    o.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="where result folders go")
+    o.add_argument("--compare", nargs=2, type=Path, metavar=("DIR1", "DIR2"),
+                   help="only compare two result folders (FPS per configuration, ratio) and exit")
+    o.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    o.add_argument("-v", "--verbose", action="store_true", help="log library details")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options left unset from --paper's setting or the defaults."""
+    base = PAPER if args.paper else DEFAULTS
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.backend = list(dict.fromkeys(b for group in args.backend for b in group))  # flat, in order, unique
+    if args.table is None and args.layers is None:
+        args.table = [2]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        if args.compare:
+            return run_compare(*args.compare, as_json=args.json)
+        return run(resolve(args))
+    except SimVOSError as exc:
+        print(f"simvos-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before the sweep started (during it, run() keeps the rows measured)
+        print("simvos-bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
+    from ..bench.report import compare_folders
+
+    text, pairs = compare_folders(a, b)
+    if as_json:
+        print(json.dumps([{**dataclasses.asdict(p), "ratio": p.ratio} for p in pairs], indent=1))
+    else:
+        print(text)
+    return 0
+
+
+def sweep_rows(args: argparse.Namespace) -> list[Any]:
+    from ..bench.sweep import build_sweep, check_size, grid_rows, parse_ks, table_rows
+
+    size = tuple(args.size)
+    check_size(*size)
+    groups = [table_rows(t, args.backbone, size, args.scale_k) for t in dict.fromkeys(args.table or [])]
+    if args.layers is not None:
+        groups.append(grid_rows(args.layers, parse_ks(args.k), args.refinement, args.backbone, size, args.scale_k))
+    return build_sweep(groups, args.backbone)
+
+
+def result_folder(root: Path, host: str, backend: str) -> Path:
+    """``<root>/<date>-<host>-<backend>``, with -2, -3, ... when that exists already."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", host)[:40] or "host"
+    name = f"{_dt.date.today().isoformat()}-{safe}-{backend}"
+    folder, n = root / name, 2
+    while folder.exists():
+        folder, n = root / f"{name}-{n}", n + 1
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
+    from ..bench.results import ResultFolder
+    from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
+
+    if args.warmup < 0:
+        raise SimVOSError(f"--warmup {args.warmup}: expected 0 or more")
+    rows = sweep_rows(args)
+    say = Printer.quiet if args.json else Printer.loud
+    settings = SweepSettings(height=args.size[0], width=args.size[1], objects=args.objects, frames=args.frames,
+                             warmup=args.warmup, backends=tuple(args.backend), precision=args.precision,
+                             device=args.device, engines=args.engines, threads=args.threads, seed=args.seed,
+                             repeats=args.repeats)
+    reasons = {b: unavailable_reason(b, settings) for b in args.backend}
+    for backend, reason in reasons.items():
+        if reason:
+            print(f"simvos-bench: {backend} is not available here, its rows are skipped: {reason}", file=sys.stderr)
+    backends = [b for b in args.backend if reasons[b] is None]
+    if not backends:
+        print("simvos-bench: error: none of the backends can run here; nothing was measured", file=sys.stderr)
+        return EXIT_MISSING
+    settings = dataclasses.replace(settings, backends=tuple(backends))
+    say(f"simvos-bench: {len(rows)} configurations x {len(backends)} backends ({', '.join(backends)}) at "
+        f"{args.size[0]}x{args.size[1]}, {args.objects} objects, {args.frames} frames after {args.warmup} warm-up"
+        + (f", best of {args.repeats} passes" if args.repeats > 1 else ""))
+    host = host_info()
+    peak = None
+    if args.peak:
+        say("measuring the CPU's float32 GEMM peak ...")
+        peak = gemm_peak()
+        say("  " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.gflops.items()))
+    gpu_peak = find_gpu_peak(host["gpu"])
+    writers = {}
+    for backend in backends:
+        meta = {"host": host, "settings": {**_settings_dict(settings), "backend": backend,
+                                           "tables": args.table, "layers": args.layers, "scale_k": args.scale_k,
+                                           "backbone": args.backbone, "paper_mode": args.paper},
+                "command": " ".join(["simvos-bench", *args.argv]),
+                "cpu_gemm_peak": peak.to_dict() if peak else None,
+                "gpu_peak": dataclasses.asdict(gpu_peak) if gpu_peak else None}
+        writers[backend] = ResultFolder(result_folder(args.results, host["host"], backend), meta, gpu_peak)
+    t0 = time.perf_counter()
+    interrupted = False
+    try:
+        run_sweep(rows, settings, writers, progress=Printer(say))
+    except KeyboardInterrupt:
+        interrupted = True
+    return finish(writers, args, time.perf_counter() - t0, interrupted)
+
+
+def _settings_dict(settings: Any) -> dict[str, Any]:
+    d = dataclasses.asdict(settings)
+    d["engines"] = str(d["engines"])
+    d["backends"] = list(d["backends"])
+    return d
+
+
+class Printer:
+    """Progress lines for the sweep's events."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
+    @staticmethod
+    def loud(text: str) -> None:
+        print(text, flush=True)
+
+    @staticmethod
+    def quiet(text: str) -> None:
+        """--json: no progress lines."""
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        say = self.say
+        if event == "pass" and info["count"] > 1:
+            say(f"pass {info['index'] + 1}/{info['count']}")
+        elif event == "row":
+            row = info["row"]
+            say(f"[{info['index'] + 1}/{info['count']}] {row.label} [{row.config.name}]")
+        elif event == "graphs" and info["status"] != "exporting":
+            say(f"    graphs {info['status']}: {info['folder']}"
+                + (f" ({info['seconds']:.1f} s)" if info["status"] == "exported" else ""))
+        elif event == "graphs":
+            say(f"    exporting graphs to {info['folder']} ...")
+        elif event == "graph":
+            say(f"      {info['name']:<20} {info['seconds']:6.1f} s  {info['bytes'] / 1e6:8.1f} MB")
+        elif event == "engine" and info["status"] != "start":
+            say(f"    engine {info['graph']}: {info['status']} ({info['seconds']:.1f} s)")
+        elif event == "result":
+            r = info["row"]
+            if r.ok:
+                say(f"    {r.backend:<12} {r.fps:7.2f} FPS  median {r.median_ms:8.1f} ms  p90 {r.p90_ms:8.1f} ms  "
+                    f"joint {r.joint_ms:8.1f} ms")
+            else:
+                say(f"    {r.backend:<12} {r.status}: {r.message}")
+
+
+def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, interrupted: bool) -> int:
+    """Write each folder's report and plot, print them, and choose the exit code."""
+    from ..bench.plot import PLOT_FILE, plot_sweep
+    from ..bench.report import format_report
+    from ..bench.results import write_text
+
+    everything = [r for w in writers.values() for r in w.derived()]
+    host = next(iter(writers.values())).meta["host"] if writers else {}
+    title = (f"SimVOS {args.backbone} at {args.size[0]}x{args.size[1]}, {args.objects} objects; "
+             f"{host.get('cpu')}, GPU {host.get('gpu') or 'none'}")
+    out: dict[str, Any] = {}
+    for backend, writer in writers.items():
+        if not writer.rows:
+            continue
+        writer.flush()
+        report = format_report(writer.meta, writer.derived())
+        write_text(writer.folder, "report.txt", report + "\n")
+        plot = plot_sweep(everything, writer.folder / PLOT_FILE, title)
+        out[backend] = {"folder": str(writer.folder), "plot": str(plot) if plot else None,
+                        "rows": [dataclasses.asdict(r) for r in writer.derived()]}
+        if not args.json:
+            print(f"\n{report}\nwritten to {writer.folder}/")
+    rows = everything
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"done in {seconds:.0f} s" + (" (interrupted: the rows measured so far are kept)" if interrupted else ""))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if any(r.status == "failed" for r in rows):
+        return EXIT_FAILED
+    return 0 if any(r.ok for r in rows) else EXIT_MISSING
+
+
+if __name__ == "__main__":
+    sys.exit(main())
