@@ -20,9 +20,9 @@ PNGs are read and written with Pillow (OpenCV expands palette PNGs to colour).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, SimVOSError
-from ..runtime.png import read_index_png, write_index_png
+from ..runtime.png import read_index_png, write_atomic, write_index_png
 from .metrics import (
     BOUND_TH,
     GLOBAL_COLUMNS,
@@ -344,17 +344,11 @@ def _fmt(x: float) -> str:
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Write a CSV atomically (temporary file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomic(path, buf.getvalue().encode())
 
 
 def write_csvs(evaluation: Evaluation, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -59,14 +59,17 @@ else:
     trt = _LazyTensorRT()
 
 
-def _cudart() -> Any:
-    """The CUDA runtime bindings (cuda-python 12.x and 13.x), or MissingDependencyError."""
+def load_cudart(purpose: str = "querying the GPU") -> Any:
+    """cuda-python's runtime bindings (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.6).
+
+    Raises MissingDependencyError naming ``purpose`` when cuda-python is missing.
+    """
     for name in ("cuda.bindings.runtime", "cuda.cudart"):
         try:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise MissingDependencyError(f"querying the GPU needs cuda-python (cuda.bindings); install it with: "
+    raise MissingDependencyError(f"{purpose} needs cuda-python (cuda.bindings); install it with: "
                                  f"{INSTALL_HINT}")
 
 
@@ -83,7 +86,7 @@ def _check(cudart: Any, result: tuple[Any, ...], what: str) -> Any:
 
 def gpu_info(device: int = 0) -> tuple[str, tuple[int, int]]:
     """(name, compute capability) of CUDA device ``device``; raises GPUUnavailableError."""
-    cudart = _cudart()
+    cudart = load_cudart()
     count = int(_check(cudart, cudart.cudaGetDeviceCount(), "cudaGetDeviceCount"))
     if not 0 <= device < count:
         raise GPUUnavailableError(f"no usable NVIDIA GPU: CUDA device {device} requested, {count} visible "

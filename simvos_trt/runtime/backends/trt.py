@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import importlib
 import logging
 import threading
 import weakref
@@ -65,6 +64,7 @@ import numpy as np
 from ...errors import InputError, MissingDependencyError
 from ...export.engine_cache import PRECISIONS, RuntimeInfo, compatibility, find_entry, rebuild_command
 from ...export.trt_env import INSTALL_HINT, GPUUnavailableError, require_tensorrt, runtime_info, trt
+from ...export.trt_env import load_cudart as _load_cudart
 from ...manifest import OBJECTS_AXIS, GraphEntry, Manifest
 from .base import REQUIRED_GRAPHS, Backend, BackendError, Handle
 
@@ -93,14 +93,8 @@ class TensorRTError(BackendError):
 
 
 def load_cudart() -> Any:
-    """cuda-python's runtime bindings (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.6)."""
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise MissingDependencyError(f"the TensorRT backend needs cuda-python (cuda.bindings); install it with: "
-                                 f"{INSTALL_HINT}")
+    """cuda-python's runtime bindings, or MissingDependencyError naming the TensorRT backend."""
+    return _load_cudart("the TensorRT backend")
 
 
 class Cuda:
