@@ -13,6 +13,10 @@ class InputError(SimVOSError, ValueError):
     """Frames or masks given to the model or runtime have the wrong shape, type or content."""
 
 
+class BackendError(SimVOSError):
+    """A backend or device cannot be used: not available here, no usable GPU, a failed CUDA or TensorRT call."""
+
+
 class MissingDependencyError(SimVOSError, ImportError):
     """An optional dependency (torch, tensorrt, ...) is needed for this call and not installed."""
 

@@ -19,7 +19,7 @@ from .config import SimVOSConfig
 from .errors import SimVOSError
 
 MANIFEST = "manifest.json"
-FORMAT = "simvos-trt/1"
+FORMAT = "simvos-trt/2"
 OBJECTS_AXIS = "objects"
 
 
@@ -55,20 +55,21 @@ class GraphEntry:
     outputs: tuple[TensorSpec, ...]
     nodes_exported: int = 0
     nodes_final: int = 0
-    engines: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] | None = None  # the built engine's record (``trt.identity.EngineEntry``)
+    precision: str = "fp32"  # what the graph computes in (``simvos_trt.precision.graph_precision``)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256,
+        return {"file": self.file, "sha256": self.sha256, "precision": self.precision,
                 "inputs": [t.to_dict() for t in self.inputs],
                 "outputs": [t.to_dict() for t in self.outputs],
                 "nodes_exported": self.nodes_exported, "nodes_final": self.nodes_final,
-                "engines": self.engines}
+                "engine": self.engine}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GraphEntry:
         return cls(d["file"], d["sha256"], tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
                    tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
-                   d.get("nodes_exported", 0), d.get("nodes_final", 0), d.get("engines", {}))
+                   d.get("nodes_exported", 0), d.get("nodes_final", 0), d.get("engine"), d["precision"])
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Manifest:
     opset: int
     checkpoint: dict[str, Any]  # {"kind": "official"|"mae"|"random", "path", "sha256"}
     graphs: dict[str, GraphEntry]
+    precision: str = "fp32"  # of the export (``aggregate`` is float32 in every export)
     versions: dict[str, str] = field(default_factory=dict)
     variant: str | None = None
     created: str = ""
@@ -98,7 +100,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "variant": self.variant, "config": self.config.to_dict(),
-                "height": self.height, "width": self.width, "grid": list(self.grid),
+                "precision": self.precision, "height": self.height, "width": self.width, "grid": list(self.grid),
                 "memory_tokens": self.memory_tokens, "uint8_input": self.uint8_input,
                 "objects_profile": {"min": 1, "opt": min(2, self.max_objects), "max": self.max_objects},
                 "opset": self.opset, "checkpoint": self.checkpoint, "versions": self.versions,
@@ -115,7 +117,7 @@ class Manifest:
         return cls(config=SimVOSConfig.from_dict(d["config"]), height=d["height"], width=d["width"],
                    uint8_input=d["uint8_input"], max_objects=d["objects_profile"]["max"],
                    opset=d["opset"], checkpoint=d["checkpoint"],
-                   graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()},
+                   graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()}, precision=d["precision"],
                    versions=d.get("versions", {}), variant=d.get("variant"),
                    created=d.get("created", ""))
 

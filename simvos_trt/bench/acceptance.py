@@ -5,13 +5,13 @@
 
 Steps (each reported; the report is rewritten after each):
 
-1. environment: TensorRT, cuda-python, an NVIDIA GPU and torch (for the export), else exit 3;
-2. SimVOS-BS and SimVOS-B exported at 480x864 (random weights unless a checkpoint is given),
-   FP16 engines built (``simvos-build``'s steps), each engine verified against ONNX Runtime
-   at 1 and the maximum objects (``export.trt_verify``);
+1. environment: TensorRT (or TensorRT-RTX), cuda-python, an NVIDIA GPU and torch (for the export), else exit 3;
+2. SimVOS-BS and SimVOS-B exported as FP16 graphs at 480x864 (random weights unless a
+   checkpoint is given), engines built (``simvos-build``'s steps), each engine verified
+   against its graph on ONNX Runtime at 1 and the maximum objects (``eval.engines``);
 3. the golden videos of ``tests/data/golden`` (when present): the tiny model exported at
    each video's size, its TensorRT labels compared with the float32 reference labels (the
-   official code's) and with the float32 ONNX Runtime path;
+   official code's) and with ONNX Runtime on the same FP16 graphs;
 4. throughput: ``--frames`` frames of a 480x854 synthetic video with ``--objects`` objects
    after ``--warmup`` frames, CUDA-synchronised per frame: median and p90 ms, FPS;
 5. ``acceptance.json`` and ``README.md`` in ``benchmarks/results/<date>-<host>-acceptance/``,
@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, SimVOSError, require
-from ..export.trt_env import GPUUnavailableError
+from ..errors import BackendError, MissingDependencyError, SimVOSError, require
 from ..manifest import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -138,13 +137,14 @@ def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Pat
 
 
 def environment(device: int) -> dict[str, Any]:
-    """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / GPUUnavailableError."""
-    from ..runtime.backends.trt import Cuda, load_cudart, require_runtime
+    """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / BackendError."""
+    from ..runtime.backends.trt import require_runtime
+    from ..trt.cuda import Cuda
     from .hardware import host_info
 
     info = require_runtime(device)
     require("torch", "torch", "Exporting the acceptance models")
-    cuda = Cuda(load_cudart())
+    cuda = Cuda()
 
     def version(n: int) -> str:
         return f"{n // 1000}.{n % 1000 // 10}"
@@ -157,7 +157,8 @@ def environment(device: int) -> dict[str, Any]:
     except OSError:
         pass
     return {**host_info(), "gpu": info.gpu_name, "compute_capability": ".".join(map(str, info.compute_capability)),
-            "tensorrt": info.trt_version, "cuda_driver": version(int(cuda.call("cudaDriverGetVersion"))),
+            "tensorrt": f"{info.library} {info.version}",
+            "cuda_driver": version(int(cuda.call("cudaDriverGetVersion"))),
             "cuda_runtime": version(int(cuda.call("cudaRuntimeGetVersion"))), "nvidia_driver": driver}
 
 
@@ -169,6 +170,7 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
     from ..manifest import ManifestError, read_manifest, sha256_file
     from ..model.checkpoint import load_official_checkpoint, load_official_state, random_model
     from ..model.simvos import SimVOS
+    from ..precision import Precision
 
     record: dict[str, Any] = (
         {"kind": "official", "path": str(checkpoint), "sha256": sha256_file(checkpoint)} if checkpoint is not None
@@ -176,7 +178,8 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
         else {"kind": "random", "path": None, "sha256": "random", "seed": 1})
     try:
         m = read_manifest(folder)
-        if (m.config, m.height, m.width, m.max_objects, m.checkpoint) == (config, height, width, max_objects, record):
+        if (m.config, m.height, m.width, m.max_objects, m.checkpoint, m.precision) == (
+                config, height, width, max_objects, record, "fp16"):
             log.info("reusing the export %s", folder)
             return folder
     except ManifestError:
@@ -188,20 +191,21 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
         load_official_state(model, state, source="the golden checkpoint recipe")
     else:
         model = random_model(config, seed=1)
-    export_folder(model, folder, ExportSettings(height, width, max_objects=max_objects), checkpoint=record, force=True)
+    export_folder(model, folder, ExportSettings(height, width, max_objects=max_objects, precision=Precision.FP16),
+                  checkpoint=record, force=True)
     return folder
 
 
 def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int] | None = None) -> dict[str, Any]:
-    """Build the FP16 engines of ``folder`` (reusing matching ones) and verify them against ONNX Runtime."""
-    from ..export.engine_cache import BuildSettings
+    """Build the engines of ``folder`` (reusing matching ones) and verify them against ONNX Runtime."""
+    from ..eval.engines import verify_engines
     from ..export.trt_build import build_engines
-    from ..export.trt_verify import verify_engines
+    from ..trt.identity import BuildSettings
 
     t0 = time.perf_counter()
-    build_engines(folder, BuildSettings(precision="fp16"), device=device)
+    build_engines(folder, BuildSettings(), device=device)
     say(f"  engines built in {time.perf_counter() - t0:.0f} s; verifying against ONNX Runtime (CPU) ...")
-    report = verify_engines(folder, "fp16", objects=objects, device=device)
+    report = verify_engines(folder, objects=objects, device=device)
     say(report.table())
     return {"build_seconds": round(time.perf_counter() - t0, 1), "verification": report.to_dict(),
             "verification_table": report.markdown()}
@@ -212,7 +216,7 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     video = moving_shapes(args.height, args.video_width, objects=args.objects, frames=1 + args.warmup + args.frames)
     m = measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
-                       precision="fp16", device=args.device, cuda_graphs=args.cuda_graphs)
+                       device=args.device, cuda_graphs=args.cuda_graphs)
     return {"median_ms": m.median_ms, "p90_ms": m.p90_ms, "mean_ms": m.mean_ms, "fps": m.fps,
             "stages_ms": {k: m.stage_ms(k) for k in ("query", "memory", "joint", "aggregate", "host")},
             "device_memory_mb": m.device_memory_mb, "peak_rss_mb": m.peak_rss_mb, "step_ms": list(m.step)}
@@ -221,7 +225,7 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
     """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
     from ..config import SimVOSConfig, preset
-    from ..export.trt_verify import label_agreement
+    from ..eval.engines import label_agreement
     from ..model.checkpoint import synthetic_state_dict
     from ..runtime import VideoSegmenter
 
@@ -234,7 +238,7 @@ def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, A
     folder = export(config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None,
                     state=synthetic_state_dict(preset("T"), seed=1))
     engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
-    with VideoSegmenter.open(folder, "tensorrt", precision="fp16", device=device) as seg:
+    with VideoSegmenter.open(folder, "tensorrt", device=device) as seg:
         got = [np.asarray(x) for x in seg.segment(frames, first_mask)]
     with VideoSegmenter.open(folder, "onnxruntime", providers=["CPUExecutionProvider"]) as ref:
         ort = [np.asarray(x) for x in ref.segment(frames, first_mask)]
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return run(args)
-    except (MissingDependencyError, GPUUnavailableError) as exc:
+    except (MissingDependencyError, BackendError) as exc:
         print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
               file=sys.stderr)
         return EXIT_MISSING

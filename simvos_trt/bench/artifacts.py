@@ -2,12 +2,12 @@
 
 A row's graphs live in ``<engines>/bench/<config>-<H>x<W>-b<objects>/``. They are reused
 when the folder's manifest (checked: files present, sha256s match) records the same
-*graph key*: the configuration, frame size, object limit, opset, input kind, the
+*graph key*: the configuration, frame size, object limit, opset, input kind, precision, the
 package version that exported them and the random weights' seed. Anything else (a
 missing or broken folder, another version) re-exports them, atomically
 (``export_folder`` builds beside the target and renames). TensorRT engines are then
 built or reused by ``trt_build.build_engines``, whose own cache key covers the ONNX
-file, the build settings, the GPU and the TensorRT version.
+file, the build settings, the target GPUs and the TensorRT library and version.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 from .. import __version__
 from ..config import SimVOSConfig
-from ..errors import SimVOSError
 from ..manifest import Manifest, ManifestError, read_manifest
 
 log = logging.getLogger(__name__)
@@ -41,15 +40,18 @@ class GraphSpec:
     seed: int = 1
     opset: int = OPSET
     uint8_input: bool = True
+    precision: str = "fp32"
 
     def key(self) -> dict[str, Any]:
         """The graph key compared with an existing folder's manifest (``manifest_key``)."""
         return {"config": self.config.to_dict(), "height": self.height, "width": self.width,
                 "max_objects": self.max_objects, "opset": self.opset, "uint8_input": self.uint8_input,
-                "simvos_trt": __version__, "weights": {"kind": "random", "seed": self.seed}}
+                "precision": self.precision, "simvos_trt": __version__,
+                "weights": {"kind": "random", "seed": self.seed}}
 
     def folder(self, engines: str | Path) -> Path:
-        return Path(engines) / "bench" / f"{self.config.name}-{self.height}x{self.width}-b{self.max_objects}"
+        size = f"{self.height}x{self.width}"
+        return Path(engines) / "bench" / f"{self.config.name}-{size}-b{self.max_objects}-{self.precision}"
 
 
 def manifest_key(manifest: Manifest) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def manifest_key(manifest: Manifest) -> dict[str, Any]:
     ck = manifest.checkpoint
     return {"config": manifest.config.to_dict(), "height": manifest.height, "width": manifest.width,
             "max_objects": manifest.max_objects, "opset": manifest.opset, "uint8_input": manifest.uint8_input,
-            "simvos_trt": manifest.versions.get("simvos_trt"),
+            "precision": manifest.precision, "simvos_trt": manifest.versions.get("simvos_trt"),
             "weights": {"kind": ck.get("kind"), "seed": ck.get("seed")}}
 
 
@@ -91,27 +93,24 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, progress: Progress | Non
     t0 = time.perf_counter()
     say("graphs", {"folder": str(folder), "status": "exporting", "seconds": 0.0})
     model = random_model(spec.config, seed=spec.seed)
-    settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input)
+    settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
+                              spec.precision)
     export_folder(model, folder, settings, force=True, progress=say,
                   checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": spec.seed})
     say("graphs", {"folder": str(folder), "status": "exported", "seconds": time.perf_counter() - t0})
     return folder
 
 
-def ensure_engines(folder: Path, precision: str, progress: Progress | None = None) -> None:
-    """Build (or reuse, by cache key) the ``precision`` TensorRT engines of ``folder``.
+def ensure_engines(folder: Path, progress: Progress | None = None) -> None:
+    """Build (or reuse, by cache key) the TensorRT engines of ``folder``.
 
-    Raises MissingDependencyError / GPUUnavailableError without TensorRT or a GPU.
+    Raises MissingDependencyError / BackendError without TensorRT or a GPU.
     """
-    from ..export.engine_cache import BuildSettings
     from ..export.trt_build import BuildEvent, build_engines
+    from ..trt.identity import BuildSettings
 
     def forward(event: BuildEvent) -> None:
         if progress:
             progress("engine", {"graph": event.graph, "status": event.status, "seconds": event.seconds})
 
-    try:
-        settings = BuildSettings(precision=precision)
-    except ValueError as exc:
-        raise SimVOSError(f"--precision: {exc}") from exc
-    build_engines(folder, settings, progress=forward)
+    build_engines(folder, BuildSettings(), progress=forward)

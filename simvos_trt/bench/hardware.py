@@ -82,9 +82,9 @@ def gpu_name(device: int = 0) -> str | None:
     from ..errors import SimVOSError
 
     try:
-        from ..export.trt_env import gpu_info
+        from ..trt.cuda import Cuda
 
-        return gpu_info(device)[0]
+        return Cuda().gpu(device)[0]
     except (SimVOSError, ImportError) as exc:
         log.debug("no GPU through cuda-python: %s", exc)
     if importlib.util.find_spec("torch") is not None:
@@ -97,13 +97,14 @@ def gpu_name(device: int = 0) -> str | None:
 
 def device_memory_mb(device: int = 0) -> float | None:
     """Device memory in use on the GPU now (all processes), in MiB; None without a GPU."""
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            cudart = importlib.import_module(name)
-        except ImportError:
-            continue
-        err, free, total = cudart.cudaMemGetInfo()
-        return None if int(err) != 0 else (total - free) / 2**20
+    from ..errors import SimVOSError
+    from ..trt.cuda import Cuda
+
+    try:
+        free, total = Cuda().call("cudaMemGetInfo")
+        return float(total - free) / 2**20
+    except (SimVOSError, ImportError) as exc:
+        log.debug("no device memory through cuda-python: %s", exc)
     if importlib.util.find_spec("torch") is not None:
         import torch
 

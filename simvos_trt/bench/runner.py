@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependencyError, SimVOSError
+from ..errors import BackendError, MissingDependencyError, SimVOSError
 from .artifacts import GraphSpec, Progress, ensure_engines, ensure_graphs
 from .costs import frame_costs
 from .measure import Measurement, Video, measure_folder, moving_shapes
@@ -45,8 +45,8 @@ class SweepSettings:
         objects: objects in the video (and the exports' object limit).
         frames, warmup: measured and warm-up steps per row.
         backends: backend names (``BACKEND_NAMES``).
-        precision: ``fp32`` or ``fp16`` (TensorRT engines; the ONNX Runtime and torch
-            backends run the float32 graphs and take ``fp32`` only).
+        precision: ``fp32`` or ``fp16``: the graphs' precision (every backend runs the
+            same graphs; TensorRT builds its engines from them).
         device: ``auto``, ``cpu`` or ``cuda`` for ONNX Runtime and torch (TensorRT is
             always cuda); ``auto`` picks cuda for a backend that can use the GPU here.
         engines: the folder holding the reusable exports (``<engines>/bench/...``).
@@ -69,7 +69,7 @@ class SweepSettings:
     repeats: int = 1
 
     def backend_options(self, backend: str) -> dict[str, Any]:
-        """Options for ``create_backend`` (and the TensorRT backend's precision)."""
+        """Options for ``create_backend``."""
         if backend == "onnxruntime":
             opts: dict[str, Any] = {"threads": self.threads}
             if self.device_of(backend) == "cpu":
@@ -77,7 +77,7 @@ class SweepSettings:
             return opts
         if backend == "torch":
             return {"device": self.device_of(backend)}
-        return {"precision": self.precision}
+        return {}
 
     def device_of(self, backend: str) -> str:
         """Where ``backend`` runs: TensorRT on ``cuda``; the others as asked, ``auto`` = cuda when they can."""
@@ -110,19 +110,16 @@ def cuda_support(backend: str) -> str | None:
 
 def unavailable_reason(backend: str, settings: SweepSettings) -> str | None:
     """Why ``backend`` cannot be measured with ``settings`` here, or None if it can be tried."""
-    from ..export.trt_env import GPUUnavailableError, runtime_info
+    from ..runtime.backends.trt import require_runtime
 
     if backend not in BACKEND_NAMES:
         return f"unknown backend {backend!r}; expected one of {BACKEND_NAMES}"
     if backend == "tensorrt":
         try:
-            runtime_info()
-        except (MissingDependencyError, GPUUnavailableError) as exc:
+            require_runtime()
+        except (MissingDependencyError, BackendError) as exc:
             return str(exc)
         return None
-    if settings.precision != "fp32":
-        return (f"--precision {settings.precision} applies to TensorRT engines; the {backend} backend runs the "
-                "float32 graphs (use --precision fp32, or --backend tensorrt on a GPU)")
     module, extra = ("onnxruntime", "") if backend == "onnxruntime" else ("torch", "[torch]")
     if importlib.util.find_spec(module) is None:
         return f"the {backend} backend needs {module}, which is not installed: pip install 'simvos-trt{extra}'"
@@ -201,8 +198,8 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
             folder, export_error = None, ""
             if runnable:
                 try:
-                    folder = ensure_graphs(GraphSpec(row.config, s.height, s.width, s.objects, s.seed), s.engines,
-                                           say)
+                    spec = GraphSpec(row.config, s.height, s.width, s.objects, s.seed, precision=s.precision)
+                    folder = ensure_graphs(spec, s.engines, say)
                 except (SimVOSError, ImportError) as exc:
                     log.exception("exporting %s failed", row.config.name)
                     export_error = f"export failed: {exc}"
@@ -222,15 +219,12 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
 
 def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings, video: Video,
                  measure: Measure, say: Progress) -> RowResult:
-    from ..export.trt_env import GPUUnavailableError
-    from ..runtime.backends import BackendError
-
     try:
         if backend == "tensorrt":
-            ensure_engines(folder, s.precision, say)
+            ensure_engines(folder, say)
         m = measure(folder, backend, video, warmup=s.warmup, frames=s.frames, on_gpu=s.device_of(backend) == "cuda",
                     **s.backend_options(backend))
-    except (MissingDependencyError, GPUUnavailableError, BackendError) as exc:
+    except (MissingDependencyError, BackendError) as exc:
         return _mark(record, UNAVAILABLE, str(exc))
     except (SimVOSError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as exc:
         log.exception("measuring %s on %s failed", record.config, backend)

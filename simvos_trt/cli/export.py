@@ -20,9 +20,9 @@ from ..config import BACKBONES, PRESETS, SimVOSConfig
 from ..errors import SimVOSError
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
-                            "uint8_input": True, "seed": 1}
+                            "uint8_input": True, "seed": 1, "precision": "auto"}
 RECIPE_KEYS = {"variant", "backbone", "layer_index", "token_refinement", "kf", "kb", "height", "width",
-               "max_objects", "opset", "uint8_input", "seed", "out", "checkpoint", "mae", "description"}
+               "max_objects", "opset", "uint8_input", "seed", "out", "checkpoint", "mae", "description", "precision"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,16 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--uint8-input", action=argparse.BooleanOptionalAction, default=None,
                    help="graphs take uint8 RGB frames and normalise inside (1 byte/pixel from the host) "
                    "[default on]; --no-uint8-input takes normalised, padded float32 frames")
+    s.add_argument("--precision", choices=("auto", "fp16", "fp32"), default=None,
+                   help="fp16: float16 graphs with LayerNorm, frame normalisation, token-refinement weights, "
+                   "probabilities and soft aggregation in float32 (for FP16 TensorRT engines); fp32: float32 "
+                   "graphs (fastest on ONNX Runtime CPUs); auto: fp16 when a TensorRT library is installed "
+                   "here, else fp32 [default auto]")
     s.add_argument("--recipe", type=Path, help="a JSON recipe (see export/*.json) with any of the options above")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="export folder [default engines/<variant or config name>-<H>x<W>]")
     o.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     o.add_argument("--check", type=Path, metavar="DIR",
                    help="only check an existing export folder (files, sha256s, TensorRT readiness) and exit")
+    o.add_argument("--engines", action=argparse.BooleanOptionalAction, default=True,
+                   help="build the engines right after the export when a TensorRT library can build here "
+                   "(TensorRT-RTX needs no GPU: it builds for compute capability 8.0, the A100; see simvos-build)")
     o.add_argument("--require-engine", action="store_true",
-                   help="fail (exit 3) when TensorRT engines cannot be built here (no TensorRT or no GPU); "
-                   "by default the export stops after the checked ONNX graphs and prints the simvos-build "
-                   "command to run on the target GPU")
+                   help="fail (exit 3) when engines cannot be built here (no TensorRT library, or TensorRT "
+                   "without a GPU); by default the export stops after the checked ONNX graphs and prints "
+                   "the simvos-build command to run where a builder is")
     o.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     o.add_argument("-v", "--verbose", action="store_true", help="log library details")
     return p
@@ -133,7 +141,7 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
 
     config = make_config(opts)
     settings = ExportSettings(opts["height"], opts["width"], opts["max_objects"], opts["opset"],
-                              opts["uint8_input"])
+                              opts["uint8_input"], resolve_precision(opts["precision"]))
     if opts.get("checkpoint") and opts.get("mae"):
         raise SimVOSError("give either --checkpoint or --mae, not both")
     variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
@@ -142,7 +150,8 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     t0 = time.perf_counter()
     tr = f"{config.kf}/{config.kb}" if config.token_refinement else "off"
     say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement {tr}) at "
-        f"{settings.height}x{settings.width}, objects 1..{settings.max_objects}, opset {settings.opset}")
+        f"{settings.height}x{settings.width}, objects 1..{settings.max_objects}, opset {settings.opset}, "
+        f"{settings.precision.value} graphs")
     if opts.get("checkpoint"):
         path = Path(opts["checkpoint"])
         say(f"[1/3] loading checkpoint {path}")
@@ -190,22 +199,40 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     return 0
 
 
+def resolve_precision(choice: str) -> Any:
+    """``auto``: FP16 graphs where a TensorRT library is installed (its engines are FP16), else FP32."""
+    from ..precision import Precision
+    from ..trt.library import installed
+
+    if choice == "auto":
+        return Precision.FP16 if installed() else Precision.FP32
+    return Precision(choice)
+
+
 def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
-    """Build the FP16 engines when TensorRT and a GPU are usable; otherwise say how, exit 0 (or 3)."""
-    from ..errors import MissingDependencyError
-    from ..export.trt_env import GPUUnavailableError, runtime_info
+    """Build the engines when a library can build here (TensorRT-RTX needs no GPU); else say how, exit 0 (or 3)."""
+    from ..errors import BackendError, MissingDependencyError
+    from ..trt.library import select_library
     from . import build
 
     out = opts.get("out") or _default_out(opts)
+    command = f"simvos-build {out}"
     try:
-        runtime_info()
-    except (MissingDependencyError, GPUUnavailableError) as exc:
-        command = f"simvos-build {out}"
+        library = select_library()
+        if not library.ahead_of_time:
+            from ..trt.engine import device_here
+
+            device_here()  # TensorRT builds on the GPU it builds for
+    except (MissingDependencyError, BackendError) as exc:
         if args.require_engine:
             print(f"simvos-export: error: --require-engine: {exc}\n  then run: {command}", file=sys.stderr)
             return build.EXIT_MISSING
         if not args.json:
-            print(f"TensorRT engines not built here ({exc}).\nOn the target GPU run: {command}")
+            print(f"engines not built here ({exc}).\nWhere TensorRT and the GPU are (or TensorRT-RTX), run: {command}")
+        return 0
+    if not args.engines and not args.require_engine:
+        if not args.json:
+            print(f"engines not built (--no-engines); build them with: {command}")
         return 0
     return build.main([str(out)] + (["--json"] if args.json else []))
 

@@ -32,29 +32,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..model.layers import FrameInput
 from ..model.simvos import SimVOS, soft_aggregate
-from ..processing import IMAGENET_MEAN, IMAGENET_STD
 
 GRAPH_NAMES = ("query_encoder", "memory_encoder", "joint_decoder_1mem", "joint_decoder_2mem", "aggregate")
-
-
-class FrameInput(nn.Module):
-    """uint8 (1, H, W, 3) RGB + padding -> normalised, zero-padded (1, 3, H, W) float32."""
-
-    def __init__(self, height: int, width: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1))
-        self.register_buffer("rows", torch.arange(height).view(1, 1, height, 1))
-        self.register_buffer("cols", torch.arange(width).view(1, 1, 1, width))
-
-    def forward(self, frame: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        H, W = self.rows.shape[2], self.cols.shape[3]
-        x = frame.permute(0, 3, 1, 2).to(torch.float32) / 255.0  # (1, 3, H, W)
-        x = (x - self.mean) / self.std
-        left, right, top, bottom = padding[0], padding[1], padding[2], padding[3]
-        inside = (self.rows >= top) & (self.rows < H - bottom) & (self.cols >= left) & (self.cols < W - right)
-        return x * inside.to(torch.float32)
 
 
 class QueryEncoder(nn.Module):

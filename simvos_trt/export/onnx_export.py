@@ -30,6 +30,8 @@ from .. import __version__
 from ..errors import SimVOSError
 from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, sha256_file, write_json_atomic
 from ..model.simvos import SimVOS
+from ..precision import Precision, graph_precision
+from .fp16 import to_float16
 from .graphs import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,10 @@ class ExportSettings:
     max_objects: int = 8
     opset: int = 17
     uint8_input: bool = True
+    precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision(self.precision))
         for name in ("height", "width"):
             v = getattr(self, name)
             if v < 16 or v % 16:
@@ -122,7 +126,8 @@ def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outpu
     return len(onnx.load(str(path), load_external_data=False).graph.node)
 
 
-def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) -> onnx.ModelProto:
+def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]],
+                   precision: Precision = Precision.FP32) -> onnx.ModelProto:
     """Constant folding, dead-node removal, topological sort (onnx-graphsurgeon), static shapes.
 
     The tracer names the output dims it cannot prove static (``Sigmoidprob_dim_2``); the
@@ -130,7 +135,7 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) 
     Runtime's symbolic shape inference, which carries the ``objects`` axis through the
     reshapes whose target shape is computed (plain ONNX inference loses it there), so
     every intermediate is static except the object axis (or ``objects + 1`` where the
-    background joins the objects).
+    background joins the objects). An FP16 graph is converted between the two steps.
     """
     import onnx_graphsurgeon as gs
 
@@ -148,6 +153,8 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]]) 
                 d.dim_param = v
             else:
                 d.dim_value = v
+    if precision == Precision.FP16:
+        model = to_float16(model)
     return infer_symbolic_shapes(model)
 
 
@@ -214,7 +221,8 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
     model = model.eval()
     meta = {"simvos_trt.config": json.dumps(model.config.to_dict()), "simvos_trt.version": __version__,
             "simvos_trt.frame_size": f"{settings.height}x{settings.width}",
-            "simvos_trt.uint8_input": str(settings.uint8_input).lower()}
+            "simvos_trt.uint8_input": str(settings.uint8_input).lower(),
+            "simvos_trt.precision": settings.precision.value}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     tmp.chmod(0o755)
     try:
@@ -224,10 +232,12 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             path = tmp / f"{name}.onnx"
             inputs = _example_inputs(name, model, settings)
             exported = export_graph(module, inputs, _OUTPUTS[name], path, settings.opset)
-            graph = fold_and_clean(path, _output_shapes(module, inputs, _OUTPUTS[name]))
-            save_graph(graph, path, {**meta, "simvos_trt.graph": name})
+            precision = graph_precision(name, settings.precision)
+            graph = fold_and_clean(path, _output_shapes(module, inputs, _OUTPUTS[name]), precision)
+            save_graph(graph, path, {**meta, "simvos_trt.graph": name, "simvos_trt.graph_precision": precision.value})
             graphs[name] = GraphEntry(path.name, sha256_file(path), tensor_specs(graph.graph.input),
-                                      tensor_specs(graph.graph.output), exported, len(graph.graph.node))
+                                      tensor_specs(graph.graph.output), exported, len(graph.graph.node),
+                                      precision=precision.value)
             size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
             log.info("exported %s: %d -> %d nodes, %.1f MB", name, exported, len(graph.graph.node), size / 1e6)
             if progress:
@@ -236,6 +246,7 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
         manifest = Manifest(config=model.config, height=settings.height, width=settings.width,
                             uint8_input=settings.uint8_input, max_objects=settings.max_objects,
                             opset=settings.opset, checkpoint=checkpoint, graphs=graphs,
+                            precision=settings.precision.value,
                             versions=library_versions(), variant=variant,
                             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())

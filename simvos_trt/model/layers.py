@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..processing import IMAGENET_MEAN, IMAGENET_STD
+
 
 class Norm2d(nn.Module):
     """LayerNorm over the channels of a (B, C, H, W) map (eps 1e-6)."""
@@ -93,3 +95,23 @@ class STCNDecoder(nn.Module):
         x = self.up_8_4(m4, x)
         x = self.pred(F.relu(x))
         return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+class FrameInput(nn.Module):
+    """uint8 (1, H, W, 3) RGB + padding -> normalised, zero-padded (1, 3, H, W) float32."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("rows", torch.arange(height).view(1, 1, height, 1))
+        self.register_buffer("cols", torch.arange(width).view(1, 1, 1, width))
+
+    def forward(self, frame: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        H, W = self.rows.shape[2], self.cols.shape[3]
+        # Cast first: TensorRT takes no op but Cast on a uint8 tensor.
+        x = frame.to(torch.float32).permute(0, 3, 1, 2) / 255.0  # (1, 3, H, W)
+        x = (x - self.mean) / self.std
+        left, right, top, bottom = padding[0], padding[1], padding[2], padding[3]
+        inside = (self.rows >= top) & (self.rows < H - bottom) & (self.cols >= left) & (self.cols < W - right)
+        return x * inside.to(torch.float32)

@@ -1,38 +1,68 @@
-"""Float16 emulation of an FP16 TensorRT engine on the CPU.
+"""The FP16 graphs' precision in PyTorch: float16 with the float32 islands of ``simvos_trt.precision``.
 
-``to_fp16`` keeps what the engines keep in float32 and halves everything else:
-every LayerNorm (its statistics overflow or lose precision in float16) computes in
-float32 between casts, and soft aggregation already runs in float32 in ``propagate``
-(in the engines it is its own float32 graph). Used to show FP16 safety without a GPU.
+``to_fp16`` turns a model (or a graph wrapper around one) into what an FP16 graph
+computes, so FP16 numerics can be checked on the CPU and the torch backend can serve an
+FP16 export.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from .simvos import SimVOS
+from ..precision import ISLANDS
+from .layers import FrameInput
+from .token_refinement import RefinementWeights
+
+#: The module class of each island of ``simvos_trt.precision.ISLANDS``.
+ISLAND_MODULES: dict[str, type[nn.Module]] = {
+    "LayerNormalization": nn.LayerNorm,
+    "Sigmoid": nn.Sigmoid,
+    "frame_input": FrameInput,
+    "refinement_weights": RefinementWeights,
+}
 
 
-class Float32LayerNorm(nn.Module):
-    """A LayerNorm evaluated in float32 whatever its input dtype; output in the input dtype."""
+class Float32Island(nn.Module):
+    """Runs ``inner`` in float32: float inputs cast up on entry, float outputs cast to ``out_dtype``.
 
-    def __init__(self, ln: nn.LayerNorm) -> None:
+    ``out_dtype`` None keeps float32 outputs; bool and integer tensors pass unchanged.
+    """
+
+    def __init__(self, inner: nn.Module, out_dtype: torch.dtype | None) -> None:
         super().__init__()
-        self.ln = ln.float()
+        self.inner = inner.float()
+        self.out_dtype = out_dtype
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ln(x.float()).to(x.dtype)
+    def forward(self, *args: Any) -> Any:
+        out = self.inner(*(_cast(a, torch.float32) for a in args))
+        if self.out_dtype is None:
+            return out
+        return tuple(_cast(o, self.out_dtype) for o in out) if isinstance(out, tuple) else _cast(out, self.out_dtype)
 
 
-def to_fp16(model: SimVOS) -> SimVOS:
-    """Convert ``model`` in place to float16 with float32 LayerNorms; returns it."""
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.LayerNorm):
-                setattr(module, name, Float32LayerNorm(child))
-    kept = {id(p) for m in model.modules() if isinstance(m, Float32LayerNorm) for p in m.parameters()}
-    for param in model.parameters():
-        if id(param) not in kept:
-            param.data = param.data.half()
-    return model
+def _cast(x: Any, dtype: torch.dtype) -> Any:
+    return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def to_fp16(module: nn.Module) -> nn.Module:
+    """Convert ``module`` in place to the FP16 graphs' precision; returns it.
+
+    Every island module is wrapped in ``Float32Island`` (once: converting a second
+    wrapper around the same model is harmless); every other parameter and floating
+    buffer becomes float16.
+    """
+    kinds = tuple((ISLAND_MODULES[i.name], None if i.keep_float32 else torch.float16) for i in ISLANDS)
+    for parent in [m for m in module.modules() if not isinstance(m, Float32Island)]:
+        for name, child in list(parent.named_children()):
+            for cls, out_dtype in kinds:
+                if isinstance(child, cls):
+                    setattr(parent, name, Float32Island(child, out_dtype))
+    kept = {id(t) for m in module.modules() if isinstance(m, Float32Island)
+            for t in (*m.parameters(), *m.buffers())}
+    for tensor in (*module.parameters(), *module.buffers()):
+        if id(tensor) not in kept and tensor.is_floating_point():
+            tensor.data = tensor.data.half()
+    return module

@@ -48,7 +48,7 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
     out = np.empty((T, len(ids) + 1, H, W), dtype=np.float32)
     out[0] = P.unpad(soft_aggregate(masks)[:, 0].cpu().numpy(), padding)
 
-    first = model.encode_memory(frame_tensor(0), masks.to(dtype), pos)  # (K, M, C)
+    first = model.encode_memory(frame_tensor(0), masks, pos)  # (K, M, C)
     memories = [first]
     for t in range(1, T):
         frame = frame_tensor(t)
@@ -56,5 +56,5 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
         prob = soft_aggregate(model.decode(query, memories, grid).float())  # (K+1, 1, Hp, Wp)
         out[t] = P.unpad(prob[:, 0].cpu().numpy(), padding)
         if t + 1 < T:
-            memories = [first, model.encode_memory(frame, prob[1:].to(dtype), pos)]
+            memories = [first, model.encode_memory(frame, prob[1:], pos)]
     return out

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import SimVOSConfig
 from .layers import STCNDecoder, fpn_eighth, fpn_quarter
-from .token_refinement import TokenRefiner, refinement_weights
+from .token_refinement import RefinementWeights, TokenRefiner
 
 
 class SimVOS(nn.Module):
@@ -46,9 +46,11 @@ class SimVOS(nn.Module):
         self.fpn1 = fpn_quarter(C)
         self.fpn2 = fpn_eighth(C)
         self.stcn_decoder = STCNDecoder(C)
+        self.to_prob = nn.Sigmoid()
         if config.token_refinement:
             self.tlearner = TokenRefiner(C, config.kf)
             self.tlearner_back = TokenRefiner(C, config.kb)
+            self.refinement_weights = RefinementWeights()
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
         """``pos_embed_new`` resized to a video's token grid, as the official inference does.
@@ -87,25 +89,25 @@ class SimVOS(nn.Module):
         frame: torch.Tensor,
         masks: torch.Tensor,
         pos: torch.Tensor,
-        weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+        weights: tuple[torch.Tensor, ...] | None = None,
     ) -> torch.Tensor:
         """Memory tokens of one frame for every object.
 
         Args:
-            frame: (1, 3, H, W) float32, the memory frame.
+            frame: (1, 3, H, W) in the model's dtype, the memory frame.
             masks: (B, 1, H, W) float32 masks (0/1 or probabilities) of the objects.
-            pos: (1, N, C) float32.
-            weights: token refinement's (fg, bg) weight maps, each (B, 1, h, w). They
-                depend on every object of the video, so a caller encoding a subset of
-                the objects passes the subset's rows of ``refinement_weights`` of all
+            pos: (1, N, C) in the model's dtype.
+            weights: token refinement's (fg, bg, fg != 0, bg != 0) maps, each (B, 1, h, w).
+                They depend on every object of the video, so a caller encoding a subset
+                of the objects passes the subset's rows of ``RefinementWeights`` of all
                 masks; by default they are computed from ``masks`` (all objects).
         Returns:
-            (B, M, C) float32: M = Kf + Kb prototypes with token refinement, else M = N.
+            (B, M, C) in the model's dtype: M = Kf + Kb prototypes with token refinement, else M = N.
         """
         cfg = self.config
         B = masks.shape[0]
         x = self.patch_embed(frame).expand(B, -1, -1)  # (B, N, C)
-        mask_tokens = self.mask_patch_embed(masks)  # (B, N, C)
+        mask_tokens = self.mask_patch_embed(masks.to(x.dtype))  # (B, N, C)
         if cfg.layer_index == 0:
             # The official L=0 path adds the mask tokens before the position embedding.
             return x + mask_tokens + pos
@@ -115,9 +117,9 @@ class SimVOS(nn.Module):
         if not cfg.token_refinement:
             return x
         h, w = masks.shape[-2] // cfg.patch_size, masks.shape[-1] // cfg.patch_size
-        fg, bg = weights if weights is not None else refinement_weights(masks, (h, w))
+        fg, bg, fg_valid, bg_valid = weights if weights is not None else self.refinement_weights(masks, (h, w))
         x = x.reshape(B, h, w, -1)  # (B, h, w, C)
-        return torch.cat((self.tlearner(x, fg), self.tlearner_back(x, bg)), dim=1)  # (B, M, C)
+        return torch.cat((self.tlearner(x, fg, fg_valid), self.tlearner_back(x, bg, bg_valid)), dim=1)  # (B, M, C)
 
     def decode(
         self, query: torch.Tensor, memories: Sequence[torch.Tensor], grid: tuple[int, int]
@@ -130,7 +132,8 @@ class SimVOS(nn.Module):
                 first frame's, then (from the second propagated frame on) the previous one's.
             grid: (h, w) token grid of the query frame.
         Returns:
-            (B, 1, H, W) float32 object probabilities (sigmoid of the logits).
+            (B, 1, H, W) float32 object probabilities (sigmoid of the logits, float32
+            at every precision).
         """
         B = memories[0].shape[0]
         N = query.shape[1]
@@ -140,7 +143,7 @@ class SimVOS(nn.Module):
         x = self.norm(x)
         m16 = x[:, -N:, :].transpose(1, 2).reshape(B, -1, *grid)  # (B, C, h, w)
         logits = self.stcn_decoder(m16, self.fpn2(m16), self.fpn1(m16))  # (B, 1, H, W)
-        return torch.sigmoid(logits)
+        return self.to_prob(logits)
 
 
 def soft_aggregate(prob: torch.Tensor) -> torch.Tensor:

@@ -39,24 +39,25 @@ class TokenRefiner(nn.Module):
         )
         self.patch_to_cluster_linear = nn.Linear(dim // 4, num_tokens)
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Prototypes of B frames.
 
         Args:
-            x: (B, h, w, C) float32 tokens after block L.
-            weight: (B, 1, h, w) float32 weight map; positions where it is exactly 0
-                are suppressed.
+            x: (B, h, w, C) tokens after block L.
+            weight: (B, 1, h, w) weight map.
+            valid: (B, 1, h, w) bool, the positions taken; default ``weight != 0``
+                (``RefinementWeights`` gives it, computed before any float16 rounding).
         Returns:
-            (B, K, C) float32 prototypes.
+            (B, K, C) prototypes.
         """
         B, h, w, C = x.shape
-        sel = torch.cat((x, weight.permute(0, 2, 3, 1)), dim=-1)  # (B, h, w, C+1)
+        valid = weight != 0 if valid is None else valid
+        sel = torch.cat((x, weight.permute(0, 2, 3, 1).to(x.dtype)), dim=-1)  # (B, h, w, C+1)
         sel = self.input_norm(sel).permute(0, 3, 1, 2)  # (B, C+1, h, w)
         sel = self.patch_to_cluster_atten(sel).permute(0, 2, 3, 1)  # (B, h, w, C/4)
         logits = self.patch_to_cluster_linear(sel.reshape(B, h * w, -1))  # (B, N, K)
         logits = logits.transpose(1, 2)  # (B, K, N)
-        valid = weight.reshape(B, 1, h * w) != 0  # (B, 1, N)
-        attn = masked_softmax(logits, valid)  # (B, K, N)
+        attn = masked_softmax(logits, valid.reshape(B, 1, h * w))  # (B, K, N)
         out = attn @ x.reshape(B, h * w, C)  # (B, K, C)
         return self.norm(out)
 
@@ -100,3 +101,15 @@ def refinement_weights(masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
     fg = (prob * hard).permute(1, 0, 2, 3)  # (B, 1, h, w)
     bg = ((1 - prob) * (1 - hard)).permute(1, 0, 2, 3)  # (B, 1, h, w)
     return fg, bg
+
+
+class RefinementWeights(nn.Module):
+    """``refinement_weights`` as a module, so FP16 graphs can keep it in float32 (``precision.ISLANDS``).
+
+    Returns (fg, bg, fg != 0, bg != 0), each (B, 1, h, w): the weight maps and where they
+    are non-zero, the latter decided before any float16 rounding.
+    """
+
+    def forward(self, masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        fg, bg = refinement_weights(masks, grid)
+        return fg, bg, fg != 0, bg != 0

@@ -44,9 +44,10 @@ class VideoState:
         chunks: the object ranges [a, b) run as one batch.
         bgr: frames come in BGR order.
         frame: host staging buffer, allocated once per video: (1, He, We, 3) uint8
-            (uint8 graphs) or (1, 3, He, We) float32 normalised and zero-padded.
+            (uint8 graphs) or (1, 3, He, We) normalised and zero-padded in the graph's
+            float type.
         padding: (4,) int64 handle of the placement's padding (uint8 graphs), else None.
-        memory_first: per chunk, (B, M, C) f32 handles of the first frame's memory.
+        memory_first: per chunk, (B, M, C) handles of the first frame's memory (float16 in FP16 exports).
         memory_prev: per chunk, the previous frame's memory (None before frame 2).
         pending: (frame, objects (K, 1, He, We) f32) handles of the last decoded frame
             whose memory is not yet encoded, or None.
@@ -123,8 +124,8 @@ class VideoSession:
         if placement.resized:
             log.info("frames %dx%d are resized to %dx%d and padded to the engine's %dx%d",
                      *size, *placement.scaled, m.height, m.width)
-        buffer = np.zeros((1, m.height, m.width, 3) if m.uint8_input else (1, 3, m.height, m.width),
-                          np.uint8 if m.uint8_input else np.float32)
+        frame_spec = next(t for t in m.graphs["query_encoder"].inputs if t.name == "frame")
+        buffer = np.zeros(frame_spec.concrete(1), frame_spec.dtype)  # uint8 RGB, or normalised float32/16
         lut = np.concatenate([[0], ids]).astype(np.uint8)
         padding = be.from_host(placement.padding_array()) if m.uint8_input else None
         state = VideoState(placement, ids, lut, chunks, bgr, buffer, padding, memory_first=[])

@@ -154,11 +154,28 @@ def test_check_names_each_violation(small_export, tmp_path, capsys):
     assert "FAIL" in out_text and "fp16-range" in err and "bad_fill" in err
 
 
-def test_without_tensorrt_the_export_stops_after_onnx(tmp_path, capsys):
+def test_without_a_tensorrt_library_the_export_is_fp32_and_stops_after_onnx(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("simvos_trt.trt.library._import", lambda name: None)  # neither library installed
+    monkeypatch.setattr("simvos_trt.trt.library._selected", None)
     code, out, _ = run(capsys, *SMALL, "--out", str(tmp_path / "a"))
     assert code == 0
-    assert f"On the target GPU run: simvos-build {tmp_path / 'a'}" in out
+    assert "fp32 graphs" in out and f"run: simvos-build {tmp_path / 'a'}" in out
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["precision"] == "fp32"
     code, _, err = run(capsys, *SMALL, "--out", str(tmp_path / "b"), "--require-engine")
     assert code == 3
     assert "--require-engine" in err and f"simvos-build {tmp_path / 'b'}" in err
     assert (tmp_path / "b" / "manifest.json").exists()  # the checked ONNX export is kept
+
+
+def test_with_tensorrt_rtx_the_default_export_is_fp16_with_engines(tmp_path, capsys):
+    pytest.importorskip("tensorrt_rtx", reason="needs TensorRT-RTX (pip install 'simvos-trt[rtx]')")
+    code, out, err = run(capsys, *SMALL, "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "fp16 graphs" in out and "5 built" in out
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["precision"] == "fp16" and manifest["graphs"]["aggregate"]["precision"] == "fp32"
+    assert all(g["engine"]["target"]["library"] == "tensorrt_rtx" for g in manifest["graphs"].values())
+    code, out, _ = run(capsys, *SMALL, "--out", str(tmp_path / "b"), "--precision", "fp32", "--no-engines")
+    assert code == 0 and "--no-engines" in out
+    graphs = json.loads((tmp_path / "b" / "manifest.json").read_text())["graphs"]
+    assert all(g["engine"] is None for g in graphs.values())

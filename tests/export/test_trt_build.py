@@ -1,214 +1,183 @@
-"""The engine build orchestrated against a fake TensorRT (test_trt_support.FakeTensorRT).
+"""Engines built by a real NVIDIA builder, TensorRT-RTX, on this CPU-only machine (ahead of time, for SM80).
 
-What these show: which flags, profiles, float32 pins, workspace and timing cache the build
-asks TensorRT for; reuse vs rebuild; manifest records; error messages. What they cannot
-show: that TensorRT accepts them and the engines are accurate (test_trt_gpu.py does, on a GPU).
+What the parsed networks show: strongly typed, float16 compute layers and float32
+normalisation in FP16 graphs, no float16 anywhere in FP32 graphs, the graph contract's
+input and output dtypes and the object-axis profile. Nothing here runs an engine (that
+needs a GPU: tests marked ``gpu``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
+import json
 
 import pytest
-from test_trt_support import A100, FakeTensorRT, install_fakes, make_export_folder
 
-from simvos_trt.errors import MissingDependencyError
-from simvos_trt.export.engine_cache import BuildSettings, EngineCompatibilityError, EngineEntry
-from simvos_trt.export.trt_build import TIMING_CACHE, EngineBuildError, build_engines, load_engine
-from simvos_trt.export.trt_env import GPUUnavailableError
-from simvos_trt.manifest import read_manifest, sha256_file
+trt = pytest.importorskip("tensorrt_rtx", reason="needs TensorRT-RTX (pip install 'simvos-trt[rtx]')")
+pytest.importorskip("torch")
 
-T4 = dataclasses.replace(A100, gpu_name="Tesla T4", compute_capability=(7, 5))
-GRAPHS = ["query_encoder", "joint_decoder_1mem", "aggregate"]
+from simvos_trt.cli.build import EXIT_MISSING, main  # noqa: E402
+from simvos_trt.export.trt_build import EngineBuildError, network_from_onnx  # noqa: E402
+from simvos_trt.manifest import read_manifest  # noqa: E402
+from simvos_trt.trt.engine import DTYPES, make_logger, network_io  # noqa: E402
+from simvos_trt.trt.identity import EngineEntry  # noqa: E402
+from simvos_trt.trt.library import select_library  # noqa: E402
 
-
-@pytest.fixture()
-def folder(tmp_path):
-    return make_export_folder(tmp_path / "exp")
-
-
-@pytest.fixture()
-def trt(monkeypatch):
-    return install_fakes(monkeypatch)
+#: The graph contract's dtypes of an FP16 export (float16 tokens, float32 masks and probabilities).
+FP16_IO = {"frame": "uint8", "padding": "int64", "masks": "float32", "query": "float16", "memory": "float16",
+           "memory_first": "float16", "memory_prev": "float16", "prob": "float32", "background": "float32",
+           "objects": "float32", "labels": "uint8"}
 
 
-def builds_by_graph(trt):
-    return {b["graph"]: b for b in trt.builds}
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """The T variant at 64x96 (max 3 objects) as fp16/fp32 graphs with uint8/float frame inputs."""
+    from simvos_trt.config import preset
+    from simvos_trt.export.onnx_export import ExportSettings, export_folder
+    from simvos_trt.model import random_model
+
+    select_library("tensorrt_rtx")
+    model = random_model(preset("T"), seed=1)
+    root = tmp_path_factory.mktemp("trt")
+    folders = {}
+    for precision in ("fp16", "fp32"):
+        for uint8 in (True, False):
+            folder = root / f"{precision}-{'uint8' if uint8 else 'float'}"
+            export_folder(model, folder, ExportSettings(64, 96, max_objects=3, uint8_input=uint8, precision=precision),
+                          checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": 1})
+            folders[(precision, uint8)] = folder
+    return folders
 
 
-def test_builds_every_graph_and_records_it(folder, trt):
-    events = build_engines(folder, BuildSettings())
-    assert [(e.graph, e.status) for e in events] == [(g, "built") for g in GRAPHS]
-    manifest = read_manifest(folder, verify=True)
-    for g in GRAPHS:
-        entry = EngineEntry.from_dict(manifest.graphs[g].engines["fp16"])
-        path = folder / f"{g}.fp16.engine"
-        assert entry.file == path.name and entry.sha256 == sha256_file(path)
-        assert entry.built_with == A100 and entry.bytes == path.stat().st_size
-    assert (folder / TIMING_CACHE).read_bytes() == b"[query_encoder][joint_decoder_1mem][aggregate]"
+def parse(folder, graph):
+    errors: list[str] = []
+    logger = make_logger(errors)
+    builder = trt.Builder(logger)
+    network, parser = network_from_onnx(builder, folder / f"{graph}.onnx", logger)
+    return network, (builder, parser)
 
 
-def test_fp16_graphs_pin_every_layernorm_to_float32(folder, trt):
-    build_engines(folder, BuildSettings())
-    decoder = builds_by_graph(trt)["joint_decoder_1mem"]
-    assert {"FP16", "OBEY_PRECISION_CONSTRAINTS", "TF32"} == decoder["config"].flags
-    for layer in decoder["network"].layers:
-        if layer.type.name == "NORMALIZATION":
-            assert type(layer).__name__ == "INormalizationLayer"
-            assert layer.precision is trt.float32 and layer.compute_precision is trt.float32
+def layer_types(layer):
+    inputs = [layer.get_input(i) for i in range(layer.num_inputs)]
+    return ([DTYPES.get(t.dtype.name, t.dtype.name) for t in inputs if t is not None],
+            [DTYPES.get(layer.get_output_type(i).name) for i in range(layer.num_outputs)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("uint8", [True, False])
+def test_fp16_graphs_parse_strongly_typed_with_float32_normalisation(exports, uint8):
+    folder = exports[("fp16", uint8)]
+    manifest = read_manifest(folder)
+    for graph, entry in manifest.graphs.items():
+        network, keep = parse(folder, graph)
+        assert network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        io = network_io(network)
+        want = {**FP16_IO, "frame": "uint8" if uint8 else "float16"}
+        assert {name: dtype for name, (_, dtype, _) in io.items()} == {n: want[n] for n in io}, graph
+        assert io == {t.name: (t in entry.inputs, t.dtype, tuple(-1 if d == "objects" else d for d in t.shape))
+                      for t in (*entry.inputs, *entry.outputs)}
+        counts = {"norm": 0, "half": 0}
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            ins, outs = layer_types(layer)
+            if layer.type == trt.LayerType.NORMALIZATION:
+                assert ins[0] == outs[0] == "float32", (graph, layer.name, ins, outs)
+                counts["norm"] += 1
+            if layer.type in (trt.LayerType.MATRIX_MULTIPLY, trt.LayerType.CONVOLUTION, trt.LayerType.DECONVOLUTION):
+                assert outs == ["float16" if graph != "aggregate" else "float32"], (graph, layer.name, outs)
+            counts["half"] += "float16" in outs
+        if graph == "aggregate":
+            assert counts["half"] == 0
         else:
-            assert layer.precision is None  # everything else is TensorRT's choice
-    entry = EngineEntry.from_dict(read_manifest(folder).graphs["joint_decoder_1mem"].engines["fp16"])
-    assert entry.float32_layers == 2
+            assert counts["norm"] > 0 and counts["half"] > 50, (graph, counts)
 
 
-def test_aggregate_is_built_without_fp16_and_tf32(folder, trt):
-    build_engines(folder, BuildSettings())
-    config = builds_by_graph(trt)["aggregate"]["config"]
-    assert not config.flags & {"FP16", "OBEY_PRECISION_CONSTRAINTS", "TF32"}
+@pytest.mark.slow
+def test_fp32_graphs_have_no_float16_tensor(exports):
+    folder = exports[("fp32", False)]
+    for graph in read_manifest(folder).graphs:
+        network, keep = parse(folder, graph)
+        for i in range(network.num_layers):
+            ins, outs = layer_types(network.get_layer(i))
+            assert "float16" not in ins + outs, (graph, network.get_layer(i).name)
 
 
-def test_fp32_engines(folder, trt):
-    events = build_engines(folder, BuildSettings(precision="fp32"))
-    assert all(e.entry is not None and e.entry.file.endswith(".fp32.engine") for e in events)
-    assert all(not b["config"].flags for b in trt.builds)
+def test_the_parser_rejects_an_op_on_uint8_before_the_cast(tmp_path):
+    """The bug the frame input had: TensorRT takes no op but Cast on a uint8 tensor; the error names the node."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    select_library("tensorrt_rtx")
+    nodes = [helper.make_node("Transpose", ["frame"], ["t"], name="/frame_input/Transpose", perm=[0, 3, 1, 2]),
+             helper.make_node("Cast", ["t"], ["out"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 4, 4, 3])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    with pytest.raises(EngineBuildError, match=r"node 0 '/frame_input/Transpose' \(Transpose\).*UInt8"):
+        parse(tmp_path, "g")
 
 
-def test_profile_per_object_input(folder, trt):
-    build_engines(folder, BuildSettings())
-    builds = builds_by_graph(trt)
-    assert builds["query_encoder"]["config"].profiles == []
-    (profile,) = builds["joint_decoder_1mem"]["config"].profiles
-    assert profile.shapes == {"memory_first": ((1, 32, 192), (2, 32, 192), (4, 32, 192))}
-    (profile,) = builds["aggregate"]["config"].profiles
-    assert profile.shapes == {"prob": ((1, 1, 32, 48), (2, 1, 32, 48), (4, 1, 32, 48))}
+def test_exported_frames_are_cast_before_any_other_op(exports):
+    import onnx
+
+    for folder in (exports[("fp16", True)], exports[("fp32", True)]):
+        graph = onnx.load(str(folder / "query_encoder.onnx"), load_external_data=False).graph
+        assert [n.op_type for n in graph.node if "frame" in n.input] == ["Cast"]
 
 
-def test_workspace_opt_level_and_compatibility_flags(folder, trt):
-    build_engines(folder, BuildSettings(workspace_mib=512, opt_level=5, hardware_compatible=True,
-                                        version_compatible=True))
-    config = builds_by_graph(trt)["joint_decoder_1mem"]["config"]
-    assert config.pool == {trt.MemoryPoolType.WORKSPACE: 512 << 20}
-    assert config.builder_optimization_level == 5
-    assert config.hardware_compatibility_level is trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    assert "VERSION_COMPATIBLE" in config.flags
+@pytest.mark.slow
+def test_simvos_build_writes_five_engines_for_sm80_and_reuses_them(exports, capsys):
+    folder = exports[("fp16", True)]
+    assert main([str(folder), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["status"] for e in doc["engines"]] == ["built"] * 5
+    assert doc["target"]["library"] == "tensorrt_rtx" and doc["target"]["compute_capabilities"] == [[8, 0]]
+    assert doc["verification"] is None  # no GPU here to run them
+    manifest = read_manifest(folder)
+    for graph, entry in manifest.graphs.items():
+        engine = EngineEntry.from_dict(entry.engine)
+        assert (folder / engine.file).stat().st_size == engine.bytes > 100_000
+        assert engine.plan.precision == entry.precision and engine.target.version == trt.__version__
+        assert engine.layers.get("float16", 0) > (0 if graph != "aggregate" else -1)
+    profile = EngineEntry.from_dict(manifest.graphs["joint_decoder_2mem"].engine).plan.profile
+    assert {k: (v.min[0], v.opt[0], v.max[0]) for k, v in profile.items()} == {
+        "memory_first": (1, 2, 3), "memory_prev": (1, 2, 3)}
+    assert "float16" not in EngineEntry.from_dict(manifest.graphs["aggregate"].engine).layers
+    assert main([str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" cached ") == 5 and "verification skipped: no usable NVIDIA GPU" in out
 
 
-def test_hardware_compatible_build_needs_an_ampere_gpu(folder, monkeypatch):
-    install_fakes(monkeypatch, gpu=T4)
-    with pytest.raises(EngineBuildError, match="Ampere or newer GPU.*Tesla T4"):
-        build_engines(folder, BuildSettings(hardware_compatible=True))
+@pytest.mark.slow
+def test_targets_and_forced_rebuilds(exports, capsys):
+    folder = exports[("fp32", False)]
+    args = [str(folder), "--graphs", "aggregate", "query_encoder", "--compute-capability", "8.6", "8.0", "--json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["target"]["compute_capabilities"] == [[8, 0], [8, 6]]
+    assert main(args) == 0 and [e["status"] for e in json.loads(capsys.readouterr().out)["engines"]] == ["cached"] * 2
+    assert main([*args, "--force"]) == 0
+    assert [e["status"] for e in json.loads(capsys.readouterr().out)["engines"]] == ["built"] * 2
 
 
-def test_progress_reports_start_and_result_per_engine(folder, trt):
-    seen = []
-    build_engines(folder, BuildSettings(), progress=seen.append)
-    assert [(e.graph, e.status) for e in seen] == [(g, s) for g in GRAPHS for s in ("start", "built")]
-    assert all(e.seconds >= 0 and e.bytes > 0 for e in seen if e.status == "built")
+@pytest.mark.parametrize("option, words", [("--version-compatible", "libnvinfer_lean"),
+                                           ("--hardware-compatible", "hardware compatibility")])
+def test_options_tensorrt_rtx_lacks_are_refused_in_one_line(exports, capsys, option, words):
+    assert main([str(exports[("fp16", True)]), "--library", "tensorrt_rtx", option]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
 
 
-def test_second_build_reuses_matching_engines(folder, trt):
-    build_engines(folder, BuildSettings())
-    trt.builds.clear()
-    seen = []
-    events = build_engines(folder, BuildSettings(), progress=seen.append)
-    assert [e.status for e in events] == ["cached"] * 3 and trt.builds == []
-    assert [e.status for e in seen] == ["cached"] * 3  # no "start" for reused engines
-
-
-def test_force_and_changed_settings_rebuild(folder, trt):
-    build_engines(folder, BuildSettings())
-    trt.builds.clear()
-    assert {e.status for e in build_engines(folder, BuildSettings(), force=True)} == {"built"}
-    trt.builds.clear()
-    assert {e.status for e in build_engines(folder, BuildSettings(opt_level=4))} == {"built"}
-
-
-def test_tampered_engine_is_rebuilt(folder, trt):
-    build_engines(folder, BuildSettings())
-    (folder / "aggregate.fp16.engine").write_bytes(b"garbage")
-    events = build_engines(folder, BuildSettings())
-    assert [(e.graph, e.status) for e in events] == [("query_encoder", "cached"),
-                                                    ("joint_decoder_1mem", "cached"), ("aggregate", "built")]
-
-
-def test_timing_cache_is_reused_across_builds(folder, trt):
-    build_engines(folder, BuildSettings(), graphs=["aggregate"])
-    trt.builds.clear()
-    build_engines(folder, BuildSettings(), graphs=["query_encoder", "joint_decoder_1mem"])
-    first, second = trt.builds
-    assert first["config"].timing_cache_loads == [b"[aggregate]"]  # loaded from the folder
-    assert second["config"].timing_cache_loads == []  # shared in memory within one run
-    assert (folder / TIMING_CACHE).read_bytes() == b"[aggregate][query_encoder][joint_decoder_1mem]"
-
-
-def test_timing_cache_from_another_gpu_is_replaced(folder, trt, caplog):
-    (folder / TIMING_CACHE).write_bytes(b"other-gpu")
-    with caplog.at_level(logging.WARNING):
-        build_engines(folder, BuildSettings(), graphs=["aggregate"])
-    assert "another GPU" in caplog.text
-    assert (folder / TIMING_CACHE).read_bytes() == b"[aggregate]"
-
-
-def test_graph_subset_and_unknown_graph(folder, trt):
-    events = build_engines(folder, BuildSettings(), graphs=["aggregate"])
-    assert [e.graph for e in events] == ["aggregate"]
-    with pytest.raises(EngineBuildError, match=r"--graphs \['nope'\].*query_encoder"):
-        build_engines(folder, BuildSettings(), graphs=["aggregate", "nope"])
-
-
-def test_parse_errors_name_each_node(tmp_path, trt):
-    folder = make_export_folder(tmp_path / "bad", extra_op={"joint_decoder_1mem": "Unsupported"})
-    with pytest.raises(EngineBuildError) as info:
-        build_engines(folder, BuildSettings())
-    message = str(info.value)
-    assert "joint_decoder_1mem.onnx" in message
-    assert "node 5 'unsupported_5' (Unsupported): no importer registered for op: Unsupported" in message
-
-
-def test_failed_build_reports_tensorrt_errors_and_keeps_earlier_engines(folder, trt):
-    trt.fail.add("aggregate")
-    with pytest.raises(EngineBuildError, match="could not build aggregate: out of memory building aggregate"):
-        build_engines(folder, BuildSettings())
-    engines = {g: e.engines for g, e in read_manifest(folder).graphs.items()}
-    assert set(engines["joint_decoder_1mem"]) == {"fp16"} and engines["aggregate"] == {}
-
-
-def test_network_inputs_must_match_the_manifest(folder, trt):
-    import json
-
-    data = json.loads((folder / "manifest.json").read_text())
-    data["graphs"]["aggregate"]["inputs"][0]["shape"] = ["objects", 1, 64, 48]
-    (folder / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(EngineBuildError, match="not the manifest's.*export it again"):
-        build_engines(folder, BuildSettings(), graphs=["aggregate"])
-
-
-def test_tensorrt_without_weak_typing_refuses_fp16(folder, monkeypatch):
-    install_fakes(monkeypatch, trt=FakeTensorRT("11.0.0.1", flags=("TF32", "VERSION_COMPATIBLE")))
-    with pytest.raises(EngineBuildError, match="TensorRT 11.0.0.1 has no BuilderFlag.FP16.*TensorRT 10"):
-        build_engines(folder, BuildSettings(), graphs=["joint_decoder_1mem"])
-
-
-def test_missing_tensorrt_or_gpu(folder, monkeypatch):
+def test_a_library_that_is_not_installed_exits_3(exports, capsys, monkeypatch):
     import sys
-    import types
 
-    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # stubs only: no bindings
-    with pytest.raises(MissingDependencyError, match=r"type stubs.*pip install 'simvos-trt\[gpu\]'"):
-        build_engines(folder, BuildSettings())
-    install_fakes(monkeypatch, gpu=None)
-    with pytest.raises(GPUUnavailableError, match="no usable NVIDIA GPU.*cudaErrorNoDevice"):
-        build_engines(folder, BuildSettings())
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    assert main([str(exports[("fp16", True)]), "--library", "tensorrt"]) == EXIT_MISSING
+    assert "pip install 'simvos-trt[gpu]'" in capsys.readouterr().err
 
 
-def test_load_engine_checks_the_gpu_first(folder, monkeypatch):
-    install_fakes(monkeypatch)
-    build_engines(folder, BuildSettings(version_compatible=True), graphs=["aggregate"])
-    loaded = load_engine(folder, "aggregate")
-    assert loaded.engine.data == (folder / "aggregate.fp16.engine").read_bytes()
-    assert loaded.engine.host_code_allowed and loaded.entry.plan.version_compatible
-    install_fakes(monkeypatch, gpu=T4)
-    with pytest.raises(EngineCompatibilityError, match=f"Tesla T4.*simvos-build {folder} --force"):
-        load_engine(folder, "aggregate")
+def test_a_missing_folder_is_named_before_any_library(capsys, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert main([str(tmp_path / "nope"), "--library", "tensorrt"]) == 2
+    assert "does not exist; run simvos-export first" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from simvos_trt import processing as P  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import InputError  # noqa: E402
 from simvos_trt.model import load_official_checkpoint, propagate, soft_aggregate  # noqa: E402
-from simvos_trt.model.token_refinement import refinement_weights  # noqa: E402
+from simvos_trt.model.token_refinement import RefinementWeights  # noqa: E402
 
 CONFIGS = {
     "L0": SimVOSConfig(backbone="tiny", layer_index=0),
@@ -40,12 +40,12 @@ def _inputs(frames, mask, model):
 def test_batched_objects_equal_one_at_a_time(name, video, tiny_checkpoint):
     model = load_official_checkpoint(tiny_checkpoint, CONFIGS[name])
     frame, masks, grid, pos = _inputs(*video, model)
-    weights = refinement_weights(masks, grid)
+    weights = RefinementWeights()(masks, grid)
     memory = model.encode_memory(frame, masks, pos)
     query = model.encode_query(frame, pos)
     prob = model.decode(query, [memory, memory], grid)
     for i in range(masks.shape[0]):
-        w = (weights[0][i : i + 1], weights[1][i : i + 1])
+        w = tuple(m[i : i + 1] for m in weights)
         mem_i = model.encode_memory(frame, masks[i : i + 1], pos, weights=w)
         torch.testing.assert_close(mem_i, memory[i : i + 1], rtol=1e-5, atol=1e-5)
         prob_i = model.decode(query, [mem_i, mem_i], grid)

@@ -36,23 +36,31 @@ class Export:
 
 
 class GoldenExports:
-    """One export per golden case at its padded size (max 4 objects), made on first use."""
+    """One export per golden case at its padded size (max 4 objects), made on first use: FP32 graphs
+    (``exports[name]``) or FP16 graphs (``exports.fp16(name)``)."""
 
     def __init__(self, root: Path, checkpoint: Path) -> None:
         self.root, self.checkpoint, self.done = root, checkpoint, {}
 
+    def fp16(self, name: str) -> Export:
+        return self.get(name, "fp16")
+
     def __getitem__(self, name: str) -> Export:
-        if name not in self.done:
+        return self.get(name, "fp32")
+
+    def get(self, name: str, precision: str) -> Export:
+        key = name if precision == "fp32" else f"{name}-{precision}"
+        if key not in self.done:
             from simvos_trt.export.onnx_export import ExportSettings, export_folder
             from simvos_trt.model import load_official_checkpoint
 
             case = load_golden(name)
             model = load_official_checkpoint(self.checkpoint, case.config())
             H, W = case.meta["padded_size"]
-            export_folder(model, self.root / name, ExportSettings(H, W, max_objects=4),
+            export_folder(model, self.root / key, ExportSettings(H, W, max_objects=4, precision=precision),
                           checkpoint={"kind": "official"})
-            self.done[name] = Export(self.root / name, model)
-        return self.done[name]
+            self.done[key] = Export(self.root / key, model)
+        return self.done[key]
 
     def reference(self, name: str) -> np.ndarray:
         """(T, K+1, H, W) ``propagate`` of the golden case (computed once)."""

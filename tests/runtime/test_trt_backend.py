@@ -1,10 +1,12 @@
-"""The TensorRT backend against a fake TensorRT and a fake CUDA runtime, and (on a GPU) against ONNX Runtime.
+"""The TensorRT backend against a fake TensorRT runtime and a fake CUDA runtime, and (on a GPU) against ONNX Runtime.
 
-The fakes: ``FakeCudart`` is cuda.bindings.runtime with host memory standing in for device
-memory (every allocation a numpy array, pointers its real address, copies checked against
-the allocations they touch); ``FakeEngine`` is an ICudaEngine whose execution reads its
-inputs from that memory, computes them with a Python function (small numpy stand-ins for
-the stages, or the export's ONNX graphs through ONNX Runtime) and writes the outputs back.
+Fakes stand in only for what needs a GPU: running engines and CUDA calls (building engines
+is tested with the real TensorRT-RTX builder in tests/export/test_trt_build.py). The fakes:
+``FakeCudart`` is cuda.bindings.runtime with host memory standing in for device memory
+(every allocation a numpy array, pointers its real address, copies checked against the
+allocations they touch); ``FakeEngine`` is an ICudaEngine whose execution reads its inputs
+from that memory, computes them with a Python function (small numpy stand-ins for the
+stages, or the export's ONNX graphs through ONNX Runtime) and writes the outputs back.
 What they show: buffer planning, bindings set only on change, handles never overwritten
 while alive, CUDA errors named, the choice of ``auto``. What they cannot show: that real
 TensorRT and CUDA behave as the fakes (the ``gpu`` tests do, where they run).
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib.util
+import json
 import logging
 import shutil
 import sys
@@ -29,7 +31,6 @@ import pytest
 from conftest import SMALL, SMALL_MAX_OBJECTS, moving_video
 from simvos_trt.config import SimVOSConfig
 from simvos_trt.errors import InputError, MissingDependencyError
-from simvos_trt.export.engine_cache import BuildSettings, EngineEntry, objects_range, plan_build, record_engines
 from simvos_trt.manifest import (
     MANIFEST,
     GraphEntry,
@@ -41,35 +42,26 @@ from simvos_trt.manifest import (
 )
 from simvos_trt.runtime import BackendError, VideoSegmenter, create_backend
 from simvos_trt.runtime.backends import Backend
-from simvos_trt.runtime.backends.trt import CudaError, DeviceTensor, TensorRTBackend, TensorRTError
+from simvos_trt.runtime.backends.trt import DeviceTensor, TensorRTBackend, require_runtime
+from simvos_trt.runtime.backends.trt_runner import TensorRTError
+from simvos_trt.trt.cuda import CudaError
+from simvos_trt.trt.engine import host_platform
+from simvos_trt.trt.identity import BuildSettings, EngineEntry, Target, objects_range, plan_build, record_engines
 
-
-def _support() -> types.ModuleType:
-    """tests/export/test_trt_support.py (FakeTensorRT, install_fakes, A100), loaded by path if needed."""
-    if "test_trt_support" not in sys.modules:
-        path = Path(__file__).parents[1] / "export" / "test_trt_support.py"
-        spec = importlib.util.spec_from_file_location("test_trt_support", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["test_trt_support"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["test_trt_support"]
-
-
-support = _support()
+TRT_VERSION = "11.4.0.1"
+A100 = Target("tensorrt", TRT_VERSION, host_platform(), ((8, 0),), "NVIDIA A100-SXM4-80GB")
 H, W = SMALL
 N, C = (H // 16) * (W // 16), 192
 MAX = 3
 
 
 def _gpu_missing() -> str | None:
-    from simvos_trt.export.trt_env import GPUUnavailableError, runtime_info
-
     try:
-        runtime_info()
-    except (MissingDependencyError, GPUUnavailableError) as exc:
+        require_runtime()
+    except (MissingDependencyError, BackendError) as exc:
         return f"needs TensorRT and an NVIDIA GPU ({exc})"
     return None
+
 
 # --------------------------------------------------------------------------- fake CUDA runtime
 
@@ -286,11 +278,21 @@ class FakeEngine:
         return self.contexts[-1]
 
 
-class EngineTensorRT(support.FakeTensorRT):
-    """FakeTensorRT whose Runtime deserializes ``fake-engine:<graph>`` files into FakeEngines."""
+class Severity(enum.Enum):
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+
+class ILogger:
+    INTERNAL_ERROR, ERROR, WARNING = Severity.INTERNAL_ERROR, Severity.ERROR, Severity.WARNING
+    Severity = Severity
+
+
+class EngineTensorRT(types.ModuleType):
+    """The runtime half of ``tensorrt``: its Runtime deserializes ``fake-engine:<graph>`` files into FakeEngines."""
 
     def __init__(self, computes: Mapping[str, Compute], manifest: Manifest, cuda: FakeCudart) -> None:
-        super().__init__()
+        super().__init__("tensorrt")
+        self.__version__, self.Builder, self.ILogger = TRT_VERSION, object, ILogger
         self.TensorIOMode, self.engines = TensorIOMode, {}
         fake = self
 
@@ -306,15 +308,15 @@ class EngineTensorRT(support.FakeTensorRT):
         self.Runtime = Runtime
 
 
-def record_fake_engines(folder: Path, precision: str = "fp16") -> None:
-    """Write ``<graph>.<precision>.engine`` files and record them as built on the fake A100."""
+def record_fake_engines(folder: Path) -> None:
+    """Write ``<graph>.engine`` files and record them as built with TensorRT on the fake A100."""
     manifest = read_manifest(folder, verify=False)
     entries = []
     for name, graph in manifest.graphs.items():
-        plan = plan_build(name, graph, objects_range(manifest), BuildSettings(precision=precision))
+        plan = plan_build(name, graph, objects_range(manifest), BuildSettings())
         path = folder / plan.engine_file
         path.write_bytes(f"fake-engine:{name}".encode())
-        entries.append(EngineEntry(plan, support.A100, sha256_file(path), path.stat().st_size, "key"))
+        entries.append(EngineEntry(plan, A100, sha256_file(path), path.stat().st_size, "key"))
     record_engines(folder, entries)
 
 
@@ -420,8 +422,8 @@ def stand_in_folder(folder: Path, max_objects: int = MAX) -> Path:
 
 @pytest.fixture()
 def cuda(monkeypatch) -> FakeCudart:
-    """The fake CUDA runtime, installed (with a fake TensorRT that knows only the build API)."""
-    support.install_fakes(monkeypatch)
+    """The fake CUDA runtime, installed."""
+    monkeypatch.setattr("simvos_trt.trt.library._selected", None)
     fake = FakeCudart()
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", fake)
     return fake
@@ -584,7 +586,7 @@ def test_closing_frees_everything_and_invalidates_handles(monkeypatch, cuda, fol
     ("cudaMalloc", 2, r"CUDA call cudaMalloc failed with cudaErrorMemoryAllocation \(2\): out of memory; out of "
                       "device memory"),
     ("cudaStreamCreateWithFlags", 100, r"cudaStreamCreateWithFlags failed with cudaErrorNoDevice \(100\).*"
-                                       r"simvos-trt\[gpu\]"),
+                                       "NVIDIA GPU with a current driver"),
 ])
 def test_failed_cuda_calls_are_named_and_nothing_leaks(monkeypatch, cuda, folder, call, code, match):
     install_engines(monkeypatch, cuda, folder)
@@ -622,20 +624,24 @@ def test_engines_for_another_gpu_are_refused(monkeypatch, cuda, folder):
     install_engines(monkeypatch, cuda, folder)
     props = types.SimpleNamespace(name=b"Tesla T4\0", major=7, minor=5)
     cuda._api["cudaGetDeviceProperties"] = lambda d: (props,)
-    from simvos_trt.export.engine_cache import EngineCompatibilityError
+    from simvos_trt.trt.identity import EngineCompatibilityError
 
-    with pytest.raises(EngineCompatibilityError, match="built for compute capability 8.0.*simvos-build"):
+    with pytest.raises(EngineCompatibilityError, match="built for NVIDIA A100-SXM4-80GB and this GPU is Tesla T4.*"
+                                                       "simvos-build"):
         TensorRTBackend(folder, read_manifest(folder)).open()
 
 
 def test_auto_picks_tensorrt_when_engines_are_here(monkeypatch, cuda, folder, caplog):
     install_engines(monkeypatch, cuda, folder)
     m = read_manifest(folder)
-    backend = create_backend("auto", folder, m, threads=2, precision="fp16")  # threads: ONNX Runtime's, dropped
+    backend = create_backend("auto", folder, m, threads=2, cuda_graphs=True)  # threads: ONNX Runtime's, dropped
     assert isinstance(backend, TensorRTBackend)
+    data = json.loads((folder / MANIFEST).read_text())
+    data["graphs"]["query_encoder"]["engine"] = None
+    write_json_atomic(folder / MANIFEST, data)
     with caplog.at_level(logging.WARNING, logger="simvos_trt.runtime.backends"):
-        assert create_backend("auto", folder, m, precision="fp32").name == "onnxruntime"
-    assert "has no fp32 engine for query_encoder; build them with: simvos-build" in caplog.text
+        assert create_backend("auto", folder, read_manifest(folder)).name == "onnxruntime"
+    assert "has no engine for query_encoder; build them with: simvos-build" in caplog.text
 
 
 @pytest.mark.skipif(_gpu_missing() is None, reason="TensorRT and a GPU are here")
@@ -644,7 +650,7 @@ def test_auto_falls_back_to_onnxruntime_here_with_the_reason(small_export, caplo
     with caplog.at_level(logging.INFO, logger="simvos_trt.runtime.backends"):
         backend = create_backend("auto", small_export.folder, m, threads=1, cuda_graphs=True)
     assert backend.name == "onnxruntime"
-    assert "not using TensorRT (the TensorRT backend needs TensorRT 10" in caplog.text
+    assert "not using TensorRT (" in caplog.text
 
 
 @pytest.mark.skipif(_gpu_missing() is None, reason="TensorRT and a GPU are here")
@@ -652,7 +658,7 @@ def test_tensorrt_here_says_what_to_install(small_export):
     m = read_manifest(small_export.folder)
     with pytest.raises((MissingDependencyError, BackendError)) as info:
         create_backend("tensorrt", small_export.folder, m)
-    assert "pip install 'simvos-trt[gpu]'" in str(info.value) and "NVIDIA GPU" in str(info.value)
+    assert "NVIDIA GPU" in str(info.value)
     with pytest.raises((MissingDependencyError, BackendError), match="TensorRT backend"):
         VideoSegmenter.open(small_export.folder, "tensorrt")
 
@@ -687,11 +693,11 @@ def test_fake_engines_over_the_onnx_graphs_match_onnx_runtime(monkeypatch, cuda,
 
 
 def test_verify_engines_and_video_agreement_with_fake_engines(monkeypatch, cuda, small_export, tmp_path):
-    from simvos_trt.export.trt_verify import verify_engines, video_agreement
+    from simvos_trt.eval.engines import verify_engines, video_agreement
 
     folder = tmp_path / "export"
     onnx_engines(monkeypatch, cuda, small_export.folder, folder)
-    report = verify_engines(folder, "fp16")
+    report = verify_engines(folder)
     assert report.passed and len(report.checks) == 2 * 7  # 7 outputs at 1 and 2 objects
     assert {c.objects for c in report.checks} == {1, SMALL_MAX_OBJECTS}
     frames, mask = moving_video(4, *SMALL, objects=2)
@@ -699,10 +705,10 @@ def test_verify_engines_and_video_agreement_with_fake_engines(monkeypatch, cuda,
 
 
 def test_verification_names_an_engine_that_differs(monkeypatch, cuda, small_export, tmp_path):
-    from simvos_trt.export.trt_verify import verify_engines
+    from simvos_trt.eval.engines import verify_engines
 
     onnx_engines(monkeypatch, cuda, small_export.folder, tmp_path / "export", {"joint_decoder_2mem": 0.3})
-    report = verify_engines(tmp_path / "export", "fp16", objects=[2])
+    report = verify_engines(tmp_path / "export", objects=[2])
     assert [c.name for c in report.checks if not c.passed] == ["joint_decoder_2mem.prob (2 objects)"]
     assert "worst: joint_decoder_2mem.prob (2 objects): max abs 0.3" in report.failure()
 
@@ -714,13 +720,13 @@ def test_verification_names_an_engine_that_differs(monkeypatch, cuda, small_expo
 @pytest.mark.skipif(_gpu_missing() is not None, reason=str(_gpu_missing()))
 @pytest.mark.parametrize("name", ["tiny_L0", "tiny_L4_tr", "tiny_L2_tr_odd"])
 def test_golden_videos_tensorrt_vs_onnxruntime(name, golden_exports, tmp_path):
-    """The golden videos through TensorRT fp16 engines and through ONNX Runtime (float32): labels agree."""
+    """The golden videos through TensorRT engines and through ONNX Runtime on the same graphs: labels agree."""
     from conftest import load_golden
     from simvos_trt.export.trt_build import build_engines
 
     folder = tmp_path / name
     shutil.copytree(golden_exports[name].folder, folder)
-    build_engines(folder, BuildSettings(precision="fp16", workspace_mib=1024))
+    build_engines(folder, BuildSettings(workspace_mib=1024))
     case = load_golden(name)
     with VideoSegmenter.open(folder, "onnxruntime") as ref, VideoSegmenter.open(folder, "tensorrt") as seg:
         want = np.stack(list(ref.segment(case.frames, case.first_mask)))

@@ -13,15 +13,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ...errors import MissingDependencyError
+from ...errors import BackendError, MissingDependencyError
 from ...manifest import Manifest
-from .base import MAX_IDS, REQUIRED_GRAPHS, Backend, BackendError, Handle, check_inputs
+from .base import MAX_IDS, REQUIRED_GRAPHS, Backend, Handle, check_inputs
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 #: Options only one backend understands: ``auto`` passes each backend its own.
-TENSORRT_OPTIONS = frozenset({"precision", "device", "cuda_graphs", "max_buffers"})
+TENSORRT_OPTIONS = frozenset({"device", "cuda_graphs", "max_buffers"})
 ORT_OPTIONS = frozenset({"providers", "threads", "io_binding"})
 
 __all__ = ["BACKENDS", "MAX_IDS", "REQUIRED_GRAPHS", "Backend", "BackendError", "Handle", "check_inputs",
@@ -36,12 +36,12 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
             are here, else ONNX Runtime; the reason is logged), ``onnxruntime``, ``torch``
             or ``tensorrt``.
         options: passed to the backend's constructor (``providers``, ``threads``,
-            ``io_binding`` for ONNX Runtime; ``model``, ``device`` for torch; ``precision``,
-            ``device``, ``cuda_graphs``, ``max_buffers`` for TensorRT). With ``auto`` the
+            ``io_binding`` for ONNX Runtime; ``model``, ``device`` for torch; ``device``,
+            ``cuda_graphs``, ``max_buffers`` for TensorRT). With ``auto`` the
             options of the backend not chosen are dropped.
     Raises:
-        MissingDependencyError, BackendError: ``tensorrt`` without TensorRT, cuda-python
-            or an NVIDIA GPU (the message names ``pip install 'simvos-trt[gpu]'``).
+        MissingDependencyError, BackendError: ``tensorrt`` without TensorRT (or TensorRT-RTX),
+            cuda-python or an NVIDIA GPU (the message names what to install).
     """
     if name == "auto":
         name = "tensorrt" if _tensorrt_usable(folder, manifest, options) else "onnxruntime"
@@ -59,24 +59,23 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
 
         return TorchBackend(folder, manifest, **options)
     if name == "tensorrt":
-        from .trt import TensorRTBackend, require_runtime
+        from .trt import TensorRTBackend, engine_library, require_runtime
 
-        require_runtime(options.get("device", 0))
+        require_runtime(options.get("device", 0), engine_library(manifest))
         return TensorRTBackend(folder, manifest, **options)
     raise BackendError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
 
 
 def _tensorrt_usable(folder: str | Path, manifest: Manifest, options: dict[str, Any]) -> bool:
     """Whether ``auto`` should pick TensorRT; logs why not (a warning when only the engines are missing)."""
-    from .trt import engine_problem, require_runtime
+    from .trt import engine_library, engine_problem, require_runtime
 
-    precision, device = options.get("precision", "fp16"), options.get("device", 0)
     try:
-        info = require_runtime(device)
+        device = require_runtime(options.get("device", 0), engine_library(manifest))
     except (MissingDependencyError, BackendError) as exc:
         log.info("backend auto: not using TensorRT (%s); using ONNX Runtime", exc)
         return False
-    problem = engine_problem(folder, manifest, precision, info)
+    problem = engine_problem(folder, manifest, device)
     if problem is not None:
         log.warning("backend auto: not using TensorRT: %s; using ONNX Runtime", problem)
         return False

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InputError, SimVOSError
+from ...errors import BackendError, InputError
 from ...manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,6 @@ REQUIRED_GRAPHS = ("query_encoder", "memory_encoder", "joint_decoder_1mem", "joi
 
 #: Object ids are uint8 labels 1..255, so no video has more objects than this.
 MAX_IDS = 255
-
-
-class BackendError(SimVOSError):
-    """A backend cannot be used: not implemented, not available here, or used while closed."""
 
 
 class Backend(abc.ABC):

@@ -1,7 +1,8 @@
 """The torch backend: the stage wrappers of ``simvos_trt.export.graphs`` run eagerly.
 
-It runs exactly the modules that were traced to ONNX, so it serves as the reference
-for the other backends and as a fallback where ONNX Runtime is unwanted. torch (and
+It runs exactly the modules that were traced to ONNX (in an FP16 export, converted by
+``model.precision.to_fp16``, the rules of the FP16 graphs), so it serves as the
+reference for the other backends and as a fallback where ONNX Runtime is unwanted. torch (and
 timm) are imported only when the backend opens; nothing else in ``simvos_trt.runtime``
 imports them. Handles are ``torch.Tensor`` on the backend's device. The modules are
 only read (evaluation mode, inference mode), so ``run`` is safe from several threads.
@@ -9,6 +10,7 @@ only read (evaluation mode, inference mode), so ``run`` is safe from several thr
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,6 +58,9 @@ class TorchBackend(Backend):
 
         self._torch = torch
         model = self._model if self._model is not None else load_model(self.manifest, self._device_name)
+        half = self.manifest.precision == "fp16"
+        if half and model is self._model:
+            model = copy.deepcopy(model)  # the float16 conversion must not touch the caller's model
         if model.config != self.manifest.config:
             raise BackendError(f"the model's configuration {model.config} differs from the export's "
                                f"{self.manifest.config}; pass the model that was exported")
@@ -67,6 +72,12 @@ class TorchBackend(Backend):
                 "joint_decoder_2mem": JointDecoder(model, m.height, m.width),
                 "aggregate": Aggregate()}
         self._modules = {k: mod.to(self._device).eval() for k, mod in mods.items()}
+        if half:
+            from ...model.precision import to_fp16
+
+            for name, mod in self._modules.items():
+                if self.manifest.graphs[name].precision == "fp16":
+                    to_fp16(mod)
 
     def _close(self) -> None:
         self._modules.clear()

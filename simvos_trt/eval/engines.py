@@ -1,6 +1,6 @@
 """Verify TensorRT engines after a build: every engine against ONNX Runtime, and a video's labels.
 
-    report = verify_engines("engines/BS-480x864", "fp16")    # TensorRT + GPU; ONNX Runtime on the CPU
+    report = verify_engines("engines/BS-480x864")            # TensorRT + GPU; ONNX Runtime on the CPU
     print(report.table()); report.passed; report.failure()   # the worst tensor, named
 
     agreement = video_agreement("engines/T-128x192", frames, first_mask)
@@ -15,10 +15,10 @@ error exceeds ``rtol``). One check is ours: ``rel_l2``, ``|got - ref|_2 / |ref|_
 for token tensors, whose scale (and so any absolute tolerance) depends on the weights.
 Integer outputs (labels) must agree on a fraction of their elements.
 
-Tolerances by precision (``tolerance_for``; those of ``tests/export/test_trt_gpu.py``):
-float32 engines (``fp32`` and the ``aggregate`` graph, always float32) elementwise
-atol 1e-4 / rtol 1e-3 and 99.9 % equal labels; FP16 engines: probability maps max abs
-error 0.05, tokens relative L2 error 2e-2, 98 % equal labels.
+The reference is the same ONNX graph on ONNX Runtime (CPU). Tolerances by the graph's
+precision (``tolerance_for``): float32 graphs (``fp32`` exports and the ``aggregate``
+graph) elementwise atol 1e-4 / rtol 1e-3 and 99.9 % equal labels; FP16 graphs:
+probability maps max abs error 0.05, tokens relative L2 error 2e-2, 98 % equal labels.
 
 The comparisons and reports are pure numpy (tested on any machine); ``verify_engines``
 and ``video_agreement`` need TensorRT, cuda-python and an NVIDIA GPU.
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine_cache import FLOAT32_GRAPHS, EngineError
+from ..trt.identity import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ class Tolerance:
         return f"{self.check} abs <= {self.atol:g} or rel <= {self.rtol:g}"
 
 
-def tolerance_for(graph: str, output: str, dtype: np.dtype[Any], precision: str) -> Tolerance:
-    """The tolerance of one engine output (the ``aggregate`` engine is float32 whatever the precision)."""
-    half = precision == "fp16" and graph not in FLOAT32_GRAPHS
+def tolerance_for(output: str, dtype: np.dtype[Any], precision: str) -> Tolerance:
+    """The tolerance of one output of an engine built from a graph of ``precision``."""
+    half = precision == "fp16"
     if not np.issubdtype(dtype, np.floating):
         return Tolerance(min_agreement=0.98 if half else 0.999)
     if not half:
@@ -176,7 +176,7 @@ def compare_outputs(graph: str, objects: int, got: Mapping[str, np.ndarray], wan
     """Every output of one run against the reference; a missing output fails."""
     checks = []
     for name, ref in want.items():
-        tol = tolerance_for(graph, name, ref.dtype, precision)
+        tol = tolerance_for(name, ref.dtype, precision)
         out = got.get(name)
         if out is None:
             checks.append(TensorCheck(graph, name, objects, tuple(ref.shape), tol, False, float("inf"), mismatched=1.0,
@@ -292,11 +292,13 @@ def graph_inputs(folder: Path, objects: int, seed: int = 0) -> dict[str, dict[st
     sessions = {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
                 for g in ("query_encoder", "memory_encoder")}
 
+    spec = next(t for t in m.graphs["query_encoder"].inputs if t.name == "frame")
+
     def frame() -> dict[str, np.ndarray]:
         if m.uint8_input:
             return {"frame": rng.integers(0, 256, (1, m.height, m.width, 3), dtype=np.uint8),
                     "padding": np.zeros(4, np.int64)}
-        return {"frame": rng.standard_normal((1, 3, m.height, m.width), dtype=np.float32)}
+        return {"frame": rng.standard_normal((1, 3, m.height, m.width), dtype=np.float32).astype(spec.dtype)}
 
     frames = [frame() for _ in range(3)]
     masks = [rng.random((objects, 1, m.height, m.width), dtype=np.float32) for _ in range(2)]
@@ -330,9 +332,9 @@ def reference_outputs(session: Any, graph: str, names: list[str], inputs: Mappin
     return {n: np.concatenate([p[i] for p in parts]) for i, n in enumerate(names)}
 
 
-def verify_engines(folder: str | Path, precision: str = "fp16", *, objects: Sequence[int] | None = None,
+def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
                    graphs: Sequence[str] | None = None, seed: int = 0, device: int = 0) -> EngineReport:
-    """Each engine against its ONNX graph on ONNX Runtime (CPU, float32) at 1 and the maximum objects.
+    """Each engine against its ONNX graph on ONNX Runtime (CPU) at 1 and the maximum objects.
 
     Needs TensorRT, cuda-python and an NVIDIA GPU (MissingDependencyError / BackendError
     otherwise). On the CPU the float32 reference of a ViT-B decoder at 8 objects takes
@@ -346,8 +348,8 @@ def verify_engines(folder: str | Path, precision: str = "fp16", *, objects: Sequ
     folder = Path(folder)
     m = read_manifest(folder, verify=False)
     counts = sorted(set(objects or (1, m.max_objects)))
-    report = EngineReport(str(folder), precision)
-    backend = TensorRTBackend(folder, m, precision=precision, device=device, graphs=graphs)
+    report = EngineReport(str(folder), m.precision)
+    backend = TensorRTBackend(folder, m, device=device, graphs=graphs)
     with backend:
         refs = {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
                 for g in backend.graphs}
@@ -357,14 +359,14 @@ def verify_engines(folder: str | Path, precision: str = "fp16", *, objects: Sequ
                     continue
                 want = reference_outputs(refs[graph], graph, [t.name for t in m.graphs[graph].outputs], inputs)
                 got = {k: backend.to_host(v) for k, v in backend.run(graph, inputs).items()}
-                report.checks += compare_outputs(graph, n, got, want, precision)
+                report.checks += compare_outputs(graph, n, got, want, m.graphs[graph].precision)
                 log.info("verified %s at %d objects", graph, n)
     return report
 
 
-def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, precision: str = "fp16",
-                    device: int = 0, reference: Sequence[np.ndarray] | None = None) -> Agreement:
-    """Labels of the TensorRT runtime vs the float32 ONNX Runtime path (or ``reference`` labels) on a video.
+def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, device: int = 0,
+                    reference: Sequence[np.ndarray] | None = None) -> Agreement:
+    """Labels of the TensorRT runtime vs ONNX Runtime on the same graphs (or ``reference`` labels) on a video.
 
     Args:
         frames: (T, H, W, 3) uint8; first_mask: (H, W) index mask of frame 0.
@@ -377,6 +379,6 @@ def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarr
     if reference is None:
         with VideoSegmenter.open(folder, "onnxruntime", verify=False, providers=["CPUExecutionProvider"]) as ref:
             reference = [np.asarray(x) for x in ref.segment(frames, first_mask)]
-    with VideoSegmenter.open(folder, "tensorrt", verify=False, precision=precision, device=device) as seg:
+    with VideoSegmenter.open(folder, "tensorrt", verify=False, device=device) as seg:
         labels = [np.asarray(x) for x in seg.segment(frames, first_mask)]
     return label_agreement(labels, reference)

@@ -1,0 +1,55 @@
+"""What an FP16 graph keeps in float32, defined once (no torch, no onnx).
+
+The ONNX float16 pass (``export/fp16.py``) and the PyTorch FP16 emulation
+(``model/precision.py``) both apply ``ISLANDS``, so an FP16 engine and its emulation
+compute the same thing. docs/precision.md gives the reasons and the graph contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Precision(str, Enum):
+    """The precision of an export's graphs (and so of its strongly typed engines)."""
+
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
+@dataclass(frozen=True)
+class Island:
+    """A part of the network that computes in float32 inside an FP16 graph.
+
+    ``name`` is an ONNX op type (``by == "op"``) or the attribute name of the module whose
+    nodes the exporter scopes ``/name/...`` (``by == "scope"``). Float inputs are cast to
+    float32 on entry; float outputs are cast to float16 on exit unless ``keep_float32``.
+    """
+
+    name: str
+    by: str
+    keep_float32: bool
+    why: str
+
+
+ISLANDS = (
+    Island("LayerNormalization", "op", False, "mean and variance over C overflow or lose precision in float16"),
+    Island("Sigmoid", "op", True, "probabilities leave the decoders in float32 for soft aggregation"),
+    Island("frame_input", "scope", False, "uint8 -> normalised frame, as the official float32 preprocessing"),
+    Island("refinement_weights", "scope", False,
+           "token-refinement weights test exact values: 1 - sum(masks) == 1 below 3e-8 in float32, "
+           "below 2.4e-4 in float16; a weight is suppressed only when exactly 0"),
+)
+
+#: Graphs that stay float32 whatever the precision: soft aggregation clamps at 1e-7 and
+#: takes log-odds, meaningless in float16.
+FLOAT32_GRAPHS = frozenset({"aggregate"})
+
+#: Graph inputs that stay float32 in an FP16 graph: masks feed the refinement weights.
+FLOAT32_INPUTS = frozenset({"masks", "prob"})
+
+
+def graph_precision(graph: str, precision: Precision) -> Precision:
+    """The precision of one graph of an export made at ``precision``."""
+    return Precision.FP32 if graph in FLOAT32_GRAPHS else precision

@@ -1,0 +1,121 @@
+"""Loading a recorded engine, and what a network or engine says about its tensors and layers."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cuda import Cuda
+from .identity import Device, EngineEntry, EngineError, check_engine, rebuild_command
+from .library import selected, trt
+
+log = logging.getLogger(__name__)
+
+#: TensorRT DataType names -> numpy dtype names.
+DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+          "BOOL": "bool", "UINT8": "uint8"}
+
+TensorIO = dict[str, tuple[bool, str, tuple[int, ...]]]
+#: Messages that are expected and harmless: an ahead-of-time build without a GPU (TensorRT-RTX
+#: probes CUDA), and the parser's reminder that ``padding`` is int64 (it is).
+QUIET = ("CUDA driver version is insufficient", "Make sure input padding has Int64 binding")
+
+
+def make_logger(errors: list[str]) -> trt.ILogger:
+    """A TensorRT logger that forwards to ``logging`` and appends errors to ``errors``."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if any(q in msg for q in QUIET):
+                log.debug("TensorRT: %s", msg)
+            elif severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
+                errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.WARNING:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+    return _Logger()
+
+
+def host_platform() -> str:
+    return f"{platform.system()}-{platform.machine()}"
+
+
+def device_here(index: int = 0, cuda: Cuda | None = None) -> Device:
+    """The selected TensorRT library and CUDA device ``index``; raises when either is missing."""
+    library = selected()
+    name, cc = (cuda or Cuda()).gpu(index)
+    return Device(library.name, library.version, host_platform(), name, cc)
+
+
+def network_io(network: trt.INetworkDefinition) -> TensorIO:
+    """name -> (is input, numpy dtype name, shape with -1 on dynamic axes) of a network's inputs and outputs."""
+    io: TensorIO = {}
+    for tensors, is_input in (([network.get_input(i) for i in range(network.num_inputs)], True),
+                              ([network.get_output(i) for i in range(network.num_outputs)], False)):
+        for t in tensors:
+            io[t.name] = (is_input, DTYPES.get(t.dtype.name, t.dtype.name), dims(t.shape))
+    return io
+
+
+def engine_io(engine: trt.ICudaEngine) -> TensorIO:
+    """As ``network_io``, for a deserialized engine."""
+    io: TensorIO = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        kind = engine.get_tensor_dtype(name).name
+        io[name] = (engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT, DTYPES.get(kind, kind),
+                    dims(engine.get_tensor_shape(name)))
+    return io
+
+
+def dims(shape: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(shape[j]) for j in range(len(shape)))
+
+
+def layer_precisions(network: trt.INetworkDefinition) -> dict[str, int]:
+    """How many layers write each float type (``float16``, ``float32``) and how many write no float."""
+    counts: dict[str, int] = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        kinds = {DTYPES.get(layer.get_output_type(j).name, "other") for j in range(layer.num_outputs)}
+        floats = sorted(k for k in kinds if k.startswith("float"))
+        key = "+".join(floats) if floats else "no_float"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class LoadedEngine:
+    """A deserialized engine with its record; holds the runtime and logger the engine needs alive."""
+
+    engine: trt.ICudaEngine
+    entry: EngineEntry
+    runtime: trt.Runtime
+    logger: trt.ILogger
+
+
+def load_engine(folder: str | Path, graph: str, device: Device) -> LoadedEngine:
+    """Deserialize a recorded engine after checking it was built for ``device``.
+
+    Raises ``EngineCompatibilityError`` or ``EngineError`` with the rebuild command. Keep the
+    returned object (not only its ``engine``) while the engine is in use.
+    """
+    entry, path = check_engine(folder, graph, device)
+    errors: list[str] = []
+    logger = make_logger(errors)
+    runtime = trt.Runtime(logger)
+    if entry.plan.version_compatible:
+        runtime.engine_host_code_allowed = True  # the plan embeds the lean runtime (host code)
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        raise EngineError(f"{entry.target.library} could not load {path}: {'; '.join(errors[-5:]) or 'see the log'}; "
+                          f"rebuild it with: {rebuild_command(folder)}")
+    return LoadedEngine(engine, entry, runtime, logger)
