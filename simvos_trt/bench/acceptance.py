@@ -27,7 +27,6 @@ import argparse
 import datetime as _dt
 import json
 import logging
-import os
 import re
 import socket
 import sys
@@ -39,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, SimVOSError, require
+from ..errors import MissingDependencyError, SimVOSError, describe_error, require
 from ..export.trt_env import GPUUnavailableError
-from ..manifest import write_json_atomic
+from ..io import interrupt_on_sigterm, write_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +120,7 @@ def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "acceptance.json", folder / "README.md"
     write_json_atomic(json_path, report.to_dict())
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(report.markdown(), encoding="utf-8")
-    os.replace(tmp, md_path)
+    write_atomic(md_path, report.markdown())
     return json_path, md_path
 
 
@@ -279,14 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         return run(args)
     except (MissingDependencyError, GPUUnavailableError) as exc:
         print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
               file=sys.stderr)
         return EXIT_MISSING
-    except SimVOSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (SimVOSError, OSError) as exc:
+        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the report holds the steps finished so far", file=sys.stderr)

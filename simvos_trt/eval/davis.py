@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, SimVOSError
-from ..runtime.png import read_index_png, write_atomic, write_index_png
+from ..io import write_atomic
+from ..runtime.png import read_index_png, write_index_png
 from .metrics import (
     BOUND_TH,
     GLOBAL_COLUMNS,

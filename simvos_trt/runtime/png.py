@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from ..io import write_atomic
 
 
 @dataclass(frozen=True)
@@ -87,17 +86,3 @@ def write_index_png(path: str | os.PathLike[str], labels: np.ndarray,
                     palette: np.ndarray | None = None) -> None:
     """Write ``encode_index_png(labels, palette)`` to ``path`` atomically (temporary file, then rename)."""
     write_atomic(path, encode_index_png(labels, palette))
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
