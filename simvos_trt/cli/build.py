@@ -22,10 +22,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependencyError, SimVOSError
+from ..errors import MissingDependencyError, SimVOSError, describe_error
 from ..export.engine_cache import BuildSettings, RuntimeInfo
 from ..export.trt_build import BuildEvent, build_engines
 from ..export.trt_env import GPUUnavailableError, runtime_info
+from ..io import interrupt_on_sigterm
+from ..manifest import read_manifest
 
 EXIT_MISSING = 3
 EXIT_VERIFY = 4
@@ -66,13 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         return run(args)
     except (MissingDependencyError, GPUUnavailableError) as exc:
         print(f"simvos-build: error: {exc}", file=sys.stderr)
         return EXIT_MISSING
-    except SimVOSError as exc:
-        print(f"simvos-build: error: {exc}", file=sys.stderr)
+    except (SimVOSError, OSError) as exc:
+        print(f"simvos-build: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simvos-build: interrupted; the engines finished so far are recorded in manifest.json",
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     t0 = time.perf_counter()
+    read_manifest(args.folder, verify=False)  # a wrong folder is named before TensorRT is looked for
     info = runtime_info(args.device)
     say(f"simvos-build {args.folder}: {args.precision} engines with {info.describe()}")
 

@@ -113,9 +113,18 @@ def check_root(root: Path, split: str, resolution: str = RESOLUTION) -> None:
 
 
 def read_split(root: Path, split: str) -> list[str]:
-    """Sequence names of ``ImageSets/2017/<split>.txt``: blank lines and repeats dropped."""
-    lines = (root / "ImageSets" / "2017" / f"{split}.txt").read_text().splitlines()
-    return list(dict.fromkeys(s.strip() for s in lines if s.strip()))
+    """Sequence names of ``ImageSets/2017/<split>.txt``: blank lines and repeats dropped; never empty."""
+    path = root / "ImageSets" / "2017" / f"{split}.txt"
+    names = list(dict.fromkeys(s.strip() for s in path.read_text().splitlines() if s.strip()))
+    if not names:
+        raise DatasetError(f"DAVIS root {root}: the split list {path} names no sequence; give a split with "
+                           "one sequence name a line")
+    return names
+
+
+def dataset_folders(root: Path) -> list[Path]:
+    """The folders of a DAVIS root that are inputs: no output may be written into them."""
+    return [root / "JPEGImages", root / "Annotations", root / "ImageSets"]
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -326,6 +335,8 @@ def evaluate(davis_root: str | os.PathLike[str], results: str | os.PathLike[str]
     root, results = Path(davis_root), Path(results)
     check_root(root, split, resolution)
     names = list(dict.fromkeys(sequences)) if sequences is not None else read_split(root, split)
+    if not names:
+        raise DatasetError("sequences: the list is empty; name at least one sequence to score")
     seqs = [sequence_files(root, name, resolution) for name in names]
     _check_results_present(results, seqs)
     objects = [obj for seq in seqs for obj in evaluate_sequence(seq, results, bound_th)]

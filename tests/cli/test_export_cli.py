@@ -51,7 +51,8 @@ def test_random_weights_warn_loudly(tmp_path, capsys):
         (["--layer-index", "13"], "layer_index: got 13, expected 0..12"),
         (["--layer-index", "0", "--token-refinement"], "token_refinement: needs layer_index >= 1"),
         (["--max-objects", "0"], "--max-objects"),
-        (["--opset", "16"], "--opset: 16 < 17"),
+        (["--opset", "16"], "--opset: 16 is outside 17..20"),
+        (["--opset", "99"], "--opset: 99 is outside 17..20"),
     ],
 )
 def test_bad_settings(argv, message, tmp_path, capsys):

@@ -162,6 +162,7 @@ class FakeSession:
 
 class FakeSegmenter:
     backend = SimpleNamespace(name="fake")
+    manifest = SimpleNamespace(fingerprint="0123456789ab")
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.frames: list[int] = []

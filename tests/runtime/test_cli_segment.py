@@ -46,7 +46,7 @@ def test_folder_of_frames(small_export, clip, tmp_path, capsys):
     std = capsys.readouterr()
     assert std.err == ""
     assert "5 frames, 2 objects" in std.out and "ms/frame mean" in std.out and "p90" in std.out
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.png" for n in names)
+    assert sorted(p.name for p in out.iterdir()) == sorted([".simvos-trt.json", *(f"{n}.png" for n in names)])
     with VideoSegmenter.open(small_export.folder, "onnxruntime", threads=2) as seg:
         expected = list(seg.segment(frames, mask))
     for name, labels in zip(names, expected, strict=True):
@@ -69,7 +69,7 @@ def test_video_with_overlay_and_json(small_export, clip, tmp_path, capsys):
     summary = json.loads(std.out)
     assert summary["frames"] == 5 and summary["objects"] == 2 and summary["backend"] == "onnxruntime"
     assert summary["ms_per_frame_mean"] > 0 and "frames/s" in std.err
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{i:05d}.png" for i in range(5)]
     cap = cv2.VideoCapture(str(overlay))
     count = 0
     while cap.read()[0]:
