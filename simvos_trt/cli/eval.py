@@ -124,7 +124,7 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     else:
         results, info = args.results, {}
         out = args.out or results
-    check_not_input(out, dataset_folders(args.davis_root))
+    check_not_input(out / f"global_results-{args.split}.csv", dataset_folders(args.davis_root))
     _say(args, f"scoring {results}")
     evaluation = evaluate(args.davis_root, results, args.split)
     g_path, s_path = write_csvs(evaluation, out)

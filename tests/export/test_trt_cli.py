@@ -36,6 +36,16 @@ def test_without_tensorrt_exits_3_naming_the_extra(folder, capsys, monkeypatch):
     assert "pip install 'simvos-trt[gpu]' on a machine with an NVIDIA GPU" in err
 
 
+def test_a_wrong_folder_is_named_before_tensorrt_is_looked_for(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    (tmp_path / "file").write_text("x")
+    for path, message in ((tmp_path / "nonexistent", "does not exist; run simvos-export"),
+                          (tmp_path / "file", "is a file, not an export folder")):
+        assert main([str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "TensorRT" not in err
+
+
 def test_with_only_the_type_stubs_exits_3(folder, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # what tensorrt-stubs gives
     assert main([str(folder)]) == 3
