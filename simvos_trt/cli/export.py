@@ -98,7 +98,8 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 def read_recipe(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SimVOSError(f"--recipe {path} does not exist; the shipped recipes are in export/")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise SimVOSError(f"--recipe {path} {what}; give a JSON file (the shipped recipes are in export/)")
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:

@@ -102,6 +102,8 @@ def check_root(root: Path, split: str, resolution: str = RESOLUTION) -> None:
     """Raise DatasetError naming the first folder or file of the layout that is missing."""
     expected = [root, root / "JPEGImages" / resolution, root / "Annotations" / resolution,
                 root / "ImageSets" / "2017", root / "ImageSets" / "2017" / f"{split}.txt"]
+    if root.is_file():
+        raise DatasetError(f"DAVIS root {root} is a file; pass the folder that contains JPEGImages")
     for path in expected:
         if not path.exists():
             raise DatasetError(
@@ -310,7 +312,8 @@ def evaluate_sequence(seq: SequenceFiles, results: Path,
 def _check_results_present(results: Path, seqs: Iterable[SequenceFiles]) -> None:
     """Fail before scoring when a prediction folder or PNG is missing."""
     if not results.is_dir():
-        raise ResultsError(f"results folder {results} does not exist; pass the folder that "
+        what = "is not a folder" if results.exists() else "does not exist"
+        raise ResultsError(f"results folder {results} {what}; pass the folder that "
                            "holds one sub-folder of PNGs per sequence")
     for seq in seqs:
         missing = [fr for fr in seq.frames[1:-1] if not (results / seq.name / f"{fr}.png").exists()]

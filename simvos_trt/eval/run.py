@@ -153,7 +153,7 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
     for name in names:
         sequence_files(root, name)
     owner = Owner("simvos-eval", f"export {segmenter.manifest.fingerprint} on {segmenter.backend.name}")
-    found = claim_folder(out, owner, inputs=dataset_folders(root), force=force)
+    found = claim_folder(out, owner, inputs=[*dataset_folders(root), segmenter.backend.folder], force=force)
     if found is not None and found.source != owner.source:
         for old in out.glob("*/*.png"):
             old.unlink()

@@ -58,8 +58,8 @@ def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(f"cannot read {path} as an image ({exc}); give the index mask as a PNG") from exc
     if kind != "PNG":
-        raise InputError(f"{path} is a {kind} image: masks must be lossless (compression invents ids along the "
-                         "edges); save the mask as a PNG")
+        raise InputError(f"{path} is a {kind} image, not a PNG: masks must be lossless PNGs (JPEG compression "
+                         "invents ids along the edges); save the mask as a PNG")
     if mode == "1":
         labels = labels.astype(np.uint8)  # a 1-bit mask: object 1
     elif mode not in ("P", "L"):

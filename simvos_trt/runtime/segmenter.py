@@ -113,6 +113,10 @@ class VideoSegmenter:
             itself), and with ``return_prob`` the (K+1, H, W) float32 probabilities.
         """
         check_type("return_prob", return_prob, bool, "True or False")
+        shape, mask_shape = getattr(frames, "shape", (0, 0, 0, 0)), np.shape(first_mask)
+        if len(shape) < 3 or (len(shape) == 3 and shape[:2] == mask_shape != shape[1:]):
+            raise InputError(f"frames: got an array of shape {tuple(shape)}, not a video: expected (T, H, W, 3) or "
+                             "(T, H, W) frames; pass a single frame as [frame]")
         if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
             raise InputError(f"frames: got {type(frames).__name__}, expected an iterable of (H, W, 3) uint8 frames "
                              "(a list, a generator or a (T, H, W, 3) array)")

@@ -161,7 +161,7 @@ class FakeSession:
 
 
 class FakeSegmenter:
-    backend = SimpleNamespace(name="fake")
+    backend = SimpleNamespace(name="fake", folder="engines/fake-64")
     manifest = SimpleNamespace(fingerprint="0123456789ab")
 
     def __init__(self, fail_after: int | None = None) -> None:
@@ -446,3 +446,11 @@ def test_truncated_jpeg_in_the_dataset(root, tmp_path, fake, capsys):
     jpg.write_bytes(jpg.read_bytes()[:-300])
     assert run_engine(root, tmp_path / "out", "--no-progress") == 2
     assert f"sequence '{SEQS[1]}', frame 00003: frame {jpg} is damaged" in one_line_error(capsys)
+
+
+def test_a_file_where_a_folder_is_expected(root, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["--davis-root", str(root), "--results", str(tmp_path / "f"), "--no-progress"]) == 2
+    assert f"results folder {tmp_path / 'f'} is not a folder" in one_line_error(capsys)
+    assert main(["--davis-root", str(tmp_path / "f"), "--results", str(tmp_path), "--no-progress"]) == 2
+    assert f"DAVIS root {tmp_path / 'f'} is a file" in one_line_error(capsys)

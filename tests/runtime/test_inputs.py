@@ -238,6 +238,8 @@ def test_bad_segment_arguments(seg, video):
         list(seg.segment(None, mask))
     with pytest.raises(InputError, match="frames: got str"):
         list(seg.segment("clip.mp4", mask))
+    with pytest.raises(InputError, match=r"shape \(32, 48, 3\), not a video: .* pass a single frame"):
+        list(seg.segment(frames[0], mask))
     with pytest.raises(InputError, match="return_prob: got 'yes'"):
         list(seg.segment(frames, mask, return_prob="yes"))
     with pytest.raises(InputError, match="bgr: got 1"):

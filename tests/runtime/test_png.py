@@ -71,7 +71,7 @@ def test_masks_must_be_lossless(tmp_path):
     for name in ("m.jpg", "m.png"):
         Image.fromarray(mask).save(tmp_path / name, format="JPEG", quality=95)
         assert len(np.unique(np.array(Image.open(tmp_path / name)))) > 3  # what reading it would have given
-        with pytest.raises(InputError, match="is a JPEG image: masks must be lossless"):
+        with pytest.raises(InputError, match="is a JPEG image, not a PNG: masks must be lossless"):
             read_index_png(tmp_path / name)
 
 
