@@ -202,10 +202,14 @@ def test_out_that_cannot_be_written(tmp_path, capsys, monkeypatch):
     ({"variant": "X"}, "variant 'X' is not one of B, BS, L, T"),
     ({"checkpoint": 5}, "checkpoint: got 5 (int), expected a string or null"),
     ([{"variant": "T"}], "holds a JSON list, expected an object"),
+    (None, "r.json is not a file; give a JSON file"),
 ])
 def test_recipe_values_of_the_wrong_type(recipe, message, tmp_path, capsys):
     path = tmp_path / "r.json"
-    path.write_text(json.dumps(recipe))
+    if recipe is None:
+        path.mkdir()
+    else:
+        path.write_text(json.dumps(recipe))
     code, _, err = run(capsys, "--recipe", str(path), "--out", str(tmp_path / "o"))
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()

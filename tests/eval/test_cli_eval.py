@@ -454,3 +454,10 @@ def test_a_file_where_a_folder_is_expected(root, tmp_path, capsys):
     assert f"results folder {tmp_path / 'f'} is not a folder" in one_line_error(capsys)
     assert main(["--davis-root", str(tmp_path / "f"), "--results", str(tmp_path), "--no-progress"]) == 2
     assert f"DAVIS root {tmp_path / 'f'} is a file" in one_line_error(capsys)
+
+
+def test_the_export_folder_is_never_an_output(root, tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_engine(root, Path("engines/fake-64/results"), "--no-progress") == 2
+    assert "lies inside the input engines/fake-64" in one_line_error(capsys)
+    assert not (tmp_path / "engines").exists()
