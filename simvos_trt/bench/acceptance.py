@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, SimVOSError, describe_error, require
 from ..export.trt_env import GPUUnavailableError
-from ..io import interrupt_on_sigterm, write_atomic, write_json_atomic
+from ..io import Owner, claim_folder, interrupt_on_sigterm, write_atomic, write_json_atomic, write_owner
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
 
     stamp = environment(args.device)  # exits 3 (via main) before anything is written
     out = args.out or default_out(host=stamp.get("host"))
+    claim_folder(out, Owner(PROG), inputs=[args.golden, args.checkpoint_bs, args.checkpoint_b])
+    write_owner(out, Owner(PROG))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}
     report = AcceptanceReport(stamp, settings)
     say(f"{PROG}: {stamp['gpu']}, TensorRT {stamp['tensorrt']}, CUDA {stamp['cuda_runtime']}; report in {out}")
