@@ -30,3 +30,32 @@ def require(module: str, extra: str, purpose: str) -> None:
             f"{purpose} needs the Python package '{module}', which is not installed; "
             f"install it with: pip install 'simvos-trt[{extra}]'"
         )
+
+
+class OutputError(SimVOSError):
+    """An output path may not be written: it is an input, holds files not ours, or is read-only."""
+
+
+def check_type(name: str, value: object, kind: type | tuple[type, ...], expected: str) -> None:
+    """Raise InputError unless ``value`` is a ``kind`` (a bool is never taken for an int)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise InputError(f"{name}: got {value!r} ({type(value).__name__}), expected {expected}")
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """Raise InputError unless ``value`` is an int in ``low..high`` (no upper bound when None)."""
+    span = f"an int in {low}..{high}" if high is not None else f"an int >= {low}"
+    check_type(name, value, int, span)
+    assert isinstance(value, int)
+    if value < low or (high is not None and value > high):
+        raise InputError(f"{name}: got {value}, expected {span}")
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as one line for a command's user: an OSError as ``file: reason``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc)
+    return " ".join(text.split())

@@ -1,11 +1,33 @@
-"""Files the tools write: the one atomic writer."""
+"""Files the tools write: the one atomic writer, and the one rule for output folders.
+
+A tool writes into a folder only when it is new or empty, or holds that tool's own record
+(``.simvos-trt.json``; an export folder's record is its manifest); never into an input.
+Folders are replaced by building a staging folder beside them and swapping it in.
+"""
 
 from __future__ import annotations
 
+import glob
+import json
+import logging
 import os
+import re
+import shutil
+import signal
 import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .errors import OutputError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+OWNER_FILE = ".simvos-trt.json"
 PathLike = str | os.PathLike[str]
 
 
@@ -21,3 +43,147 @@ def write_atomic(path: PathLike, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: PathLike, data: Any) -> None:
+    """``write_atomic`` of ``data`` as indented JSON."""
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who wrote an output folder: the tool, and the input its contents derive from."""
+
+    tool: str
+    source: str = ""
+
+
+def read_owner(folder: Path) -> Owner | None:
+    """The record of ``folder``: its ``OWNER_FILE``, or an export's manifest; None without one."""
+    try:
+        if (folder / OWNER_FILE).is_file():
+            d = json.loads((folder / OWNER_FILE).read_text())
+            return Owner(str(d["tool"]), str(d["source"]))
+        if json.loads((folder / MANIFEST).read_text())["format"].startswith("simvos-trt/"):
+            return Owner("simvos-export")
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def write_owner(folder: Path, owner: Owner) -> None:
+    write_json_atomic(folder / OWNER_FILE, {"tool": owner.tool, "source": owner.source})
+
+
+def check_not_input(path: PathLike, inputs: Iterable[PathLike | None], option: str = "--out") -> None:
+    """Raise OutputError when ``path`` is, holds or lies inside one of ``inputs``."""
+    target = Path(path).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(given).resolve()
+        how = ("is" if target == src else "lies inside" if src in target.parents
+               else "holds" if target in src.parents else None)
+        if how:
+            raise OutputError(f"{option} {path} {how} the input {given}; writing there could destroy it: "
+                              "choose a path outside the inputs")
+
+
+def ensure_writable(folder: PathLike, option: str = "--out") -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".simvos-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{option} {folder}: cannot write there ({exc.strerror or exc}); "
+                          "choose a writable folder") from exc
+    return folder
+
+
+def claim_folder(out: PathLike, owner: Owner, *, inputs: Iterable[PathLike | None] = (), force: bool = False,
+                 replace: bool = False, option: str = "--out") -> Owner | None:
+    """Decide whether ``owner`` may write into ``out`` (with ``replace``: replace it whole).
+
+    Returns the record of the output already there, None when ``out`` is new or empty;
+    afterwards ``out`` (with ``replace``, its parent) exists and is writable.
+
+    Raises:
+        OutputError: ``out`` is, holds or lies inside an input; is a file; holds files
+            without our record (left alone even with ``force``) or another tool's output;
+            holds output of another source, or with ``replace`` any output, without
+            ``force``; with ``replace``, is or holds the current folder; is not writable.
+    """
+    out = Path(out)
+    check_not_input(out, inputs, option)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{option} {out} is a file, not a folder; choose another path")
+    if replace and out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise OutputError(f"{option} {out} is or holds the current folder, which cannot be replaced; "
+                          "give a new folder, e.g. engines/<name>")
+    found = None
+    if out.is_dir() and any(out.iterdir()):
+        found = read_owner(out)
+        if found is None:
+            raise OutputError(f"{option} {out} holds files that {owner.tool} did not write; it is left alone "
+                              "(even with --force): choose a new or empty folder")
+        if found.tool != owner.tool:
+            raise OutputError(f"{option} {out} holds the output of {found.tool}; choose another folder")
+        if not force and (replace or found.source != owner.source):
+            what = f" of {found.source}" if found.source else ""
+            raise OutputError(f"{option} {out} already holds the output{what}; pass --force to replace it, "
+                              "or choose another folder")
+    ensure_writable(out.parent if replace else out, option)
+    return found
+
+
+# ---------------------------------------------------------------- replacing a folder whole
+
+_STAGING = r"\.(?:partial|old)-(\d+)-[^/]+"
+
+
+def staging_folder(out: Path) -> Path:
+    """A new hidden folder beside ``out`` to build it in; stale ones of killed runs are removed first."""
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        m = re.fullmatch(re.escape(f".{out.name}") + _STAGING, path.name)
+        if m and not _alive(int(m.group(1))):
+            log.warning("removing %s, left by an export that was killed", path)
+            shutil.rmtree(path, ignore_errors=True)
+        elif not m and re.fullmatch(re.escape(f".{out.name}") + r"\.(?:partial|old)-\w+", path.name):
+            log.warning("%s looks left by an interrupted export of an older version; remove it", path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Move the finished staging folder ``tmp`` to ``out``, replacing what was there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, so a terminated command cleans up as after Ctrl-C."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import SimVOSConfig
-from .errors import SimVOSError
+from .errors import SimVOSError, check_int, check_type
+from .io import MANIFEST
+from .io import write_json_atomic as write_json_atomic  # re-exported for the engine records
 
-MANIFEST = "manifest.json"
 FORMAT = "simvos-trt/2"
 OBJECTS_AXIS = "objects"
 
@@ -98,6 +98,35 @@ class Manifest:
     def memory_tokens(self) -> int:
         return self.config.memory_tokens(self.grid)
 
+    @property
+    def fingerprint(self) -> str:
+        """A short id of the graphs themselves (their sha256s): equal for copies of one export."""
+        digest = hashlib.sha256(" ".join(sorted(g.sha256 for g in self.graphs.values())).encode())
+        return digest.hexdigest()[:12]
+
+    def check(self) -> None:
+        """Raise ValueError when a field has the wrong type or disagrees with a recorded tensor shape."""
+        for name in ("height", "width"):
+            check_int(name, getattr(self, name), 16)
+            if getattr(self, name) % 16:
+                raise ValueError(f"{name}: {getattr(self, name)} is not a multiple of 16")
+        check_int("objects_profile.max", self.max_objects, 1, 255)
+        check_type("uint8_input", self.uint8_input, bool, "true or false")
+        if self.precision not in ("fp16", "fp32") or any(g.precision not in ("fp16", "fp32")
+                                                         for g in self.graphs.values()):
+            raise ValueError(f"precision: {self.precision!r} (or a graph's) is not fp16 or fp32")
+        H, W, C, (h, w), B = self.height, self.width, self.config.embed_dim, self.grid, OBJECTS_AXIS
+        frame = (1, H, W, 3) if self.uint8_input else (1, 3, H, W)
+        memory, planes = (B, self.memory_tokens, C), (B, 1, H, W)
+        expected = {"frame": frame, "padding": (4,), "masks": planes, "query": (1, h * w, C), "memory": memory,
+                    "memory_first": memory, "memory_prev": memory, "prob": planes, "objects": planes,
+                    "background": (1, 1, H, W), "labels": (1, H, W)}
+        for graph, g in self.graphs.items():
+            for t in (*g.inputs, *g.outputs):
+                if t.name in expected and t.shape != expected[t.name]:
+                    raise ValueError(f"graph {graph}'s {t.name} is recorded as {t.shape}, but the {H}x{W} "
+                                     f"{self.config.name} fields give {expected[t.name]}")
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "variant": self.variant, "config": self.config.to_dict(),
                 "precision": self.precision, "height": self.height, "width": self.width, "grid": list(self.grid),
@@ -130,28 +159,16 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
     """Read and check an export folder's manifest.
 
     With ``verify``, every graph file must exist and match its recorded sha256.
     """
+    check_type("folder", folder, (str, os.PathLike), "the path of an export folder")
     folder = Path(folder)
     path = folder / MANIFEST
+    if folder.is_file():
+        raise ManifestError(f"{folder} is a file, not an export folder; give the folder holding {MANIFEST}")
     if not folder.is_dir():
         raise ManifestError(f"export folder {folder} does not exist; run simvos-export first")
     if not path.is_file():
@@ -161,10 +178,12 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
         )
     try:
         manifest = Manifest.from_dict(json.loads(path.read_text()))
+        manifest.check()
     except ManifestError:
         raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc})") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); it was edited or "
+                            "is corrupt: export again with simvos-export") from exc
     if verify:
         for name, g in manifest.graphs.items():
             f = folder / g.file

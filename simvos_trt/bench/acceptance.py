@@ -27,7 +27,6 @@ import argparse
 import datetime as _dt
 import json
 import logging
-import os
 import re
 import socket
 import sys
@@ -39,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, MissingDependencyError, SimVOSError, require
-from ..manifest import write_json_atomic
+from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error, require
+from ..io import Owner, claim_folder, interrupt_on_sigterm, write_atomic, write_json_atomic, write_owner
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +119,7 @@ def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / "acceptance.json", folder / "README.md"
     write_json_atomic(json_path, report.to_dict())
-    tmp = md_path.with_name(f".{md_path.name}.tmp")
-    tmp.write_text(report.markdown(), encoding="utf-8")
-    os.replace(tmp, md_path)
+    write_atomic(md_path, report.markdown())
     return json_path, md_path
 
 
@@ -283,14 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         return run(args)
     except (MissingDependencyError, BackendError) as exc:
         print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
               file=sys.stderr)
         return EXIT_MISSING
-    except SimVOSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (SimVOSError, OSError) as exc:
+        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the report holds the steps finished so far", file=sys.stderr)
@@ -306,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
 
     stamp = environment(args.device)  # exits 3 (via main) before anything is written
     out = args.out or default_out(host=stamp.get("host"))
+    claim_folder(out, Owner(PROG), inputs=[args.golden, args.checkpoint_bs, args.checkpoint_b])
+    write_owner(out, Owner(PROG))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}
     report = AcceptanceReport(stamp, settings)
     say(f"{PROG}: {stamp['gpu']}, TensorRT {stamp['tensorrt']}, CUDA {stamp['cuda_runtime']}; report in {out}")

@@ -25,14 +25,12 @@ import dataclasses
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import SimVOSError
-from ..manifest import write_json_atomic
+from ..io import write_atomic, write_json_atomic
 from .hardware import GpuPeak
 from .paper import load_paper_tables
 
@@ -155,18 +153,6 @@ def derive(rows: list[RowResult], *, cpu_peak_gflops: float | None = None,
 # ---------------------------------------------------------------------- files
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; result files are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def to_csv(rows: list[RowResult]) -> str:
     """The rows' scalar fields as CSV text (empty cells for None)."""
     buf = io.StringIO()
@@ -245,7 +231,7 @@ class ResultFolder:
         rows = self.derived()
         doc = {"format": FORMAT, **self.meta, "rows": [dataclasses.asdict(r) for r in rows]}
         write_json_atomic(self.folder / JSON_FILE, doc)
-        _write_text_atomic(self.folder / CSV_FILE, to_csv(rows))
+        write_atomic(self.folder / CSV_FILE, to_csv(rows))
         log.info("%s: %d rows written", self.folder, len(rows))
 
 
@@ -269,5 +255,5 @@ def read_results(folder: str | Path) -> tuple[dict[str, Any], list[RowResult]]:
 def write_text(folder: str | Path, name: str, text: str) -> Path:
     """Write a text file into a result folder atomically; returns its path."""
     path = Path(folder) / name
-    _write_text_atomic(path, text)
+    write_atomic(path, text)
     return path

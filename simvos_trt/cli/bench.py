@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BACKBONES
-from ..errors import SimVOSError
+from ..errors import SimVOSError, describe_error
+from ..io import ensure_writable, interrupt_on_sigterm
 
 EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 1, 2, 3, 130
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
@@ -56,9 +57,12 @@ def size_arg(text: str) -> tuple[int, int]:
 
 def int_list(text: str) -> list[int]:
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of integers (e.g. 0,2,4)") from None
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of integers (e.g. 0,2,4)")
+    return values
 
 
 def positive(text: str) -> int:
@@ -139,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         if args.compare:
             return run_compare(*args.compare, as_json=args.json)
         return run(resolve(args))
-    except SimVOSError as exc:
-        print(f"simvos-bench: error: {exc}", file=sys.stderr)
+    except (SimVOSError, OSError) as exc:
+        print(f"simvos-bench: error: {describe_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # before the sweep started (during it, run() keeps the rows measured)
         print("simvos-bench: interrupted", file=sys.stderr)
@@ -191,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise SimVOSError(f"--warmup {args.warmup}: expected 0 or more")
     rows = sweep_rows(args)
+    ensure_writable(args.results, "--results")
+    ensure_writable(args.engines, "--engines")
     say = Printer.quiet if args.json else Printer.loud
     settings = SweepSettings(height=args.size[0], width=args.size[1], objects=args.objects, frames=args.frames,
                              warmup=args.warmup, backends=tuple(args.backend), precision=args.precision,

@@ -22,8 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, MissingDependencyError, SimVOSError
+from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error
 from ..export.trt_build import BuildEvent, build_engines
+from ..io import interrupt_on_sigterm
 from ..trt.identity import BuildSettings, Target, cc_text, parse_cc
 from ..trt.library import CHOICES
 
@@ -71,13 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         return run(args)
     except (MissingDependencyError, BackendError) as exc:
         print(f"simvos-build: error: {exc}", file=sys.stderr)
         return EXIT_MISSING
-    except SimVOSError as exc:
-        print(f"simvos-build: error: {exc}", file=sys.stderr)
+    except (SimVOSError, OSError) as exc:
+        print(f"simvos-build: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simvos-build: interrupted; the engines finished so far are recorded in manifest.json", file=sys.stderr)

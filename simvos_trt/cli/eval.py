@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SimVOSError
+from ..errors import SimVOSError, describe_error
+from ..io import check_not_input, interrupt_on_sigterm
 
 if TYPE_CHECKING:
     from ..eval.run import SequenceRun
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
     s.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
                    help="segment again the sequences whose PNGs are all present (by default they are skipped, "
-                   "so an interrupted run resumes) [default off]")
+                   "so an interrupted run resumes), and replace the results of another export or backend in "
+                   "--out [default off]")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, metavar="DIR",
                    help="where the predicted PNGs and the CSV files go [default with --engine-dir: "
@@ -94,13 +96,13 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
     check_root(args.davis_root, args.split)  # before the graphs load
     options: dict[str, Any] = {}
-    if args.threads and args.backend in ("auto", "onnxruntime"):
+    if args.threads is not None and args.backend in ("auto", "onnxruntime"):
         options["threads"] = args.threads
     if args.device and args.backend == "torch":
         options["device"] = args.device
     with VideoSegmenter.open(args.engine_dir, args.backend, **options) as seg:
         backend = seg.backend.name
-        out = args.out or Path("results") / f"{args.engine_dir.name}-{backend}"
+        out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}"
         _say(args, f"segmenting split {args.split} of {args.davis_root} with {args.engine_dir} ({backend}) "
              f"into {out}")
         runs = segment_dataset(seg, args.davis_root, args.split, out, force=args.force,
@@ -113,7 +115,7 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
     """Segment (with --engine-dir) and score; write the CSVs; return the summary."""
-    from ..eval.davis import evaluate, write_csvs
+    from ..eval.davis import dataset_folders, evaluate, write_csvs
     from ..eval.metrics import GLOBAL_COLUMNS
 
     if args.engine_dir is not None:
@@ -122,6 +124,7 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     else:
         results, info = args.results, {}
         out = args.out or results
+    check_not_input(out / f"global_results-{args.split}.csv", dataset_folders(args.davis_root))
     _say(args, f"scoring {results}")
     evaluation = evaluate(args.davis_root, results, args.split)
     g_path, s_path = write_csvs(evaluation, out)
@@ -203,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare is None and args.davis_root is None:
         parser.error("--davis-root is required with --engine-dir and --results")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         if args.compare is not None:
             result = compare(args)
@@ -211,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             result = score(args)
             text = format_scores(result, args.per_sequence)
     except (SimVOSError, OSError) as exc:
-        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the PNGs written so far are complete, and the same command resumes "

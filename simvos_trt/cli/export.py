@@ -17,12 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BACKBONES, PRESETS, SimVOSConfig
-from ..errors import SimVOSError
+from ..errors import SimVOSError, check_type, describe_error
+from ..io import Owner, claim_folder, interrupt_on_sigterm
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
                             "uint8_input": True, "seed": 1, "precision": "auto"}
-RECIPE_KEYS = {"variant", "backbone", "layer_index", "token_refinement", "kf", "kb", "height", "width",
-               "max_objects", "opset", "uint8_input", "seed", "out", "checkpoint", "mae", "description", "precision"}
+#: Recipe keys and the JSON values they take (null leaves a path unset).
+RECIPE_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("variant", "backbone", "description", "precision"), (str,)),
+    **dict.fromkeys(("out", "checkpoint", "mae"), (str, type(None))),
+    **dict.fromkeys(("layer_index", "kf", "kb", "height", "width", "max_objects", "opset", "seed"), (int,)),
+    **dict.fromkeys(("token_refinement", "uint8_input", "allow_large"), (bool,))}
+RECIPE_KEYS = set(RECIPE_TYPES)
+_JSON_TYPE = {str: "a string", int: "an integer", bool: "true or false"}
+#: Frames above this many tokens (1024x1024; 480x864 has 1,620) need --allow-large: cost grows as tokens squared.
+MAX_TOKENS = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,10 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "probabilities and soft aggregation in float32 (for FP16 TensorRT engines); fp32: float32 "
                    "graphs (fastest on ONNX Runtime CPUs); auto: fp16 when a TensorRT library is installed "
                    "here, else fp32 [default auto]")
+    s.add_argument("--allow-large", action="store_true", default=None,
+                   help=f"export frames above {MAX_TOKENS} tokens (H*W/256; 1024x1024), whose export takes minutes "
+                   "to hours and memory growing with the tokens squared")
     s.add_argument("--recipe", type=Path, help="a JSON recipe (see export/*.json) with any of the options above")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="export folder [default engines/<variant or config name>-<H>x<W>]")
-    o.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    o.add_argument("--force", action="store_true",
+                   help="replace an earlier export in --out (never a folder of other files)")
     o.add_argument("--check", type=Path, metavar="DIR",
                    help="only check an existing export folder (files, sha256s, TensorRT readiness) and exit")
     o.add_argument("--engines", action=argparse.BooleanOptionalAction, default=True,
@@ -83,6 +96,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     merged = dict(DEFAULTS)
     if args.recipe is not None:
         merged.update(read_recipe(args.recipe))
+        merged["recipe"] = args.recipe
     for key in RECIPE_KEYS - {"description"}:
         value = getattr(args, key, None)
         if value is not None:
@@ -92,14 +106,23 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 def read_recipe(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SimVOSError(f"--recipe {path} does not exist; the shipped recipes are in export/")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise SimVOSError(f"--recipe {path} {what}; give a JSON file (the shipped recipes are in export/)")
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
         raise SimVOSError(f"--recipe {path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SimVOSError(f"--recipe {path} holds a JSON {type(data).__name__}, expected an object such as "
+                          '{"variant": "BS", "height": 480}')
     unknown = sorted(set(data) - RECIPE_KEYS)
     if unknown:
         raise SimVOSError(f"--recipe {path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
+    for key, value in data.items():
+        check_type(f"--recipe {path}: {key}", value, RECIPE_TYPES[key],
+                   " or ".join(_JSON_TYPE.get(t, "null") for t in RECIPE_TYPES[key]))
+    if data.get("variant", "BS") not in PRESETS:
+        raise SimVOSError(f"--recipe {path}: variant {data['variant']!r} is not one of {', '.join(sorted(PRESETS))}")
     for key in ("checkpoint", "mae", "out"):
         if data.get(key) is not None:
             data[key] = Path(data[key])
@@ -120,14 +143,15 @@ def make_config(opts: dict[str, Any]) -> SimVOSConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         if args.check is not None:
             return run_check(args.check, as_json=args.json)
         opts = resolve(args)
         code = run_export(opts, force=args.force, as_json=args.json)
         return code if code else build_engines_here(opts, args)
-    except SimVOSError as exc:
-        print(f"simvos-export: error: {exc}", file=sys.stderr)
+    except (SimVOSError, OSError) as exc:
+        print(f"simvos-export: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simvos-export: interrupted; nothing was written", file=sys.stderr)
@@ -146,6 +170,9 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
         raise SimVOSError("give either --checkpoint or --mae, not both")
     variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
     out = opts.get("out") or _default_out(opts)
+    inputs = [opts.get(k) for k in ("recipe", "checkpoint", "mae")]
+    check_cost(config, settings, opts.get("allow_large", False))
+    claim_folder(out, Owner("simvos-export"), inputs=inputs, force=force, replace=True)  # before the slow part
     say = (lambda *a: None) if as_json else (lambda *a: print(*a, flush=True))
     t0 = time.perf_counter()
     tr = f"{config.kf}/{config.kb}" if config.token_refinement else "off"
@@ -206,7 +233,20 @@ def resolve_precision(choice: str) -> Any:
 
     if choice == "auto":
         return Precision.FP16 if installed() else Precision.FP32
+    if choice not in {p.value for p in Precision}:
+        raise SimVOSError(f"precision {choice!r} is not one of auto, fp16, fp32")
     return Precision(choice)
+
+
+def check_cost(config: SimVOSConfig, settings: Any, allow_large: bool) -> None:
+    """Refuse frames above MAX_TOKENS unless ``allow_large``, with the size of one attention map."""
+    tokens = (settings.height // 16) * (settings.width // 16)
+    if tokens > MAX_TOKENS and not allow_large:
+        joint = tokens + 2 * config.memory_tokens((settings.height // 16, settings.width // 16))
+        gib = config.num_heads * joint**2 * 4 / 2**30
+        raise SimVOSError(f"{settings.height}x{settings.width} is {tokens} tokens per frame (above {MAX_TOKENS}; "
+                          f"480x864 has 1620): one attention map of the joint decoder takes about {gib:.1f} GiB and "
+                          "export time grows with the tokens squared; choose a smaller size or pass --allow-large")
 
 
 def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
@@ -266,9 +306,14 @@ def summary_table(reports: dict[str, Any]) -> str:
 
 
 def run_check(folder: Path, *, as_json: bool) -> int:
-    from ..manifest import read_manifest
+    from ..export.onnx_export import graph_problems
+    from ..manifest import MANIFEST, ManifestError, read_manifest
 
     manifest = read_manifest(folder, verify=True)
+    problems = graph_problems(folder, manifest)
+    if problems:
+        raise ManifestError(f"{folder}: {MANIFEST} disagrees with the graphs ({'; '.join(problems)}): it was "
+                            "edited or belongs to another export; export again")
     reports = {name: r for name, r in check_graphs(folder).items() if name in manifest.graphs}
     missing = sorted(set(manifest.graphs) - set(reports))
     ok = not missing and all(r.ok for r in reports.values())

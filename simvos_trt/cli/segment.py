@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..errors import SimVOSError
+from ..errors import SimVOSError, describe_error
+from ..io import Owner, check_not_input, claim_folder, interrupt_on_sigterm, write_owner
 
 PROG = "simvos-segment"
 
@@ -41,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="OUTDIR",
                    help="output folder, created if needed: one palette PNG per frame, named after the frame "
                    "(00000.png, 00001.png, ... for a video), with the mask's ids and palette; each file is "
-                   "written atomically")
+                   "written atomically. Only a new or empty folder, or one of an earlier simvos-segment run, is "
+                   "written; its old masks are removed first")
+    p.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                   help="replace the masks of another video in --out [default off]")
     p.add_argument("--overlay", type=Path, metavar="OUT.mp4",
                    help="also write an MP4 (codec mp4v) of the frames with the masks blended in (mp4v keeps even "
                    "sizes: an odd last row or column is dropped)")
@@ -99,11 +103,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..runtime.png import davis_palette, read_index_png, write_index_png
     from ..runtime.video_io import FrameSource, OverlayWriter
 
-    source = FrameSource(args.input)
+    source = FrameSource(args.input, exclude=[args.mask])
     first = read_index_png(args.mask)
     palette = first.palette if first.palette is not None else davis_palette()
-    args.out.mkdir(parents=True, exist_ok=True)
-    options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime") else {}
+    inputs = (args.input, args.mask, args.engine_dir)
+    if args.overlay:
+        check_not_input(args.overlay, inputs, "--overlay")
+    owner = Owner(PROG, f"video {args.input.resolve()}")
+    if claim_folder(args.out, owner, inputs=inputs, force=args.force) is not None:
+        for old in args.out.glob("*.png"):
+            old.unlink()
+    write_owner(args.out, owner)
+    use_threads = args.threads is not None and args.backend in ("auto", "onnxruntime")
+    options = {"threads": args.threads} if use_threads else {}
     times: list[float] = []
     frames = 0
     with contextlib.ExitStack() as stack:
@@ -143,11 +155,11 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupt_on_sigterm()
     try:
         summary = run(args)
     except (SimVOSError, OSError) as exc:
-        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the PNGs written so far are complete", file=sys.stderr)

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, SimVOSError
-from ..runtime.png import read_index_png, write_atomic, write_index_png
+from ..io import write_atomic
+from ..runtime.png import read_index_png, write_index_png
 from .metrics import (
     BOUND_TH,
     GLOBAL_COLUMNS,
@@ -101,6 +102,8 @@ def check_root(root: Path, split: str, resolution: str = RESOLUTION) -> None:
     """Raise DatasetError naming the first folder or file of the layout that is missing."""
     expected = [root, root / "JPEGImages" / resolution, root / "Annotations" / resolution,
                 root / "ImageSets" / "2017", root / "ImageSets" / "2017" / f"{split}.txt"]
+    if root.is_file():
+        raise DatasetError(f"DAVIS root {root} is a file; pass the folder that contains JPEGImages")
     for path in expected:
         if not path.exists():
             raise DatasetError(
@@ -112,9 +115,18 @@ def check_root(root: Path, split: str, resolution: str = RESOLUTION) -> None:
 
 
 def read_split(root: Path, split: str) -> list[str]:
-    """Sequence names of ``ImageSets/2017/<split>.txt``: blank lines and repeats dropped."""
-    lines = (root / "ImageSets" / "2017" / f"{split}.txt").read_text().splitlines()
-    return list(dict.fromkeys(s.strip() for s in lines if s.strip()))
+    """Sequence names of ``ImageSets/2017/<split>.txt``: blank lines and repeats dropped; never empty."""
+    path = root / "ImageSets" / "2017" / f"{split}.txt"
+    names = list(dict.fromkeys(s.strip() for s in path.read_text().splitlines() if s.strip()))
+    if not names:
+        raise DatasetError(f"DAVIS root {root}: the split list {path} names no sequence; give a split with "
+                           "one sequence name a line")
+    return names
+
+
+def dataset_folders(root: Path) -> list[Path]:
+    """The folders of a DAVIS root that are inputs: no output may be written into them."""
+    return [root / "JPEGImages", root / "Annotations", root / "ImageSets"]
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -300,7 +312,8 @@ def evaluate_sequence(seq: SequenceFiles, results: Path,
 def _check_results_present(results: Path, seqs: Iterable[SequenceFiles]) -> None:
     """Fail before scoring when a prediction folder or PNG is missing."""
     if not results.is_dir():
-        raise ResultsError(f"results folder {results} does not exist; pass the folder that "
+        what = "is not a folder" if results.exists() else "does not exist"
+        raise ResultsError(f"results folder {results} {what}; pass the folder that "
                            "holds one sub-folder of PNGs per sequence")
     for seq in seqs:
         missing = [fr for fr in seq.frames[1:-1] if not (results / seq.name / f"{fr}.png").exists()]
@@ -325,6 +338,8 @@ def evaluate(davis_root: str | os.PathLike[str], results: str | os.PathLike[str]
     root, results = Path(davis_root), Path(results)
     check_root(root, split, resolution)
     names = list(dict.fromkeys(sequences)) if sequences is not None else read_split(root, split)
+    if not names:
+        raise DatasetError("sequences: the list is empty; name at least one sequence to score")
     seqs = [sequence_files(root, name, resolution) for name in names]
     _check_results_present(results, seqs)
     objects = [obj for seq in seqs for obj in evaluate_sequence(seq, results, bound_th)]

@@ -13,6 +13,8 @@ palette PNG per JPEG frame (frame 0 is the first annotation itself), in the firs
 annotation's ids and palette. Each PNG is written atomically, so an interrupted run leaves
 only complete files; a sequence counts as done when every frame's PNG is present, and is
 then skipped (unless ``force``), while an incomplete one is segmented again from frame 0.
+The results folder records which export and backend wrote it; another's is refused
+(replaced with ``force``), and a folder of other files or of the dataset is never written.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..io import Owner, claim_folder, write_owner
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
+from ..runtime.video_io import read_frame
 from .davis import (
     RESOLUTION,
     SEQUENCE_COLUMNS,
@@ -40,6 +43,7 @@ from .davis import (
     ResultsError,
     check_root,
     count_objects,
+    dataset_folders,
     read_split,
     sequence_files,
 )
@@ -104,10 +108,8 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
         log.warning("sequence %s: first annotation has no object; writing empty predictions", name)
     for t, path in enumerate(frames):
         where = f"DAVIS root {root}, sequence '{name}', frame {path.stem}"
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR
-        if frame is None:
-            raise DatasetError(f"{where}: cannot read {path} (not a JPEG, or corrupt); replace the file")
         try:
+            frame = read_frame(path)  # (H, W, 3) uint8 BGR
             if session is None:
                 labels = np.zeros_like(mask)
             elif t == 0:
@@ -133,8 +135,9 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
         segmenter: an opened ``VideoSegmenter``; each sequence gets a new session.
         root: DAVIS root holding JPEGImages, Annotations and ImageSets.
         split: the split list's name (``val``, ``train``, ...).
-        out: results folder, created if needed.
-        force: segment complete sequences again.
+        out: results folder, created if needed; refused when it is part of the dataset,
+            holds other files, or (without ``force``) results of another export or backend.
+        force: segment complete sequences again; replace another export's results.
         progress: called after each sequence, see :data:`Progress`.
 
     Returns:
@@ -142,13 +145,19 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
 
     Raises:
         DatasetError: the root, split list or a sequence is not in the DAVIS layout.
+        OutputError: ``out`` may not be written (see ``simvos_trt.io.claim_folder``).
     """
     root, out = Path(root), Path(out)
     check_root(root, split)
     names = read_split(root, split)
     for name in names:
         sequence_files(root, name)
-    out.mkdir(parents=True, exist_ok=True)
+    owner = Owner("simvos-eval", f"export {segmenter.manifest.fingerprint} on {segmenter.backend.name}")
+    found = claim_folder(out, owner, inputs=[*dataset_folders(root), segmenter.backend.folder], force=force)
+    if found is not None and found.source != owner.source:
+        for old in out.glob("*/*.png"):
+            old.unlink()
+    write_owner(out, owner)
     runs = []
     for i, name in enumerate(names, start=1):
         frames = frame_paths(root, name)

@@ -14,7 +14,6 @@ import datetime as _dt
 import json
 import logging
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +26,9 @@ import onnx
 import torch
 
 from .. import __version__
-from ..errors import SimVOSError
+from ..config import SimVOSConfig
+from ..errors import SimVOSError, check_type
+from ..io import Owner, claim_folder, staging_folder, swap_into_place
 from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, sha256_file, write_json_atomic
 from ..model.simvos import SimVOS
 from ..precision import Precision, graph_precision
@@ -37,6 +38,7 @@ from .graphs import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
+MAX_OPSET = 20  # torch's TorchScript exporter and TensorRT 10's ONNX parser (data/trt10_onnx_ops.json)
 _PROTOBUF_LIMIT = 1_800_000_000  # stay clear of protobuf's 2 GB limit: use external data beyond
 
 
@@ -55,14 +57,18 @@ class ExportSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
+        for name in ("height", "width", "max_objects", "opset"):
+            check_type(f"--{name.replace('_', '-')}", getattr(self, name), int, "an int")
+        check_type("--uint8-input", self.uint8_input, bool, "a bool")
         for name in ("height", "width"):
             v = getattr(self, name)
             if v < 16 or v % 16:
                 raise ExportError(f"--{name}: {v} is not a positive multiple of 16; e.g. 480x864 for 854x480 video")
         if not 1 <= self.max_objects <= 255:
             raise ExportError(f"--max-objects: {self.max_objects} is outside 1..255")
-        if self.opset < 17:
-            raise ExportError(f"--opset: {self.opset} < 17; TensorRT needs LayerNormalization (opset 17+)")
+        if not 17 <= self.opset <= MAX_OPSET:
+            raise ExportError(f"--opset: {self.opset} is outside 17..{MAX_OPSET}: TensorRT needs LayerNormalization "
+                              f"(opset 17+), and torch's exporter and TensorRT 10's parser stop at {MAX_OPSET}")
 
 
 def _example_inputs(name: str, model: SimVOS, s: ExportSettings) -> dict[str, torch.Tensor]:
@@ -186,19 +192,11 @@ def library_versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__, "timm": __import__("timm").__version__}
 
 
-def prepare_output(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} exists and is not a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ExportError(f"--out {out} exists and is not empty; pass --force to replace it or choose another folder")
-    parent = out.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    probe = parent / f".simvos-write-test-{time.time_ns()}"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise ExportError(f"cannot write in {parent} ({exc.strerror}); choose a writable --out") from exc
+def graph_stamp(config: SimVOSConfig, settings: ExportSettings) -> dict[str, str]:
+    """The settings stamped into every graph's ``metadata_props`` (and compared by ``graph_problems``)."""
+    return {"simvos_trt.config": json.dumps(config.to_dict()), "simvos_trt.frame_size": f"{settings.height}x"
+            f"{settings.width}", "simvos_trt.uint8_input": str(settings.uint8_input).lower(),
+            "simvos_trt.precision": settings.precision.value}
 
 
 def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: dict[str, Any],
@@ -209,7 +207,8 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
 
     Args:
         model: the SimVOS to export (evaluation mode).
-        out: the export folder; must be absent or empty unless ``force``.
+        out: the export folder: absent or empty, or with ``force`` an earlier export; never a
+            folder of other files or one holding the checkpoint.
         settings: frame size, object profile, opset, input kind.
         checkpoint: provenance recorded in the manifest ({"kind", "path", "sha256"}).
         progress: called with (event, info) for "graph" events (name, seconds, bytes, node counts).
@@ -217,14 +216,10 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             raising there aborts the export and leaves nothing behind.
     """
     out = Path(out)
-    prepare_output(out, force)
+    claim_folder(out, Owner("simvos-export"), inputs=[checkpoint.get("path")], force=force, replace=True)
     model = model.eval()
-    meta = {"simvos_trt.config": json.dumps(model.config.to_dict()), "simvos_trt.version": __version__,
-            "simvos_trt.frame_size": f"{settings.height}x{settings.width}",
-            "simvos_trt.uint8_input": str(settings.uint8_input).lower(),
-            "simvos_trt.precision": settings.precision.value}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp.chmod(0o755)
+    meta = {**graph_stamp(model.config, settings), "simvos_trt.version": __version__}
+    tmp = staging_folder(out)
     try:
         graphs: dict[str, GraphEntry] = {}
         for name, module in stage_modules(model, settings).items():
@@ -252,18 +247,24 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())
         if verify is not None:
             verify(tmp)
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def graph_problems(folder: Path, manifest: Manifest) -> list[str]:
+    """Where ``manifest`` disagrees with the graphs of ``folder``: their stamped settings and tensors."""
+    stamp = graph_stamp(manifest.config, ExportSettings(manifest.height, manifest.width, manifest.max_objects,
+                                                        manifest.opset, manifest.uint8_input, manifest.precision))
+    problems = []
+    for entry in manifest.graphs.values():
+        graph = onnx.load(str(folder / entry.file), load_external_data=False)
+        meta = {p.key: p.value for p in graph.metadata_props}
+        differ = sorted(k.removeprefix("simvos_trt.") for k, v in stamp.items() if meta.get(k) != v)
+        if differ:
+            problems.append(f"{entry.file} was exported with other {', '.join(differ)}")
+        if (tensor_specs(graph.graph.input), tensor_specs(graph.graph.output)) != (entry.inputs, entry.outputs):
+            problems.append(f"{entry.file} has other inputs or outputs than recorded")
+    return problems

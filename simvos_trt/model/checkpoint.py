@@ -42,11 +42,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the download or copy did not finish; "
+                              "fetch the file again")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
+        first = (str(exc).splitlines() or [""])[0]
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {first}); "
             "the file is truncated or not a PyTorch state_dict saved with torch.save"
         ) from exc
     if isinstance(obj, Mapping):

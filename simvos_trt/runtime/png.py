@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from ..io import write_atomic
 
 
 @dataclass(frozen=True)
@@ -46,20 +45,27 @@ def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
     """The indices (and palette) of a palette or 8-bit grayscale PNG.
 
     Raises:
-        InputError: unreadable, not an image, a colour image (no indices), or not 8-bit.
+        InputError: unreadable, not an image, not a PNG (lossy masks are refused), a
+            colour image (no indices), or more than 8 bits per pixel.
     """
     try:
         with Image.open(path) as img:
-            mode = img.mode
+            mode, kind = img.mode, img.format
             labels = np.array(img)
             raw = img.getpalette() if mode == "P" else None
     except FileNotFoundError as exc:
         raise InputError(f"{path} does not exist") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(f"cannot read {path} as an image ({exc}); give the index mask as a PNG") from exc
-    if mode not in ("P", "L"):
-        raise InputError(f"{path} is a colour image ({mode}), not an index mask; save it as a palette PNG "
-                         "(as DAVIS annotations are) or an 8-bit grayscale PNG of object ids")
+    if kind != "PNG":
+        raise InputError(f"{path} is a {kind} image, not a PNG: masks must be lossless PNGs (JPEG compression "
+                         "invents ids along the edges); save the mask as a PNG")
+    if mode == "1":
+        labels = labels.astype(np.uint8)  # a 1-bit mask: object 1
+    elif mode not in ("P", "L"):
+        what = f"a {mode} image of more than 8 bits" if mode.startswith(("I", "F")) else f"a colour image ({mode})"
+        raise InputError(f"{path} is {what}, not an index mask; save it as a palette PNG (as DAVIS annotations "
+                         "are) or an 8-bit grayscale PNG of object ids")
     palette = np.array(raw, dtype=np.uint8).reshape(-1, 3) if raw is not None else None
     return IndexImage(labels.astype(np.uint8), palette)
 
@@ -87,17 +93,3 @@ def write_index_png(path: str | os.PathLike[str], labels: np.ndarray,
                     palette: np.ndarray | None = None) -> None:
     """Write ``encode_index_png(labels, palette)`` to ``path`` atomically (temporary file, then rename)."""
     write_atomic(path, encode_index_png(labels, palette))
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, check_type
 from ..manifest import Manifest, read_manifest
-from .backends import Backend, create_backend
+from .backends import BACKENDS, Backend, create_backend
 from .session import Result, VideoSession
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class VideoSegmenter:
                 incompatible version.
             BackendError, MissingDependencyError: the backend cannot run here.
         """
+        check_type("verify", verify, bool, "True or False")
+        check_type("backend", backend, str, f"one of {', '.join(BACKENDS)}")
         manifest = read_manifest(folder, verify=verify)
         return cls(create_backend(backend, folder, manifest, **options))
 
@@ -110,6 +112,14 @@ class VideoSegmenter:
             per frame, (H, W) uint8 labels in the mask's ids (frame 0: the first mask
             itself), and with ``return_prob`` the (K+1, H, W) float32 probabilities.
         """
+        check_type("return_prob", return_prob, bool, "True or False")
+        shape, mask_shape = getattr(frames, "shape", (0, 0, 0, 0)), np.shape(first_mask)
+        if len(shape) < 3 or (len(shape) == 3 and shape[:2] == mask_shape != shape[1:]):
+            raise InputError(f"frames: got an array of shape {tuple(shape)}, not a video: expected (T, H, W, 3) or "
+                             "(T, H, W) frames; pass a single frame as [frame]")
+        if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
+            raise InputError(f"frames: got {type(frames).__name__}, expected an iterable of (H, W, 3) uint8 frames "
+                             "(a list, a generator or a (T, H, W, 3) array)")
         it = iter(frames)
         first = next(it, None)
         if first is None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, overload
 import numpy as np
 
 from .. import processing as P
-from ..errors import InputError
+from ..errors import InputError, check_type
 from .backends import Backend, Handle
 from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
 
@@ -116,6 +116,7 @@ class VideoSession:
             InputError: bad frame or mask, or more objects than the export can take.
         """
         be, m = self._backend, self._manifest
+        check_flags(bgr=bgr, return_prob=return_prob)
         size = frame_size(frame)
         mask = check_mask(mask, size)
         ids = P.object_ids(mask)
@@ -163,6 +164,7 @@ class VideoSession:
             InputError: bad frame, a frame of another size, or ``start`` not called.
         """
         st, be = self._started(), self._backend
+        check_flags(return_prob=return_prob)
         size = frame_size(frame)
         pl = st.placement
         if size != (pl.height, pl.width):
@@ -227,6 +229,12 @@ def stage_frame(state: VideoState, frame: np.ndarray) -> None:
     write_frame(rgb, frame, Placement(pl.height, pl.width, pl.scaled, P.Padding(0, 0, 0, 0)), state.bgr)
     p, (h, w) = pl.padding, pl.scaled
     state.frame[0, :, p.top : p.top + h, p.left : p.left + w] = P.normalize(rgb)
+
+
+def check_flags(**flags: object) -> None:
+    """InputError unless every flag is a bool (``return_prob='yes'`` is a mistake, not True)."""
+    for name, value in flags.items():
+        check_type(name, value, bool, "True or False")
 
 
 def check_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Video input and output for the command line: frame folders, video files, overlay videos.
 
-Frames are read with OpenCV one at a time, as (H, W, 3) uint8 in OpenCV's BGR order.
+Frames are read with OpenCV one at a time, as (H, W, 3) uint8 in OpenCV's BGR order; a
+damaged image or a video that ends before its frame count is an error, never a grey frame.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError
 
@@ -27,23 +29,43 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
+    """One image file as (H, W, 3) uint8 BGR; InputError when it is unreadable, truncated or corrupt.
+
+    OpenCV decodes a truncated JPEG into grey rows with only a warning on stderr, so the file
+    is first decoded completely by Pillow, which raises instead.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"frame {path} is damaged or not an image ({exc}); replace the file") from exc
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise InputError(f"frame {path}: OpenCV cannot decode it; save it as a JPEG or PNG")
+    return frame
+
+
 class FrameSource:
     """The frames of a folder of images (natural name order) or of a video file.
 
     Iterating yields (name, frame): the image's file stem, or ``00000``, ``00001``, ...
-    for a video; frames are (H, W, 3) uint8 BGR.
+    for a video; frames are (H, W, 3) uint8 BGR. Files of ``exclude`` (the first mask kept
+    beside the frames) are not frames.
 
     Attributes:
         count: number of frames (for a video, OpenCV's estimate; may be 0 if unknown).
         fps: the video's frame rate, or None for a folder.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.path = Path(path)
+        skip = {Path(p).resolve() for p in exclude}
         self.files: list[Path] | None = None
         self.fps: float | None = None
         if self.path.is_dir():
-            files = [f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+            files = [f for f in self.path.iterdir()
+                     if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in skip]
             if not files:
                 raise InputError(f"frames {self.path}: no .jpg/.jpeg/.png frame in this folder")
             files.sort(key=lambda f: natural_key(f.name))
@@ -67,10 +89,7 @@ class FrameSource:
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.files is not None:
             for f in self.files:
-                frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if frame is None:
-                    raise InputError(f"cannot read the frame {f} (not an image, or corrupt)")
-                yield f.stem, frame
+                yield f.stem, read_frame(f)
             return
         cap = cv2.VideoCapture(str(self.path))
         try:
@@ -83,6 +102,9 @@ class FrameSource:
                 index += 1
         finally:
             cap.release()
+        if index < self.count:
+            raise InputError(f"video {self.path} ends after {index} of its {self.count} frames (truncated or "
+                             "damaged); repair it, or extract its frames to a folder (e.g. with ffmpeg)")
 
 
 class OverlayWriter:
@@ -111,6 +133,7 @@ class OverlayWriter:
         """Add one (H, W, 3) uint8 BGR frame with its (H, W) uint8 labels."""
         if self._writer is None:
             h, w = labels.shape
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter.fourcc(*"mp4v"), self._fps, (w, h))
             if not self._writer.isOpened():
                 raise InputError(f"overlay {self.path}: OpenCV cannot write this video (use a .mp4 name)")

@@ -16,16 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SimVOSError
-from ..manifest import (
-    MANIFEST,
-    OBJECTS_AXIS,
-    GraphEntry,
-    Manifest,
-    ManifestError,
-    read_manifest,
-    sha256_file,
-    write_json_atomic,
-)
+from ..io import MANIFEST, write_json_atomic
+from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError, read_manifest, sha256_file
 
 #: Bump when the way engines are built changes in a way the other key fields miss.
 KEY_VERSION = 2

@@ -20,6 +20,8 @@ TINY = ["--backbone", "tiny", "--size", "32x48", "--frames", "2", "--warmup", "1
     (["--backend", "onnxruntime,tpu"], "unknown backend 'tpu'"),
     (["--size", "128by224"], "is not HxW"),
     (["--frames", "0"], "is not >= 1"),
+    (["--layers", ""], "'' is not a comma list of integers"),
+    (["--layers", ",,"], "',,' is not a comma list of integers"),
 ])
 def test_bad_options_are_argparse_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -33,6 +35,16 @@ def test_size_not_a_multiple_of_16_is_a_one_line_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("simvos-bench: error: --size 100x224")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option", ["--results", "--engines"])
+def test_unwritable_folders_are_a_one_line_error(option, capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    argv = ["--results", str(tmp_path / "r"), "--engines", str(tmp_path / "e"), "--no-peak"]
+    argv[argv.index(option) + 1] = str(tmp_path / "file" / "sub")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"simvos-bench: error: {option} ") and "cannot write there" in err
 
 
 def test_paper_mode_without_a_gpu_says_so(capsys, tmp_path):

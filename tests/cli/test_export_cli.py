@@ -51,7 +51,8 @@ def test_random_weights_warn_loudly(tmp_path, capsys):
         (["--layer-index", "13"], "layer_index: got 13, expected 0..12"),
         (["--layer-index", "0", "--token-refinement"], "token_refinement: needs layer_index >= 1"),
         (["--max-objects", "0"], "--max-objects"),
-        (["--opset", "16"], "--opset: 16 < 17"),
+        (["--opset", "16"], "--opset: 16 is outside 17..20"),
+        (["--opset", "99"], "--opset: 99 is outside 17..20"),
     ],
 )
 def test_bad_settings(argv, message, tmp_path, capsys):
@@ -179,3 +180,96 @@ def test_with_tensorrt_rtx_the_default_export_is_fp16_with_engines(tmp_path, cap
     assert code == 0 and "--no-engines" in out
     graphs = json.loads((tmp_path / "b" / "manifest.json").read_text())["graphs"]
     assert all(g["engine"] is None for g in graphs.values())
+
+
+def test_force_never_deletes_a_folder_of_user_files(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "mine.txt").write_text("keep")
+    code, _, err = run(capsys, *SMALL, "--out", str(tmp_path / "o"), "--force")
+    assert code == 2 and "did not write; it is left alone (even with --force)" in err and err.count("\n") == 1
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["mine.txt"]
+
+
+def test_checkpoint_inside_out_is_never_deleted(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "o"
+    out.mkdir()
+    ckpt = shutil.copy(tiny_checkpoint, out / "t.pth")
+    code, _, err = run(capsys, "--variant", "T", "--height", "32", "--width", "48", "--checkpoint", str(ckpt),
+                       "--out", str(out), "--force")
+    assert code == 2 and f"--out {out} holds the input {ckpt}" in err and err.count("\n") == 1
+    assert [p.name for p in out.iterdir()] == ["t.pth"]
+
+
+def test_out_that_cannot_be_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("x")
+    code, _, err = run(capsys, *SMALL, "--out", ".", "--force")
+    assert code == 2 and "is or holds the current folder" in err and err.count("\n") == 1
+    code, _, err = run(capsys, *SMALL, "--out", "keep.txt/o")
+    assert code == 2 and "cannot write there" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ({"height": "64"}, "height: got '64' (str), expected an integer"),
+    ({"height": 64.0}, "height: got 64.0 (float), expected an integer"),
+    ({"uint8_input": 1}, "uint8_input: got 1 (int), expected true or false"),
+    ({"variant": "X"}, "variant 'X' is not one of B, BS, L, T"),
+    ({"checkpoint": 5}, "checkpoint: got 5 (int), expected a string or null"),
+    ([{"variant": "T"}], "holds a JSON list, expected an object"),
+    (None, "r.json is not a file; give a JSON file"),
+])
+def test_recipe_values_of_the_wrong_type(recipe, message, tmp_path, capsys):
+    path = tmp_path / "r.json"
+    if recipe is None:
+        path.mkdir()
+    else:
+        path.write_text(json.dumps(recipe))
+    code, _, err = run(capsys, "--recipe", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_large_frames_need_allow_large(tmp_path, capsys):
+    code, _, err = run(capsys, "--variant", "T", "--height", "4096", "--width", "4096", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1
+    assert "65536 tokens per frame (above 4096" in err and "GiB" in err and "pass --allow-large" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_check_compares_the_manifest_with_the_graphs(small_export, tmp_path, capsys):
+    import shutil
+
+    code, _, err = run(capsys, "--check", str(small_export / "manifest.json"))
+    assert code == 2 and "is a file, not an export folder" in err
+    for edit, message in (({"height": 64}, "query_encoder's frame is recorded as (1, 32, 48, 3), but the 64x48"),
+                          ({"config": {"layer_index": 2}}, "disagrees with the graphs (query_encoder.onnx was "
+                                                           "exported with other config")):
+        folder = shutil.copytree(small_export, tmp_path / f"e{len(list(tmp_path.iterdir()))}")
+        data = json.loads((folder / "manifest.json").read_text())
+        for key, value in edit.items():
+            data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        (folder / "manifest.json").write_text(json.dumps(data))
+        code, out, err = run(capsys, "--check", str(folder))
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert "sha256s match" not in out
+
+
+def test_sigterm_during_an_export_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "simvos_trt.cli.export", *SMALL, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".o.partial-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted; nothing was written" in err
+    assert list(tmp_path.iterdir()) == []

@@ -161,7 +161,8 @@ class FakeSession:
 
 
 class FakeSegmenter:
-    backend = SimpleNamespace(name="fake")
+    backend = SimpleNamespace(name="fake", folder="engines/fake-64")
+    manifest = SimpleNamespace(fingerprint="0123456789ab")
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.frames: list[int] = []
@@ -384,3 +385,79 @@ def test_option_errors(tmp_path, capsys):
 def test_missing_export_folder(root, tmp_path, capsys):
     assert main(["--davis-root", str(root), "--engine-dir", str(tmp_path / "nothing"), "--no-progress"]) == 2
     assert "nothing" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------- where results may be written
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_the_dataset_is_never_an_output(root, tmp_path, fake, capsys, force):
+    before = tree(root)
+    for out in (root / "Annotations" / "480p", root / "Annotations", root):
+        assert run_engine(root, out, "--no-progress", *(["--force"] if force else [])) == 2
+        assert "writing there could destroy it" in one_line_error(capsys)
+    gt = gt_results(root, tmp_path)
+    assert main(["--davis-root", str(root), "--results", str(gt), "--out", str(root / "ImageSets")]) == 2
+    assert "lies inside the input" in one_line_error(capsys)
+    assert tree(root) == before
+
+
+def test_results_of_another_export(root, tmp_path, fake, capsys, monkeypatch):
+    opened, _ = fake
+    out = tmp_path / "out"
+    assert run_engine(root, out, "--no-progress") == 0
+    (out / "synthetic-999").mkdir()
+    write_palette_png(out / "synthetic-999" / "00000.png", np.zeros((H, W), np.uint8))
+    capsys.readouterr()
+    monkeypatch.setattr(FakeSegmenter, "manifest", SimpleNamespace(fingerprint="ffffffffffff"))
+    assert run_engine(root, out, "--no-progress") == 2
+    assert "already holds the output of export 0123456789ab on fake; pass --force" in one_line_error(capsys)
+    assert opened[1].frames == []
+    assert run_engine(root, out, "--no-progress", "--force") == 0
+    assert len(opened[2].frames) == 2 * T and not (out / "synthetic-999" / "00000.png").exists()
+    capsys.readouterr()
+    assert run_engine(root, out, "--no-progress") == 0  # the same export: resumes, all skipped
+    assert opened[3].frames == []
+
+
+def test_a_folder_of_other_files(root, tmp_path, fake, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.txt").write_text("do not touch")
+    assert run_engine(root, out, "--force", "--no-progress") == 2
+    assert "did not write; it is left alone" in one_line_error(capsys)
+    assert tree(out) == {"thesis.txt": b"do not touch"}
+
+
+def test_empty_split_list(root, tmp_path, fake, capsys):
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n  \n")
+    assert run_engine(root, tmp_path / "out", "--no-progress") == 2
+    assert "names no sequence" in one_line_error(capsys)
+    assert main(["--davis-root", str(root), "--results", str(tmp_path), "--no-progress"]) == 2
+    assert "names no sequence" in one_line_error(capsys)
+
+
+def test_truncated_jpeg_in_the_dataset(root, tmp_path, fake, capsys):
+    jpg = root / "JPEGImages" / "480p" / SEQS[1] / "00003.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:-300])
+    assert run_engine(root, tmp_path / "out", "--no-progress") == 2
+    assert f"sequence '{SEQS[1]}', frame 00003: frame {jpg} is damaged" in one_line_error(capsys)
+
+
+def test_a_file_where_a_folder_is_expected(root, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["--davis-root", str(root), "--results", str(tmp_path / "f"), "--no-progress"]) == 2
+    assert f"results folder {tmp_path / 'f'} is not a folder" in one_line_error(capsys)
+    assert main(["--davis-root", str(tmp_path / "f"), "--results", str(tmp_path), "--no-progress"]) == 2
+    assert f"DAVIS root {tmp_path / 'f'} is a file" in one_line_error(capsys)
+
+
+def test_the_export_folder_is_never_an_output(root, tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_engine(root, Path("engines/fake-64/results"), "--no-progress") == 2
+    assert "lies inside the input engines/fake-64" in one_line_error(capsys)
+    assert not (tmp_path / "engines").exists()

@@ -224,6 +224,16 @@ def test_acceptance_without_a_gpu_exits_3(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "report").exists() and not (tmp_path / "engines").exists()
 
 
+def test_acceptance_never_writes_its_report_over_other_files(tmp_path, capsys, monkeypatch):
+    """The claim comes right after the environment check (faked here: no GPU is needed to refuse)."""
+    monkeypatch.setattr(acceptance, "environment", lambda device: {"host": "h", "gpu": "g"})
+    (tmp_path / "README.md").write_text("the user's own README")
+    assert acceptance.main(["--out", str(tmp_path)]) == acceptance.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did not write; it is left alone" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
 def test_acceptance_help_needs_no_gpu(capsys):
     with pytest.raises(SystemExit) as info:
         acceptance.main(["--help"])

@@ -175,9 +175,13 @@ def test_a_library_that_is_not_installed_exits_3(exports, capsys, monkeypatch):
     assert "pip install 'simvos-trt[gpu]'" in capsys.readouterr().err
 
 
-def test_a_missing_folder_is_named_before_any_library(capsys, monkeypatch, tmp_path):
+def test_a_wrong_folder_is_named_before_any_library(capsys, monkeypatch, tmp_path):
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    assert main([str(tmp_path / "nope"), "--library", "tensorrt"]) == 2
-    assert "does not exist; run simvos-export first" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    for path, message in ((tmp_path / "nope", "does not exist; run simvos-export"),
+                          (tmp_path / "file", "is a file, not an export folder")):
+        assert main([str(path), "--library", "tensorrt"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "TensorRT" not in err

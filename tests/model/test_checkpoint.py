@@ -40,6 +40,21 @@ def test_truncated_file(tiny_checkpoint, tmp_path):
         load_official_checkpoint(bad, TINY)
 
 
+def test_empty_file_and_an_error_without_a_message(tmp_path, monkeypatch):
+    empty = tmp_path / "empty.pth"
+    empty.touch()
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+        load_official_checkpoint(empty, TINY)
+    empty.write_bytes(b"PK")
+
+    def silent(*args, **kwargs):
+        raise RuntimeError()
+
+    monkeypatch.setattr(torch, "load", silent)  # an exception whose text is empty
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .* \(RuntimeError: \)"):
+        load_official_checkpoint(empty, TINY)
+
+
 def test_not_a_checkpoint(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("hello")

@@ -8,6 +8,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import SMALL, moving_video
 from simvos_trt.cli.segment import build_parser, main
@@ -46,7 +47,7 @@ def test_folder_of_frames(small_export, clip, tmp_path, capsys):
     std = capsys.readouterr()
     assert std.err == ""
     assert "5 frames, 2 objects" in std.out and "ms/frame mean" in std.out and "p90" in std.out
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.png" for n in names)
+    assert sorted(p.name for p in out.iterdir()) == sorted([".simvos-trt.json", *(f"{n}.png" for n in names)])
     with VideoSegmenter.open(small_export.folder, "onnxruntime", threads=2) as seg:
         expected = list(seg.segment(frames, mask))
     for name, labels in zip(names, expected, strict=True):
@@ -69,7 +70,7 @@ def test_video_with_overlay_and_json(small_export, clip, tmp_path, capsys):
     summary = json.loads(std.out)
     assert summary["frames"] == 5 and summary["objects"] == 2 and summary["backend"] == "onnxruntime"
     assert summary["ms_per_frame_mean"] > 0 and "frames/s" in std.err
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{i:05d}.png" for i in range(5)]
     cap = cv2.VideoCapture(str(overlay))
     count = 0
     while cap.read()[0]:
@@ -123,3 +124,95 @@ def test_help_explains_every_option(capsys):
             assert flag in text
         assert action.help
     assert "--no-bgr" in text and "--no-progress" in text
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("simvos-segment: error: "), err
+    return err
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_frames_folder_as_out_is_refused(small_export, clip, tmp_path, capsys):
+    root = clip[0]
+    frames = shutil.copytree(root / "frames", tmp_path / "frames")
+    before = snapshot(frames)
+    for out in (frames, frames / "masks", tmp_path):
+        assert cli(small_export, root, "--input", str(frames), "--out", str(out), "--force", "--no-progress") == 2
+        assert "the input" in one_line_error(capsys)
+    assert snapshot(frames) == before
+
+
+def test_out_of_other_files_or_another_video(small_export, clip, tmp_path, capsys):
+    root, _, _, names, _ = clip
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "holiday.png").write_bytes(b"user's picture")
+    argv = ["--input", str(root / "frames"), "--out", str(out), "--no-progress"]
+    assert cli(small_export, root, *argv, "--force") == 2
+    assert "did not write; it is left alone" in one_line_error(capsys)
+    assert snapshot(out) == {"holiday.png": b"user's picture"}
+    (out / "holiday.png").unlink()
+    assert cli(small_export, root, *argv) == 0
+    (out / "999.png").write_bytes(b"a stale mask of this video")
+    assert cli(small_export, root, *argv) == 0  # the same video again: old masks replaced
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in names)
+    other = shutil.copytree(root / "frames", tmp_path / "other")
+    (other / "8.png").unlink()
+    argv[1] = str(other)
+    assert cli(small_export, root, *argv) == 2
+    assert f"already holds the output of video {root / 'frames'}; pass --force" in one_line_error(capsys)
+    assert cli(small_export, root, *argv, "--force") == 0
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in names[1:])  # nothing stale
+
+
+def test_first_mask_kept_with_the_frames_is_not_segmented(small_export, clip, tmp_path, capsys):
+    root, _, _, names, _ = clip
+    frames = shutil.copytree(root / "frames", tmp_path / "frames")
+    shutil.copy(root / "mask.png", frames / "mask.png")
+    out = tmp_path / "out"
+    argv = ["--engine-dir", str(small_export.folder), "--input", str(frames), "--mask", str(frames / "mask.png"),
+            "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main(argv) == 0
+    assert f"{len(names)} frames" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in names)
+
+
+def test_damaged_input_is_an_error(small_export, clip, tmp_path, capsys):
+    root, frames, *_ = clip
+    jpgs = tmp_path / "jpgs"
+    jpgs.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(jpgs / f"{i:05d}.jpg"), f[:, :, ::-1])
+    data = (jpgs / "00002.jpg").read_bytes()
+    (jpgs / "00002.jpg").write_bytes(data[: len(data) // 2])
+    assert cli(small_export, root, "--input", str(jpgs), "--out", str(tmp_path / "a"), "--no-progress") == 2
+    assert "00002.jpg is damaged or not an image" in one_line_error(capsys)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 12, (W, H))
+    for f in [*frames, *frames]:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    assert cli(small_export, root, "--input", str(video), "--out", str(tmp_path / "b"), "--no-progress") == 2
+    assert "of its 10 frames (truncated or damaged)" in one_line_error(capsys)
+
+
+def test_lossy_mask_threads_and_overlay(small_export, clip, tmp_path, capsys):
+    root, frames, mask, *_ = clip
+    Image.fromarray(mask).save(tmp_path / "mask.jpg", quality=95)
+    argv = ["--engine-dir", str(small_export.folder), "--input", str(root / "frames"), "--out", str(tmp_path / "o"),
+            "--no-progress"]
+    assert main([*argv, "--mask", str(tmp_path / "mask.jpg")]) == 2
+    assert "masks must be lossless" in one_line_error(capsys)
+    argv += ["--mask", str(root / "mask.png")]
+    assert main([*argv, "--threads", "-3"]) == 2
+    assert "threads: got -3, expected an int >= 1" in one_line_error(capsys)
+    assert main([*argv, "--overlay", str(root / "mask.png")]) == 2
+    assert "--overlay" in one_line_error(capsys) and read_index_png(root / "mask.png").labels.shape == (H, W)
+    overlay = tmp_path / "new" / "folder" / "overlay.mp4"
+    assert main([*argv, "--overlay", str(overlay), "--threads", "2"]) == 0
+    assert overlay.stat().st_size > 0

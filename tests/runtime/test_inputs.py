@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, moving_video
-from simvos_trt.errors import InputError
+from simvos_trt.errors import InputError, SimVOSError
 from simvos_trt.manifest import ManifestError, read_manifest
 from simvos_trt.runtime import BackendError, VideoSegmenter
 from simvos_trt.runtime.backends import Backend, create_backend
@@ -195,3 +195,56 @@ def test_manifest_without_a_required_graph(small_export, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="joint_decoder_1mem"):
         VideoSegmenter.open(folder)
+
+
+def edited_export(src, dst, edit):
+    folder = copy_export(src, dst)
+    data = json.loads((folder / "manifest.json").read_text())
+    edit(data)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder
+
+
+@pytest.mark.parametrize("edit, error, match", [
+    (lambda d: d.update(height=64), ManifestError, r"frame is recorded as \(1, 32, 48, 3\), but the 64x48"),
+    (lambda d: d.update(height="32"), ManifestError, r"height: got '32' \(str\)"),
+    (lambda d: d["graphs"]["query_encoder"]["inputs"][1].update(name="pad"), ManifestError,
+     "query_encoder.onnx has the tensors .* not those its manifest records"),
+])
+def test_manifest_that_disagrees_with_its_graphs(small_export, tmp_path, edit, error, match):
+    folder = edited_export(small_export.folder, tmp_path / "e", edit)
+    with pytest.raises(error, match=match):
+        VideoSegmenter.open(folder, "onnxruntime")
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda f: VideoSegmenter.open(123), r"folder: got 123 \(int\), expected the path of an export folder"),
+    (lambda f: VideoSegmenter.open(f / "manifest.json"), "is a file, not an export folder"),
+    (lambda f: VideoSegmenter.open(f, "onnxruntime", thread=2), "unknown option thread for the onnxruntime backend"),
+    (lambda f: VideoSegmenter.open(f, "torch", threads=2), "unknown option threads for the torch backend"),
+    (lambda f: VideoSegmenter.open(f, "onnxruntime", threads=-3), "threads: got -3, expected an int >= 1"),
+    (lambda f: VideoSegmenter.open(f, "onnxruntime", threads=2.5), r"threads: got 2.5 \(float\)"),
+    (lambda f: VideoSegmenter.open(f, verify="no"), "verify: got 'no'"),
+    (lambda f: VideoSegmenter.open(f, backend=None), "backend: got None"),
+])
+def test_bad_open_arguments(small_export, call, match):
+    with pytest.raises(SimVOSError, match=match):
+        call(small_export.folder)
+
+
+def test_bad_segment_arguments(seg, video):
+    frames, mask = video
+    with pytest.raises(InputError, match="frames: got NoneType, expected an iterable"):
+        list(seg.segment(None, mask))
+    with pytest.raises(InputError, match="frames: got str"):
+        list(seg.segment("clip.mp4", mask))
+    with pytest.raises(InputError, match=r"shape \(32, 48, 3\), not a video: .* pass a single frame"):
+        list(seg.segment(frames[0], mask))
+    with pytest.raises(InputError, match="return_prob: got 'yes'"):
+        list(seg.segment(frames, mask, return_prob="yes"))
+    with pytest.raises(InputError, match="bgr: got 1"):
+        seg.start(frames[0], mask, bgr=1)
+    session = seg.start(frames[0], mask)
+    with pytest.raises(InputError, match="return_prob: got None"):
+        session.step(frames[1], return_prob=None)
+    assert session.step(frames[1]).shape == (H, W)  # the refused call left the session as it was

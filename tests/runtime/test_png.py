@@ -62,3 +62,23 @@ def test_errors(tmp_path):
         read_index_png(tmp_path / "c.png")
     with pytest.raises(InputError, match="uint8"):
         encode_index_png(np.zeros((4, 4), np.int32))
+
+
+def test_masks_must_be_lossless(tmp_path):
+    """A JPEG of a 2-object mask decodes with extra ids along the edges: refused, whatever its name."""
+    mask = np.zeros((32, 48), np.uint8)
+    mask[4:20, 4:20], mask[10:30, 24:44] = 1, 2
+    for name in ("m.jpg", "m.png"):
+        Image.fromarray(mask).save(tmp_path / name, format="JPEG", quality=95)
+        assert len(np.unique(np.array(Image.open(tmp_path / name)))) > 3  # what reading it would have given
+        with pytest.raises(InputError, match="is a JPEG image, not a PNG: masks must be lossless"):
+            read_index_png(tmp_path / name)
+
+
+def test_one_bit_and_sixteen_bit_pngs(tmp_path):
+    Image.fromarray(np.eye(4, dtype=bool)).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_index_png(tmp_path / "b.png").labels, np.eye(4, dtype=np.uint8))
+    Image.fromarray(np.full((4, 4), 300, np.uint16)).save(tmp_path / "w.png")
+    with pytest.raises(InputError, match="image of more than 8 bits, not an index mask"):
+        read_index_png(tmp_path / "w.png")
+

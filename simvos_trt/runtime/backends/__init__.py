@@ -23,6 +23,8 @@ BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 #: Options only one backend understands: ``auto`` passes each backend its own.
 TENSORRT_OPTIONS = frozenset({"device", "cuda_graphs", "max_buffers"})
 ORT_OPTIONS = frozenset({"providers", "threads", "io_binding"})
+_OPTIONS = {"auto": ORT_OPTIONS | TENSORRT_OPTIONS, "onnxruntime": ORT_OPTIONS, "torch": frozenset({"model", "device"}),
+            "tensorrt": TENSORRT_OPTIONS | {"graphs"}}
 
 __all__ = ["BACKENDS", "MAX_IDS", "REQUIRED_GRAPHS", "Backend", "BackendError", "Handle", "check_inputs",
            "create_backend"]
@@ -41,8 +43,15 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
             options of the backend not chosen are dropped.
     Raises:
         MissingDependencyError, BackendError: ``tensorrt`` without TensorRT (or TensorRT-RTX),
-            cuda-python or an NVIDIA GPU (the message names what to install).
+            cuda-python or an NVIDIA GPU (the message names what to install); an unknown
+            backend or option.
     """
+    if name not in _OPTIONS:
+        raise BackendError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
+    unknown = sorted(set(options) - _OPTIONS[name])
+    if unknown:
+        raise BackendError(f"unknown option {', '.join(unknown)} for the {name} backend; it takes "
+                           f"{', '.join(sorted(_OPTIONS[name]))}")
     if name == "auto":
         name = "tensorrt" if _tensorrt_usable(folder, manifest, options) else "onnxruntime"
         other = ORT_OPTIONS if name == "tensorrt" else TENSORRT_OPTIONS
@@ -63,7 +72,7 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
 
         require_runtime(options.get("device", 0), engine_library(manifest))
         return TensorRTBackend(folder, manifest, **options)
-    raise BackendError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
+    raise AssertionError(f"backend {name} has options but no constructor")
 
 
 def _tensorrt_usable(folder: str | Path, manifest: Manifest, options: dict[str, Any]) -> bool:

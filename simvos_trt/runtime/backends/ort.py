@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MissingDependencyError
-from ...manifest import Manifest
+from ...errors import MissingDependencyError, check_int
+from ...manifest import GraphEntry, Manifest, ManifestError
 from .base import MAX_IDS, Backend, Handle
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class OrtBackend(Backend):
     def __init__(self, folder: str | Path, manifest: Manifest, *, providers: Sequence[str] | None = None,
                  threads: int | None = None, io_binding: bool | None = None) -> None:
         super().__init__(folder, manifest)
+        if threads is not None:
+            check_int("threads", threads, 1)
         self._providers = list(providers) if providers is not None else None
         self._threads = threads
         self._io_binding = io_binding
@@ -84,8 +86,17 @@ class OrtBackend(Backend):
         for name, entry in self.manifest.graphs.items():
             path = str(self.folder / entry.file)
             self._sessions[name] = ort.InferenceSession(path, opts, providers=providers)
+            self._check_graph(name, entry)
             self._outputs[name] = [t.name for t in entry.outputs]
         log.info("onnxruntime %s, providers %s, io binding %s", ort.__version__, providers, self._io_binding)
+
+    def _check_graph(self, name: str, entry: GraphEntry) -> None:
+        """ManifestError when the graph file's tensors are not the ones the manifest records."""
+        session = self._sessions[name]
+        found = [(t.name, tuple(t.shape)) for t in (*session.get_inputs(), *session.get_outputs())]
+        if found != [(t.name, t.shape) for t in (*entry.inputs, *entry.outputs)]:
+            raise ManifestError(f"{self.folder}: {entry.file} has the tensors {found}, not those its manifest "
+                                "records: the manifest was edited or belongs to another export; export again")
 
     def _close(self) -> None:
         self._sessions.clear()
