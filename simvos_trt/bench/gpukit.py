@@ -123,13 +123,13 @@ class Budget:
 
 
 def set_ieee_fp32() -> str:
-    """Make float32 matrix products and convolutions IEEE float32 (no TF32); returns the setting."""
-    try:
-        torch.backends.fp32_precision = "ieee"  # type: ignore[attr-defined]  # torch >= 2.9
-    except AttributeError:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return "ieee (TF32 off for matmul and cuDNN)"
+    """Make float32 matrix products and convolutions IEEE float32 (no TF32); returns the setting.
+
+    The legacy flags: torch 2.9+'s ``fp32_precision`` makes reading them raise, and inductor reads them.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    return (f"TF32 off (allow_tf32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN "
+            f"{torch.backends.cudnn.allow_tf32}; matmul precision {torch.get_float32_matmul_precision()})")
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -290,34 +290,42 @@ def _memory_mark(cuda: bool) -> int:
 
 
 def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[str, Any]:
-    """Run every phase within ``seconds``, writing results.json, results.csv, report.txt and fps_vs_L.png
-    into ``out`` (rewritten after each phase); returns the results' meta (stamp, golden, phases)."""
+    """Run every phase within ``seconds``, writing results.json, results.csv and report.txt into ``out``
+    after each phase and fps_vs_L.png at the end; returns the results' meta (stamp, golden, phases)."""
     plan = DRY_PLAN if dry_run else GPU_PLAN
     device = torch.device("cpu" if dry_run else "cuda")
     budget = Budget(plan.phases, seconds)
-    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan)}}
+    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan)},
+                            "golden": [], "settings": {"height": plan.height, "width": plan.width,
+                                                       "objects": plan.objects, "frames": plan.frames,
+                                                       "warmup": plan.warmup, "precision": "fp32 and fp16",
+                                                       "weights": "random (seed 1)"}}
     with budget.phase("machine"):
         meta["kit"]["fp32"] = set_ieee_fp32()
         meta["host"] = machine(device)
     gpu_peak = find_gpu_peak(meta["host"].get("gpu")) if device.type == "cuda" else None
     meta["gpu_peak"] = dataclasses.asdict(gpu_peak) if gpu_peak else None
-    meta["settings"] = {"height": plan.height, "width": plan.width, "objects": plan.objects, "frames": plan.frames,
-                        "warmup": plan.warmup, "precision": "fp32 and fp16", "weights": "random (seed 1)"}
     writer = ResultFolder(out, meta, gpu_peak)
+    kit = Kit(plan, device, writer)
+
+    def save() -> None:
+        meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
+        writer.flush()
+        write_text(out, "report.txt", report_text(meta, writer.derived()))
+
+    save()
     with budget.phase("golden") as ph:
         meta["golden"] = golden_checks(golden, device, plan.golden_frames, ph)
-    kit, rows = Kit(plan, device, writer), paper_rows(plan)
+    save()
     for name, _ in plan.phases[2:-1]:
         mode, precision = name.split("-")
         with budget.phase(name) as ph:
             if mode == "cudagraph" and device.type != "cuda":
                 ph.status = "skipped: CUDA graphs need a CUDA device"
-            for row in rows if ph.status == "running" else []:
+            for row in paper_rows(plan) if ph.status == "running" else []:
                 if ph.fits(row.config.name, kit.estimate(row, mode, precision)):
                     kit.measure(row, mode, precision, ph)
-        meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
-        writer.flush()
-        write_text(out, "report.txt", report_text(meta, writer.derived()))
+        save()
     with budget.phase("report") as ph:
         from .plot import plot_sweep
 
@@ -325,62 +333,56 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
         title = f"SimVOS, {meta['host'].get('gpu') or 'CPU (dry run)'}, {plan.height}x{plan.width}, {plan.objects} obj."
         if plot_sweep(shown, out / "fps_vs_L.png", title) is None:
             ph.skipped.append("fps_vs_L.png: no row measured")
-    meta["kit"]["phases"] = budget.to_list()
-    writer.flush()
-    write_text(out, "report.txt", report_text(meta, writer.derived()))
+    save()
     return meta
 
 
 def report_text(meta: dict[str, Any], rows: list[RowResult]) -> str:
-    """The kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, details."""
-    from .report import configuration, render, table
+    """The kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, every row."""
+    from .report import configuration, fmt, render, table
 
-    host, kit, peak = meta["host"], meta["kit"], meta.get("gpu_peak")
-    fp16_peak = peak["fp16_tensor"] * 1000 if peak else None
-    head = [f"SimVOS GPU kit{' DRY RUN on a CPU, tiny sizes: no GPU figure' if kit['dry_run'] else ''}: "
-            f"{host.get('gpu') or host.get('cpu')}; torch {host.get('torch')}, CUDA {host.get('cuda')}; {host['date']}",
-            f"{host.get('nvidia_smi') or ''}", f"float32: {kit.get('fp32')}; FP16: precision.to_fp16; "
-            f"{meta['settings']['height']}x{meta['settings']['width']}, {meta['settings']['objects']} objects, "
-            f"random weights; FLOPs: costs.frame_costs; FP16 peak: {peak['name'] if peak else 'unknown GPU'}", ""]
-    phases = [[p["name"], f"{p['budget_s']:.0f}", f"{p['used_s']:.1f}", p["status"], str(len(p["done"])),
-               str(len(p["skipped"]))] for p in kit.get("phases", [])]
-    skipped = [f"  {p['name']}: {s}" for p in kit.get("phases", []) for s in p["skipped"]]
-    golden = [[g["case"], str(g["frames"]), f"{g['fp32_max_abs_diff']:.1e}", f"{100 * g['fp16_label_agreement']:.2f}",
-               f"{g['fp16_max_abs_diff']:.1e}", "yes" if g["passed"] else "NO"] for g in meta.get("golden", [])]
-    columns = list(dict.fromkeys((r.backend, r.precision) for r in rows if r.ok))
+    host, kit, s, peak = meta["host"], meta["kit"], meta["settings"], meta.get("gpu_peak")
+    phases = kit.get("phases", [])
+    lines = [f"SimVOS GPU kit{' DRY RUN on a CPU with tiny sizes (no GPU figure)' if kit['dry_run'] else ''}: "
+             f"{host.get('gpu') or host.get('cpu')}; torch {host['torch']}, CUDA {host.get('cuda')}; {host['date']}",
+             host.get("nvidia_smi") or "",
+             f"{s['height']}x{s['width']}, {s['objects']} objects, random weights; float32: {kit['fp32']}; FP16: "
+             f"precision.to_fp16; FLOPs: costs.frame_costs; FP16 peak: {peak['name'] if peak else 'unknown GPU'}",
+             "", "phases (seconds):",
+             render(["phase", "budget", "used", "status", "done", "skipped"],
+                    [[p["name"], f"{p['budget_s']:.0f}", f"{p['used_s']:.1f}", p["status"], str(len(p["done"])),
+                      str(len(p["skipped"]))] for p in phases]),
+             *(f"  skipped in {p['name']}: {why}" for p in phases for why in p["skipped"]),
+             "", f"golden videos through propagate on the device, against the official outputs (pass: fp32 "
+             f"max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal):",
+             render(["case", "frames", "fp32 max|dp|", "FP16 labels %", "FP16 max|dp|", "passed"],
+                    [[g["case"], str(g["frames"]), f"{g['fp32_max_abs_diff']:.1e}",
+                      f"{100 * g['fp16_label_agreement']:.2f}", f"{g['fp16_max_abs_diff']:.1e}",
+                      "yes" if g["passed"] else "NO"] for g in meta["golden"]]), ""]
+    modes = list(dict.fromkeys((r.backend, r.precision) for r in rows if r.ok))
     fps = {(r.key(), r.backend, r.precision): r.fps for r in rows if r.ok}
-    pivot = [[configuration(r), _num(r.paper_fps, ".1f"), _num(r.gflop, ".0f"),
-              *(_num(fps.get((r.key(), *c)), ".2f") for c in columns)] for r in _unique(rows)]
-    pivot_header = ["configuration", "paper FPS (A100)", "GFLOP", *(f"{b} {p}" for b, p in columns)]
-    detail = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
-              ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
-              ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
-              ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
-              ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
-              ("% FP16 peak", lambda r: fp16_peak and r.achieved_gflops and 100 * r.achieved_gflops / fp16_peak, ".1f"),
-              ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
-    failed = [f"{configuration(r)} {r.backend} {r.precision}: {r.message}" for r in rows if not r.ok]
-    return "\n".join([*head, "phases (seconds):", render(["phase", "budget", "used", "status", "done", "skipped"],
-                                                          phases), *(["skipped (did not fit):", *skipped] if skipped
-                                                                     else []), "",
-                      "golden videos (official outputs) through propagate on the device:",
-                      render(["case", "frames", "fp32 max|dp|", "fp16 labels %", "fp16 max|dp|", "passed"], golden),
-                      f"(passes: fp32 max|dp| <= {FP32_MAX_DIFF}, fp16 labels >= {100 * FP16_MIN_AGREEMENT}% equal)",
-                      "", "FPS (1000 / median step) per mode:", render(pivot_header, pivot), "",
-                      "markdown:", _markdown(pivot_header, pivot), "", "every timed row:", table(rows, detail), "",
-                      "A step: upload the uint8 frame, encode the previous frame's memory, encode the query, decode "
-                      "all objects,", "aggregate, labels to the host; the first frame's memory is cached. Step times "
-                      "are CUDA events", "(wall clock on a CPU), nothing synchronised inside a step.",
-                      *(["failed: " + f for f in failed] if failed else [])])
+    header = ["configuration", "paper FPS (A100)", "GFLOP", *(f"{b} {p}" for b, p in modes)]
+    body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
+             *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
+    fp16 = peak["fp16_tensor"] * 1000 if peak else None
+
+    def share(r: RowResult) -> float | None:
+        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
+
+    columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
+               ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
+               ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
+               ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
+               ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
+               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
+    lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
+              render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
+    return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"
+                              for r in rows if not r.ok])
 
 
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _unique(rows: list[RowResult]) -> list[RowResult]:
-    return list({r.key(): r for r in rows}.values())
-
-
-def _markdown(header: list[str], body: list[list[str]]) -> str:
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *body])
+STEP_NOTE = [
+    "A step: the uint8 frame uploaded, the previous frame's memory encoded, the query encoded, all objects decoded",
+    "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
+    "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
+]
