@@ -29,7 +29,7 @@ from ..model import propagate, random_model, synthetic_state_dict
 from ..model.checkpoint import load_official_state
 from ..model.precision import to_fp16
 from ..model.simvos import SimVOS
-from .hardware import find_gpu_peak, host_info
+from .hardware import find_gpu_peak, host_info, nvidia_driver
 from .measure import moving_shapes
 from .results import FAILED, ResultFolder, RowResult, write_text
 from .runner import SweepSettings, row_record
@@ -141,12 +141,12 @@ def machine(device: torch.device) -> dict[str, Any]:
         p = torch.cuda.get_device_properties(device)
         info.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
                     gpu_memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), nvidia_smi=_nvidia_smi())
+                    cudnn=torch.backends.cudnn.version(), driver=nvidia_driver(), nvidia_smi=_nvidia_smi())
     return info
 
 
 def _nvidia_smi() -> str | None:
-    query = "name,driver_version,clocks.max.sm,clocks.max.mem,power.limit,temperature.gpu"
+    query = "name,driver_version,clocks.max.sm,clocks.max.memory,power.limit,temperature.gpu"
     try:
         out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=20, check=True)
