@@ -29,6 +29,7 @@ from ..model import propagate, random_model, synthetic_state_dict
 from ..model.checkpoint import load_official_state
 from ..model.precision import to_fp16
 from ..model.simvos import SimVOS
+from .costs import frame_costs
 from .hardware import find_gpu_peak, host_info, nvidia_driver
 from .measure import moving_shapes
 from .results import FAILED, ResultFolder, RowResult, write_text
@@ -211,7 +212,7 @@ class Kit:
 
     def estimate(self, row: SweepRow, mode: str, precision: str) -> float:
         """Seconds ``row`` should take: its model's build, compiling, warm-up and the minimum of timed steps."""
-        gflop = row_record(row, BACKEND[mode], self.settings(precision)).gflop or 0.0
+        gflop = frame_costs(row.config, self.plan.height, self.plan.width, self.plan.objects).total / 1e9
         done = [r for r in self.writer.rows if r.ok and r.median_ms and r.gflop]
         here = [r for r in done if r.backend == BACKEND[mode] and r.precision == precision]
         same = [r.median_ms for r in done if r.config == row.config.name and r.median_ms]

@@ -49,10 +49,12 @@ class TorchStream:
         self.labels = torch.zeros((1, height, width), dtype=torch.uint8, device=self.device)
         self.memory_first = torch.empty(0, device=self.device)
         self.advance: Callable[..., Tensors] = self._advance
-        self.run: Callable[[], None] = self.step
+        self.run: Callable[[], None] = self.step  # or a CUDA graph's replay after ``capture``
+        self.graph: torch.cuda.CUDAGraph | None = None
 
     def _input(self, frame: torch.Tensor) -> torch.Tensor:
-        return self.normalise(frame, self.padding).to(self.dtype).contiguous()  # (1, 3, H, W)
+        # (1, 3, H, W); contiguous as propagate's frames: a permuted layout changes FP16 CPU convolutions' rounding
+        return self.normalise(frame, self.padding).to(self.dtype).contiguous()
 
     def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self.model.encode_memory(self._input(frame), masks.to(self.dtype), self.pos)  # (B, M, C)
