@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..export.graphs import FrameInput
+from ..model.layers import FrameInput
 from ..model.simvos import SimVOS, soft_aggregate
 
 Tensors = tuple[torch.Tensor, torch.Tensor]
@@ -57,7 +57,7 @@ class TorchStream:
         return self.normalise(frame, self.padding).to(self.dtype).contiguous()
 
     def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_memory(self._input(frame), masks.to(self.dtype), self.pos)  # (B, M, C)
+        return self.model.encode_memory(self._input(frame), masks, self.pos)  # (B, M, C); masks float32
 
     def _aggregate(self, prob: torch.Tensor) -> Tensors:
         agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
