@@ -137,7 +137,7 @@ def environment(device: int) -> dict[str, Any]:
     """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / BackendError."""
     from ..runtime.backends.trt import require_runtime
     from ..trt.cuda import Cuda
-    from .hardware import host_info
+    from .hardware import host_info, nvidia_driver
 
     info = require_runtime(device)
     require("torch", "torch", "Exporting the acceptance models")
@@ -146,17 +146,10 @@ def environment(device: int) -> dict[str, Any]:
     def version(n: int) -> str:
         return f"{n // 1000}.{n % 1000 // 10}"
 
-    driver = None
-    try:
-        text = Path("/proc/driver/nvidia/version").read_text()
-        match = re.search(r"Kernel Module\s+(\S+)", text)
-        driver = match.group(1) if match else None
-    except OSError:
-        pass
     return {**host_info(), "gpu": info.gpu_name, "compute_capability": ".".join(map(str, info.compute_capability)),
             "tensorrt": f"{info.library} {info.version}",
             "cuda_driver": version(int(cuda.call("cudaDriverGetVersion"))),
-            "cuda_runtime": version(int(cuda.call("cudaRuntimeGetVersion"))), "nvidia_driver": driver}
+            "cuda_runtime": version(int(cuda.call("cudaRuntimeGetVersion"))), "nvidia_driver": nvidia_driver()}
 
 
 def export(config: Any, folder: Path, height: int, width: int, max_objects: int, checkpoint: Path | None,

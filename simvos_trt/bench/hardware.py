@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,15 @@ def device_memory_mb(device: int = 0) -> float | None:
             free, total = torch.cuda.mem_get_info(device)
             return (total - free) / 2**20
     return None
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version from /proc/driver/nvidia/version, or None."""
+    try:
+        match = re.search(r"Kernel Module\s+(\S+)", Path("/proc/driver/nvidia/version").read_text())
+    except OSError:
+        return None
+    return match.group(1) if match else None
 
 
 def host_info() -> dict[str, Any]:

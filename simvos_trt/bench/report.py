@@ -19,14 +19,17 @@ log = logging.getLogger(__name__)
 Column = tuple[str, Callable[[RowResult], Any], str]  # header, value, format
 
 
-def _fmt(value: Any, spec: str) -> str:
+def fmt(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``, "-" for None."""
     if value is None:
         return "-"
     return format(value, spec) if spec else str(value)
 
 
-def render(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    """A plain aligned table: first column left-aligned, the others right-aligned."""
+def render(header: Sequence[str], body: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    """A plain aligned table: first column left-aligned, the others right-aligned (or a Markdown table)."""
+    if markdown:
+        return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
 
     def line(cells: Sequence[str]) -> str:
@@ -72,7 +75,7 @@ def table(rows: Sequence[RowResult], columns: Sequence[Column]) -> str:
     header = ["configuration", *(c[0] for c in columns)]
     body = []
     for r in rows:
-        cells = [_fmt(get(r), spec) for _, get, spec in columns] if r.ok else [r.status] + ["-"] * (len(columns) - 1)
+        cells = [fmt(get(r), spec) for _, get, spec in columns] if r.ok else [r.status] + ["-"] * (len(columns) - 1)
         body.append([configuration(r), *cells])
     return render(header, body)
 
@@ -156,8 +159,8 @@ def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, li
         return (f"{folder}: {backend} {s.get('precision')} at {s.get('height')}x{s.get('width')}, "
                 f"{host.get('cpu')}, GPU {host.get('gpu') or 'none'}, {host.get('date')}")
 
-    body = [[p.configuration, _fmt(p.fps_a, ".2f"), _fmt(p.fps_b, ".2f"), _fmt(p.ratio, ".2f"),
-             _fmt(p.speedup_a, ".2f"), _fmt(p.speedup_b, ".2f")] for p in pairs]
+    body = [[p.configuration, fmt(p.fps_a, ".2f"), fmt(p.fps_b, ".2f"), fmt(p.ratio, ".2f"),
+             fmt(p.speedup_a, ".2f"), fmt(p.speedup_b, ".2f")] for p in pairs]
     text = "\n".join([f"A = {describe(meta_a, rows_a, folder_a)}", f"B = {describe(meta_b, rows_b, folder_b)}", "",
                       render(["configuration", "FPS A", "FPS B", "B/A", "speedup A", "speedup B"], body)])
     return text, pairs

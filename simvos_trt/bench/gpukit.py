@@ -1,0 +1,389 @@
+"""The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files.
+
+Phases run in order, each within a time budget (unused time rolls forward; what does not
+fit is skipped and recorded): the machine's stamp; the golden videos on the device
+(float32 and ``precision.to_fp16``) against the official outputs; the paper's Tables 2-3
+rows timed per (mode, precision) with ``stream.TorchStream``; the report. ``DRY_PLAN``
+runs the same on a CPU with tiny sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import SimVOSConfig, preset
+from ..model import propagate, random_model, synthetic_state_dict
+from ..model.checkpoint import load_official_state
+from ..model.precision import to_fp16
+from ..model.simvos import SimVOS
+from .costs import frame_costs
+from .hardware import find_gpu_peak, host_info, nvidia_driver
+from .measure import moving_shapes
+from .results import FAILED, ResultFolder, RowResult, write_text
+from .runner import SweepSettings, row_record
+from .stream import TorchStream, time_steps, video_tensors
+from .sweep import SweepRow, build_sweep, table_rows
+
+log = logging.getLogger(__name__)
+
+FP32_MAX_DIFF, FP16_MIN_AGREEMENT = 1e-4, 0.995
+BACKEND = {"eager": "torch", "cudagraph": "torch-cudagraph", "compile": "torch-compile"}
+
+
+@dataclass(frozen=True)
+class KitPlan:
+    """Sizes, frame counts and per-phase budgets (seconds) of one run; timing phases are ``<mode>-<precision>``."""
+
+    height: int
+    width: int
+    objects: int
+    backbone: str
+    frames: int  # timed steps per row, at most
+    minimum: int  # timed steps per row, at least (fewer once the phase's time is up)
+    warmup: int  # untimed steady-state steps before timing (the one-memory first step comes before them)
+    golden_frames: int | None  # frames of each golden video checked (None: all)
+    compile_backend: str
+    compile_guess_s: float  # what a first torch.compile is assumed to take, until one has been timed
+    phases: tuple[tuple[str, float], ...]
+
+
+GPU_PLAN = KitPlan(480, 864, 2, "base", frames=20, minimum=5, warmup=2, golden_frames=None, compile_backend="inductor",
+                   compile_guess_s=60, phases=(("machine", 10), ("golden", 45), ("eager-fp16", 60), ("eager-fp32", 75),
+                                               ("cudagraph-fp16", 40), ("compile-fp16", 200), ("cudagraph-fp32", 30),
+                                               ("report", 20)))
+DRY_PLAN = KitPlan(32, 48, 2, "tiny", frames=4, minimum=2, warmup=1, golden_frames=3, compile_backend="eager",
+                   compile_guess_s=5, phases=(("machine", 5), ("golden", 40), ("eager-fp16", 10), ("eager-fp32", 6),
+                                              ("cudagraph-fp16", 0), ("compile-fp16", 20), ("cudagraph-fp32", 0),
+                                              ("report", 8)))
+
+
+@dataclass
+class Phase:
+    """One phase's record: budget, time used, what was done and what was skipped (with why)."""
+
+    name: str
+    budget_s: float
+    end: float  # time.monotonic() by which the phase must be over
+    status: str = "pending"
+    used_s: float = 0.0
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def fits(self, item: str, estimate_s: float) -> bool:
+        """Whether ``item``, estimated at ``estimate_s``, fits in the time left; records the skip if not."""
+        if estimate_s <= self.left():
+            return True
+        self.skipped.append(f"{item}: needs ~{estimate_s:.0f} s, {max(self.left(), 0):.0f} s left")
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}
+
+
+class Budget:
+    """Phase i ends by start + the budgets of phases 0..i, so unused time rolls forward; the budgets
+    are scaled down to fit ``seconds`` when they add up to more."""
+
+    def __init__(self, phases: tuple[tuple[str, float], ...], seconds: float) -> None:
+        t0, end = time.monotonic(), 0.0
+        scale = min(1.0, seconds / sum(b for _, b in phases))
+        self.phases: dict[str, Phase] = {}
+        for name, budget in phases:
+            end += budget * scale
+            self.phases[name] = Phase(name, round(budget * scale, 1), t0 + end)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[Phase]:
+        ph, t0 = self.phases[name], time.monotonic()
+        ph.status = "running"
+        try:
+            yield ph
+        finally:
+            ph.used_s = round(time.monotonic() - t0, 1)
+            if ph.status == "running":
+                ph.status = "done" if not ph.skipped else "partial"
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.phases.values()]
+
+
+def set_ieee_fp32() -> str:
+    """Make float32 matrix products and convolutions IEEE float32 (no TF32); returns the setting.
+
+    The legacy flags: torch 2.9+'s ``fp32_precision`` makes reading them raise, and inductor reads them.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    return (f"TF32 off (allow_tf32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN "
+            f"{torch.backends.cudnn.allow_tf32}; matmul precision {torch.get_float32_matmul_precision()})")
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """The stamp: host, CPU, versions (``host_info``), and on CUDA the GPU, driver, CUDA and cuDNN."""
+    import timm
+
+    info = {**host_info(), "torch": torch.__version__, "timm": timm.__version__, "device": str(device)}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
+                    gpu_memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(), driver=nvidia_driver(), nvidia_smi=_nvidia_smi())
+    return info
+
+
+def _nvidia_smi() -> str | None:
+    query = "name,driver_version,clocks.max.sm,clocks.max.memory,power.limit,temperature.gpu"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{query}: {out.stdout.strip()}"
+
+
+def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Phase) -> list[dict[str, Any]]:
+    """Each golden video through ``propagate`` on ``device`` in float32 and FP16, against the official outputs."""
+    state = synthetic_state_dict(preset("T"), seed=1)  # the golden checkpoint's recipe (tests/data/golden)
+    out: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.json")):
+        if not ph.fits(path.stem, float(np.mean([r["seconds"] for r in out])) if out else 0.0):
+            continue
+        t0, meta = time.monotonic(), json.loads(path.read_text())
+        with np.load(path.with_suffix(".npz")) as d:
+            video, mask, prob, labels = d["frames"][:frames], d["first_mask"], d["prob"][:frames], d["labels"][:frames]
+        config = SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
+                              token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"]))
+        model = SimVOS(config)
+        load_official_state(model, state, source="the golden recipe")
+        model = model.eval().to(device)
+        p32 = propagate(model, video, mask)
+        p16 = propagate(to_fp16(model), video, mask)
+        rec: dict[str, Any] = {"case": path.stem, "frames": len(video), "size": list(mask.shape),
+               "fp32_max_abs_diff": float(np.abs(p32 - prob).max()),
+               "fp32_label_agreement": float((p32.argmax(1) == labels).mean()),
+               "fp16_max_abs_diff": float(np.abs(p16 - prob).max()),
+               "fp16_label_agreement": float((p16.argmax(1) == labels).mean()),
+               "fp16_finite": bool(np.isfinite(p16).all())}
+        rec["passed"] = bool(rec["fp32_max_abs_diff"] <= FP32_MAX_DIFF and rec["fp16_finite"]
+                             and rec["fp16_label_agreement"] >= FP16_MIN_AGREEMENT)
+        rec["seconds"] = round(time.monotonic() - t0, 2)
+        out.append(rec)
+        ph.done.append(path.stem)
+    return out
+
+
+def paper_rows(plan: KitPlan) -> list[SweepRow]:
+    """Tables 2 and 3 at the plan's size and backbone (K scaled to it), B first, then BS, then the tables' order."""
+    size = (plan.height, plan.width)
+    rows = build_sweep([table_rows(2, plan.backbone, size), table_rows(3, plan.backbone, size)], plan.backbone)
+    return sorted(rows, key=lambda r: {"B": 0, "BS": 1}.get(r.paper.variant or "" if r.paper else "", 2))
+
+
+class Kit:
+    """One run's state: the plan, the device, float32 models kept in host memory, the video, the result file."""
+
+    def __init__(self, plan: KitPlan, device: torch.device, writer: ResultFolder) -> None:
+        self.plan, self.device, self.writer = plan, device, writer
+        self.models: dict[SimVOSConfig, SimVOS] = {}
+        self.seconds: dict[str, float] = {}  # "build <backbone>" and "compile": the last such time
+        self.wall_ms: dict[str, float] = {}  # median wall-clock step per row, a check on the CUDA events
+        video = moving_shapes(plan.height, plan.width, plan.objects, frames=12, seed=1)
+        self.frames, self.masks = video_tensors(video.frames, video.first_mask, plan.objects, device.type == "cuda")
+
+    def settings(self, precision: str) -> SweepSettings:
+        p = self.plan
+        return SweepSettings(height=p.height, width=p.width, objects=p.objects, frames=p.frames, warmup=p.warmup,
+                             precision=precision, device=self.device.type)
+
+    def estimate(self, row: SweepRow, mode: str, precision: str) -> float:
+        """Seconds ``row`` should take: its model's build, compiling, warm-up and the minimum of timed steps."""
+        gflop = frame_costs(row.config, self.plan.height, self.plan.width, self.plan.objects).total / 1e9
+        done = [r for r in self.writer.rows if r.ok and r.median_ms and r.gflop]
+        here = [r for r in done if r.backend == BACKEND[mode] and r.precision == precision]
+        same = [r.median_ms for r in done if r.config == row.config.name and r.median_ms]
+        ms = here[-1].median_ms / here[-1].gflop * gflop if here else min(same, default=0.0)  # type: ignore[operator]
+        build = 0.0 if row.config in self.models else self.seconds.get(f"build {row.config.backbone}", 0.0)
+        compiling = self.seconds.get("compile", self.plan.compile_guess_s) if mode == "compile" else 0.0
+        return build + compiling + ms / 1000 * (2 + self.plan.warmup + self.plan.minimum)  # + start, first step
+
+    def model(self, config: SimVOSConfig) -> SimVOS:
+        if config not in self.models:
+            t0 = time.monotonic()
+            self.models[config] = random_model(config, seed=1)
+            self.seconds[f"build {config.backbone}"] = time.monotonic() - t0
+        return self.models[config]
+
+    def measure(self, row: SweepRow, mode: str, precision: str, ph: Phase) -> None:
+        """Time ``row`` in ``mode`` (eager, cudagraph, compile; on CUDA compile is also timed captured)."""
+        cuda, p = self.device.type == "cuda", self.plan
+        records: list[RowResult] = []
+        backend = BACKEND[mode]
+        try:
+            base = _memory_mark(cuda)
+            model = copy.deepcopy(self.model(row.config)).to(self.device)
+            stream = TorchStream(to_fp16(model) if precision == "fp16" else model, p.height, p.width, p.objects)
+            stream.start(self.frames[0], self.masks)
+            stream.first_step(self.frames[1])
+            if mode == "compile":
+                stream.use_compile(p.compile_backend)
+            if mode == "cudagraph":
+                stream.capture()
+            t0 = time.monotonic()
+            time_steps(stream, self.frames[2:], count=p.warmup, minimum=p.warmup, until=float("inf"))
+            if mode == "compile":
+                self.seconds["compile"] = time.monotonic() - t0
+            records.append(self.timed(row, backend, precision, stream, ph.end, base))
+            if mode == "compile" and cuda:
+                backend = "torch-compile-cudagraph"
+                stream.capture()
+                records.append(self.timed(row, backend, precision, stream, ph.end, base))
+        except Exception as exc:  # a failed row (out of memory, a compiler error) must not end the window
+            log.exception("%s %s %s failed", row.config.name, backend, precision)
+            records.append(dataclasses.replace(row_record(row, backend, self.settings(precision)),
+                                               status=FAILED, message=f"{type(exc).__name__}: {exc}"[:300]))
+        finally:
+            stream = model = None  # type: ignore[assignment]
+            if cuda:
+                torch.cuda.empty_cache()
+        for r in records:
+            self.writer.add(r)
+        ph.done.append(row.config.name + ("" if records[-1].ok else " (failed)"))
+
+    def timed(self, row: SweepRow, backend: str, precision: str, stream: TorchStream, until: float,
+              base: int) -> RowResult:
+        p = self.plan
+        steps, walls = time_steps(stream, self.frames[2:], count=p.frames, minimum=p.minimum, until=until)
+        r = row_record(row, backend, self.settings(precision))
+        r.frames, r.step_ms, r.median_ms = len(steps), steps, float(np.median(steps))
+        r.p90_ms, r.mean_ms, r.fps = float(np.percentile(steps, 90)), float(np.mean(steps)), 1000 / r.median_ms
+        r.pass_medians_ms = [r.median_ms]
+        if self.device.type == "cuda":
+            r.device_memory_mb = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
+        self.wall_ms[f"{backend} {precision} {row.config.name}"] = round(float(np.median(walls)), 3)
+        log.info("%s %s %s: median %.2f ms, p90 %.2f ms (%d steps)", row.config.name, backend, precision,
+                 r.median_ms, r.p90_ms, len(steps))
+        return r
+
+
+def _memory_mark(cuda: bool) -> int:
+    """Start a peak-memory window: bytes allocated now (the peak is read relative to it)."""
+    if not cuda:
+        return 0
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[str, Any]:
+    """Run every phase within ``seconds``, writing results.json, results.csv and report.txt into ``out``
+    after each phase and fps_vs_L.png at the end; returns the results' meta (stamp, golden, phases)."""
+    plan = DRY_PLAN if dry_run else GPU_PLAN
+    device = torch.device("cpu" if dry_run else "cuda")
+    budget = Budget(plan.phases, seconds)
+    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan)},
+                            "golden": [], "settings": {"height": plan.height, "width": plan.width,
+                                                       "objects": plan.objects, "frames": plan.frames,
+                                                       "warmup": plan.warmup, "precision": "fp32 and fp16",
+                                                       "weights": "random (seed 1)"}}
+    with budget.phase("machine"):
+        meta["kit"]["fp32"] = set_ieee_fp32()
+        meta["host"] = machine(device)
+    gpu_peak = find_gpu_peak(meta["host"].get("gpu")) if device.type == "cuda" else None
+    meta["gpu_peak"] = dataclasses.asdict(gpu_peak) if gpu_peak else None
+    writer = ResultFolder(out, meta, gpu_peak)
+    kit = Kit(plan, device, writer)
+
+    def save() -> None:
+        meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
+        writer.flush()
+        write_text(out, "report.txt", report_text(meta, writer.derived()))
+
+    save()
+    with budget.phase("golden") as ph:
+        meta["golden"] = golden_checks(golden, device, plan.golden_frames, ph)
+    save()
+    for name, _ in plan.phases[2:-1]:
+        mode, precision = name.split("-")
+        with budget.phase(name) as ph:
+            if mode == "cudagraph" and device.type != "cuda":
+                ph.status = "skipped: CUDA graphs need a CUDA device"
+            for row in paper_rows(plan) if ph.status == "running" else []:
+                if ph.fits(row.config.name, kit.estimate(row, mode, precision)):
+                    kit.measure(row, mode, precision, ph)
+        save()
+    with budget.phase("report") as ph:
+        from .plot import plot_sweep
+
+        shown = [dataclasses.replace(r, backend=f"{r.backend} {r.precision}") for r in writer.derived()]
+        title = f"SimVOS, {meta['host'].get('gpu') or 'CPU (dry run)'}, {plan.height}x{plan.width}, {plan.objects} obj."
+        if plot_sweep(shown, out / "fps_vs_L.png", title) is None:
+            ph.skipped.append("fps_vs_L.png: no row measured")
+    save()
+    return meta
+
+
+def report_text(meta: dict[str, Any], rows: list[RowResult]) -> str:
+    """The kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, every row."""
+    from .report import configuration, fmt, render, table
+
+    host, kit, s, peak = meta["host"], meta["kit"], meta["settings"], meta.get("gpu_peak")
+    phases = kit.get("phases", [])
+    lines = [f"SimVOS GPU kit{' DRY RUN on a CPU with tiny sizes (no GPU figure)' if kit['dry_run'] else ''}: "
+             f"{host.get('gpu') or host.get('cpu')}; torch {host['torch']}, CUDA {host.get('cuda')}; {host['date']}",
+             host.get("nvidia_smi") or "",
+             f"{s['height']}x{s['width']}, {s['objects']} objects, random weights; float32: {kit['fp32']}; FP16: "
+             f"precision.to_fp16; FLOPs: costs.frame_costs; FP16 peak: {peak['name'] if peak else 'unknown GPU'}",
+             "", "phases (seconds):",
+             render(["phase", "budget", "used", "status", "done", "skipped"],
+                    [[p["name"], f"{p['budget_s']:.0f}", f"{p['used_s']:.1f}", p["status"], str(len(p["done"])),
+                      str(len(p["skipped"]))] for p in phases]),
+             *(f"  skipped in {p['name']}: {why}" for p in phases for why in p["skipped"]),
+             "", f"golden videos through propagate on the device, against the official outputs (pass: fp32 "
+             f"max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal):",
+             render(["case", "frames", "fp32 max|dp|", "FP16 labels %", "FP16 max|dp|", "passed"],
+                    [[g["case"], str(g["frames"]), f"{g['fp32_max_abs_diff']:.1e}",
+                      f"{100 * g['fp16_label_agreement']:.2f}", f"{g['fp16_max_abs_diff']:.1e}",
+                      "yes" if g["passed"] else "NO"] for g in meta["golden"]]), ""]
+    modes = list(dict.fromkeys((r.backend, r.precision) for r in rows if r.ok))
+    fps = {(r.key(), r.backend, r.precision): r.fps for r in rows if r.ok}
+    header = ["configuration", "paper FPS (A100)", "GFLOP", *(f"{b} {p}" for b, p in modes)]
+    body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
+             *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
+    fp16 = peak["fp16_tensor"] * 1000 if peak else None
+
+    def share(r: RowResult) -> float | None:
+        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
+
+    columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
+               ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
+               ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
+               ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
+               ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
+               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
+    lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
+              render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
+    return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"
+                              for r in rows if not r.ok])
+
+
+STEP_NOTE = [
+    "A step: the uint8 frame uploaded, the previous frame's memory encoded, the query encoded, all objects decoded",
+    "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
+    "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
+]
