@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log_file = args.triton_log or Path(tempfile.gettempdir()) / f"{PROG}-{args.grpc_port}-triton.log"
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         config = ServeConfig(args.engine_dir, args.backend, args.http_port, args.grpc_port, args.metrics_port,
                              args.instances, args.idle_timeout, args.max_videos, log_file, args.threads)
@@ -72,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SimVOSError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     print(f"{PROG}: stopped", file=sys.stderr)
     return 0
 

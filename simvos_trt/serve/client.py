@@ -102,6 +102,7 @@ class RemoteVideo:
         self.client, self.video_id = client, video_id
         self._index = 0
         self._ids: np.ndarray | None = None
+        self._open = False
 
     def __enter__(self) -> RemoteVideo:
         return self
@@ -135,15 +136,15 @@ class RemoteVideo:
 
     def close(self) -> None:
         """End the video on the server, freeing its state (idempotent)."""
-        if self._ids is not None:
-            self._ids = None
+        if self._open:
+            self._open = False
             self.client.infer(FrameRequest(self.video_id, end=True))
 
     def _send(self, frame: np.ndarray, **options: Any) -> Result:
         frame = frame[:, :, None] if frame.ndim == 2 else frame
         out = self.client.infer(FrameRequest(self.video_id, frame_index=self._index, frame=frame, **options))
         self._index += 1
-        self._ids = out[OBJECT_IDS]
+        self._ids, self._open = out[OBJECT_IDS], True
         return (out[LABELS], out[PROB]) if options.get("return_prob") else out[LABELS]
 
 

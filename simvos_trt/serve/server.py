@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sysconfig
 import tempfile
 import threading
@@ -95,6 +96,9 @@ class SegmentationServer:
         from pytriton.triton import Triton, TritonConfig
 
         c = self.config
+        for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
+                           ("--metrics-port", c.metrics_port)):
+            check_port(port, flag)
         options = {"threads": c.threads} if c.threads and c.backend in ("auto", "onnxruntime") else {}
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
         self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos).__enter__()
@@ -112,7 +116,11 @@ class SegmentationServer:
                      Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
                      Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1))],
             config=ModelConfig(batching=False), strict=True)
-        self._triton.run()
+        try:
+            self._triton.run()
+        except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
+            raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
+                             f"({c.triton_log or 'stdout'})") from exc
         log.info("serving %s (%s) on Triton", c.folder, self.segmenter.backend.name)
 
     def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
@@ -176,3 +184,13 @@ def link_libpython(folder: Path) -> str:
                          "PYTHON_CONFIGURE_OPTS=--enable-shared")
     (folder / library.name).symlink_to(library)
     return str(folder)
+
+
+def check_port(port: int, flag: str) -> None:
+    """Raise ServeError unless ``port`` is free on every interface (Triton binds 0.0.0.0)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Triton: a port in TIME_WAIT is free
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ServeError(f"{flag} {port}: cannot listen there ({exc.strerror}); choose another port") from None
