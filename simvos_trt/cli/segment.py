@@ -14,11 +14,15 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from ..errors import SimVOSError
+
+if TYPE_CHECKING:
+    from ..runtime import VideoSession
+    from ..serve import RemoteVideo
 
 PROG = "simvos-segment"
 
@@ -115,7 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from ..serve import SegmentationClient
 
             client = stack.enter_context(SegmentationClient(args.server))
-            session, backend = stack.enter_context(client.video()), f"simvos-serve at {args.server}"
+            session: VideoSession | RemoteVideo = stack.enter_context(client.video())
+            backend = f"simvos-serve at {args.server}"
         else:
             seg = stack.enter_context(VideoSegmenter.open(args.engine_dir, args.backend, **options))
             session, backend = seg.video(), seg.backend.name

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -122,11 +122,24 @@ class RemoteVideo:
             raise InputError("object_ids before start(): call start(first_frame, first_mask) first")
         return self._ids
 
+    @overload
+    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ...,
+              return_prob: Literal[False] = ...) -> np.ndarray: ...
+
+    @overload
+    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ..., return_prob: bool) -> Result: ...
+
     def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False, return_prob: bool = False) -> Result:
         """As ``VideoSession.start``: returns the first mask (and with ``return_prob`` its probabilities)."""
         mask = check_mask(mask, frame_size(frame))
         self._index = 0
         return self._send(frame, start=True, mask=mask, bgr=bgr, return_prob=return_prob)
+
+    @overload
+    def step(self, frame: np.ndarray, *, return_prob: Literal[False] = ...) -> np.ndarray: ...
+
+    @overload
+    def step(self, frame: np.ndarray, *, return_prob: bool) -> Result: ...
 
     def step(self, frame: np.ndarray, *, return_prob: bool = False) -> Result:
         """As ``VideoSession.step``: (H, W) uint8 labels (and with ``return_prob`` the probabilities)."""

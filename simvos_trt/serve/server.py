@@ -99,7 +99,7 @@ class SegmentationServer:
         for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
                            ("--metrics-port", c.metrics_port)):
             check_port(port, flag)
-        options = {"threads": c.threads} if c.threads and c.backend in ("auto", "onnxruntime") else {}
+        options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in ("auto", "onnxruntime") else {}
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
         self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos).__enter__()
         self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")
