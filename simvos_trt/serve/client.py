@@ -35,10 +35,10 @@ class SegmentationClient:
     def __init__(self, url: str, *, timeout: float = 600.0) -> None:
         require("tritonclient", "serve", "the simvos-serve client")
         import tritonclient.grpc as grpc
-        from tritonclient.utils import InferenceServerException
+        from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
         self.url, self.timeout = url, timeout
-        self._grpc, self._error = grpc, InferenceServerException
+        self._grpc, self._error, self._dtype = grpc, InferenceServerException, np_to_triton_dtype
         try:
             self._client = grpc.InferenceServerClient(url)
             ready = self._client.is_model_ready(MODEL)
@@ -83,7 +83,7 @@ class SegmentationClient:
         inputs = []
         for name, array in ((FRAME, request.frame), (MASK, request.mask)):
             if array is not None:
-                tensor = self._grpc.InferInput(name, list(array.shape), _triton_dtype(array))
+                tensor = self._grpc.InferInput(name, list(array.shape), self._dtype(array.dtype))
                 tensor.set_data_from_numpy(np.ascontiguousarray(array))
                 inputs.append(tensor)
         try:
@@ -159,12 +159,6 @@ class RemoteVideo:
         self._index += 1
         self._ids, self._open = out[OBJECT_IDS], True
         return (out[LABELS], out[PROB]) if options.get("return_prob") else out[LABELS]
-
-
-def _triton_dtype(array: np.ndarray) -> str:
-    from tritonclient.utils import np_to_triton_dtype
-
-    return str(np_to_triton_dtype(array.dtype))
 
 
 def _one_line(text: str) -> str:

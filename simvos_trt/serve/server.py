@@ -86,11 +86,6 @@ class SegmentationServer:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    @property
-    def segmenter(self) -> VideoSegmenter:
-        assert self._segmenter is not None, "the server is not started"
-        return self._segmenter
-
     def _start(self) -> None:
         from pytriton.model_config import ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig
@@ -121,7 +116,7 @@ class SegmentationServer:
         except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
             raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
                              f"({c.triton_log or 'stdout'})") from exc
-        log.info("serving %s (%s) on Triton", c.folder, self.segmenter.backend.name)
+        log.info("serving %s (%s) on Triton", c.folder, c.backend)
 
     def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
         """Serve until ``stop`` is set; raises ServeError if Triton stops by itself."""
@@ -147,9 +142,11 @@ class SegmentationServer:
 
     def describe(self) -> str:
         """One line: what is served where."""
-        c, (h, w) = self.config, self.segmenter.engine_size
-        return (f"model '{MODEL}' serves {c.folder} ({self.segmenter.backend.name}, {h}x{w}) with {c.instances} "
-                f"instance(s): HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
+        c, seg = self.config, self._segmenter
+        assert seg is not None, "the server is not started"
+        (h, w), name = seg.engine_size, seg.backend.name
+        return (f"model '{MODEL}' serves {c.folder} ({name}, {h}x{w}) with {c.instances} instance(s): "
+                f"HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
 
     def _infer(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """PyTriton's inference callable: one request at a time (no batching)."""

@@ -61,10 +61,6 @@ class VideoStore:
         with self._lock:
             self._videos.clear()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._videos)
-
     def handle(self, req: FrameRequest) -> dict[str, np.ndarray]:
         """Run one request; returns its output tensors. Raises InputError for a request it refuses."""
         video = self._open(req) if req.start else self._find(req.video_id)

@@ -84,3 +84,23 @@ def test_plain_http_json_client(golden_server, local):
     with urllib.request.urlopen(f"http://127.0.0.1:{golden_server.metrics_port}/metrics", timeout=10) as response:
         metrics = response.read().decode()
     assert 'nv_inference_request_success{model="simvos",version="1"}' in metrics
+
+
+def test_tritonclient_http(golden_server, local):
+    """Triton's own HTTP client (binary tensors; it adds binary_data_output, which Triton keeps to itself)."""
+    import tritonclient.http as http
+
+    frames, mask = moving_video(2, 40, 64, objects=2, seed=8)
+    with http.InferenceServerClient(f"127.0.0.1:{golden_server.http_port}") as client:
+        answers = []
+        for i, frame in enumerate(frames):
+            inputs = [http.InferInput("frame", list(frame.shape), "UINT8")]
+            inputs[0].set_data_from_numpy(frame)
+            if i == 0:
+                inputs.append(http.InferInput("mask", list(mask.shape), "UINT8"))
+                inputs[1].set_data_from_numpy(mask)
+            parameters = {"video_id": "http-2", "start": i == 0, "end": i == len(frames) - 1, "return_prob": True}
+            answers.append(client.infer("simvos", inputs, parameters=parameters))
+    for answer, (labels, prob) in zip(answers, local.segment(frames, mask, return_prob=True), strict=True):
+        np.testing.assert_array_equal(answer.as_numpy("labels"), labels)
+        np.testing.assert_array_equal(answer.as_numpy("prob"), prob)
