@@ -1,8 +1,9 @@
 """What simvos-serve costs: per-frame time through the server against the in-process runtime, and
 frames/s with 1, 2 and 4 videos at once through one server (ONNX Runtime, random weights).
 
-    python benchmarks/serve_overhead.py                          # T at 128x192 and BS at 480x864
-    python benchmarks/serve_overhead.py --variant T --frames 20 --out /tmp/serve-bench
+    export SIMVOS_SERVE_PYTHON=$PWD/.venv-serve/bin/python       # the server's venv (README)
+    .venv/bin/python benchmarks/serve_overhead.py                 # T at 128x192 and BS at 480x864
+    .venv/bin/python benchmarks/serve_overhead.py --variant T --frames 20 --out /tmp/serve-bench
 
 Per variant: export (random weights, in a child process); time ``VideoSession.step`` in this
 process and ``RemoteVideo.step`` (the client's whole round trip) through a ``simvos-serve``

@@ -33,7 +33,7 @@ class SegmentationClient:
     """
 
     def __init__(self, url: str, *, timeout: float = 600.0) -> None:
-        require("tritonclient", "serve", "the simvos-serve client")
+        require("tritonclient", "client", "the simvos-serve client")
         import tritonclient.grpc as grpc
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import signal
 import socket
@@ -17,6 +18,15 @@ from typing import IO
 from ..errors import ServeError
 
 READY = "simvos-serve: ready"
+#: The environment variable naming the Python that runs the server (default: this one). PyTriton pins
+#: numpy < 2, so a server often has its own environment: ``python3 -m venv .venv-serve &&
+#: .venv-serve/bin/pip install 'simvos-trt[serve]'``.
+PYTHON_ENV = "SIMVOS_SERVE_PYTHON"
+
+
+def serve_python() -> str:
+    """The Python that runs ``ServerProcess`` servers: $SIMVOS_SERVE_PYTHON, else this one."""
+    return os.environ.get(PYTHON_ENV) or sys.executable
 
 
 def free_ports(count: int) -> list[int]:
@@ -34,6 +44,7 @@ class ServerProcess:
     Args:
         folder: the export folder to serve.
         options: more simvos-serve options (``--instances 2``, ...).
+        python: the Python with the ``serve`` extra that runs it (default ``serve_python()``).
         log: file for the server's stderr and Triton's log (default: discarded).
         startup_timeout: seconds to wait for the ready line.
     Attributes:
@@ -41,16 +52,17 @@ class ServerProcess:
         http_port, metrics_port: its other endpoints.
     """
 
-    def __init__(self, folder: str | Path, *options: str, log: Path | None = None,
+    def __init__(self, folder: str | Path, *options: str, python: str | None = None, log: Path | None = None,
                  startup_timeout: float = 180.0) -> None:
         self.folder, self.options, self.log, self.startup_timeout = Path(folder), options, log, startup_timeout
+        self.python = python or serve_python()
         self.grpc_port, self.http_port, self.metrics_port = free_ports(3)
         self.url = f"127.0.0.1:{self.grpc_port}"
         self.process: subprocess.Popen[str] | None = None
         self.ready_line = ""
 
     def __enter__(self) -> ServerProcess:
-        cmd = [sys.executable, "-m", "simvos_trt.cli.serve", "--engine-dir", str(self.folder),
+        cmd = [self.python, "-m", "simvos_trt.cli.serve", "--engine-dir", str(self.folder),
                "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                "--metrics-port", str(self.metrics_port), *self.options]
         if self.log is not None and "--triton-log" not in self.options:

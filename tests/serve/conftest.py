@@ -2,19 +2,20 @@
 
 ``golden_server`` serves the golden checkpoint's T configuration at 128x192 (2 instances);
 ``small_server`` serves a 32x48 tiny export with a 2 s idle timeout and at most 3 open
-videos, for the lifecycle and memory tests, where the model's cost does not matter.
+videos, for the lifecycle and memory tests, where the model's cost does not matter. Servers
+run in $SIMVOS_SERVE_PYTHON (a venv with the 'serve' extra), clients in this Python.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytriton", reason="simvos-serve needs the 'serve' extra: pip install -e '.[dev]'")
-
+from simvos_trt.serve.launch import serve_python
 
 
 def _load(name: str, path: Path):
@@ -43,6 +44,16 @@ def _export(folder: Path, model, size: tuple[int, int], max_objects: int, checkp
 
 
 @pytest.fixture(scope="session")
+def server_python() -> str:
+    """The Python that runs the servers; skips unless it has the 'serve' extra."""
+    python = serve_python()
+    if subprocess.run([python, "-c", "import pytriton"], capture_output=True).returncode:
+        pytest.skip(f"{python} cannot run simvos-serve: set SIMVOS_SERVE_PYTHON to a Python with the 'serve' extra "
+                    "(README: the test command)")
+    return python
+
+
+@pytest.fixture(scope="session")
 def golden_export(tmp_path_factory, tiny_checkpoint) -> Path:
     """The golden checkpoint in the T configuration (L=4, TR 16/16) at 128x192, at most 4 objects."""
     from simvos_trt.model import load_official_checkpoint
@@ -65,7 +76,7 @@ def small_export(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def golden_server(golden_export, tmp_path_factory):
+def golden_server(server_python, golden_export, tmp_path_factory):
     from simvos_trt.serve import ServerProcess
 
     log = tmp_path_factory.mktemp("logs") / "golden_server.log"
@@ -74,7 +85,7 @@ def golden_server(golden_export, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def small_server(small_export, tmp_path_factory):
+def small_server(server_python, small_export, tmp_path_factory):
     from simvos_trt.serve import ServerProcess
 
     log = tmp_path_factory.mktemp("logs") / "small_server.log"

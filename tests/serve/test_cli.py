@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 
 import cv2
 import numpy as np
@@ -50,21 +51,29 @@ def test_segment_with_no_server_is_one_line_exit_2(clip, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("simvos-segment: error: server 127.0.0.1:9: cannot reach it")
 
 
-def test_serve_without_export_is_one_line_exit_2(tmp_path, capsys):
-    assert serve.main(["--engine-dir", str(tmp_path / "nothing")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("simvos-serve: error: ") and "simvos-export" in err
+def serve_cli(python: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """simvos-serve in the serve environment (the server's Python, as the tests' servers)."""
+    return subprocess.run([python, "-m", "simvos_trt.cli.serve", *argv], capture_output=True, text=True,
+                          timeout=120)
 
 
-def test_serve_on_a_busy_port_is_one_line_exit_2(small_export, capsys):
+def test_serve_without_export_is_one_line_exit_2(server_python, tmp_path):
+    done = serve_cli(server_python, "--engine-dir", str(tmp_path / "nothing"), "--http-port", "0", "--grpc-port", "0",
+                     "--metrics-port", "0")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("simvos-serve: error: ")
+    assert "simvos-export" in done.stderr
+
+
+def test_serve_on_a_busy_port_is_one_line_exit_2(server_python, small_export):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert serve.main(["--engine-dir", str(small_export), "--http-port", str(port)]) == 2
-    err = capsys.readouterr().err
-    assert err == f"simvos-serve: error: --http-port {port}: cannot listen there (Address already in use); choose " \
-        "another port\n"
+        done = serve_cli(server_python, "--engine-dir", str(small_export), "--http-port", str(port))
+    assert done.returncode == 2
+    assert done.stderr == f"simvos-serve: error: --http-port {port}: cannot listen there (Address already in use); " \
+        "choose another port\n"
 
 
 def test_serve_help_explains_every_option(capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SMALL_SIZE, moving_video
+from conftest import moving_video
 from simvos_trt.errors import InputError, ServeError
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.serve import FrameRequest
@@ -69,7 +69,7 @@ def test_a_refused_frame_leaves_the_video_usable(small_client, video, small_expo
     remote = small_client.video("keeps-going")
     first = remote.start(frames[0], mask)
     with pytest.raises(ServeError, match="differs from the video's"):
-        remote.step(np.zeros((*SMALL_SIZE, 3), np.uint8))
+        remote.step(np.zeros((H + 8, W, 3), np.uint8))
     got = [first] + [remote.step(f) for f in frames[1:]]
     remote.close()
     with VideoSegmenter.open(small_export, "onnxruntime", threads=1) as local:

@@ -74,8 +74,8 @@ def test_200_short_videos_keep_memory_flat(small_server, small_client):
     assert growth < 8, f"memory grew {growth:.1f} MB over 150 videos"
 
 
-def test_serve_cli_ready_line_and_clean_stop(small_export, tmp_path):
-    with ServerProcess(small_export, "--instances", "2", log=tmp_path / "server.log") as server:
+def test_serve_cli_ready_line_and_clean_stop(server_python, small_export, tmp_path):
+    with ServerProcess(small_export, "--instances", "2", python=server_python, log=tmp_path / "server.log") as server:
         assert server.ready_line.startswith("simvos-serve: ready: model 'simvos' serves ")
         assert f"(onnxruntime, 32x48) with 2 instance(s): HTTP :{server.http_port}, gRPC :{server.grpc_port}" \
             in server.ready_line
