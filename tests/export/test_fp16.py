@@ -109,7 +109,8 @@ def test_an_island_output_leaves_as_float16_and_a_sigmoid_stays_float32():
     onnx.checker.check_model(out, full_check=True)
     assert [n.op_type for n in out.graph.node] == ["MatMul", "Cast", "LayerNormalization", "Cast", "MatMul", "Cast",
                                                     "Sigmoid"]
-    assert out.graph.input[0].type.tensor_type.elem_type == F16 and out.graph.output[0].type.tensor_type.elem_type == F32
+    assert out.graph.input[0].type.tensor_type.elem_type == F16
+    assert out.graph.output[0].type.tensor_type.elem_type == F32
     import onnxruntime as ort
 
     x = np.array([[0.5, -1.0]], np.float16)
