@@ -21,6 +21,10 @@ class MissingDependencyError(SimVOSError, ImportError):
     """An optional dependency (torch, tensorrt, ...) is needed for this call and not installed."""
 
 
+class ServeError(SimVOSError):
+    """The segmentation server cannot start, cannot be reached, or answered a request with an error."""
+
+
 def require(module: str, extra: str, purpose: str) -> None:
     """Raise MissingDependencyError naming the extra to install when ``module`` is absent."""
     import importlib.util

@@ -14,12 +14,16 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from ..errors import SimVOSError, describe_error
 from ..io import Owner, check_not_input, claim_folder, interrupt_on_sigterm, write_owner
+
+if TYPE_CHECKING:
+    from ..runtime import VideoSession
+    from ..serve import RemoteVideo
 
 PROG = "simvos-segment"
 
@@ -31,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         "export folder (simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an "
         "overlay video, and prints a summary (frames, objects, ms/frame).",
     )
-    p.add_argument("--engine-dir", type=Path, required=True, metavar="DIR",
-                   help="export folder written by simvos-export (manifest.json and the graphs)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--engine-dir", type=Path, metavar="DIR",
+                       help="export folder written by simvos-export (manifest.json and the graphs)")
+    where.add_argument("--server", metavar="HOST:PORT",
+                       help="segment through a simvos-serve server instead, at its gRPC port (default 8001); "
+                       "--backend and --threads are the server's then")
     p.add_argument("--input", type=Path, required=True, metavar="VIDEO_OR_FOLDER",
                    help="a folder of frames (.jpg/.jpeg/.png, in natural name order: 2 before 10) or a video "
                    "file OpenCV can read")
@@ -119,11 +127,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     times: list[float] = []
     frames = 0
     with contextlib.ExitStack() as stack:
-        seg = stack.enter_context(VideoSegmenter.open(args.engine_dir, args.backend, **options))
+        if args.server:
+            from ..serve import SegmentationClient
+
+            client = stack.enter_context(SegmentationClient(args.server))
+            session: VideoSession | RemoteVideo = stack.enter_context(client.video())
+            backend = f"simvos-serve at {args.server}"
+        else:
+            seg = stack.enter_context(VideoSegmenter.open(args.engine_dir, args.backend, **options))
+            session, backend = seg.video(), seg.backend.name
         overlay = None
         if args.overlay:
             overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24.0, palette))
-        session = seg.video()
         progress = Progress(source.count, sys.stderr, args.progress)
         for frames, (name, frame) in enumerate(source, start=1):
             t0 = time.perf_counter()
@@ -139,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress.update(frames, final=True)
         progress.close()
     ms = np.array(times) * 1e3
-    return {"frames": frames, "objects": int(len(session.object_ids)), "backend": seg.backend.name,
+    return {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,
             "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
             "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
             "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}

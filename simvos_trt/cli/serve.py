@@ -1,0 +1,82 @@
+"""simvos-serve: serve an export folder on NVIDIA Triton Inference Server until SIGINT or SIGTERM.
+
+    simvos-serve --engine-dir engines/T-480x864
+    simvos-serve --engine-dir engines/BS-480x864 --backend tensorrt --instances 2 --http-port 9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from ..errors import SimVOSError
+
+PROG = "simvos-serve"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Serve video object segmentation on Triton Inference Server (HTTP, gRPC, Prometheus metrics, "
+        "health endpoints): model 'simvos', one sequence of requests per video (the wire protocol is in "
+        "simvos_trt/serve/README.md). Prints one line when ready; stops on SIGINT or SIGTERM.",
+    )
+    p.add_argument("--engine-dir", type=Path, required=True, metavar="DIR",
+                   help="export folder written by simvos-export (manifest.json and the graphs)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt", "torch"), default="auto",
+                   help="auto: TensorRT when installed, on a GPU, with engines built for it; else ONNX Runtime "
+                   "[default auto]")
+    p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port [default 8000]")
+    p.add_argument("--grpc-port", type=int, default=8001,
+                   help="Triton's gRPC port, the one simvos-segment --server and the Python client use "
+                   "[default 8001]")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port [default 8002]")
+    p.add_argument("--instances", type=int, default=1,
+                   help="Triton model instances: requests of that many videos run at once [default 1]")
+    p.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="close a video after this long without a request (a client that disappeared) "
+                   "[default 60]")
+    p.add_argument("--max-videos", type=int, default=64,
+                   help="open videos at most; starting one more is refused until one ends [default 64]")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads per graph (default: all cores)")
+    p.add_argument("--triton-log", type=Path, default=None, metavar="FILE",
+                   help="file for Triton's own log (default: a file in the temporary folder, named in the ready "
+                   "line; PyTriton keeps in memory every line Triton prints on stdout, so it is not printed)")
+    p.add_argument("-v", "--verbose", action=argparse.BooleanOptionalAction, default=False,
+                   help="log every video opened and closed, and every refused request, on stderr [default off]")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("pytriton").setLevel(logging.ERROR)  # it logs a traceback per refused request
+    from ..serve.server import SegmentationServer, ServeConfig
+
+    log_file = args.triton_log or Path(tempfile.gettempdir()) / f"{PROG}-{args.grpc_port}-triton.log"
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        config = ServeConfig(args.engine_dir, args.backend, args.http_port, args.grpc_port, args.metrics_port,
+                             args.instances, args.idle_timeout, args.max_videos, log_file, args.threads)
+        with SegmentationServer(config) as server:
+            print(f"{PROG}: ready: {server.describe()}; Triton log {log_file}", flush=True)
+            server.wait(stop)
+    except (SimVOSError, ValueError, OSError) as exc:
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    print(f"{PROG}: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

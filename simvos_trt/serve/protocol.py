@@ -1,0 +1,94 @@
+"""The wire protocol of simvos-serve: tensor and parameter names, and one request as a typed value.
+
+``simvos_trt/serve/README.md`` documents it for clients in any language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+#: The Triton model name, and its inputs and outputs.
+MODEL = "simvos"
+FRAME, MASK = "frame", "mask"
+LABELS, PROB, OBJECT_IDS = "labels", "prob", "object_ids"
+#: Errors the server raises on purpose start with this, on the last line of Triton's message.
+ERROR_MARKER = "simvos-serve error: "
+#: A header every request of the Python client carries (gRPC metadata / HTTP header): the key for
+#: sticky routing of a video's requests to one server behind a load balancer.
+ROUTING_HEADER = "x-simvos-video-id"
+#: Longest accepted video id (it is also a routing key: keep it short).
+MAX_ID_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One request of a video: its parameters, and the ``frame`` and ``mask`` tensors it carries.
+
+    Attributes:
+        video_id: the client's name of the video (unique among the server's open videos).
+        start: the first request of the video: carries the first frame and its mask.
+        end: the video ends with this request (which may carry no frame).
+        frame_index: if >= 0, the frame's position in the video (0 = the first frame);
+            the server refuses a frame out of order.
+        return_prob: also answer the probabilities.
+        bgr: (with ``start``) the video's frames are in BGR order.
+        frame: (H, W, C) uint8 with C in 1, 3, 4, or None.
+        mask: (H, W) uint8 index mask (with ``start`` only), or None.
+    """
+
+    video_id: str
+    start: bool = False
+    end: bool = False
+    frame_index: int = -1
+    return_prob: bool = False
+    bgr: bool = False
+    frame: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.video_id or len(self.video_id) > MAX_ID_LENGTH or not self.video_id.isprintable():
+            raise InputError(f"video_id: got {self.video_id!r}, expected 1..{MAX_ID_LENGTH} printable characters "
+                             "naming the video (a UUID, say)")
+        if self.start and (self.frame is None or self.mask is None):
+            raise InputError(f"video {self.video_id!r}: start=true needs the first frame ('{FRAME}') and its index "
+                             f"mask ('{MASK}')")
+        if not self.start and self.mask is not None:
+            raise InputError(f"video {self.video_id!r}: '{MASK}' is only taken with start=true (the first frame)")
+        if not self.start and self.frame is None and not self.end:
+            raise InputError(f"video {self.video_id!r}: no '{FRAME}'; only a request with end=true may carry none")
+
+    def parameters(self) -> dict[str, Any]:
+        """The Triton request parameters of this request (defaults left out)."""
+        return {f.name: getattr(self, f.name) for f in _parameter_fields()
+                if getattr(self, f.name) != f.default or f.name == "video_id"}
+
+    @classmethod
+    def parse(cls, tensors: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> FrameRequest:
+        """Check a request's parameters (names and types) and build it; raises InputError."""
+        expected = {f.name: str if f.name == "video_id" else type(f.default) for f in _parameter_fields()}
+        for name, value in parameters.items():
+            kind = expected.get(name)
+            if kind is None:
+                raise InputError(f"unknown parameter {name!r}; expected {sorted(expected)}")
+            if type(value) is not kind:
+                raise InputError(f"parameter {name!r}: got {value!r}, expected a {kind.__name__}")
+        if "video_id" not in parameters:
+            raise InputError("no parameter 'video_id': every request names its video")
+        return cls(**parameters, frame=tensors.get(FRAME), mask=tensors.get(MASK))
+
+
+def _parameter_fields() -> list[Field[Any]]:
+    return [f for f in fields(FrameRequest) if f.name not in (FRAME, MASK)]
+
+
+def server_message(message: str) -> str | None:
+    """The server's own error text inside a Triton error message (None if it has none)."""
+    if ERROR_MARKER not in message:
+        return None
+    return message.rsplit(ERROR_MARKER, 1)[1].splitlines()[0].strip()

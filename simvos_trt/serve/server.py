@@ -1,0 +1,193 @@
+"""The runtime behind NVIDIA Triton Inference Server (through PyTriton): one model, ``simvos``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sysconfig
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ..errors import ServeError, SimVOSError, require
+from ..runtime import VideoSegmenter
+from .protocol import ERROR_MARKER, FRAME, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
+from .sessions import VideoStore
+
+log = logging.getLogger(__name__)
+
+
+class RequestError(SimVOSError):
+    """A request the server refuses; its message, after ERROR_MARKER, reaches the client."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``simvos-serve`` serves and where.
+
+    Attributes:
+        folder: the export folder (``simvos-export``).
+        backend: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``.
+        http_port, grpc_port, metrics_port: Triton's endpoints (0.0.0.0).
+        instances: Triton model instances: how many requests (of different videos) run at once.
+        idle_timeout: seconds without a request after which a video is closed.
+        max_videos: open videos at most; a start beyond is refused.
+        triton_log: file for Triton's own log (None: Triton prints it on stdout).
+        threads: ONNX Runtime intra-op threads per graph (None: all cores).
+    """
+
+    folder: Path
+    backend: str = "auto"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    instances: int = 1
+    idle_timeout: float = 60.0
+    max_videos: int = 64
+    triton_log: Path | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.instances < 1:
+            raise ValueError(f"instances must be >= 1, got {self.instances}")
+
+
+class SegmentationServer:
+    """Serves one export folder on Triton until closed.
+
+        with SegmentationServer(ServeConfig(Path("engines/T-480x864"))) as server:
+            server.wait(stop_event)
+    """
+
+    def __init__(self, config: ServeConfig) -> None:
+        require("pytriton", "serve", "simvos-serve")
+        self.config = config
+        self._triton: Any = None
+        self._segmenter: VideoSegmenter | None = None
+        self._store: VideoStore | None = None
+        self._libdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> SegmentationServer:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        from pytriton.model_config import ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig
+
+        c = self.config
+        for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
+                           ("--metrics-port", c.metrics_port)):
+            check_port(port, flag)
+        options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in ("auto", "onnxruntime") else {}
+        self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
+        self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos).__enter__()
+        self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")
+        os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [link_libpython(Path(self._libdir.name)),
+                                                             os.environ.get("LD_LIBRARY_PATH")]))
+        triton_config = TritonConfig(http_port=c.http_port, grpc_port=c.grpc_port, metrics_port=c.metrics_port,
+                                     exit_timeout_secs=5, log_file=c.triton_log)
+        self._triton = Triton(config=triton_config)
+        self._triton.bind(
+            model_name=MODEL, infer_func=[self._infer] * c.instances,
+            inputs=[Tensor(name=FRAME, dtype=np.uint8, shape=(-1, -1, -1), optional=True),
+                    Tensor(name=MASK, dtype=np.uint8, shape=(-1, -1), optional=True)],
+            outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
+                     Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
+                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1))],
+            config=ModelConfig(batching=False), strict=True)
+        try:
+            self._triton.run()
+        except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
+            raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
+                             f"({c.triton_log or 'stdout'})") from exc
+        log.info("serving %s (%s) on Triton", c.folder, c.backend)
+
+    def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
+        """Serve until ``stop`` is set; raises ServeError if Triton stops by itself."""
+        while not stop.wait(poll):
+            if not self._triton.is_alive():
+                raise ServeError("Triton Inference Server stopped unexpectedly; see its log "
+                                 f"({self.config.triton_log or 'stdout'})")
+
+    def close(self) -> None:
+        """Stop Triton, close every video and free the graphs (idempotent)."""
+        if self._triton is not None:
+            self._triton.stop()
+            self._triton = None
+        if self._store is not None:
+            self._store.__exit__(None, None, None)
+            self._store = None
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
+        if self._libdir is not None:
+            self._libdir.cleanup()
+            self._libdir = None
+
+    def describe(self) -> str:
+        """One line: what is served where."""
+        c, seg = self.config, self._segmenter
+        assert seg is not None, "the server is not started"
+        (h, w), name = seg.engine_size, seg.backend.name
+        return (f"model '{MODEL}' serves {c.folder} ({name}, {h}x{w}) with {c.instances} instance(s): "
+                f"HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
+
+    def _infer(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
+        """PyTriton's inference callable: one request at a time (no batching)."""
+        assert self._store is not None
+        answers = []
+        for request in requests:
+            try:
+                answers.append(self._store.handle(FrameRequest.parse(dict(request.items()), request.parameters or {})))
+            except SimVOSError as exc:
+                message = " ".join(str(exc).split())
+                log.info("request refused: %s", message)
+                raise RequestError(ERROR_MARKER + message) from None
+            except Exception:
+                log.exception("request failed")
+                raise
+        return answers
+
+
+def link_libpython(folder: Path) -> str:
+    """Put a link to this interpreter's libpython into ``folder``, for Triton's Python backend stub.
+
+    The stub links ``libpython3.X.so.1.0`` by name; left to the system's library path it
+    may load another build of the same version (the distribution's) and then import this
+    interpreter's standard library, which fails. Returns ``folder`` for LD_LIBRARY_PATH.
+    """
+    name, libdir = sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LIBDIR")
+    library = Path(libdir or "") / (name or "")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not library.is_file():
+        raise ServeError(f"simvos-serve needs a Python built with a shared libpython (--enable-shared); this one "
+                         f"({sysconfig.get_config_var('VERSION')}) has none at {library}: use a distribution's "
+                         "python3 (e.g. Debian's /usr/bin/python3.11) or pyenv with "
+                         "PYTHON_CONFIGURE_OPTS=--enable-shared")
+    (folder / library.name).symlink_to(library)
+    return str(folder)
+
+
+def check_port(port: int, flag: str) -> None:
+    """Raise ServeError unless ``port`` is free on every interface (Triton binds 0.0.0.0)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Triton: a port in TIME_WAIT is free
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise ServeError(f"{flag} {port}: cannot listen there ({exc.strerror}); choose another port") from None

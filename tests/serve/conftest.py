@@ -1,0 +1,110 @@
+"""Exports and real simvos-serve servers (child processes on free ports) shared by the serve tests.
+
+``golden_server`` serves the golden checkpoint's T configuration at 128x192 (2 instances);
+``small_server`` serves a 32x48 tiny export with a 2 s idle timeout and at most 3 open
+videos, for the lifecycle and memory tests, where the model's cost does not matter. Servers
+run in $SIMVOS_SERVE_PYTHON (a venv with the 'serve' extra), clients in this Python.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simvos_trt.serve.launch import serve_python
+
+
+def _load(name: str, path: Path):
+    """A conftest module loaded by path (several conftest modules share the name ``conftest``)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+_runtime = _load("_runtime_conftest", Path(__file__).parents[1] / "runtime" / "conftest.py")
+GOLDEN_CASES, load_golden, moving_video = _runtime.GOLDEN_CASES, _runtime.load_golden, _runtime.moving_video
+
+#: Engine sizes and object limits of the two exports.
+GOLDEN_SIZE, GOLDEN_MAX_OBJECTS = (128, 192), 4
+SMALL_SIZE, SMALL_MAX_OBJECTS = (32, 48), 2
+
+
+def _export(folder: Path, model, size: tuple[int, int], max_objects: int, checkpoint: dict) -> Path:
+    from simvos_trt.export.onnx_export import ExportSettings, export_folder
+
+    export_folder(model, folder, ExportSettings(*size, max_objects=max_objects), checkpoint=checkpoint)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server_python() -> str:
+    """The Python that runs the servers; skips unless it has the 'serve' extra."""
+    python = serve_python()
+    if subprocess.run([python, "-c", "import pytriton"], capture_output=True).returncode:
+        pytest.skip(f"{python} cannot run simvos-serve: set SIMVOS_SERVE_PYTHON to a Python with the 'serve' extra "
+                    "(README: the test command)")
+    return python
+
+
+@pytest.fixture(scope="session")
+def golden_export(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The golden checkpoint in the T configuration (L=4, TR 16/16) at 128x192, at most 4 objects."""
+    from simvos_trt.model import load_official_checkpoint
+
+    model = load_official_checkpoint(tiny_checkpoint, load_golden("tiny_L4_tr").config())
+    return _export(tmp_path_factory.mktemp("serve") / "t128", model, GOLDEN_SIZE, GOLDEN_MAX_OBJECTS,
+                   {"kind": "official"})
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory) -> Path:
+    """Tiny ViT, L=1, no token refinement, 32x48, at most 2 objects."""
+    pytest.importorskip("torch")
+    from simvos_trt.config import SimVOSConfig
+    from simvos_trt.model import random_model
+
+    model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=1)
+    return _export(tmp_path_factory.mktemp("serve") / "small", model, SMALL_SIZE, SMALL_MAX_OBJECTS,
+                   {"kind": "random", "path": None, "sha256": "random", "seed": 1})
+
+
+@pytest.fixture(scope="session")
+def golden_server(server_python, golden_export, tmp_path_factory):
+    from simvos_trt.serve import ServerProcess
+
+    log = tmp_path_factory.mktemp("logs") / "golden_server.log"
+    with ServerProcess(golden_export, "--threads", "1", "--instances", "2", log=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def small_server(server_python, small_export, tmp_path_factory):
+    from simvos_trt.serve import ServerProcess
+
+    log = tmp_path_factory.mktemp("logs") / "small_server.log"
+    with ServerProcess(small_export, "--threads", "1", "--idle-timeout", "2", "--max-videos", "3",
+                       log=log) as server:
+        yield server
+
+
+@pytest.fixture
+def golden_client(golden_server):
+    from simvos_trt.serve import SegmentationClient
+
+    with SegmentationClient(golden_server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def small_client(small_server):
+    from simvos_trt.serve import SegmentationClient
+
+    with SegmentationClient(small_server.url) as client:
+        yield client
