@@ -21,6 +21,10 @@ class MissingDependencyError(SimVOSError, ImportError):
     """An optional dependency (torch, tensorrt, ...) is needed for this call and not installed."""
 
 
+class ExportError(SimVOSError):
+    """An export, graph check, FP16 conversion, engine build or engine verification failed."""
+
+
 class ServeError(SimVOSError):
     """The segmentation server cannot start, cannot be reached, or answered a request with an error."""
 

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .config import SimVOSConfig
 from .errors import SimVOSError, check_int, check_type
@@ -25,6 +26,46 @@ OBJECTS_AXIS = "objects"
 
 class ManifestError(SimVOSError):
     """An export folder is missing, incomplete, tampered with, or from an incompatible version."""
+
+
+class Graph(StrEnum):
+    """The five graphs of an export (a str: usable wherever a graph name is)."""
+
+    QUERY_ENCODER = "query_encoder"
+    MEMORY_ENCODER = "memory_encoder"
+    JOINT_DECODER_1MEM = "joint_decoder_1mem"
+    JOINT_DECODER_2MEM = "joint_decoder_2mem"
+    AGGREGATE = "aggregate"
+
+
+GRAPHS = tuple(Graph)
+WeightsKind = Literal["official", "mae", "random", "golden"]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where an export's weights came from: an official checkpoint, an MAE backbone, seeded random
+    weights, or the golden test recipe's synthetic state (``sha256`` of the file where there is one)."""
+
+    kind: WeightsKind
+    path: str | None = None
+    sha256: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("official", "mae", "random", "golden"):
+            raise ValueError(f"weights kind {self.kind!r} is not official, mae, random or golden")
+
+    @classmethod
+    def from_file(cls, kind: WeightsKind, path: str | Path, seed: int | None = None) -> Weights:
+        return cls(kind, str(path), sha256_file(path), seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Weights:
+        return cls(d["kind"], d.get("path"), d.get("sha256"), d.get("seed"))
 
 
 @dataclass(frozen=True)
@@ -82,7 +123,7 @@ class Manifest:
     uint8_input: bool
     max_objects: int
     opset: int
-    checkpoint: dict[str, Any]  # {"kind": "official"|"mae"|"random", "path", "sha256"}
+    checkpoint: Weights
     graphs: dict[str, GraphEntry]
     precision: str = "fp32"  # of the export (``aggregate`` is float32 in every export)
     versions: dict[str, str] = field(default_factory=dict)
@@ -132,7 +173,7 @@ class Manifest:
                 "precision": self.precision, "height": self.height, "width": self.width, "grid": list(self.grid),
                 "memory_tokens": self.memory_tokens, "uint8_input": self.uint8_input,
                 "objects_profile": {"min": 1, "opt": min(2, self.max_objects), "max": self.max_objects},
-                "opset": self.opset, "checkpoint": self.checkpoint, "versions": self.versions,
+                "opset": self.opset, "checkpoint": self.checkpoint.to_dict(), "versions": self.versions,
                 "created": self.created,
                 "graphs": {k: g.to_dict() for k, g in self.graphs.items()}}
 
@@ -145,7 +186,7 @@ class Manifest:
             )
         return cls(config=SimVOSConfig.from_dict(d["config"]), height=d["height"], width=d["width"],
                    uint8_input=d["uint8_input"], max_objects=d["objects_profile"]["max"],
-                   opset=d["opset"], checkpoint=d["checkpoint"],
+                   opset=d["opset"], checkpoint=Weights.from_dict(d["checkpoint"]),
                    graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()}, precision=d["precision"],
                    versions=d.get("versions", {}), variant=d.get("variant"),
                    created=d.get("created", ""))

@@ -157,15 +157,13 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
     """Export ``config`` (weights: ``checkpoint``, else the state dict ``state``, else seeded random) to
     ``folder``; an export of the same model and settings already there is reused (and so are its engines)."""
     from ..export.onnx_export import ExportSettings, export_folder
-    from ..manifest import ManifestError, read_manifest, sha256_file
+    from ..manifest import ManifestError, Weights, read_manifest
     from ..model.checkpoint import load_official_checkpoint, load_official_state, random_model
     from ..model.simvos import SimVOS
     from ..precision import Precision
 
-    record: dict[str, Any] = (
-        {"kind": "official", "path": str(checkpoint), "sha256": sha256_file(checkpoint)} if checkpoint is not None
-        else {"kind": "golden-recipe", "path": None, "sha256": None} if state is not None
-        else {"kind": "random", "path": None, "sha256": "random", "seed": 1})
+    record = (Weights.from_file("official", checkpoint) if checkpoint is not None
+              else Weights("golden") if state is not None else Weights("random", seed=1))
     try:
         m = read_manifest(folder)
         if (m.config, m.height, m.width, m.max_objects, m.checkpoint, m.precision) == (

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import SimVOSConfig
-from ..manifest import Manifest, ManifestError, read_manifest
+from ..manifest import Manifest, ManifestError, Weights, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def manifest_key(manifest: Manifest) -> dict[str, Any]:
     return {"config": manifest.config.to_dict(), "height": manifest.height, "width": manifest.width,
             "max_objects": manifest.max_objects, "opset": manifest.opset, "uint8_input": manifest.uint8_input,
             "precision": manifest.precision, "simvos_trt": manifest.versions.get("simvos_trt"),
-            "weights": {"kind": ck.get("kind"), "seed": ck.get("seed")}}
+            "weights": {"kind": ck.kind, "seed": ck.seed}}
 
 
 def reusable(spec: GraphSpec, folder: Path) -> bool:
@@ -96,7 +96,7 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, progress: Progress | Non
     settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
                               spec.precision)
     export_folder(model, folder, settings, force=True, progress=say,
-                  checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": spec.seed})
+                  checkpoint=Weights("random", seed=spec.seed))
     say("graphs", {"folder": str(folder), "status": "exported", "seconds": time.perf_counter() - t0})
     return folder
 

@@ -12,31 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..tables import fmt, render
 from .results import RowResult, read_results
 
 log = logging.getLogger(__name__)
 
 Column = tuple[str, Callable[[RowResult], Any], str]  # header, value, format
-
-
-def fmt(value: Any, spec: str) -> str:
-    """``value`` formatted with ``spec``, "-" for None."""
-    if value is None:
-        return "-"
-    return format(value, spec) if spec else str(value)
-
-
-def render(header: Sequence[str], body: Sequence[Sequence[str]], markdown: bool = False) -> str:
-    """A plain aligned table: first column left-aligned, the others right-aligned (or a Markdown table)."""
-    if markdown:
-        return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
-                                                                                              strict=True)))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in body)])
 
 
 def configuration(r: RowResult) -> str:

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     from ..export.onnx_export import ExportSettings, export_folder
-    from ..manifest import sha256_file
+    from ..manifest import Weights
     from ..model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
 
     config = make_config(opts)
@@ -183,19 +183,19 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
         path = Path(opts["checkpoint"])
         say(f"[1/3] loading checkpoint {path}")
         model = load_official_checkpoint(path, config)
-        provenance = {"kind": "official", "path": str(path), "sha256": sha256_file(path)}
+        provenance = Weights.from_file("official", path)
     elif opts.get("mae"):
         path = Path(opts["mae"])
         say(f"[1/3] loading MAE backbone {path} (mask embedding, token refinement and decoder random)")
         model = load_mae_backbone(path, config, seed=opts["seed"])
-        provenance = {"kind": "mae", "path": str(path), "sha256": sha256_file(path), "seed": opts["seed"]}
+        provenance = Weights.from_file("mae", path, seed=opts["seed"])
     else:
         print("!" * 78 + "\n!! WARNING: no --checkpoint given: exporting RANDOM weights (seed "
               f"{opts['seed']}).\n!! The graphs are good for benchmarking only; their masks mean nothing.\n"
               + "!" * 78, file=sys.stderr)
         say(f"[1/3] building seeded random weights (seed {opts['seed']})")
         model = random_model(config, seed=opts["seed"])
-        provenance = {"kind": "random", "path": None, "sha256": "random", "seed": opts["seed"]}
+        provenance = Weights("random", seed=opts["seed"])
     say(f"[2/3] exporting graphs to {out}")
     rows: list[dict[str, Any]] = []
 

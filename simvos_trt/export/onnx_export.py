@@ -29,7 +29,7 @@ from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import SimVOSError, check_type
 from ..io import Owner, claim_folder, staging_folder, swap_into_place
-from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, sha256_file, write_json_atomic
+from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, Weights, sha256_file, write_json_atomic
 from ..model.simvos import SimVOS
 from ..precision import Precision, graph_precision
 from .fp16 import to_float16
@@ -199,7 +199,7 @@ def graph_stamp(config: SimVOSConfig, settings: ExportSettings) -> dict[str, str
             "simvos_trt.precision": settings.precision.value}
 
 
-def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: dict[str, Any],
+def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: Weights,
                   variant: str | None = None, force: bool = False,
                   progress: Progress | None = None,
                   verify: Callable[[Path], None] | None = None) -> Manifest:
@@ -210,13 +210,13 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
         out: the export folder: absent or empty, or with ``force`` an earlier export; never a
             folder of other files or one holding the checkpoint.
         settings: frame size, object profile, opset, input kind.
-        checkpoint: provenance recorded in the manifest ({"kind", "path", "sha256"}).
+        checkpoint: where the weights came from, recorded in the manifest.
         progress: called with (event, info) for "graph" events (name, seconds, bytes, node counts).
         verify: called with the finished temporary folder before it is moved into place;
             raising there aborts the export and leaves nothing behind.
     """
     out = Path(out)
-    claim_folder(out, Owner("simvos-export"), inputs=[checkpoint.get("path")], force=force, replace=True)
+    claim_folder(out, Owner("simvos-export"), inputs=[checkpoint.path], force=force, replace=True)
     model = model.eval()
     meta = {**graph_stamp(model.config, settings), "simvos_trt.version": __version__}
     tmp = staging_folder(out)

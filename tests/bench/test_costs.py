@@ -9,6 +9,7 @@ import pytest
 from simvos_trt.bench.costs import GRAPH_STAGES, StageCost, frame_costs, joint_cost
 from simvos_trt.config import SimVOSConfig, preset
 from simvos_trt.errors import InputError
+from simvos_trt.manifest import Weights
 
 PAPER = (480, 864)  # DAVIS 854x480 padded; N = 30 * 54 = 1620 tokens
 
@@ -138,7 +139,7 @@ def test_model_equals_the_flops_of_the_exported_graphs(config, objects, tmp_path
     from simvos_trt.export.onnx_export import ExportSettings, export_folder
     from simvos_trt.model import random_model
 
-    export_folder(random_model(config), tmp_path / "e", ExportSettings(48, 64, 4), checkpoint={"kind": "random"})
+    export_folder(random_model(config), tmp_path / "e", ExportSettings(48, 64, 4), checkpoint=Weights("random", seed=0))
     cost = frame_costs(config, 48, 64, objects)
     for graph, analytic in cost.by_graph().items():
         counted = count_graph_flops(onnx.load(str(tmp_path / "e" / f"{graph}.onnx")), {"objects": objects})

@@ -10,7 +10,7 @@ import pytest
 from simvos_trt.bench.measure import Measurement, moving_shapes
 from simvos_trt.bench.proxy import STAGES, TimingBackend, synchronizer
 from simvos_trt.config import SimVOSConfig
-from simvos_trt.manifest import GraphEntry, Manifest
+from simvos_trt.manifest import GraphEntry, Manifest, Weights
 from simvos_trt.runtime.backends import REQUIRED_GRAPHS, Backend
 
 #: Seconds each fake graph call takes on the fake clock.
@@ -29,7 +29,7 @@ class Clock:
 def fake_manifest() -> Manifest:
     graphs = {g: GraphEntry(f"{g}.onnx", "0" * 64, (), ()) for g in REQUIRED_GRAPHS}
     return Manifest(config=SimVOSConfig(backbone="tiny"), height=32, width=48, uint8_input=True, max_objects=3,
-                    opset=17, checkpoint={"kind": "random", "seed": 1}, graphs=graphs)
+                    opset=17, checkpoint=Weights("random", seed=1), graphs=graphs)
 
 
 class FakeBackend(Backend):

@@ -20,6 +20,7 @@ from PIL import Image
 
 from simvos_trt.cli.eval import main
 from simvos_trt.eval.synthetic import make_dataset, make_sequence
+from simvos_trt.manifest import Weights
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def export(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("e2e_export") / "tiny-64x96"
     model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=SEED)
     export_folder(model, folder, ExportSettings(*ENGINE, max_objects=3),
-                  checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": SEED})
+                  checkpoint=Weights("random", seed=SEED))
     return folder
 
 

@@ -25,6 +25,7 @@ from simvos_trt.eval.engines import (
     reference_outputs,
     tolerance_for,
 )
+from simvos_trt.manifest import Weights
 from simvos_trt.runtime.backends.trt import require_runtime
 
 F32 = np.dtype("float32")
@@ -255,7 +256,7 @@ def tiny_export(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("verify") / request.param
     model = random_model(SimVOSConfig(backbone="tiny", layer_index=1, token_refinement=True, kf=8, kb=8), seed=1)
     export_folder(model, out, ExportSettings(32, 48, max_objects=3, precision=request.param),
-                  checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": 1})
+                  checkpoint=Weights("random", seed=1))
     build_engines(out, BuildSettings(workspace_mib=1024))
     return out
 

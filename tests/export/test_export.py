@@ -16,7 +16,7 @@ from simvos_trt import processing as P  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import SimVOSError  # noqa: E402
 from simvos_trt.export.onnx_export import ExportSettings, export_folder, stage_modules  # noqa: E402
-from simvos_trt.manifest import read_manifest  # noqa: E402
+from simvos_trt.manifest import Weights, read_manifest  # noqa: E402
 from simvos_trt.model import load_official_checkpoint, propagate, random_model  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def golden_exports(tmp_path_factory, tiny_checkpoint):
         H, W = case.meta["padded_size"]
         model = load_official_checkpoint(tiny_checkpoint, case.config())
         out = tmp_path_factory.mktemp("exp") / name
-        export_folder(model, out, ExportSettings(H, W, max_objects=4), checkpoint={"kind": "official"})
+        export_folder(model, out, ExportSettings(H, W, max_objects=4), checkpoint=Weights("official"))
         folders[name] = (out, model)
     return folders
 
@@ -154,7 +154,7 @@ def test_failed_export_leaves_nothing(tmp_path):
         raise SimVOSError("simulated failure")
 
     with pytest.raises(SimVOSError, match="simulated"):
-        export_folder(model, out, ExportSettings(32, 48, 2), checkpoint={"kind": "random"}, verify=boom)
+        export_folder(model, out, ExportSettings(32, 48, 2), checkpoint=Weights("random", seed=0), verify=boom)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -162,7 +162,7 @@ def test_refuses_non_empty_output_without_force(tmp_path):
     (tmp_path / "keep.txt").write_text("user data")
     model = random_model(SimVOSConfig(backbone="tiny", layer_index=1))
     with pytest.raises(SimVOSError, match="--force"):
-        export_folder(model, tmp_path, ExportSettings(32, 48, 2), checkpoint={"kind": "random"})
+        export_folder(model, tmp_path, ExportSettings(32, 48, 2), checkpoint=Weights("random", seed=0))
     assert (tmp_path / "keep.txt").read_text() == "user data"
 
 
@@ -170,7 +170,7 @@ def test_float_input_graphs(tmp_path, tiny_checkpoint):
     """--no-uint8-input: the graphs take the host-normalised, padded float32 frame."""
     case = load_golden("tiny_L4_tr")
     model = load_official_checkpoint(tiny_checkpoint, case.config())
-    export_folder(model, tmp_path / "f", ExportSettings(128, 192, 2, uint8_input=False), checkpoint={"kind": "t"})
+    export_folder(model, tmp_path / "f", ExportSettings(128, 192, 2, uint8_input=False), checkpoint=Weights("official"))
     driver = OrtDriver(tmp_path / "f")
     spec = driver.manifest.graphs["memory_encoder"].inputs
     assert [(t.name, t.dtype, t.shape) for t in spec] == [("frame", "float32", (1, 3, 128, 192)),

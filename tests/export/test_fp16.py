@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from simvos_trt.export.fp16 import Float16Error, input_derived, island_of, to_float16  # noqa: E402
+from simvos_trt.manifest import Weights  # noqa: E402
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
@@ -23,7 +24,7 @@ def fp16_export(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("fp16") / "T"
     export_folder(random_model(preset("T"), seed=1), folder, ExportSettings(64, 96, max_objects=3, precision="fp16"),
-                  checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": 1})
+                  checkpoint=Weights("random", seed=1))
     return folder
 
 

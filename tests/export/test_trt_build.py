@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 
 from simvos_trt.cli.build import EXIT_MISSING, main  # noqa: E402
 from simvos_trt.export.trt_build import EngineBuildError, network_from_onnx  # noqa: E402
-from simvos_trt.manifest import read_manifest  # noqa: E402
+from simvos_trt.manifest import Weights, read_manifest  # noqa: E402
 from simvos_trt.trt.engine import DTYPES, make_logger, network_io  # noqa: E402
 from simvos_trt.trt.identity import EngineEntry  # noqa: E402
 from simvos_trt.trt.library import select_library  # noqa: E402
@@ -43,7 +43,7 @@ def exports(tmp_path_factory):
         for uint8 in (True, False):
             folder = root / f"{precision}-{'uint8' if uint8 else 'float'}"
             export_folder(model, folder, ExportSettings(64, 96, max_objects=3, uint8_input=uint8, precision=precision),
-                          checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": 1})
+                          checkpoint=Weights("random", seed=1))
             folders[(precision, uint8)] = folder
     return folders
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from simvos_trt.manifest import Weights
+
 _spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).parents[1] / "conftest.py")
 assert _spec is not None and _spec.loader is not None
 _root = sys.modules.setdefault("_root_conftest", importlib.util.module_from_spec(_spec))
@@ -58,7 +60,7 @@ class GoldenExports:
             model = load_official_checkpoint(self.checkpoint, case.config())
             H, W = case.meta["padded_size"]
             export_folder(model, self.root / key, ExportSettings(H, W, max_objects=4, precision=precision),
-                          checkpoint={"kind": "official"})
+                          checkpoint=Weights("official"))
             self.done[key] = Export(self.root / key, model)
         return self.done[key]
 
@@ -88,7 +90,7 @@ def _small(tmp_path_factory, name: str, uint8_input: bool) -> Export:
     model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=1)
     folder = tmp_path_factory.mktemp(name) / "export"
     settings = ExportSettings(*SMALL, max_objects=SMALL_MAX_OBJECTS, uint8_input=uint8_input)
-    export_folder(model, folder, settings, checkpoint={"kind": "random", "path": None, "sha256": "random", "seed": 1})
+    export_folder(model, folder, settings, checkpoint=Weights("random", seed=1))
     return Export(folder, model)
 
 

@@ -36,6 +36,7 @@ from simvos_trt.manifest import (
     GraphEntry,
     Manifest,
     TensorSpec,
+    Weights,
     read_manifest,
     sha256_file,
     write_json_atomic,
@@ -414,7 +415,7 @@ def stand_in_folder(folder: Path, max_objects: int = MAX) -> Path:
         (folder / f"{name}.onnx").write_bytes(name.encode())
         graphs[name] = GraphEntry(f"{name}.onnx", sha256_file(folder / f"{name}.onnx"), inputs, outputs)
     manifest = Manifest(config=SimVOSConfig(backbone="tiny", layer_index=1), height=H, width=W, uint8_input=True,
-                        max_objects=max_objects, opset=17, checkpoint={"kind": "random", "seed": 1}, graphs=graphs)
+                        max_objects=max_objects, opset=17, checkpoint=Weights("random", seed=1), graphs=graphs)
     write_json_atomic(folder / MANIFEST, manifest.to_dict())
     record_fake_engines(folder)
     return folder

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from simvos_trt.manifest import Weights
 from simvos_trt.serve.launch import serve_python
 
 
@@ -36,7 +37,7 @@ GOLDEN_SIZE, GOLDEN_MAX_OBJECTS = (128, 192), 4
 SMALL_SIZE, SMALL_MAX_OBJECTS = (32, 48), 2
 
 
-def _export(folder: Path, model, size: tuple[int, int], max_objects: int, checkpoint: dict) -> Path:
+def _export(folder: Path, model, size: tuple[int, int], max_objects: int, checkpoint: Weights) -> Path:
     from simvos_trt.export.onnx_export import ExportSettings, export_folder
 
     export_folder(model, folder, ExportSettings(*size, max_objects=max_objects), checkpoint=checkpoint)
@@ -60,7 +61,7 @@ def golden_export(tmp_path_factory, tiny_checkpoint) -> Path:
 
     model = load_official_checkpoint(tiny_checkpoint, load_golden("tiny_L4_tr").config())
     return _export(tmp_path_factory.mktemp("serve") / "t128", model, GOLDEN_SIZE, GOLDEN_MAX_OBJECTS,
-                   {"kind": "official"})
+                   Weights("official"))
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,7 @@ def small_export(tmp_path_factory) -> Path:
 
     model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=1)
     return _export(tmp_path_factory.mktemp("serve") / "small", model, SMALL_SIZE, SMALL_MAX_OBJECTS,
-                   {"kind": "random", "path": None, "sha256": "random", "seed": 1})
+                   Weights("random", seed=1))
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from simvos_trt.config import preset
-from simvos_trt.manifest import MANIFEST, GraphEntry, Manifest, TensorSpec, sha256_file, write_json_atomic
+from simvos_trt.manifest import MANIFEST, GraphEntry, Manifest, TensorSpec, Weights, sha256_file, write_json_atomic
 
 #: name -> (inputs, outputs, precision); "objects" marks the object axis.
 GRAPHS = {
@@ -30,7 +30,7 @@ def make_export_folder(folder: Path, max_objects: int = 4) -> Path:
         graphs[name] = GraphEntry(path.name, sha256_file(path), tuple(TensorSpec(*t) for t in inputs),
                                   tuple(TensorSpec(*t) for t in outputs), precision=precision)
     manifest = Manifest(config=preset("T"), height=32, width=48, uint8_input=True, max_objects=max_objects,
-                        opset=17, checkpoint={"kind": "random", "path": None, "sha256": "random"}, graphs=graphs,
+                        opset=17, checkpoint=Weights("random", seed=1), graphs=graphs,
                         precision="fp16")
     write_json_atomic(folder / MANIFEST, manifest.to_dict())
     return folder

@@ -119,20 +119,20 @@ def load_model(manifest: Manifest, device: str | None = None) -> Any:
     from ...model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
 
     ck, config = manifest.checkpoint, manifest.config
-    kind, path = ck.get("kind"), ck.get("path")
+    kind, path = ck.kind, ck.path
     if kind in ("official", "mae") and path:
         if not Path(path).is_file():
             raise ManifestError(f"the export's checkpoint {path} does not exist here; pass model= to the "
                                 "torch backend")
-        if ck.get("sha256") and sha256_file(path) != ck["sha256"]:
+        if ck.sha256 and sha256_file(path) != ck.sha256:
             raise ManifestError(f"{path} is not the checkpoint that was exported (sha256 differs)")
         model = (load_official_checkpoint(path, config) if kind == "official"
-                 else load_mae_backbone(path, config, seed=ck.get("seed", 0)))
-    elif kind == "random" and "seed" in ck:
-        model = random_model(config, seed=ck["seed"])
+                 else load_mae_backbone(path, config, seed=ck.seed or 0))
+    elif kind == "random" and ck.seed is not None:
+        model = random_model(config, seed=ck.seed)
     else:
         raise BackendError(f"cannot rebuild the exported weights from the manifest's checkpoint record {ck} "
                            "(it needs an official or MAE checkpoint's path, or random weights' seed); pass "
                            "model= to the torch backend, or use the onnxruntime backend")
-    log.info("torch backend: %s weights (%s)", kind, path or f"seed {ck.get('seed')}")
+    log.info("torch backend: %s weights (%s)", kind, path or f"seed {ck.seed}")
     return model.to(device) if device else model

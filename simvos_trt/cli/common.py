@@ -1,0 +1,33 @@
+"""What every command shares: logging by --verbose, SIGTERM handled as Ctrl-C, one line per error, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error
+from ..io import interrupt_on_sigterm
+
+EXIT_OK, EXIT_ERROR, EXIT_MISSING, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+def run_command(prog: str, args: argparse.Namespace, work: Callable[[argparse.Namespace], int], *,
+                interrupted: str = "interrupted", missing_exit: int = EXIT_ERROR, missing_hint: str = "") -> int:
+    """Run ``work(args)`` as command ``prog``: an error becomes one line on stderr and an exit code
+    (``missing_exit`` for a missing dependency, backend or GPU), Ctrl-C or SIGTERM prints ``interrupted``."""
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(message)s")
+    interrupt_on_sigterm()
+    try:
+        return work(args)
+    except (MissingDependencyError, BackendError) as exc:
+        print(f"{prog}: error: {missing_hint}{describe_error(exc)}", file=sys.stderr)
+        return missing_exit
+    except (SimVOSError, OSError) as exc:
+        print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,26 @@
+"""The one text-table formatter: aligned plain text for terminals, or Markdown for reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def fmt(value: Any, spec: str = "") -> str:
+    """``value`` formatted with ``spec``, "-" for None."""
+    if value is None:
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
+def render(header: Sequence[str], body: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    """A table: first column left-aligned, the others right-aligned, a rule under the header (or Markdown)."""
+    if markdown:
+        return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                              strict=True)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in body)])
