@@ -31,9 +31,9 @@ from ..errors import SimVOSError, check_type
 from ..io import Owner, claim_folder, staging_folder, swap_into_place
 from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, Weights, sha256_file, write_json_atomic
 from ..model.simvos import SimVOS
+from ..model.stages import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 from ..precision import Precision, graph_precision
 from .fp16 import to_float16
-from .graphs import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 
 log = logging.getLogger(__name__)
 

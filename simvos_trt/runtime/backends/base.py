@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 #: A backend-native tensor (np.ndarray, onnxruntime.OrtValue, torch.Tensor, ...).
 Handle = Any
 
-#: The graphs every export folder holds (the contract of ``simvos_trt.export.graphs``).
+#: The graphs every export folder holds (the contract of ``simvos_trt.model.stages``).
 REQUIRED_GRAPHS = ("query_encoder", "memory_encoder", "joint_decoder_1mem", "joint_decoder_2mem", "aggregate")
 
 #: Object ids are uint8 labels 1..255, so no video has more objects than this.

@@ -1,4 +1,4 @@
-"""The torch backend: the stage wrappers of ``simvos_trt.export.graphs`` run eagerly.
+"""The torch backend: the stage wrappers of ``simvos_trt.model.stages`` run eagerly.
 
 It runs exactly the modules that were traced to ONNX (in an FP16 export, converted by
 ``model.precision.to_fp16``, the rules of the FP16 graphs), so it serves as the
@@ -54,7 +54,7 @@ class TorchBackend(Backend):
         require("timm", "torch", "The torch backend")
         import torch
 
-        from ...export.graphs import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
+        from ...model.stages import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 
         self._torch = torch
         model = self._model if self._model is not None else load_model(self.manifest, self._device_name)

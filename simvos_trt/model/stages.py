@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model.layers import FrameInput
-from ..model.simvos import SimVOS, soft_aggregate
+from .layers import FrameInput
+from .simvos import SimVOS, soft_aggregate
 
 GRAPH_NAMES = ("query_encoder", "memory_encoder", "joint_decoder_1mem", "joint_decoder_2mem", "aggregate")
 
