@@ -5,12 +5,12 @@ class SimVOSError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class CheckpointError(SimVOSError):
-    """A checkpoint file is missing, unreadable, or does not match the configuration."""
-
-
 class InputError(SimVOSError, ValueError):
     """Frames or masks given to the model or runtime have the wrong shape, type or content."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint file is missing, unreadable, or does not match the configuration."""
 
 
 class BackendError(SimVOSError):

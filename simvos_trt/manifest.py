@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config import SimVOSConfig
-from .errors import SimVOSError, check_int, check_type
+from .errors import InputError, check_int, check_type
 from .io import MANIFEST
 from .io import write_json_atomic as write_json_atomic  # re-exported for the engine records
 
@@ -24,7 +24,7 @@ FORMAT = "simvos-trt/2"
 OBJECTS_AXIS = "objects"
 
 
-class ManifestError(SimVOSError):
+class ManifestError(InputError):
     """An export folder is missing, incomplete, tampered with, or from an incompatible version."""
 
 

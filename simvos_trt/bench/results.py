@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SimVOSError
+from ..errors import InputError
 from ..io import write_atomic, write_json_atomic
 from .hardware import GpuPeak
 from .paper import load_paper_tables
@@ -42,7 +42,7 @@ CSV_FILE = "results.csv"
 OK, UNAVAILABLE, FAILED = "ok", "unavailable", "failed"
 
 
-class ResultsError(SimVOSError):
+class ResultsError(InputError):
     """A result folder is missing or unreadable."""
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, SimVOSError
+from ..errors import InputError
 from ..io import write_atomic
 from ..runtime.png import read_index_png, write_index_png
 from .metrics import (
@@ -52,7 +52,7 @@ _TOOLKIT_TOO_MANY = ("the official toolkit stops without scores here ('In your P
                      "is an index higher than the number of objects in the sequence!')")
 
 
-class DatasetError(SimVOSError):
+class DatasetError(InputError):
     """The DAVIS root, its split list or one of its sequences is not in the expected layout."""
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..trt.identity import EngineError
+from ..errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ EPSILON = 2.220446049250313e-16  # Polygraphy's: zeros of the reference, for the
 PROBABILITIES = frozenset({"prob", "background", "objects"})
 
 
-class VerificationError(EngineError):
+class VerificationError(ExportError):
     """An engine's outputs, or the TensorRT runtime's labels, differ from ONNX Runtime beyond tolerance."""
 
 

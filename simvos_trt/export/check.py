@@ -36,7 +36,7 @@ from onnx import AttributeProto, TensorProto, numpy_helper
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 from onnx.helper import get_attribute_value
 
-from ..errors import SimVOSError
+from ..errors import ExportError
 
 DEFAULT_DYNAMIC_DIM_NAMES = ("objects",)
 FP16_MAX = 65504.0
@@ -58,7 +58,7 @@ FORBIDDEN_OPS: dict[str, str] = {
 _SEQUENCE_REASON = "sequence/optional types (a list of tensors in a scripted function): use Concat/Split"
 
 
-class CheckError(SimVOSError):
+class CheckError(ExportError):
     """A graph file or the op-list data file cannot be read."""
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..errors import SimVOSError
+from ..errors import ExportError
 from ..precision import FLOAT32_INPUTS, ISLANDS, Island
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -25,7 +25,7 @@ _UNSUPPORTED = {"Constant", "EyeLike", "RandomNormal", "RandomNormalLike", "Rand
                 "Bernoulli", "Multinomial", "CastLike"}
 
 
-class Float16Error(SimVOSError):
+class Float16Error(ExportError):
     """A graph cannot be converted to float16 (an op the pass does not handle, a weight out of range)."""
 
 

@@ -25,9 +25,9 @@ import numpy as np
 import onnx
 import torch
 
-from .. import __version__
+from .. import __version__, errors
 from ..config import SimVOSConfig
-from ..errors import SimVOSError, check_type
+from ..errors import check_type
 from ..io import Owner, claim_folder, staging_folder, swap_into_place
 from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, Weights, sha256_file, write_json_atomic
 from ..model.simvos import SimVOS
@@ -42,7 +42,7 @@ MAX_OPSET = 20  # torch's TorchScript exporter and TensorRT 10's ONNX parser (da
 _PROTOBUF_LIMIT = 1_800_000_000  # stay clear of protobuf's 2 GB limit: use external data beyond
 
 
-class ExportError(SimVOSError):
+class ExportError(errors.ExportError):
     """The export cannot proceed (bad settings, output folder in the way)."""
 
 

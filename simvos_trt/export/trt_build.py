@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from ..errors import ExportError
 from ..io import write_atomic
 from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, read_manifest, sha256_file
 from ..trt.engine import QUIET, device_here, host_platform, layer_precisions, make_logger, network_io
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 TIMING_CACHE = "timing.cache"
 
 
-class EngineBuildError(EngineError):
+class EngineBuildError(ExportError):
     """TensorRT could not parse or build a graph, or the graph does not match the manifest."""
 
 

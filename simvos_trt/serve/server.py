@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ServeError, SimVOSError, require
+from ..errors import InputError, ServeError, SimVOSError, require
 from ..runtime import VideoSegmenter
 from .protocol import ERROR_MARKER, FRAME, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
 from .sessions import VideoStore
@@ -24,7 +24,7 @@ from .sessions import VideoStore
 log = logging.getLogger(__name__)
 
 
-class RequestError(SimVOSError):
+class RequestError(InputError):
     """A request the server refuses; its message, after ERROR_MARKER, reaches the client."""
 
 

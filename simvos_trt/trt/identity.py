@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SimVOSError
+from ..errors import BackendError
 from ..io import MANIFEST, write_json_atomic
 from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError, read_manifest, sha256_file
 
@@ -30,11 +30,11 @@ DEFAULT_RTX_TARGETS = ((8, 0),)  # the A100 of the paper's measurements
 CC = tuple[int, int]
 
 
-class EngineError(SimVOSError):
+class EngineError(ManifestError):
     """An engine is missing, corrupted, stale, or cannot be built."""
 
 
-class EngineCompatibilityError(EngineError):
+class EngineCompatibilityError(BackendError):
     """An engine was built for another GPU, platform or TensorRT library or version."""
 
 
