@@ -1,8 +1,4 @@
-"""The model configuration: one frozen, validated dataclass and the paper's presets.
-
-This module is pure Python (no torch) so the runtime and the CLIs can read and
-validate configurations stored in manifests.
-"""
+"""The model configuration: one frozen, validated dataclass and the paper's presets (pure Python)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The package's exceptions: one small hierarchy, messages that say how to fix the call."""
+"""The package's exceptions: one small hierarchy (docs/design.md says who catches which)."""
 
 
 class SimVOSError(Exception):
@@ -6,11 +6,7 @@ class SimVOSError(Exception):
 
 
 class InputError(SimVOSError, ValueError):
-    """Frames or masks given to the model or runtime have the wrong shape, type or content."""
-
-
-class CheckpointError(InputError):
-    """A checkpoint file is missing, unreadable, or does not match the configuration."""
+    """Bad input the caller fixes: frames, masks, options, a checkpoint, a dataset or results folder."""
 
 
 class BackendError(SimVOSError):

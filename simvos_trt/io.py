@@ -1,9 +1,4 @@
-"""Files the tools write: the one atomic writer, and the one rule for output folders.
-
-A tool writes into a folder only when it is new or empty, or holds that tool's own record
-(``.simvos-trt.json``; an export folder's record is its manifest); never into an input.
-Folders are replaced by building a staging folder beside them and swapping it in.
-"""
+"""Files the tools write: the one atomic writer, and the one rule for output folders (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -105,17 +100,8 @@ def ensure_writable(folder: PathLike, option: str = "--out") -> Path:
 
 def claim_folder(out: PathLike, owner: Owner, *, inputs: Iterable[PathLike | None] = (), force: bool = False,
                  replace: bool = False, option: str = "--out") -> Owner | None:
-    """Decide whether ``owner`` may write into ``out`` (with ``replace``: replace it whole).
-
-    Returns the record of the output already there, None when ``out`` is new or empty;
-    afterwards ``out`` (with ``replace``, its parent) exists and is writable.
-
-    Raises:
-        OutputError: ``out`` is, holds or lies inside an input; is a file; holds files
-            without our record (left alone even with ``force``) or another tool's output;
-            holds output of another source, or with ``replace`` any output, without
-            ``force``; with ``replace``, is or holds the current folder; is not writable.
-    """
+    """Decide whether ``owner`` may write into ``out`` (with ``replace``: replace it whole); return the record
+    of the output already there (None when new or empty). Raises OutputError naming why not."""
     out = Path(out)
     check_not_input(out, inputs, option)
     if out.exists() and not out.is_dir():

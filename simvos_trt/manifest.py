@@ -1,8 +1,6 @@
 """The manifest of an export folder: what was exported, from what, and how to feed it.
 
-``manifest.json`` sits beside the graphs (and later the engines). Pure Python: the
-runtime reads it without torch. It is written last, atomically, so a folder with a
-manifest is a complete export.
+The contract between export and runtime (docs/design.md); pure Python, written last, atomically.
 """
 
 from __future__ import annotations
@@ -201,10 +199,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
-    """Read and check an export folder's manifest.
-
-    With ``verify``, every graph file must exist and match its recorded sha256.
-    """
+    """Read and check an export folder's manifest; with ``verify``, every graph must match its sha256."""
     check_type("folder", folder, (str, os.PathLike), "the path of an export folder")
     folder = Path(folder)
     path = folder / MANIFEST

@@ -1,14 +1,12 @@
-"""What an FP16 graph keeps in float32, defined once (no torch, no onnx).
-
-The ONNX float16 pass (``export/fp16.py``) and the PyTorch FP16 emulation
-(``model/precision.py``) both apply ``ISLANDS``, so an FP16 engine and its emulation
-compute the same thing. docs/precision.md gives the reasons and the graph contract.
-"""
+"""What an FP16 graph keeps in float32, defined once for the ONNX float16 pass and the PyTorch
+FP16 emulation (docs/precision.md gives the reasons)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+from .manifest import Graph
 
 
 class Precision(str, Enum):
@@ -44,7 +42,7 @@ ISLANDS = (
 
 #: Graphs that stay float32 whatever the precision: soft aggregation clamps at 1e-7 and
 #: takes log-odds, meaningless in float16.
-FLOAT32_GRAPHS = frozenset({"aggregate"})
+FLOAT32_GRAPHS = frozenset({Graph.AGGREGATE})
 
 #: Graph inputs that stay float32 in an FP16 graph: masks feed the refinement weights.
 FLOAT32_INPUTS = frozenset({"masks", "prob"})

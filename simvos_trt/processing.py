@@ -1,10 +1,5 @@
-"""Pre- and post-processing shared by the reference ``propagate`` and the runtime.
-
-Pure numpy (no torch): the runtime imports it in production images without PyTorch.
-The official SimVOS inference normalises RGB in [0, 1] with the ImageNet mean and std,
-zero-pads the normalised frame to a multiple of 16 (the padding split evenly, the odd
-pixel going to the bottom/right), and crops the padding off the output.
-"""
+"""Pre- and post-processing of the official SimVOS inference, shared by the reference and the runtime
+(pure numpy): ImageNet normalisation, even zero-padding to a multiple of 16, cropping it off."""
 
 from __future__ import annotations
 
@@ -46,11 +41,7 @@ def padding_for(height: int, width: int, multiple: int = PATCH) -> Padding:
 
 
 def normalize(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ImageNet-normalised.
-
-    Same float32 arithmetic as torchvision's ``ToTensor`` then ``Normalize``:
-    x / 255, then (x - mean) / std.
-    """
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32: x / 255, then (x - mean) / std, as torchvision."""
     x = frame.astype(np.float32) / np.float32(255.0)  # (H, W, 3)
     x = (x - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))  # (3, H, W)
@@ -69,11 +60,8 @@ def unpad(x: np.ndarray, padding: Padding) -> np.ndarray:
 
 
 def object_ids(mask: np.ndarray) -> np.ndarray:
-    """The object ids of an index mask in increasing order, background (0) excluded.
-
-    Object channel i (1-based, after the background channel 0) of every probability
-    map this package returns is the i-th id of this list.
-    """
+    """The object ids of an index mask in increasing order, background (0) excluded: channel i of
+    every probability map this package returns is the i-th id."""
     ids = np.unique(mask)
     return ids[ids != 0].astype(np.uint8)
 

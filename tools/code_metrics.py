@@ -9,7 +9,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
 ROOT = Path("simvos_trt")
 
 

@@ -6,11 +6,22 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error
 from ..io import interrupt_on_sigterm
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+def add_output_options(parser: Any, *, json: bool = True, progress: bool = False) -> None:
+    """The switches commands share: ``--json``, ``--no-progress`` (sets ``progress``), ``-v/--verbose``."""
+    if json:
+        parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+    if progress:
+        parser.add_argument("--no-progress", dest="progress", action="store_false",
+                            help="no progress lines on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log library details on stderr")
 
 
 def run_command(prog: str, args: argparse.Namespace, work: Callable[[argparse.Namespace], int], *,

@@ -4,27 +4,25 @@
     simvos-eval --davis-root DAVIS --results results/BS-480x864-tensorrt --per-sequence
     simvos-eval --compare results/BS-480x864-torch results/BS-480x864-tensorrt
 
-Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted
-(the PNGs written are complete; the same command resumes).
+Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted (the same command resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import SimVOSError, describe_error
-from ..io import check_not_input, interrupt_on_sigterm
-
-if TYPE_CHECKING:
-    from ..eval.run import SequenceRun
+from ..io import check_not_input
+from ..tables import render
+from .common import EXIT_OK, add_output_options, run_command
 
 PROG = "simvos-eval"
+INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same command resumes "
+               "(finished sequences are skipped)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,26 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
     s.add_argument("--device", default=None, help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
-    s.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+    s.add_argument("--force", action="store_true",
                    help="segment again the sequences whose PNGs are all present (by default they are skipped, "
-                   "so an interrupted run resumes), and replace the results of another export or backend in "
-                   "--out [default off]")
+                   "so an interrupted run resumes), and replace the results of another export or backend in --out")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, metavar="DIR",
                    help="where the predicted PNGs and the CSV files go [default with --engine-dir: "
                    "results/<engine-dir name>-<backend>; with --results: the results folder]")
-    o.add_argument("--per-sequence", action=argparse.BooleanOptionalAction, default=False,
-                   help="also print the J-Mean and F-Mean of every object [default off]")
-    o.add_argument("--json", action=argparse.BooleanOptionalAction, default=False,
-                   help="print the result as JSON instead of tables [default off]")
-    o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="a line per sequence (frames, frames/s) on stderr [default on]")
-    o.add_argument("-v", "--verbose", action=argparse.BooleanOptionalAction, default=False,
-                   help="log library details on stderr [default off]")
+    o.add_argument("--per-sequence", action="store_true", help="also print the J-Mean and F-Mean of every object")
+    add_output_options(o, progress=True)
     return p
-
-
-# ---------------------------------------------------------------- scoring a run
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -82,17 +70,16 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
 
-def _sequence_line(args: argparse.Namespace, index: int, total: int, run: SequenceRun) -> None:
-    done = (f"skipped, all {run.frames} PNGs present (--force redoes it)" if run.skipped
-            else f"{run.frames} frames, {run.fps:.1f} frames/s")
-    _say(args, f"[{index}/{total}] {run.name}: {done}")
-
-
 def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """Segment the split with ``args.engine_dir``; returns the results folder and a summary."""
     from ..eval.davis import check_root
-    from ..eval.run import segment_dataset
+    from ..eval.run import SequenceRun, segment_dataset
     from ..runtime import VideoSegmenter
+
+    def progress(index: int, total: int, run: SequenceRun) -> None:
+        done = (f"skipped, all {run.frames} PNGs present (--force redoes it)" if run.skipped
+                else f"{run.frames} frames, {run.fps:.1f} frames/s")
+        _say(args, f"[{index}/{total}] {run.name}: {done}")
 
     check_root(args.davis_root, args.split)  # before the graphs load
     options: dict[str, Any] = {}
@@ -105,8 +92,7 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
         out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}"
         _say(args, f"segmenting split {args.split} of {args.davis_root} with {args.engine_dir} ({backend}) "
              f"into {out}")
-        runs = segment_dataset(seg, args.davis_root, args.split, out, force=args.force,
-                               progress=lambda i, n, run: _sequence_line(args, i, n, run))
+        runs = segment_dataset(seg, args.davis_root, args.split, out, force=args.force, progress=progress)
     info = {"engine_dir": str(args.engine_dir), "backend": backend,
             "sequences": [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
                            "frames_per_second": r.fps} for r in runs]}
@@ -144,29 +130,13 @@ def _f(x: float | None, sign: str = "", digits: int = 3) -> str:
     return "nan" if x is None or math.isnan(x) else f"{x:{sign}.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]], names: bool = True) -> str:
-    """Columns two spaces apart: numbers right-aligned, the first column (``names``) left-aligned."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r: list[str]) -> str:
-        cells = zip(r, widths, strict=True)
-        return "  ".join(c.ljust(w) if names and i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells))
-
-    return "\n".join([line(header), *(line(r) for r in rows)])
-
-
 def format_scores(s: dict[str, Any], per_sequence: bool) -> str:
     cols = list(s["global"])
-    lines = [f"Global results for {s['split']} ({s['results']}):",
-             _table(cols, [[_f(s["global"][c]) for c in cols]], names=False)]
+    lines = [f"Global results for {s['split']} ({s['results']}):", render(cols, [[_f(s["global"][c]) for c in cols]])]
     if per_sequence:
         rows = [[o["object"], _f(o["J-Mean"]), _f(o["F-Mean"])] for o in s["per_sequence"]]
-        lines += ["", "Per-sequence results:", _table(["Sequence", "J-Mean", "F-Mean"], rows)]
-    lines += ["", f"CSV files: {s['csv'][0]}, {s['csv'][1]}"]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- comparing two runs
+        lines += ["", "Per-sequence results:", render(["Sequence", "J-Mean", "F-Mean"], rows)]
+    return "\n".join([*lines, "", f"CSV files: {s['csv'][0]}, {s['csv'][1]}"])
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,14 +160,22 @@ def format_comparison(r: dict[str, Any]) -> str:
               for run, key in (("A", "A"), ("B", "B"), ("B - A", "delta"))]
     lines = [f"A: {r['run_a']}", f"B: {r['run_b']}", "",
              f"J&F per object ({r['split']}; the mean of its J-Mean and F-Mean, from the 3-decimal CSVs):",
-             _table(["Object", "J&F A", "J&F B", "B - A"], rows), "", "Global:", _table(["", *cols], g_rows)]
+             render(["Object", "J&F A", "J&F B", "B - A"], rows), "", "Global:", render(["", *cols], g_rows)]
     if r["max_abs_delta"] is not None:
         lines += ["", f"largest per-object |B - A|: {_f(r['max_abs_delta']['delta'], '+', 4)} "
                       f"({r['max_abs_delta']['object']})"]
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- entry point
+def _work(args: argparse.Namespace) -> int:
+    if args.compare is not None:
+        result = compare(args)
+        text = format_comparison(result)
+    else:
+        result = score(args)
+        text = format_scores(result, args.per_sequence)
+    print(json.dumps(result, indent=1) if args.json else text)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,24 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compare is None and args.davis_root is None:
         parser.error("--davis-root is required with --engine-dir and --results")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupt_on_sigterm()
-    try:
-        if args.compare is not None:
-            result = compare(args)
-            text = format_comparison(result)
-        else:
-            result = score(args)
-            text = format_scores(result, args.per_sequence)
-    except (SimVOSError, OSError) as exc:
-        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the PNGs written so far are complete, and the same command resumes "
-              "(finished sequences are skipped)", file=sys.stderr)
-        return 130
-    print(json.dumps(result, indent=1) if args.json else text)
-    return 0
+    return run_command(PROG, args, _work, interrupted=INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,6 @@
-"""Run a segmenter over a DAVIS root, and compare the CSV files of two scored runs.
+"""Run a segmenter over a DAVIS root, resumably, and compare the CSV files of two scored runs.
 
-    from simvos_trt.eval.davis import evaluate, write_csvs
-    from simvos_trt.eval.run import segment_dataset
-    from simvos_trt.runtime import VideoSegmenter
-
-    with VideoSegmenter.open("engines/T-480x864", backend="onnxruntime") as seg:
-        segment_dataset(seg, "DAVIS", "val", "results/T-onnxruntime")
-    write_csvs(evaluate("DAVIS", "results/T-onnxruntime", "val"), "results/T-onnxruntime")
-
-Predictions are written in the layout the toolkit reads, ``<out>/<seq>/<frame>.png``: one
-palette PNG per JPEG frame (frame 0 is the first annotation itself), in the first
-annotation's ids and palette. Each PNG is written atomically, so an interrupted run leaves
-only complete files; a sequence counts as done when every frame's PNG is present, and is
-then skipped (unless ``force``), while an incomplete one is segmented again from frame 0.
-The results folder records which export and backend wrote it; another's is refused
-(replaced with ``force``), and a folder of other files or of the dataset is never written.
+The results layout, resuming and the folder's owner record: ``README.md`` beside this file.
 """
 
 from __future__ import annotations
@@ -39,8 +25,6 @@ from .davis import (
     RESOLUTION,
     SEQUENCE_COLUMNS,
     VOID,
-    DatasetError,
-    ResultsError,
     check_root,
     count_objects,
     dataset_folders,
@@ -83,21 +67,13 @@ def is_complete(out: Path, name: str, frames: list[Path]) -> bool:
 
 def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path,
                      resolution: str = RESOLUTION) -> int:
-    """Segment one sequence from its first annotation; write a PNG per frame; return the count.
-
-    Void (255) in the first annotation is background, as the toolkit counts objects; a
-    first annotation without any object gives all-background predictions (the network is
-    not run). Leftover temporary files of an interrupted write are removed first.
-
-    Raises:
-        DatasetError: an unreadable frame or first annotation, or the runtime refusing a
-            frame or the mask (the message names the sequence and frame).
-    """
+    """Segment one sequence from its first annotation (void as background; no object: all background);
+    write a PNG per frame, after removing the temporary files of an interrupted write; return the count."""
     frames = frame_paths(root, name, resolution)
     try:
         first = read_index_png(root / "Annotations" / resolution / name / f"{frames[0].stem}.png")
     except InputError as exc:
-        raise DatasetError(f"DAVIS root {root}, sequence '{name}': first annotation: {exc}") from exc
+        raise InputError(f"DAVIS root {root}, sequence '{name}': first annotation: {exc}") from exc
     mask = np.where(first.labels == VOID, 0, first.labels).astype(np.uint8)  # (H, W)
     seq_out = out / name
     seq_out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +93,7 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
             else:
                 labels = session.step(frame)
         except InputError as exc:
-            raise DatasetError(f"{where}: {exc}") from exc
+            raise InputError(f"{where}: {exc}") from exc
         write_index_png(seq_out / f"{path.stem}.png", labels, first.palette)
     return len(frames)
 
@@ -125,28 +101,8 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
 def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], split: str,
                     out: str | os.PathLike[str], force: bool = False,
                     progress: Progress | None = None) -> list[SequenceRun]:
-    """Segment every sequence of ``ImageSets/2017/<split>.txt`` into ``<out>/<seq>/<frame>.png``.
-
-    The whole split is checked first (layout, first annotations, one size per
-    sequence), so a bad sequence fails before any time is spent. Sequences whose PNGs
-    are all present are skipped unless ``force``.
-
-    Args:
-        segmenter: an opened ``VideoSegmenter``; each sequence gets a new session.
-        root: DAVIS root holding JPEGImages, Annotations and ImageSets.
-        split: the split list's name (``val``, ``train``, ...).
-        out: results folder, created if needed; refused when it is part of the dataset,
-            holds other files, or (without ``force``) results of another export or backend.
-        force: segment complete sequences again; replace another export's results.
-        progress: called after each sequence, see :data:`Progress`.
-
-    Returns:
-        One record per sequence, in split order.
-
-    Raises:
-        DatasetError: the root, split list or a sequence is not in the DAVIS layout.
-        OutputError: ``out`` may not be written (see ``simvos_trt.io.claim_folder``).
-    """
+    """Segment every sequence of ``ImageSets/2017/<split>.txt`` into ``<out>/<seq>/<frame>.png``, after
+    checking the whole split; complete sequences are skipped unless ``force``. One record per sequence."""
     root, out = Path(root), Path(out)
     check_root(root, split)
     names = read_split(root, split)
@@ -173,9 +129,6 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
         if progress is not None:
             progress(i, len(names), run)
     return runs
-
-
-# ---------------------------------------------------------------- comparing two runs
 
 
 @dataclass(frozen=True)
@@ -216,15 +169,15 @@ class Comparison:
 def _read_csv(path: Path, header: tuple[str, ...]) -> list[list[str]]:
     """Rows of a CSV whose first row must be ``header``."""
     if not path.is_file():
-        raise ResultsError(f"{path} not found; score the run first (simvos-eval --results "
+        raise InputError(f"{path} not found; score the run first (simvos-eval --results "
                            f"{path.parent} --davis-root ...), which writes it")
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     if not rows or tuple(rows[0]) != header:
-        raise ResultsError(f"{path}: header {rows[0] if rows else []} is not the toolkit's {list(header)}")
+        raise InputError(f"{path}: header {rows[0] if rows else []} is not the toolkit's {list(header)}")
     bad = [i for i, row in enumerate(rows[1:], start=2) if len(row) != len(header)]
     if bad:
-        raise ResultsError(f"{path}: line {bad[0]} has not {len(header)} fields")
+        raise InputError(f"{path}: line {bad[0]} has not {len(header)} fields")
     return rows[1:]
 
 
@@ -233,7 +186,7 @@ def _number(text: str, path: Path) -> float:
     try:
         return math.nan if text == "" else float(text)
     except ValueError as exc:
-        raise ResultsError(f"{path}: {text!r} is not a number") from exc
+        raise InputError(f"{path}: {text!r} is not a number") from exc
 
 
 def read_run(folder: str | os.PathLike[str], split: str = "val") -> RunScores:
@@ -243,7 +196,7 @@ def read_run(folder: str | os.PathLike[str], split: str = "val") -> RunScores:
     s_path = folder / f"per-sequence_results-{split}.csv"
     g_rows = _read_csv(g_path, GLOBAL_COLUMNS)
     if len(g_rows) != 1:
-        raise ResultsError(f"{g_path}: {len(g_rows)} rows of scores, expected 1")
+        raise InputError(f"{g_path}: {len(g_rows)} rows of scores, expected 1")
     global_row = {c: _number(v, g_path) for c, v in zip(GLOBAL_COLUMNS, g_rows[0], strict=True)}
     objects = {row[0]: (_number(row[1], s_path), _number(row[2], s_path))
                for row in _read_csv(s_path, SEQUENCE_COLUMNS)}
@@ -252,16 +205,12 @@ def read_run(folder: str | os.PathLike[str], split: str = "val") -> RunScores:
 
 def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str],
                  split: str = "val") -> Comparison:
-    """J&F of every object (mean of its J-Mean and F-Mean) in runs A and B, and the global table.
-
-    Raises:
-        ResultsError: a CSV file is missing or malformed, or the runs scored different
-            objects (another split or dataset).
-    """
+    """J&F of every object (mean of its J-Mean and F-Mean) in runs A and B, and the global table;
+    InputError when a CSV is missing or malformed, or the runs scored different objects."""
     a, b = read_run(run_a, split), read_run(run_b, split)
     only_a, only_b = sorted(set(a.objects) - set(b.objects)), sorted(set(b.objects) - set(a.objects))
     if only_a or only_b:
-        raise ResultsError(f"runs {a.folder} and {b.folder} scored different objects (only in A: "
+        raise InputError(f"runs {a.folder} and {b.folder} scored different objects (only in A: "
                            f"{only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in B: {only_b[:3]}"
                            f"{'...' if len(only_b) > 3 else ''}); compare runs of one dataset and split")
     deltas = tuple(ObjectDelta(name, sum(a.objects[name]) / 2, sum(b.objects[name]) / 2) for name in a.objects)

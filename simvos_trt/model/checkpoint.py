@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BACKBONES, SimVOSConfig
-from ..errors import CheckpointError
+from ..errors import InputError as CheckpointError  # issue 12: CheckpointError folded into InputError
 from .simvos import SimVOS
 
 log = logging.getLogger(__name__)

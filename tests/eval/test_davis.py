@@ -137,41 +137,41 @@ def test_root_without_a_folder(tiny, missing: str):
     root, results, _ = tiny
     target = root / missing
     shutil.rmtree(target) if target.is_dir() else target.unlink()
-    with pytest.raises(D.DatasetError, match=f"{missing} is missing"):
+    with pytest.raises(InputError, match=f"{missing} is missing"):
         D.evaluate(root, results)
 
 
 def test_sequence_without_first_annotation(tiny):
     root, results, _ = tiny
     (root / "Annotations/480p/seq/00000.png").unlink()
-    with pytest.raises(D.DatasetError, match="sequence 'seq': frame 00000 has no first annotation"):
+    with pytest.raises(InputError, match="sequence 'seq': frame 00000 has no first annotation"):
         D.evaluate(root, results)
 
 
 def test_sequence_with_an_unannotated_frame(tiny):
     root, results, _ = tiny
     (root / "Annotations/480p/seq/00003.png").unlink()
-    with pytest.raises(D.DatasetError, match=r"1 frames have no annotation, first \['00003'\]"):
+    with pytest.raises(InputError, match=r"1 frames have no annotation, first \['00003'\]"):
         D.evaluate(root, results)
 
 
 def test_sequence_of_mixed_sizes(tiny):
     root, results, _ = tiny
     D.write_palette_png(root / "Annotations/480p/seq/00002.png", np.zeros((6, 9), np.uint8))
-    with pytest.raises(D.DatasetError, match=r"00002.png is \(6, 9\).*must share one size"):
+    with pytest.raises(InputError, match=r"00002.png is \(6, 9\).*must share one size"):
         D.evaluate(root, results)
 
 
 def test_missing_predictions(tiny):
     root, results, gt = tiny
-    with pytest.raises(D.ResultsError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         D.evaluate(root, results)
     write_results(results, "seq", gt)
     (results / "seq" / "00000.png").unlink()  # first and last frames are not needed
     (results / "seq" / "00004.png").unlink()
     assert D.evaluate(root, results).scores.jf_mean == 1.0
     (results / "seq" / "00002.png").unlink()
-    with pytest.raises(D.ResultsError, match="sequence 'seq': 1 predicted PNGs missing.*00002.png"):
+    with pytest.raises(InputError, match="sequence 'seq': 1 predicted PNGs missing.*00002.png"):
         D.evaluate(root, results)
 
 
@@ -179,7 +179,7 @@ def test_prediction_of_the_wrong_size(tiny):
     root, results, gt = tiny
     write_results(results, "seq", gt)
     D.write_palette_png(results / "seq" / "00001.png", np.zeros((12, 16), np.uint8))
-    with pytest.raises(D.ResultsError, match=r"frame 00001: prediction is \(12, 16\).*\(6, 8\)"):
+    with pytest.raises(InputError, match=r"frame 00001: prediction is \(12, 16\).*\(6, 8\)"):
         D.evaluate(root, results)
 
 
@@ -188,7 +188,7 @@ def test_prediction_with_an_unknown_id(tiny):
     pred = gt.copy()
     pred[3, 0, 0] = 3
     write_results(results, "seq", pred)
-    with pytest.raises(D.ResultsError, match="frame 00003: predicted id 3 .* 2 objects.*"
+    with pytest.raises(InputError, match="frame 00003: predicted id 3 .* 2 objects.*"
                                              "official toolkit stops without scores"):
         D.evaluate(root, results)
 
@@ -199,7 +199,7 @@ def test_colour_prediction(tiny):
     root, results, gt = tiny
     write_results(results, "seq", gt)
     cv2.imwrite(str(results / "seq" / "00001.png"), np.zeros((6, 8, 3), np.uint8))
-    with pytest.raises(D.ResultsError, match=r"frame 00001.*colour image \(RGB\), not an index mask"):
+    with pytest.raises(InputError, match=r"frame 00001.*colour image \(RGB\), not an index mask"):
         D.evaluate(root, results)
 
 
@@ -208,7 +208,7 @@ def test_in_memory_shapes_are_checked():
         D.score_sequence("s", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(InputError, match="at the annotation's size"):
         D.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 5), np.uint8))
-    with pytest.raises(D.ResultsError, match="frame 1: predicted id 1"):
+    with pytest.raises(InputError, match="frame 1: predicted id 1"):
         D.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.ones((3, 4, 4), np.uint8))
 
 
@@ -218,5 +218,5 @@ def test_sequence_with_two_frames(tiny):
         (root / f"JPEGImages/480p/seq/{t:05d}.jpg").unlink()
         (root / f"Annotations/480p/seq/{t:05d}.png").unlink()
     write_results(results, "seq", gt)
-    with pytest.raises(D.DatasetError, match="sequence 'seq' has 2 annotated frames"):
+    with pytest.raises(InputError, match="sequence 'seq' has 2 annotated frames"):
         D.evaluate(root, results)

@@ -3,7 +3,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from simvos_trt.config import SimVOSConfig, preset  # noqa: E402
-from simvos_trt.errors import CheckpointError  # noqa: E402
+from simvos_trt.errors import InputError as CheckpointError  # noqa: E402
 from simvos_trt.model import (  # noqa: E402
     SimVOS,
     load_mae_backbone,
