@@ -3,25 +3,7 @@
     report = verify_engines("engines/BS-480x864")            # TensorRT + GPU; ONNX Runtime on the CPU
     print(report.table()); report.passed; report.failure()   # the worst tensor, named
 
-    agreement = video_agreement("engines/T-128x192", frames, first_mask)
-    agreement.mean                                            # fraction of pixels labelled alike
-
-Engines are compared per output with Polygraphy's rule (``CompareFunc.simple``): absolute
-error ``|got - ref|``, relative error ``abs / |ref|`` (zeros of the reference raised to
-2.2e-16), and a check named as Polygraphy's ``check_error_stat``: ``elemwise`` (an element
-mismatches when it exceeds both tolerances), or ``max`` / ``mean`` / ``median`` /
-``quantile`` (the statistic of the absolute error exceeds ``atol`` and that of the relative
-error exceeds ``rtol``). One check is ours: ``rel_l2``, ``|got - ref|_2 / |ref|_2 <= rtol``,
-for token tensors, whose scale (and so any absolute tolerance) depends on the weights.
-Integer outputs (labels) must agree on a fraction of their elements.
-
-The reference is the same ONNX graph on ONNX Runtime (CPU). Tolerances by the graph's
-precision (``tolerance_for``): float32 graphs (``fp32`` exports and the ``aggregate``
-graph) elementwise atol 1e-4 / rtol 1e-3 and 99.9 % equal labels; FP16 graphs:
-probability maps max abs error 0.05, tokens relative L2 error 2e-2, 98 % equal labels.
-
-The comparisons and reports are pure numpy (tested on any machine); ``verify_engines``
-and ``video_agreement`` need TensorRT, cuda-python and an NVIDIA GPU.
+The comparison rules (Polygraphy's, plus ``rel_l2``) and the tolerances: ``README.md`` beside this file.
 """
 
 from __future__ import annotations
@@ -36,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError
+from ..manifest import Graph, read_manifest
+from ..tables import render
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +28,10 @@ EPSILON = 2.220446049250313e-16  # Polygraphy's: zeros of the reference, for the
 PROBABILITIES = frozenset({"prob", "background", "objects"})
 
 
-class VerificationError(ExportError):
-    """An engine's outputs, or the TensorRT runtime's labels, differ from ONNX Runtime beyond tolerance."""
-
-
 @dataclass(frozen=True)
 class Tolerance:
-    """When an output matches: ``check`` (see the module docstring) with ``atol``/``rtol``; integer
-    outputs need ``min_agreement`` of their elements equal."""
+    """When an output matches: ``check`` (see README.md) with ``atol``/``rtol``; integer outputs need
+    ``min_agreement`` of their elements equal."""
 
     atol: float = 1e-4
     rtol: float = 1e-3
@@ -65,7 +45,7 @@ class Tolerance:
         if self.atol < 0 or self.rtol < 0 or not 0 <= self.min_agreement <= 1 or not 0 <= self.quantile <= 1:
             raise ValueError(f"tolerances must be >= 0 and fractions in [0, 1]: {self}")
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         if self.check == "rel_l2":
             return f"rel_l2 <= {self.rtol:g}"
         return f"{self.check} abs <= {self.atol:g} or rel <= {self.rtol:g}"
@@ -85,10 +65,8 @@ def tolerance_for(output: str, dtype: np.dtype[Any], precision: str) -> Toleranc
 
 @dataclass(frozen=True)
 class TensorCheck:
-    """One output of one engine run compared with ONNX Runtime.
-
-    ``excess``: the factor by which the tolerance is exceeded (<= 1 passes); it ranks failures.
-    """
+    """One output of one engine run compared with ONNX Runtime; ``excess`` is the factor by which the
+    tolerance is exceeded (<= 1 passes), which ranks failures."""
 
     graph: str
     output: str
@@ -112,9 +90,9 @@ class TensorCheck:
     def tolerance_text(self) -> str:
         if self.integer:
             return f">= {100 * self.tolerance.min_agreement:g} % equal"
-        return self.tolerance.describe()
+        return str(self.tolerance)
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         """One line: the errors and the tolerance."""
         if self.integer:
             return f"{self.name}: {100 * (1 - self.mismatched):.3f} % equal, needs {self.tolerance_text}"
@@ -147,8 +125,7 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
     if not np.issubdtype(ref.dtype, np.floating):
         unequal = float(np.mean(got != ref)) if ref.size else 0.0
         excess = _ratio(unequal, 1 - tolerance.min_agreement)
-        return make(passed=unequal <= 1 - tolerance.min_agreement, excess=excess, mismatched=unequal,
-                           integer=True)
+        return make(passed=unequal <= 1 - tolerance.min_agreement, excess=excess, mismatched=unequal, integer=True)
     g, r = got.astype(np.float64), ref.astype(np.float64)
     absdiff = np.abs(g - r)
     reldiff = absdiff / np.abs(np.where(r == 0, EPSILON, r))
@@ -165,10 +142,10 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
         q = _stat(reldiff, tolerance.check, tolerance.quantile) if reldiff.size else 0.0
         excess = min(_ratio(a, tolerance.atol), _ratio(q, tolerance.rtol))
     passed = bool(not outside.any()) if tolerance.check == "elemwise" else excess <= 1.0
-    return make(passed=passed, excess=excess,
-                       max_abs=float(np.nanmax(absdiff, initial=0.0)), max_rel=float(np.nanmax(reldiff, initial=0.0)),
-                       mean_abs=float(np.mean(absdiff)) if absdiff.size else 0.0, rel_l2=rel_l2,
-                       mismatched=float(np.mean(outside)) if outside.size else 0.0)
+    return make(passed=passed, excess=excess, max_abs=float(np.nanmax(absdiff, initial=0.0)),
+                max_rel=float(np.nanmax(reldiff, initial=0.0)), rel_l2=rel_l2,
+                mean_abs=float(np.mean(absdiff)) if absdiff.size else 0.0,
+                mismatched=float(np.mean(outside)) if outside.size else 0.0)
 
 
 def compare_outputs(graph: str, objects: int, got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
@@ -210,29 +187,22 @@ class EngineReport:
             return None
         worst = max(failed, key=lambda c: c.excess)
         return (f"{len(failed)} of {len(self.checks)} engine outputs of {self.folder} ({self.precision}) differ from "
-                f"ONNX Runtime beyond tolerance; worst: {worst.describe()}")
+                f"ONNX Runtime beyond tolerance; worst: {worst.summary()}")
 
     def raise_if_failed(self) -> None:
         message = self.failure()
         if message is not None:
-            raise VerificationError(message)
+            raise ExportError(message)
 
-    def rows(self) -> list[list[str]]:
-        head = ["graph", "objects", "output", "max abs", "max rel", "rel l2", "tolerance", "result"]
+    def table(self, markdown: bool = False) -> str:
+        """The checks as a table for the terminal (or Markdown)."""
         body = [[c.graph, str(c.objects), c.output, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{c.rel_l2:.3g}",
                  c.tolerance_text, "ok" if c.passed else "FAILED"] for c in self.checks]
-        return [head, *body]
-
-    def table(self) -> str:
-        """A plain-text table for the terminal."""
-        rows = self.rows()
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+        return render(["graph", "objects", "output", "max abs", "max rel", "rel l2", "tolerance", "result"], body,
+                      markdown)
 
     def markdown(self) -> str:
-        rows = self.rows()
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+        return self.table(markdown=True)
 
     def to_dict(self) -> dict[str, Any]:
         worst = self.worst
@@ -278,21 +248,12 @@ def label_agreement(got: Sequence[np.ndarray] | np.ndarray, want: Sequence[np.nd
     return Agreement(tuple(per_frame))
 
 
-# ---------------------------------------------------------------------- on the GPU
-
-
 def graph_inputs(folder: Path, objects: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Random inputs per graph; the decoders get the encoders' outputs (ONNX Runtime) on random frames."""
-    import onnxruntime as ort
-
-    from ..manifest import read_manifest
-
     m = read_manifest(folder, verify=False)
     rng = np.random.default_rng(seed)
-    sessions = {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
-                for g in ("query_encoder", "memory_encoder")}
-
-    spec = next(t for t in m.graphs["query_encoder"].inputs if t.name == "frame")
+    sessions = _ort_sessions(folder, m, (Graph.QUERY_ENCODER, Graph.MEMORY_ENCODER))
+    spec = next(t for t in m.graphs[Graph.QUERY_ENCODER].inputs if t.name == "frame")
 
     def frame() -> dict[str, np.ndarray]:
         if m.uint8_input:
@@ -302,28 +263,33 @@ def graph_inputs(folder: Path, objects: int, seed: int = 0) -> dict[str, dict[st
 
     frames = [frame() for _ in range(3)]
     masks = [rng.random((objects, 1, m.height, m.width), dtype=np.float32) for _ in range(2)]
-    query = sessions["query_encoder"].run(["query"], frames[0])[0]
-    first, prev = (sessions["memory_encoder"].run(["memory"], {**f, "masks": k})[0]
+    query = sessions[Graph.QUERY_ENCODER].run(["query"], frames[0])[0]
+    first, prev = (sessions[Graph.MEMORY_ENCODER].run(["memory"], {**f, "masks": k})[0]
                    for f, k in zip(frames[1:], masks, strict=True))
-    return {"query_encoder": frames[0], "memory_encoder": {**frames[1], "masks": masks[0]},
-            "joint_decoder_1mem": {"query": query, "memory_first": first},
-            "joint_decoder_2mem": {"query": query, "memory_first": first, "memory_prev": prev},
-            "aggregate": {"prob": rng.random((objects, 1, m.height, m.width), dtype=np.float32)}}
+    return {Graph.QUERY_ENCODER: frames[0], Graph.MEMORY_ENCODER: {**frames[1], "masks": masks[0]},
+            Graph.JOINT_DECODER_1MEM: {"query": query, "memory_first": first},
+            Graph.JOINT_DECODER_2MEM: {"query": query, "memory_first": first, "memory_prev": prev},
+            Graph.AGGREGATE: {"prob": rng.random((objects, 1, m.height, m.width), dtype=np.float32)}}
+
+
+def _ort_sessions(folder: Path, m: Any, graphs: Sequence[str]) -> dict[str, Any]:
+    """ONNX Runtime CPU sessions of ``graphs`` of an export folder."""
+    import onnxruntime as ort
+
+    return {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
+            for g in graphs}
 
 
 #: Graphs whose objects are independent (a batch of B runs as B batches of 1); the memory
 #: encoder is not (token refinement weighs each object by all objects' masks), nor is ``aggregate``.
-PER_OBJECT = frozenset({"joint_decoder_1mem", "joint_decoder_2mem"})
+PER_OBJECT = frozenset({Graph.JOINT_DECODER_1MEM, Graph.JOINT_DECODER_2MEM})
 OBJECT_INPUTS = frozenset({"memory_first", "memory_prev"})
 
 
 def reference_outputs(session: Any, graph: str, names: list[str], inputs: Mapping[str, np.ndarray]
                       ) -> dict[str, np.ndarray]:
-    """ONNX Runtime outputs of ``graph``; the decoders run one object at a time, concatenated.
-
-    One object at a time bounds the reference's memory: a ViT-B decoder at 480x864 holds
-    (B, 12, T, T) float32 attention scores, T = 4860 tokens for SimVOS-B, 9 GB at B = 8.
-    """
+    """ONNX Runtime outputs of ``graph``; the decoders run one object at a time (bounding the memory of
+    their attention scores: 9 GB for SimVOS-B at 480x864 and 8 objects), concatenated."""
     objects = next((v.shape[0] for k, v in inputs.items() if k in OBJECT_INPUTS), 1)
     if graph not in PER_OBJECT or objects == 1:
         return dict(zip(names, session.run(names, dict(inputs)), strict=True))
@@ -334,15 +300,8 @@ def reference_outputs(session: Any, graph: str, names: list[str], inputs: Mappin
 
 def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
                    graphs: Sequence[str] | None = None, seed: int = 0, device: int = 0) -> EngineReport:
-    """Each engine against its ONNX graph on ONNX Runtime (CPU) at 1 and the maximum objects.
-
-    Needs TensorRT, cuda-python and an NVIDIA GPU (MissingDependencyError / BackendError
-    otherwise). On the CPU the float32 reference of a ViT-B decoder at 8 objects takes
-    minutes. Raises nothing on a mismatch: see ``EngineReport.passed`` / ``raise_if_failed``.
-    """
-    import onnxruntime as ort
-
-    from ..manifest import read_manifest
+    """Each engine against its ONNX graph on ONNX Runtime (CPU) at 1 and the maximum objects; needs
+    TensorRT and a GPU. A mismatch raises nothing: see ``EngineReport.passed`` / ``raise_if_failed``."""
     from ..runtime.backends.trt import TensorRTBackend
 
     folder = Path(folder)
@@ -351,8 +310,7 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
     report = EngineReport(str(folder), m.precision)
     backend = TensorRTBackend(folder, m, device=device, graphs=graphs)
     with backend:
-        refs = {g: ort.InferenceSession(str(folder / m.graphs[g].file), providers=["CPUExecutionProvider"])
-                for g in backend.graphs}
+        refs = _ort_sessions(folder, m, backend.graphs)
         for n in counts:
             for graph, inputs in graph_inputs(folder, n, seed).items():
                 if graph not in refs:
@@ -366,13 +324,8 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
 
 def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, device: int = 0,
                     reference: Sequence[np.ndarray] | None = None) -> Agreement:
-    """Labels of the TensorRT runtime vs ONNX Runtime on the same graphs (or ``reference`` labels) on a video.
-
-    Args:
-        frames: (T, H, W, 3) uint8; first_mask: (H, W) index mask of frame 0.
-        reference: (T, H, W) labels to compare with instead of running ONNX Runtime (e.g.
-            the official code's golden labels).
-    """
+    """Labels of the TensorRT runtime vs ONNX Runtime on the same graphs (or vs (T, H, W) ``reference``
+    labels) on a (T, H, W, 3) uint8 video from the (H, W) ``first_mask``."""
     from ..runtime import VideoSegmenter
 
     folder = Path(folder)

@@ -1,12 +1,7 @@
-"""DAVIS 2017 region (J) and boundary (F) measures and their per-object statistics.
+"""DAVIS 2017 region (J) and boundary (F) measures and their per-object statistics, numerically the
+official toolkit's (``README.md`` beside this file compares each definition with the toolkit's).
 
-Numerically the same as the official toolkit (davisvideochallenge/davis2017-evaluation,
-``davis2017/metrics.py`` and ``davis2017/utils.py``), written anew with numpy and OpenCV
-(no scikit-image). ``README.md`` beside this file compares each definition with the
-toolkit function it reproduces.
-
-Masks are (H, W) arrays; any non-zero value counts as foreground, as in the toolkit
-(``astype(bool)``). Per-frame values are float64.
+Masks are (H, W) arrays, non-zero is foreground; per-frame values are float64.
 """
 
 from __future__ import annotations
@@ -41,15 +36,7 @@ def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def region_similarity(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """J, the Jaccard index of binary masks; 1.0 where both are empty (``db_eval_iou``).
-
-    Args:
-        gt: (..., H, W) ground-truth mask, any dtype, non-zero is foreground.
-        pred: (..., H, W) predicted mask of the same shape.
-
-    Returns:
-        (...) float64: |gt & pred| / |gt | pred| per mask, 1.0 where the union is empty.
-    """
+    """(...) J, the Jaccard index of (..., H, W) masks; 1.0 where both are empty (``db_eval_iou``)."""
     gt, pred = _check_pair(gt, pred)
     if gt.ndim < 2:
         raise InputError(f"masks must have at least 2 dimensions (..., H, W), got {gt.shape}")
@@ -62,29 +49,8 @@ def region_similarity(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def seg2bmap(mask: np.ndarray, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """One-pixel boundary map of a binary mask, the toolkit's ``_seg2bmap`` rule.
-
-    Pixel (y, x) is a boundary pixel when it differs from its east (y, x+1), south
-    (y+1, x) or south-east (y+1, x+1) neighbour. In the last row only the east
-    neighbour is compared, in the last column only the south one, and the bottom-right
-    pixel is never a boundary pixel. Hence a mask that is all 0 or all 1 (a full-frame
-    mask) has no boundary at all.
-
-    ``width`` and ``height`` default to the mask's W and H, the only values the toolkit's
-    evaluation ever uses. Other values reproduce the toolkit's resizing branch, which
-    shifts rather than resizes: boundary pixel (y, x) goes to
-    (y + height // H, x + width // H) of a (height, width) map (note the toolkit divides
-    ``width`` by H). A shifted pixel outside the map raises InputError, where the
-    toolkit raises IndexError.
-
-    Args:
-        mask: (H, W) mask, any dtype, non-zero is foreground.
-        width: width of the returned map, default W.
-        height: height of the returned map, default H.
-
-    Returns:
-        (height, width) bool boundary map.
-    """
+    """(height, width) bool one-pixel boundary map of an (H, W) mask, the toolkit's ``_seg2bmap``: a pixel
+    differing from its east, south or south-east neighbour. Other sizes than (H, W) shift, as the toolkit."""
     seg = np.asarray(mask).astype(bool)
     if seg.ndim != 2:
         raise InputError(f"seg2bmap needs one (H, W) mask, got shape {seg.shape}")
@@ -119,15 +85,8 @@ def _shift_bmap(b: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def disk(radius: float) -> np.ndarray:
-    """The disk footprint {(x, y) : x^2 + y^2 <= radius^2}, as scikit-image's ``disk``.
-
-    Coordinates run over ``np.arange(-radius, radius + 1)`` on both axes, so an integer
-    radius r gives a (2r+1, 2r+1) footprint. OpenCV's ``MORPH_ELLIPSE`` differs from it
-    for every r >= 2 (it is wider on the horizontal rows next to the centre).
-
-    Returns:
-        (S, S) uint8 footprint of 0 and 1, S = len(np.arange(-radius, radius + 1)).
-    """
+    """(S, S) uint8 footprint {x^2 + y^2 <= radius^2} over ``np.arange(-radius, radius + 1)``, as
+    scikit-image's ``disk`` (not OpenCV's ``MORPH_ELLIPSE``)."""
     if radius < 0:
         raise InputError(f"disk radius must be >= 0, got {radius}")
     coords = np.arange(-radius, radius + 1)  # (S,)
@@ -136,36 +95,16 @@ def disk(radius: float) -> np.ndarray:
 
 
 def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> float:
-    """Dilation radius of the boundary match, in pixels (the toolkit's ``bound_pix``).
-
-    ``bound_th`` >= 1 is a radius in pixels, used as is; below 1 it is a fraction of the
-    image diagonal, rounded up: ceil(bound_th * sqrt(H^2 + W^2)). 480x854 gives 8,
-    96x160 gives 2.
-    """
+    """Dilation radius of the boundary match (``bound_pix``): ``bound_th`` pixels when >= 1, else
+    ceil(bound_th * diagonal): 8 at 480x854."""
     if bound_th >= 1:
         return float(bound_th)
     return float(np.ceil(bound_th * np.linalg.norm((height, width))))
 
 
 def boundary_f_measure(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> float:
-    """F, the boundary F-measure of one frame (the toolkit's ``f_measure``).
-
-    Boundaries come from :func:`seg2bmap`; a predicted boundary pixel is matched when a
-    ground-truth boundary pixel lies within the :func:`disk` of radius
-    :func:`boundary_radius`, and conversely. precision = matched predicted / predicted
-    boundary pixels, recall = matched ground-truth / ground-truth boundary pixels,
-    F = 2PR / (P + R). Empty boundaries: both empty gives 1; only one empty gives 0.
-    Empty boundary means an all-0 or all-1 mask, so an empty and a full-frame mask
-    score F = 1.
-
-    Args:
-        gt: (H, W) ground-truth mask, non-zero is foreground.
-        pred: (H, W) predicted mask.
-        bound_th: tolerance, see :func:`boundary_radius`.
-
-    Returns:
-        F in [0, 1].
-    """
+    """F, the boundary F-measure of one (H, W) frame (the toolkit's ``f_measure``): 2PR / (P + R) of
+    boundary pixels matched within :func:`boundary_radius`; both boundaries empty give 1, one gives 0."""
     gt, pred = _check_pair(gt, pred)
     if gt.ndim != 2:
         raise InputError(f"boundary_f_measure scores one (H, W) frame, got shape {gt.shape}")
@@ -193,16 +132,8 @@ class Statistics:
 
 
 def decay_bins(n: int) -> list[tuple[int, int]]:
-    """The toolkit's four overlapping decay bins of n per-frame values, as (start, stop).
-
-    Edges e = round(linspace(1, n, 5) + 1e-10) - 1 (the 1e-10 rounds halves up); bin i
-    is values[e[i] : e[i+1] + 1], so neighbouring bins share their edge value. n = 8
-    gives e = [0, 2, 4, 5, 7] and bins [0:3], [2:5], [4:6], [5:8].
-
-    The toolkit keeps the edges as uint8, so both e and e + 1 wrap modulo 256; we wrap
-    them too. Only n >= 256 is affected, where the toolkit's bins are meaningless (n = 256
-    makes the last bin [255:0], empty, and the decay NaN).
-    """
+    """The toolkit's four overlapping decay bins of n per-frame values, as (start, stop): n = 8 gives
+    [0:3], [2:5], [4:6], [5:8]; edges wrap modulo 256 as the toolkit's uint8 ones."""
     if n < 1:
         raise InputError(f"decay bins need at least one per-frame value, got n={n}")
     rounded = np.round(np.linspace(1, n, DECAY_BINS + 1) + 1e-10).astype(np.int64)  # (5,)
@@ -211,15 +142,7 @@ def decay_bins(n: int) -> list[tuple[int, int]]:
 
 
 def statistics(values: np.ndarray) -> Statistics:
-    """Mean, recall and decay of one object's per-frame J or F (``db_statistics``).
-
-    mean = nanmean(values); recall = mean(values > 0.5), where a NaN frame counts as not
-    recalled; decay = nanmean(first decay bin) - nanmean(last decay bin), see
-    :func:`decay_bins`. All-NaN inputs give NaN, as in the toolkit.
-
-    Args:
-        values: (T,) per-frame values, float.
-    """
+    """Mean, recall and decay of one object's (T,) per-frame J or F (``db_statistics``)."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1:
         raise InputError(f"statistics takes a (T,) vector of per-frame values, got {values.shape}")
@@ -255,15 +178,8 @@ GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Reca
 
 
 def global_scores(j: Sequence[Statistics], f: Sequence[Statistics]) -> GlobalScores:
-    """Average per-object statistics over all objects (``evaluation_method.py``).
-
-    Every entry is a plain mean (NaN propagates); J&F-Mean = (J-Mean + F-Mean) / 2.
-    No objects at all gives NaN everywhere, as np.mean([]) does in the toolkit.
-
-    Args:
-        j: per-object J statistics, one per object of every sequence.
-        f: per-object F statistics in the same order.
-    """
+    """Plain means (NaN propagates) of the per-object J and F statistics (``evaluation_method.py``);
+    J&F-Mean = (J-Mean + F-Mean) / 2; no object gives NaN."""
     if len(j) != len(f):
         raise InputError(f"need one F statistic per J statistic, got {len(j)} J and {len(f)} F")
 

@@ -1,17 +1,5 @@
-"""A tiny synthetic dataset in the DAVIS 2017 layout, for tests and demos.
-
-Each sequence shows K >= 3 textured shapes (ellipses and rotated rectangles) moving
-over a textured background:
-
-* object 1, the largest, crosses the frame left to right at the back;
-* object 2, in front, crosses right to left and partly hides object 1 (the occlusion);
-* object 3 leaves through the top edge, is out of the frame for the middle frames, and
-  comes back (the disappearance);
-* objects 4..K wander in straight lines, bouncing off the borders.
-
-Every object is visible in the first frame, so its largest id is K. Output is
-deterministic for a given seed (and OpenCV's JPEG encoder).
-"""
+"""A tiny synthetic dataset in the DAVIS 2017 layout, for tests and demos: K >= 3 textured shapes with
+an occlusion (2 hides 1) and a disappearance (3 leaves and comes back); see ``README.md`` here."""
 
 from __future__ import annotations
 
@@ -209,10 +197,9 @@ def _events(shapes: list[_Shape], labels: np.ndarray) -> tuple[tuple[int, ...], 
 def make_sequence(root: Path, name: str, rng: np.random.Generator, frames: int, height: int,
                   width: int, objects: int) -> SyntheticSequence:
     """Write one sequence's JPEG frames and palette annotations under ``root``."""
-    img_dir = root / "JPEGImages" / RESOLUTION / name
-    ann_dir = root / "Annotations" / RESOLUTION / name
-    img_dir.mkdir(parents=True, exist_ok=True)
-    ann_dir.mkdir(parents=True, exist_ok=True)
+    img_dir, ann_dir = (root / kind / RESOLUTION / name for kind in ("JPEGImages", "Annotations"))
+    for folder in (img_dir, ann_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     shapes = _make_shapes(rng, frames, height, width, objects)
     background = _background(rng, height, width)
     labels = np.stack([_render_labels(shapes, t, height, width) for t in range(frames)])
@@ -227,22 +214,8 @@ def make_sequence(root: Path, name: str, rng: np.random.Generator, frames: int, 
 def make_dataset(root: str | os.PathLike[str], sequences: int = 2, frames: int = 8,
                  height: int = 96, width: int = 160, objects: int = 3, seed: int = 0,
                  split: str = "val") -> list[SyntheticSequence]:
-    """Write a DAVIS-layout dataset of synthetic sequences under ``root``.
-
-    Writes ``JPEGImages/480p/<seq>/<t:05d>.jpg`` (H, W, 3) frames,
-    ``Annotations/480p/<seq>/<t:05d>.png`` (H, W) palette annotations and
-    ``ImageSets/2017/<split>.txt``; sequences are named ``synthetic-000``, ... Sequence i
-    draws from ``np.random.default_rng([seed, i])``, so output depends only on the seed.
-
-    Args:
-        sequences: number of sequences, >= 1.
-        frames: frames per sequence, >= 3.
-        height, width: frame size, >= 32 each (default 96x160).
-        objects: objects per sequence, 3..8.
-
-    Returns:
-        One description per sequence: its occlusion and absence frames.
-    """
+    """Write ``sequences`` synthetic sequences (``synthetic-000``, ...; >= 3 frames, >= 32x32, 3..8 objects)
+    and the split list in the DAVIS layout under ``root``; the output depends only on ``seed``."""
     _check_args(sequences, frames, height, width, objects)
     root = Path(root)
     made = []
