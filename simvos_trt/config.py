@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import check_int, check_type
+
 PATCH_SIZE = 16
 MLP_RATIO = 4
 
@@ -19,52 +21,28 @@ BACKBONES: dict[str, tuple[int, int, int]] = {
 
 @dataclass(frozen=True)
 class SimVOSConfig:
-    """Everything that fixes the network's structure.
+    """Everything that fixes the network's structure (L=0 is SimVOS-B/L; patch 16, MLP ratio 4, qkv bias)."""
 
-    Attributes:
-        backbone: ``tiny`` (C=192, 12 blocks, 3 heads), ``base`` (768, 12, 12) or
-            ``large`` (1024, 24, 16); patch size 16, MLP ratio 4, qkv bias.
-        layer_index: L, the number of leading blocks that run on each frame alone
-            (within-frame attention); 0 <= L <= depth. L=0 is SimVOS-B/L.
-        token_refinement: compress each memory frame to Kf + Kb prototypes after
-            block L (needs L >= 1).
-        kf: foreground prototypes per memory frame (``tlearner``).
-        kb: background prototypes per memory frame (``tlearner_back``).
-        train_grid: the token grid (rows, cols) of ``pos_embed_new`` in the
-            checkpoint: 24x24 for the official 384x384 training size.
-    """
-
-    backbone: str = "base"
-    layer_index: int = 0
-    token_refinement: bool = False
-    kf: int = 384
-    kb: int = 384
-    train_grid: tuple[int, int] = (24, 24)
+    backbone: str = "base"  # tiny (C=192, 12 blocks, 3 heads), base (768, 12, 12) or large (1024, 24, 16)
+    layer_index: int = 0  # L: the leading blocks that run on each frame alone; 0 <= L <= depth
+    token_refinement: bool = False  # compress each memory frame to Kf + Kb prototypes after block L (L >= 1)
+    kf: int = 384  # foreground prototypes per memory frame (``tlearner``)
+    kb: int = 384  # background prototypes per memory frame (``tlearner_back``)
+    train_grid: tuple[int, int] = (24, 24)  # token grid of the checkpoint's pos_embed_new (384x384 training)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ValueError(
-                f"backbone: got {self.backbone!r}, expected one of {sorted(BACKBONES)}"
-            )
-        if isinstance(self.layer_index, bool) or not isinstance(self.layer_index, int):
-            raise ValueError(f"layer_index: got {self.layer_index!r}, expected an int")
+            raise ValueError(f"backbone: got {self.backbone!r}, expected one of {sorted(BACKBONES)}")
+        check_type("layer_index", self.layer_index, int, "an int")
         if not 0 <= self.layer_index <= self.depth:
-            raise ValueError(
-                f"layer_index: got {self.layer_index}, expected 0..{self.depth} "
-                f"(the {self.backbone} backbone has {self.depth} blocks)"
-            )
-        if not isinstance(self.token_refinement, bool):
-            raise ValueError(f"token_refinement: got {self.token_refinement!r}, expected a bool")
+            raise ValueError(f"layer_index: got {self.layer_index}, expected 0..{self.depth} "
+                             f"(the {self.backbone} backbone has {self.depth} blocks)")
+        check_type("token_refinement", self.token_refinement, bool, "a bool")
         if self.token_refinement and self.layer_index < 1:
-            raise ValueError(
-                "token_refinement: needs layer_index >= 1 (prototypes are computed after "
-                "block L); got layer_index=0. Set layer_index to 1.."
-                f"{self.depth} or turn token refinement off"
-            )
-        for name in ("kf", "kb"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-                raise ValueError(f"{name}: got {value!r}, expected an int in 1..4096")
+            raise ValueError("token_refinement: needs layer_index >= 1 (prototypes are computed after block L); "
+                             f"got layer_index=0. Set layer_index to 1..{self.depth} or turn token refinement off")
+        check_int("kf", self.kf, 1, 4096)
+        check_int("kb", self.kb, 1, 4096)
         grid = tuple(self.train_grid)
         if len(grid) != 2 or not all(isinstance(g, int) and g >= 1 for g in grid):
             raise ValueError(f"train_grid: got {self.train_grid!r}, expected two positive ints")

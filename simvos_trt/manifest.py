@@ -42,8 +42,7 @@ WeightsKind = Literal["official", "mae", "random", "golden"]
 
 @dataclass(frozen=True)
 class Weights:
-    """Where an export's weights came from: an official checkpoint, an MAE backbone, seeded random
-    weights, or the golden test recipe's synthetic state (``sha256`` of the file where there is one)."""
+    """Where an export's weights came from (``sha256`` of the file where there is one)."""
 
     kind: WeightsKind
     path: str | None = None

@@ -18,12 +18,8 @@ class Precision(str, Enum):
 
 @dataclass(frozen=True)
 class Island:
-    """A part of the network that computes in float32 inside an FP16 graph.
-
-    ``name`` is an ONNX op type (``by == "op"``) or the attribute name of the module whose
-    nodes the exporter scopes ``/name/...`` (``by == "scope"``). Float inputs are cast to
-    float32 on entry; float outputs are cast to float16 on exit unless ``keep_float32``.
-    """
+    """A part of the network computing in float32 inside an FP16 graph: an ONNX op type (``by == "op"``) or
+    a module scoped ``/name/...`` (``by == "scope"``); outputs go back to float16 unless ``keep_float32``."""
 
     name: str
     by: str

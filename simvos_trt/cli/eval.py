@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import check_not_input
-from ..tables import render
+from ..tables import fmt, render
 from .common import EXIT_OK, add_output_options, run_command
 
 PROG = "simvos-eval"
@@ -26,13 +26,8 @@ INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Score video object segmentation on DAVIS 2017 (semi-supervised J&F, the official toolkit's "
-        "numbers and CSV files). With --engine-dir, segment every sequence of the split first (first annotation "
-        "as the first mask) and write the predicted PNGs in the DAVIS layout; with --results, score existing "
-        "PNGs; with --compare, show the J&F difference of two scored runs.",
-    )
+    p = argparse.ArgumentParser(prog=PROG, description="Score video object segmentation on DAVIS 2017 "
+                                "(semi-supervised J&F, the official toolkit's numbers and CSV files).")
     d = p.add_argument_group("dataset")
     d.add_argument("--davis-root", type=Path, metavar="DIR",
                    help="DAVIS root holding JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png and "
@@ -50,9 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
                    help="auto: TensorRT when installed and usable, else ONNX Runtime; torch needs the 'torch' "
                    "extra and the exported checkpoint [default auto]")
-    s.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime intra-op threads per graph (default: all cores)")
-    s.add_argument("--device", default=None, help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
+    s.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per graph (default: all cores)")
+    s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
     s.add_argument("--force", action="store_true",
                    help="segment again the sequences whose PNGs are all present (by default they are skipped, "
                    "so an interrupted run resumes), and replace the results of another export or backend in --out")
@@ -126,15 +120,12 @@ def _num(x: float, digits: int | None = None) -> float | None:
     return None if math.isnan(x) else x if digits is None else round(x, digits)
 
 
-def _f(x: float | None, sign: str = "", digits: int = 3) -> str:
-    return "nan" if x is None or math.isnan(x) else f"{x:{sign}.{digits}f}"
-
-
 def format_scores(s: dict[str, Any], per_sequence: bool) -> str:
     cols = list(s["global"])
-    lines = [f"Global results for {s['split']} ({s['results']}):", render(cols, [[_f(s["global"][c]) for c in cols]])]
+    lines = [f"Global results for {s['split']} ({s['results']}):",
+             render(cols, [[fmt(s["global"][c], ".3f") for c in cols]])]
     if per_sequence:
-        rows = [[o["object"], _f(o["J-Mean"]), _f(o["F-Mean"])] for o in s["per_sequence"]]
+        rows = [[o["object"], fmt(o["J-Mean"], ".3f"), fmt(o["F-Mean"], ".3f")] for o in s["per_sequence"]]
         lines += ["", "Per-sequence results:", render(["Sequence", "J-Mean", "F-Mean"], rows)]
     return "\n".join([*lines, "", f"CSV files: {s['csv'][0]}, {s['csv'][1]}"])
 
@@ -153,16 +144,16 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_comparison(r: dict[str, Any]) -> str:
-    rows = [[o["object"], _f(o["J&F A"], digits=4), _f(o["J&F B"], digits=4), _f(o["delta"], "+", 4)]
+    rows = [[o["object"], fmt(o["J&F A"], ".4f"), fmt(o["J&F B"], ".4f"), fmt(o["delta"], "+.4f")]
             for o in r["objects"]]
     cols = list(r["global"])
-    g_rows = [[run, *(_f(r["global"][c][key], "+" if key == "delta" else "") for c in cols)]
+    g_rows = [[run, *(fmt(r["global"][c][key], "+.3f" if key == "delta" else ".3f") for c in cols)]
               for run, key in (("A", "A"), ("B", "B"), ("B - A", "delta"))]
     lines = [f"A: {r['run_a']}", f"B: {r['run_b']}", "",
              f"J&F per object ({r['split']}; the mean of its J-Mean and F-Mean, from the 3-decimal CSVs):",
              render(["Object", "J&F A", "J&F B", "B - A"], rows), "", "Global:", render(["", *cols], g_rows)]
     if r["max_abs_delta"] is not None:
-        lines += ["", f"largest per-object |B - A|: {_f(r['max_abs_delta']['delta'], '+', 4)} "
+        lines += ["", f"largest per-object |B - A|: {fmt(r['max_abs_delta']['delta'], '+.4f')} "
                       f"({r['max_abs_delta']['object']})"]
     return "\n".join(lines)
 

@@ -100,14 +100,11 @@ class TensorCheck:
                 f"{100 * self.mismatched:.3g} % of elements outside atol and rtol; tolerance {self.tolerance_text}")
 
 
+_STATISTICS = {"max": np.max, "mean": np.mean, "median": np.median}
+
+
 def _stat(x: np.ndarray, check: str, quantile: float) -> float:
-    if check in ("max", "elemwise"):
-        return float(np.max(x))
-    if check == "mean":
-        return float(np.mean(x))
-    if check == "median":
-        return float(np.median(x))
-    return float(np.quantile(x, quantile))
+    return float(_STATISTICS[check](x) if check in _STATISTICS else np.quantile(x, quantile))
 
 
 def _ratio(value: float, limit: float) -> float:
@@ -120,9 +117,10 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
             tolerance: Tolerance) -> TensorCheck:
     """Compare one output with its reference (shapes must match; NaN never matches)."""
     make = partial(TensorCheck, graph, output, objects, tuple(ref.shape), tolerance)
+    integer = not np.issubdtype(ref.dtype, np.floating)
     if got.shape != ref.shape:
-        return make(passed=False, excess=float("inf"), mismatched=1.0)
-    if not np.issubdtype(ref.dtype, np.floating):
+        return make(passed=False, excess=float("inf"), mismatched=1.0, integer=integer)
+    if integer:
         unequal = float(np.mean(got != ref)) if ref.size else 0.0
         excess = _ratio(unequal, 1 - tolerance.min_agreement)
         return make(passed=unequal <= 1 - tolerance.min_agreement, excess=excess, mismatched=unequal, integer=True)
@@ -151,16 +149,8 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
 def compare_outputs(graph: str, objects: int, got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
                     precision: str) -> list[TensorCheck]:
     """Every output of one run against the reference; a missing output fails."""
-    checks = []
-    for name, ref in want.items():
-        tol = tolerance_for(name, ref.dtype, precision)
-        out = got.get(name)
-        if out is None:
-            checks.append(TensorCheck(graph, name, objects, tuple(ref.shape), tol, False, float("inf"), mismatched=1.0,
-                                      integer=not np.issubdtype(ref.dtype, np.floating)))
-        else:
-            checks.append(compare(graph, name, objects, out, ref, tol))
-    return checks
+    return [compare(graph, name, objects, got.get(name, np.empty(0)), ref, tolerance_for(name, ref.dtype, precision))
+            for name, ref in want.items()]
 
 
 @dataclass

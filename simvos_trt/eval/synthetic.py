@@ -136,15 +136,10 @@ def _wanderer(rng: np.random.Generator, frames: int, height: int, width: int) ->
     return _Shape(kind, half, angle, color, freq, path)
 
 
-def _depth_order(num_objects: int) -> list[int]:
-    """Object ids back to front: 1, the wanderers, 3, then 2 in front of all."""
-    return [1, *range(4, num_objects + 1), 3, 2]
-
-
 def _render_labels(shapes: list[_Shape], t: int, height: int, width: int) -> np.ndarray:
     """(H, W) uint8 label map of frame t, nearer objects covering farther ones."""
     labels = np.zeros((height, width), dtype=np.uint8)
-    for k in _depth_order(len(shapes)):
+    for k in [1, *range(4, len(shapes) + 1), 3, 2]:  # back to front: 2 in front of all
         labels[_outline(shapes[k - 1], t, height, width)] = k
     return labels
 
