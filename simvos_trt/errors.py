@@ -30,10 +30,8 @@ def require(module: str, extra: str, purpose: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(
-            f"{purpose} needs the Python package '{module}', which is not installed; "
-            f"install it with: pip install 'simvos-trt[{extra}]'"
-        )
+        raise MissingDependencyError(f"{purpose} needs the Python package '{module}', which is not installed; "
+                                     f"install it with: pip install 'simvos-trt[{extra}]'")
 
 
 class OutputError(SimVOSError):

@@ -171,22 +171,18 @@ class Manifest:
                 "memory_tokens": self.memory_tokens, "uint8_input": self.uint8_input,
                 "objects_profile": {"min": 1, "opt": min(2, self.max_objects), "max": self.max_objects},
                 "opset": self.opset, "checkpoint": self.checkpoint.to_dict(), "versions": self.versions,
-                "created": self.created,
-                "graphs": {k: g.to_dict() for k, g in self.graphs.items()}}
+                "created": self.created, "graphs": {k: g.to_dict() for k, g in self.graphs.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         if d.get("format") != FORMAT:
-            raise ManifestError(
-                f"manifest format {d.get('format')!r} is not {FORMAT!r}: the folder was exported by an "
-                "incompatible simvos-trt version; export it again with this version (simvos-export)"
-            )
+            raise ManifestError(f"manifest format {d.get('format')!r} is not {FORMAT!r}: the folder was exported by an "
+                                "incompatible simvos-trt version; export it again with this version (simvos-export)")
         return cls(config=SimVOSConfig.from_dict(d["config"]), height=d["height"], width=d["width"],
                    uint8_input=d["uint8_input"], max_objects=d["objects_profile"]["max"],
                    opset=d["opset"], checkpoint=Weights.from_dict(d["checkpoint"]),
                    graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()}, precision=d["precision"],
-                   versions=d.get("versions", {}), variant=d.get("variant"),
-                   created=d.get("created", ""))
+                   versions=d.get("versions", {}), variant=d.get("variant"), created=d.get("created", ""))
 
 
 def sha256_file(path: str | Path) -> str:
@@ -207,10 +203,8 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
     if not folder.is_dir():
         raise ManifestError(f"export folder {folder} does not exist; run simvos-export first")
     if not path.is_file():
-        raise ManifestError(
-            f"{folder} has no {MANIFEST}: it is not a complete export (interrupted?); "
-            "run simvos-export again"
-        )
+        raise ManifestError(f"{folder} has no {MANIFEST}: it is not a complete export (interrupted?); "
+                            "run simvos-export again")
     try:
         manifest = Manifest.from_dict(json.loads(path.read_text()))
         manifest.check()
@@ -225,8 +219,6 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
             if not f.is_file():
                 raise ManifestError(f"{folder}: graph {name} ({g.file}) is missing; export again")
             if sha256_file(f) != g.sha256:
-                raise ManifestError(
-                    f"{folder}: {g.file} does not match the sha256 in {MANIFEST} (modified or "
-                    "corrupted); export again"
-                )
+                raise ManifestError(f"{folder}: {g.file} does not match the sha256 in {MANIFEST} (modified or "
+                                    "corrupted); export again")
     return manifest

@@ -81,14 +81,10 @@ def check_video(frames: np.ndarray, first_mask: np.ndarray) -> None:
     if frames.shape[0] < 1:
         raise InputError("frames: the video has no frame")
     if not isinstance(first_mask, np.ndarray) or first_mask.dtype != np.uint8:
-        raise InputError(
-            f"first_mask: expected a (H, W) uint8 index mask, got "
-            f"{getattr(first_mask, 'dtype', type(first_mask).__name__)}"
-        )
+        raise InputError("first_mask: expected a (H, W) uint8 index mask, got "
+                         f"{getattr(first_mask, 'dtype', type(first_mask).__name__)}")
     if first_mask.shape != frames.shape[1:3]:
-        raise InputError(
-            f"first_mask: shape {first_mask.shape} differs from the frames' (H, W) = "
-            f"{frames.shape[1:3]}; give the first frame's annotation at the frame size"
-        )
+        raise InputError(f"first_mask: shape {first_mask.shape} differs from the frames' (H, W) = "
+                         f"{frames.shape[1:3]}; give the first frame's annotation at the frame size")
     if not first_mask.any():
         raise InputError("first_mask: no object (every pixel is 0); label objects 1..255")

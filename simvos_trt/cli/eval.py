@@ -28,32 +28,24 @@ INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Score video object segmentation on DAVIS 2017 "
                                 "(semi-supervised J&F, the official toolkit's numbers and CSV files).")
-    d = p.add_argument_group("dataset")
-    d.add_argument("--davis-root", type=Path, metavar="DIR",
-                   help="DAVIS root holding JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png and "
-                   "ImageSets/2017/<split>.txt (needed with --engine-dir and --results)")
-    d.add_argument("--split", default="val", help="split list ImageSets/2017/<split>.txt [default val]")
+    p.add_argument("--davis-root", type=Path, metavar="DIR", help="DAVIS root holding JPEGImages/480p, "
+                   "Annotations/480p and ImageSets/2017/<split>.txt (needed with --engine-dir and --results)")
+    p.add_argument("--split", default="val", help="split list ImageSets/2017/<split>.txt [default val]")
     m = p.add_argument_group("what to score (one of)").add_mutually_exclusive_group(required=True)
-    m.add_argument("--engine-dir", type=Path, metavar="DIR",
-                   help="export folder (simvos-export): segment the split with it, then score the predictions")
-    m.add_argument("--results", type=Path, metavar="DIR",
-                   help="a folder of predicted palette PNGs, <DIR>/<seq>/<frame>.png: score them only")
+    m.add_argument("--engine-dir", type=Path, metavar="DIR", help="export folder: segment the split, then score")
+    m.add_argument("--results", type=Path, metavar="DIR", help="predicted palette PNGs <DIR>/<seq>/<frame>.png")
     m.add_argument("--compare", type=Path, nargs=2, metavar=("RUN_A", "RUN_B"),
-                   help="two scored results folders (with their per-sequence CSVs): J&F of B minus A per "
-                   "object and globally, e.g. RUN_A torch FP32, RUN_B TensorRT FP16")
+                   help="two scored results folders: J&F of B minus A per object and globally")
     s = p.add_argument_group("segmentation (with --engine-dir)")
     s.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
-                   help="auto: TensorRT when installed and usable, else ONNX Runtime; torch needs the 'torch' "
-                   "extra and the exported checkpoint [default auto]")
+                   help="auto: TensorRT when usable, else ONNX Runtime [default auto]")
     s.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per graph (default: all cores)")
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
-    s.add_argument("--force", action="store_true",
-                   help="segment again the sequences whose PNGs are all present (by default they are skipped, "
-                   "so an interrupted run resumes), and replace the results of another export or backend in --out")
+    s.add_argument("--force", action="store_true", help="segment complete sequences again (they are skipped, "
+                   "so a run resumes) and replace another export's or backend's results in --out")
     o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, metavar="DIR",
-                   help="where the predicted PNGs and the CSV files go [default with --engine-dir: "
-                   "results/<engine-dir name>-<backend>; with --results: the results folder]")
+    o.add_argument("--out", type=Path, metavar="DIR", help="where the PNGs and CSV files go [default: "
+                   "results/<engine-dir name>-<backend>, or the --results folder]")
     o.add_argument("--per-sequence", action="store_true", help="also print the J-Mean and F-Mean of every object")
     add_output_options(o, progress=True)
     return p

@@ -72,12 +72,10 @@ def check_root(root: Path, split: str, resolution: str = RESOLUTION) -> None:
         raise InputError(f"DAVIS root {root} is a file; pass the folder that contains JPEGImages")
     for path in expected:
         if not path.exists():
-            raise InputError(
-                f"DAVIS root {root}: {path} is missing; the root must hold "
-                f"JPEGImages/{resolution}/<seq>/*.jpg, Annotations/{resolution}/<seq>/*.png and "
-                f"ImageSets/2017/{split}.txt (download DAVIS 2017 trainval, or pass the folder "
-                "that contains JPEGImages)"
-            )
+            raise InputError(f"DAVIS root {root}: {path} is missing; the root must hold "
+                             f"JPEGImages/{resolution}/<seq>/*.jpg, Annotations/{resolution}/<seq>/*.png and "
+                             f"ImageSets/2017/{split}.txt (download DAVIS 2017 trainval, or pass the folder "
+                             "that contains JPEGImages)")
 
 
 def read_split(root: Path, split: str) -> list[str]:
@@ -202,11 +200,9 @@ def _check_labels(pred: np.ndarray, num_objects: int, where: str) -> np.ndarray:
     """``pred``, unless it holds an id above the first frame's K (InputError)."""
     top = int(pred.max()) if pred.size else 0
     if top > num_objects:
-        raise InputError(
-            f"{where}: predicted id {top} but the first annotation has {num_objects} objects "
-            f"(ids 1..{num_objects}); {_TOOLKIT_TOO_MANY}. Write 0 for background and only "
-            "the first frame's ids"
-        )
+        raise InputError(f"{where}: predicted id {top} but the first annotation has {num_objects} objects "
+                         f"(ids 1..{num_objects}); {_TOOLKIT_TOO_MANY}. Write 0 for background and only "
+                         "the first frame's ids")
     return pred
 
 
@@ -251,10 +247,9 @@ def _check_results_present(results: Path, seqs: Iterable[SequenceFiles]) -> None
     for seq in seqs:
         missing = [fr for fr in seq.frames[1:-1] if not (results / seq.name / f"{fr}.png").exists()]
         if missing:
-            raise InputError(
-                f"results {results}, sequence '{seq.name}': {len(missing)} predicted PNGs "
-                f"missing, first {results / seq.name / (missing[0] + '.png')}; write one PNG "
-                "per annotated frame (the first and last may be omitted)")
+            raise InputError(f"results {results}, sequence '{seq.name}': {len(missing)} predicted PNGs missing, "
+                             f"first {results / seq.name / (missing[0] + '.png')}; write one PNG per annotated "
+                             "frame (the first and last may be omitted)")
 
 
 def evaluate(davis_root: str | os.PathLike[str], results: str | os.PathLike[str],

@@ -28,10 +28,8 @@ def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Both masks as bool arrays of one shape; raise InputError otherwise."""
     gt, pred = np.asarray(gt), np.asarray(pred)
     if gt.shape != pred.shape:
-        raise InputError(
-            f"ground truth {gt.shape} and prediction {pred.shape} differ in shape; "
-            "resize the prediction to the annotation's size (nearest neighbour) before scoring"
-        )
+        raise InputError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape; resize the "
+                         "prediction to the annotation's size (nearest neighbour) before scoring")
     return gt.astype(bool), pred.astype(bool)
 
 
@@ -75,10 +73,8 @@ def _shift_bmap(b: np.ndarray, width: int, height: int) -> np.ndarray:
     # The toolkit's 1 + floor((y - 1) + height / h) is y + floor(height / h).
     rows, cols = ys + math.floor(height / h), xs + math.floor(width / h)
     if rows.size and (rows.max() >= height or cols.max() >= width):
-        raise InputError(
-            f"seg2bmap: a {b.shape[1]}x{h} mask cannot be mapped to a {width}x{height} map "
-            "(the toolkit raises IndexError here); call it without width and height"
-        )
+        raise InputError(f"seg2bmap: a {b.shape[1]}x{h} mask cannot be mapped to a {width}x{height} map "
+                         "(the toolkit raises IndexError here); call it without width and height")
     out = np.zeros((height, width), dtype=bool)
     out[rows, cols] = True
     return out
@@ -189,8 +185,6 @@ def global_scores(j: Sequence[Statistics], f: Sequence[Statistics]) -> GlobalSco
         return float(np.mean(np.asarray(xs, dtype=np.float64)))
 
     jm, fm = avg([s.mean for s in j]), avg([s.mean for s in f])
-    return GlobalScores(
-        jf_mean=(jm + fm) / 2.0,
-        j_mean=jm, j_recall=avg([s.recall for s in j]), j_decay=avg([s.decay for s in j]),
-        f_mean=fm, f_recall=avg([s.recall for s in f]), f_decay=avg([s.decay for s in f]),
-    )
+    return GlobalScores(jf_mean=(jm + fm) / 2.0,
+                        j_mean=jm, j_recall=avg([s.recall for s in j]), j_decay=avg([s.decay for s in j]),
+                        f_mean=fm, f_recall=avg([s.recall for s in f]), f_decay=avg([s.decay for s in f]))
