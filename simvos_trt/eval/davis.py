@@ -101,9 +101,14 @@ def _image_size(path: Path) -> tuple[int, int]:
         return img.size[1], img.size[0]
 
 
+def frame_paths(root: Path, name: str, resolution: str = RESOLUTION) -> list[Path]:
+    """``JPEGImages/<resolution>/<name>/*.jpg``, sorted (the toolkit's frame order)."""
+    return sorted((root / "JPEGImages" / resolution / name).glob("*.jpg"))
+
+
 def sequence_files(root: Path, name: str, resolution: str = RESOLUTION) -> SequenceFiles:
     """List and check one sequence: images present, the first and every other one annotated, one size."""
-    images = sorted((root / "JPEGImages" / resolution / name).glob("*.jpg"))
+    images = frame_paths(root, name, resolution)
     anns = sorted((root / "Annotations" / resolution / name).glob("*.png"))
     where = f"DAVIS root {root}, sequence '{name}'"
     if not images:
@@ -180,8 +185,7 @@ def _score(sequence: str, frames: Sequence[str], pairs: Iterator[tuple[np.ndarra
             for o in range(k)]
 
 
-def score_sequence(name: str, gt: np.ndarray, pred: np.ndarray,
-                   bound_th: float = BOUND_TH) -> list[ObjectResult]:
+def score_sequence(name: str, gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """Score (T, H, W) predictions of an in-memory sequence against (T, H, W) annotations, T >= 3,
     as the toolkit would (frames 0 and T-1 are not scored)."""
     gt, pred = np.asarray(gt), np.asarray(pred)
@@ -210,11 +214,8 @@ def _read_prediction(results: Path, seq: SequenceFiles, frame: str, k: int) -> n
     """(H, W) predicted labels of one frame, checked against the sequence."""
     path = results / seq.name / f"{frame}.png"
     where = f"results {results}, sequence '{seq.name}', frame {frame}"
-    try:
+    try:  # present: checked before scoring (_check_results_present)
         pred = read_label_png(path)
-    except FileNotFoundError as err:
-        raise InputError(f"{where}: {path} not found; the toolkit needs one PNG per annotated frame "
-                         "(except the first and last), named as the annotation") from err
     except InputError as err:
         raise InputError(f"{where}: {err}") from err
     if pred.shape != seq.size:
@@ -223,8 +224,7 @@ def _read_prediction(results: Path, seq: SequenceFiles, frame: str, k: int) -> n
     return _check_labels(pred, k, where)
 
 
-def evaluate_sequence(seq: SequenceFiles, results: Path,
-                      bound_th: float = BOUND_TH) -> list[ObjectResult]:
+def evaluate_sequence(seq: SequenceFiles, results: Path, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """Score one sequence's predicted PNGs, frame by frame (one frame in memory)."""
     if len(seq.frames) < 3:
         raise InputError(f"sequence '{seq.name}' has {len(seq.frames)} annotated frames; "

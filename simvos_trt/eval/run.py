@@ -28,6 +28,7 @@ from .davis import (
     check_root,
     count_objects,
     dataset_folders,
+    frame_paths,
     read_split,
     sequence_files,
 )
@@ -55,18 +56,12 @@ class SequenceRun:
 Progress = Callable[[int, int, SequenceRun], None]
 
 
-def frame_paths(root: Path, name: str, resolution: str = RESOLUTION) -> list[Path]:
-    """``JPEGImages/<resolution>/<name>/*.jpg``, sorted (the toolkit's frame order)."""
-    return sorted((root / "JPEGImages" / resolution / name).glob("*.jpg"))
-
-
 def is_complete(out: Path, name: str, frames: list[Path]) -> bool:
     """Whether ``<out>/<name>/<frame>.png`` exists for every frame."""
     return all((out / name / f"{p.stem}.png").is_file() for p in frames)
 
 
-def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path,
-                     resolution: str = RESOLUTION) -> int:
+def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path, resolution: str = RESOLUTION) -> int:
     """Segment one sequence from its first annotation (void as background; no object: all background);
     write a PNG per frame, after removing the temporary files of an interrupted write; return the count."""
     frames = frame_paths(root, name, resolution)
@@ -203,8 +198,7 @@ def read_run(folder: str | os.PathLike[str], split: str = "val") -> RunScores:
     return RunScores(folder, global_row, objects)
 
 
-def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str],
-                 split: str = "val") -> Comparison:
+def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], split: str = "val") -> Comparison:
     """J&F of every object (mean of its J-Mean and F-Mean) in runs A and B, and the global table;
     InputError when a CSV is missing or malformed, or the runs scored different objects."""
     a, b = read_run(run_a, split), read_run(run_b, split)

@@ -84,8 +84,7 @@ def _keyframe_path(keys_t: list[float], keys_xy: list[tuple[float, float]], fram
     return np.stack([np.interp(t, keys_t, xs), np.interp(t, keys_t, ys)], axis=1)
 
 
-def _bouncing_path(rng: np.random.Generator, frames: int, height: int, width: int,
-                   margin: int) -> np.ndarray:
+def _bouncing_path(rng: np.random.Generator, frames: int, height: int, width: int, margin: int) -> np.ndarray:
     """(T, 2) straight-line centres reflected at the borders (kept `margin` inside)."""
     start = rng.uniform((margin, margin), (width - margin, height - margin))
     step = rng.uniform(-0.04, 0.04, size=2) * (width, height)
@@ -102,8 +101,7 @@ def _random_look(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, floa
     return color, freq, float(rng.uniform(0, 180))
 
 
-def _scripted_shapes(rng: np.random.Generator, frames: int, height: int,
-                     width: int) -> list[_Shape]:
+def _scripted_shapes(rng: np.random.Generator, frames: int, height: int, width: int) -> list[_Shape]:
     """Objects 1 (occluded), 2 (occluder) and 3 (leaves through the top and returns)."""
     H, W, last = height, width, frames - 1
     j = rng.uniform(-0.03, 0.03, size=6)  # small jitter of the scripted layout
@@ -166,8 +164,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return (0.5 * noise + 0.5 * ramp).astype(np.float32)
 
 
-def _make_shapes(rng: np.random.Generator, frames: int, height: int, width: int,
-                 objects: int) -> list[_Shape]:
+def _make_shapes(rng: np.random.Generator, frames: int, height: int, width: int, objects: int) -> list[_Shape]:
     """Scripted objects 1-3 plus wanderers, redrawn until every id shows in frame 0."""
     for _ in range(_ATTEMPTS):
         shapes = _scripted_shapes(rng, frames, height, width)
