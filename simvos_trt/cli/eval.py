@@ -87,7 +87,7 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
     """Segment (with --engine-dir) and score; write the CSVs; return the summary."""
-    from ..eval.davis import dataset_folders, evaluate, write_csvs
+    from ..eval.davis import csv_paths, dataset_folders, evaluate, write_csvs
     from ..eval.metrics import GLOBAL_COLUMNS
 
     if args.engine_dir is not None:
@@ -96,7 +96,7 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     else:
         results, info = args.results, {}
         out = args.out or results
-    check_not_input(out / f"global_results-{args.split}.csv", dataset_folders(args.davis_root))
+    check_not_input(csv_paths(out, args.split)[0], dataset_folders(args.davis_root))
     _say(args, f"scoring {results}")
     evaluation = evaluate(args.davis_root, results, args.split)
     g_path, s_path = write_csvs(evaluation, out)

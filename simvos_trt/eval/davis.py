@@ -283,13 +283,15 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]])
     write_atomic(path, buf.getvalue())
 
 
+def csv_paths(folder: str | os.PathLike[str], split: str) -> tuple[Path, Path]:
+    """The toolkit's ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv`` in ``folder``."""
+    return Path(folder) / f"global_results-{split}.csv", Path(folder) / f"per-sequence_results-{split}.csv"
+
+
 def write_csvs(evaluation: Evaluation, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write (replace) the toolkit's ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv``;
-    return their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    g_path = out / f"global_results-{evaluation.split}.csv"
-    s_path = out / f"per-sequence_results-{evaluation.split}.csv"
+    """Write (replace) the toolkit's two CSV files (``csv_paths``) in ``out_dir``; return their paths."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    g_path, s_path = csv_paths(out_dir, evaluation.split)
     _write_csv(g_path, GLOBAL_COLUMNS, [[_csv_number(x) for x in evaluation.scores.row()]])
     rows = [(o.name, _csv_number(o.j_stats.mean), _csv_number(o.f_stats.mean)) for o in evaluation.objects]
     _write_csv(s_path, SEQUENCE_COLUMNS, rows)

@@ -27,6 +27,7 @@ from .davis import (
     VOID,
     check_root,
     count_objects,
+    csv_paths,
     dataset_folders,
     frame_paths,
     read_split,
@@ -165,7 +166,7 @@ def _read_csv(path: Path, header: tuple[str, ...]) -> list[list[str]]:
     """Rows of a CSV whose first row must be ``header``."""
     if not path.is_file():
         raise InputError(f"{path} not found; score the run first (simvos-eval --results "
-                           f"{path.parent} --davis-root ...), which writes it")
+                         f"{path.parent} --davis-root ...), which writes it")
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     if not rows or tuple(rows[0]) != header:
@@ -187,8 +188,7 @@ def _number(text: str, path: Path) -> float:
 def read_run(folder: str | os.PathLike[str], split: str = "val") -> RunScores:
     """Read ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv`` of a run."""
     folder = Path(folder)
-    g_path = folder / f"global_results-{split}.csv"
-    s_path = folder / f"per-sequence_results-{split}.csv"
+    g_path, s_path = csv_paths(folder, split)
     g_rows = _read_csv(g_path, GLOBAL_COLUMNS)
     if len(g_rows) != 1:
         raise InputError(f"{g_path}: {len(g_rows)} rows of scores, expected 1")
@@ -205,7 +205,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], s
     only_a, only_b = sorted(set(a.objects) - set(b.objects)), sorted(set(b.objects) - set(a.objects))
     if only_a or only_b:
         raise InputError(f"runs {a.folder} and {b.folder} scored different objects (only in A: "
-                           f"{only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in B: {only_b[:3]}"
-                           f"{'...' if len(only_b) > 3 else ''}); compare runs of one dataset and split")
+                         f"{only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in B: {only_b[:3]}"
+                         f"{'...' if len(only_b) > 3 else ''}); compare runs of one dataset and split")
     deltas = tuple(ObjectDelta(name, sum(a.objects[name]) / 2, sum(b.objects[name]) / 2) for name in a.objects)
     return Comparison(a, b, deltas)
