@@ -172,12 +172,11 @@ class EngineReport:
 
     def failure(self) -> str | None:
         """None if every output matched, else a message naming the worst tensor."""
-        failed = [c for c in self.checks if not c.passed]
-        if not failed:
+        failed = sum(not c.passed for c in self.checks)
+        if not failed or self.worst is None:  # a failed check has the largest excess (> 1)
             return None
-        worst = max(failed, key=lambda c: c.excess)
-        return (f"{len(failed)} of {len(self.checks)} engine outputs of {self.folder} ({self.precision}) differ from "
-                f"ONNX Runtime beyond tolerance; worst: {worst.summary()}")
+        return (f"{failed} of {len(self.checks)} engine outputs of {self.folder} ({self.precision}) differ from "
+                f"ONNX Runtime beyond tolerance; worst: {self.worst.summary()}")
 
     def raise_if_failed(self) -> None:
         message = self.failure()

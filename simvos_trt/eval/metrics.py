@@ -6,6 +6,7 @@ Masks are (H, W) arrays, non-zero is foreground; per-frame values are float64.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -166,8 +167,7 @@ class GlobalScores:
 
     def row(self) -> tuple[float, ...]:
         """Values in the toolkit's column order (:data:`GLOBAL_COLUMNS`)."""
-        return (self.jf_mean, self.j_mean, self.j_recall, self.j_decay,
-                self.f_mean, self.f_recall, self.f_decay)
+        return dataclasses.astuple(self)
 
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")

@@ -115,8 +115,7 @@ def _scripted_shapes(rng: np.random.Generator, frames: int, height: int, width: 
     out_y = -(math.hypot(*h3) + 2)  # centre this far above row 0: fully outside
     a, b = max(1, round(0.35 * last)), min(last - 1, round(0.65 * last))
     x3, y3 = (0.50 + j[4]) * W, (0.20 + j[5]) * H
-    p3 = _keyframe_path([0, a, b, last], [(x3, y3), (x3, out_y), (x3, out_y), (x3 + 0.05 * W, y3)],
-                        frames)
+    p3 = _keyframe_path([0, a, b, last], [(x3, y3), (x3, out_y), (x3, out_y), (x3 + 0.05 * W, y3)], frames)
     kinds = ("ellipse", "rect", "ellipse")
     shapes = []
     for kind, half, path in zip(kinds, (h1, h2, h3), (p1, p2, p3), strict=True):
