@@ -96,6 +96,7 @@ def rebuild_command(folder: str | Path, *, force: bool = True) -> str:
 
 
 def find_entry(manifest: Manifest, graph: str) -> EngineEntry | None:
+    """The engine recorded for ``graph``, or None when none is built yet."""
     if graph not in manifest.graphs:
         raise ManifestError(f"the export has no graph {graph!r}; it has {sorted(manifest.graphs)}")
     raw = manifest.graphs[graph].engine
