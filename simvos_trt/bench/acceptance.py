@@ -188,7 +188,7 @@ def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int]
     """Build the engines of ``folder`` (reusing matching ones) and verify them against ONNX Runtime."""
     from ..eval.engines import verify_engines
     from ..export.trt_build import build_engines
-    from ..trt.identity import BuildSettings
+    from ..trt.plan import BuildSettings
 
     t0 = time.perf_counter()
     build_engines(folder, BuildSettings(), device=device)

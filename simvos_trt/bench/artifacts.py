@@ -107,7 +107,7 @@ def ensure_engines(folder: Path, progress: Progress | None = None) -> None:
     Raises MissingDependencyError / BackendError without TensorRT or a GPU.
     """
     from ..export.trt_build import BuildEvent, build_engines
-    from ..trt.identity import BuildSettings
+    from ..trt.plan import BuildSettings
 
     def forward(event: BuildEvent) -> None:
         if progress:

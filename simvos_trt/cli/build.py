@@ -4,9 +4,6 @@
     simvos-build engines/BS-480x864 --library tensorrt_rtx --compute-capability 8.0 8.6
     simvos-build engines/BS-480x864 --graphs query_encoder aggregate --force
 
-Engines whose recorded cache key matches are reused; ``--force`` rebuilds them. Each
-engine is recorded in the folder's manifest.json as soon as it is written.
-
 Exit codes: 0 done; 2 bad folder, options or a failed build; 3 no TensorRT library (or,
 for TensorRT, no GPU) here; 4 verification failed; 130 interrupted.
 """
@@ -15,30 +12,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error
-from ..export.trt_build import BuildEvent, build_engines
-from ..io import interrupt_on_sigterm
-from ..trt.identity import BuildSettings, Target, cc_text, parse_cc
+from ..errors import BackendError, InputError, MissingDependencyError
+from ..export.trt_build import BuildEvent, BuildStatus, build_engines
 from ..trt.library import CHOICES
+from ..trt.plan import BuildSettings, Target, cc_text, parse_cc
+from .common import EXIT_MISSING, EXIT_OK, run_command
 
-EXIT_MISSING = 3
 EXIT_VERIFY = 4
 
 
+def flag(parser: argparse._ActionsContainer, *names: str, text: str, default: bool | None = False) -> None:
+    """A boolean option that also takes ``--no-NAME``."""
+    parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="simvos-build",
-        description="Build one strongly typed engine per graph of an export folder written by simvos-export "
-        "(FP16 or FP32 as the graphs were exported), reusing engines already built with the same settings.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog="simvos-build", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Build one strongly typed engine per graph of an export folder "
+                                "(FP16 or FP32 as exported), reusing engines built with the same settings.")
     p.add_argument("folder", type=Path, metavar="DIR", help="export folder (with manifest.json)")
     p.add_argument("--library", choices=CHOICES, default="auto",
                    help="auto: TensorRT when installed (builds on and for the GPU here), else TensorRT-RTX "
@@ -50,40 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="workspace limit in MiB (None: the library's default, the device memory)")
     p.add_argument("--opt-level", type=int, choices=range(6), default=3, metavar="0..5",
                    help="builder optimisation level: higher builds slower, may run faster")
-    p.add_argument("--hardware-compatible", action=argparse.BooleanOptionalAction, default=False,
-                   help="TensorRT only: AMPERE_PLUS engines that run on any Ampere or newer GPU; can be slower "
-                   "(48 KiB shared memory limit, fewer tactics and fusions)")
-    p.add_argument("--version-compatible", action=argparse.BooleanOptionalAction, default=False,
-                   help="TensorRT only: engines that also run on later TensorRT versions; can be slower and "
-                   "bigger (they embed the lean runtime)")
+    flag(p, "--hardware-compatible", text="TensorRT only: AMPERE_PLUS engines that run on any Ampere or newer "
+         "GPU; can be slower (48 KiB shared memory limit, fewer tactics and fusions)")
+    flag(p, "--version-compatible", text="TensorRT only: engines that also run on later TensorRT versions; can be "
+         "slower and bigger (they embed the lean runtime)")
     p.add_argument("--graphs", nargs="+", metavar="NAME", help="build only these graphs [default: all]")
-    p.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
-                   help="rebuild even engines whose cache key matches")
+    flag(p, "--force", text="rebuild even engines whose cache key matches")
     p.add_argument("--device", type=int, default=0, help="CUDA device to build on (TensorRT) and verify on")
-    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
-                   help="run each engine on the GPU and compare it with its ONNX graph on ONNX Runtime (CPU) at 1 "
-                   "and the maximum objects; a mismatch beyond tolerance exits 4 [default: when a GPU is here]")
-    p.add_argument("--json", action=argparse.BooleanOptionalAction, default=False,
-                   help="print the result as JSON instead of a table")
-    p.add_argument("-v", "--verbose", action="store_true", help="log library details")
+    flag(p, "--verify", default=None, text="run each engine on the GPU and compare it with its ONNX graph on ONNX "
+         "Runtime (CPU) at 1 and the maximum objects; a mismatch beyond tolerance exits 4 [default: when a GPU is "
+         "here]")
+    flag(p, "--json", text="print the result as JSON instead of a table")
+    flag(p, "-v", "--verbose", text="log library details")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupt_on_sigterm()
-    try:
-        return run(args)
-    except (MissingDependencyError, BackendError) as exc:
-        print(f"simvos-build: error: {exc}", file=sys.stderr)
-        return EXIT_MISSING
-    except (SimVOSError, OSError) as exc:
-        print(f"simvos-build: error: {describe_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("simvos-build: interrupted; the engines finished so far are recorded in manifest.json", file=sys.stderr)
-        return 130
+    return run_command("simvos-build", build_parser().parse_args(argv), run, missing_exit=EXIT_MISSING,
+                       interrupted="interrupted; the engines finished so far are recorded in manifest.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                                  hardware_compatible=args.hardware_compatible,
                                  version_compatible=args.version_compatible)
     except ValueError as exc:
-        raise SimVOSError(f"invalid options: {exc}") from exc
+        raise InputError(f"invalid options: {exc}") from exc
 
     def say(text: str) -> None:
         if not args.json:
@@ -103,28 +85,28 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     def progress(event: BuildEvent) -> None:
-        say(f"  {event.graph:<20} building ..." if event.status == "start" else "  " + row(event))
+        say(f"  {event.graph:<20} building ..." if event.status == BuildStatus.START else "  " + row(event))
 
     say(f"simvos-build {args.folder}:")
     events = build_engines(args.folder, settings, library=args.library, graphs=args.graphs, force=args.force,
                            progress=progress, device=args.device)
     target = next(e.entry.target for e in events if e.entry is not None)
-    verification = verify(args, target, say)
+    verification = verify(args, say)
     if args.json:
         doc = report(args.folder, settings, target, events, time.perf_counter() - t0)
         doc["verification"] = verification.to_dict() if verification else None
         print(json.dumps(doc, indent=1))
     else:
-        built = sum(e.status == "built" for e in events)
+        built = sum(e.status == BuildStatus.BUILT for e in events)
         say(f"done in {time.perf_counter() - t0:.1f} s: {built} built, {len(events) - built} reused, "
-            f"{target.describe()}; recorded in {args.folder / 'manifest.json'}")
+            f"{target}; recorded in {args.folder / 'manifest.json'}")
     if verification is not None and not verification.passed:
         print(f"simvos-build: error: {verification.failure()}", file=sys.stderr)
         return EXIT_VERIFY
-    return 0
+    return EXIT_OK
 
 
-def verify(args: argparse.Namespace, target: Target, say: Any) -> Any:
+def verify(args: argparse.Namespace, say: Callable[[str], None]) -> Any:
     """The verification report, or None when it is off or (by default) no GPU is here to run the engines."""
     if args.verify is False:
         return None

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import BACKBONES, PRESETS, SimVOSConfig
-from ..errors import SimVOSError, check_type, describe_error
-from ..io import Owner, claim_folder, interrupt_on_sigterm
+from ..errors import ExportError, InputError, check_type
+from ..io import Owner, claim_folder
+from ..manifest import Weights
+from ..tables import render
+from .build import flag
+from .common import EXIT_MISSING, EXIT_OK, run_command
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
                             "uint8_input": True, "seed": 1, "precision": "auto"}
@@ -35,21 +39,16 @@ MAX_TOKENS = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="simvos-export",
-        description="Export SimVOS to static ONNX graphs (one per stage: query encoder, memory encoder, "
-        "joint decoder with one and with two memories, soft aggregation) with a manifest, and check them "
-        "for TensorRT. Explicit options override a --recipe, which overrides the defaults.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog="simvos-export", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Export SimVOS to static ONNX graphs, one per stage, with a manifest, "
+                                "and check them for TensorRT. Options override a --recipe, which overrides defaults.")
     g = p.add_argument_group("model")
     g.add_argument("--variant", choices=sorted(PRESETS), default=None,
                    help=f"paper preset: B (ViT-B, L=0), L (ViT-L, L=0), BS (ViT-B, L=4, token refinement "
                    f"384/384), T (tiny ViT, L=4, TR 16/16; tests and CPU benchmarks) [default {DEFAULTS['variant']}]")
     g.add_argument("--backbone", choices=sorted(BACKBONES), help="override the variant's ViT backbone")
     g.add_argument("--layer-index", type=int, help="override L: blocks[0:L] run per frame")
-    g.add_argument("--token-refinement", action=argparse.BooleanOptionalAction, default=None,
-                   help="override token refinement (needs L >= 1)")
+    flag(g, "--token-refinement", default=None, text="override token refinement (needs L >= 1)")
     g.add_argument("--kf", type=int, help="override the foreground prototypes per memory frame")
     g.add_argument("--kb", type=int, help="override the background prototypes per memory frame")
     w = p.add_argument_group("weights (default: seeded random weights, good for benchmarking only)")
@@ -61,33 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, help="engine frame width, multiple of 16 [default 864 = 854 padded]")
     s.add_argument("--max-objects", type=int, help="object-batch profile: min 1, opt 2, max this [default 8]")
     s.add_argument("--opset", type=int, help="ONNX opset, >= 17 for native LayerNormalization [default 17]")
-    s.add_argument("--uint8-input", action=argparse.BooleanOptionalAction, default=None,
-                   help="graphs take uint8 RGB frames and normalise inside (1 byte/pixel from the host) "
-                   "[default on]; --no-uint8-input takes normalised, padded float32 frames")
+    flag(s, "--uint8-input", default=None, text="graphs take uint8 RGB frames and normalise inside (1 byte/pixel "
+         "from the host) [default on]; --no-uint8-input takes normalised, padded float32 frames")
     s.add_argument("--precision", choices=("auto", "fp16", "fp32"), default=None,
                    help="fp16: float16 graphs with LayerNorm, frame normalisation, token-refinement weights, "
                    "probabilities and soft aggregation in float32 (for FP16 TensorRT engines); fp32: float32 "
                    "graphs (fastest on ONNX Runtime CPUs); auto: fp16 when a TensorRT library is installed "
                    "here, else fp32 [default auto]")
-    s.add_argument("--allow-large", action="store_true", default=None,
-                   help=f"export frames above {MAX_TOKENS} tokens (H*W/256; 1024x1024), whose export takes minutes "
-                   "to hours and memory growing with the tokens squared")
+    flag(s, "--allow-large", default=None, text=f"export frames above {MAX_TOKENS} tokens (H*W/256; 1024x1024), "
+         "whose export takes minutes to hours and memory growing with the tokens squared")
     s.add_argument("--recipe", type=Path, help="a JSON recipe (see export/*.json) with any of the options above")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="export folder [default engines/<variant or config name>-<H>x<W>]")
-    o.add_argument("--force", action="store_true",
-                   help="replace an earlier export in --out (never a folder of other files)")
+    flag(o, "--force", text="replace an earlier export in --out (never a folder of other files)")
     o.add_argument("--check", type=Path, metavar="DIR",
                    help="only check an existing export folder (files, sha256s, TensorRT readiness) and exit")
-    o.add_argument("--engines", action=argparse.BooleanOptionalAction, default=True,
-                   help="build the engines right after the export when a TensorRT library can build here "
-                   "(TensorRT-RTX needs no GPU: it builds for compute capability 8.0, the A100; see simvos-build)")
-    o.add_argument("--require-engine", action="store_true",
-                   help="fail (exit 3) when engines cannot be built here (no TensorRT library, or TensorRT "
-                   "without a GPU); by default the export stops after the checked ONNX graphs and prints "
-                   "the simvos-build command to run where a builder is")
-    o.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
-    o.add_argument("-v", "--verbose", action="store_true", help="log library details")
+    flag(o, "--engines", default=True, text="build the engines right after the export when a TensorRT library can "
+         "build here (TensorRT-RTX needs no GPU: it builds for compute capability 8.0, the A100; see simvos-build)")
+    flag(o, "--require-engine", text="fail (exit 3) when engines cannot be built here (no TensorRT library, or "
+         "TensorRT without a GPU); by default the export stops after the checked ONNX graphs and prints the "
+         "simvos-build command to run where a builder is")
+    flag(o, "--json", text="print the result as JSON instead of tables")
+    flag(o, "-v", "--verbose", text="log library details")
     return p
 
 
@@ -101,28 +95,31 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             merged[key] = value
+    config = merged["config"] = make_config(merged)
+    name = merged["variant"] if config == PRESETS[merged["variant"]] else config.name
+    merged["out"] = merged.get("out") or Path("engines") / f"{name}-{merged['height']}x{merged['width']}"
     return merged
 
 
 def read_recipe(path: Path) -> dict[str, Any]:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
-        raise SimVOSError(f"--recipe {path} {what}; give a JSON file (the shipped recipes are in export/)")
+        raise InputError(f"--recipe {path} {what}; give a JSON file (the shipped recipes are in export/)")
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
-        raise SimVOSError(f"--recipe {path} is not valid JSON ({exc})") from exc
+        raise InputError(f"--recipe {path} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise SimVOSError(f"--recipe {path} holds a JSON {type(data).__name__}, expected an object such as "
-                          '{"variant": "BS", "height": 480}')
+        raise InputError(f"--recipe {path} holds a JSON {type(data).__name__}, expected an object such as "
+                         '{"variant": "BS", "height": 480}')
     unknown = sorted(set(data) - RECIPE_KEYS)
     if unknown:
-        raise SimVOSError(f"--recipe {path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
+        raise InputError(f"--recipe {path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
     for key, value in data.items():
         check_type(f"--recipe {path}: {key}", value, RECIPE_TYPES[key],
                    " or ".join(_JSON_TYPE.get(t, "null") for t in RECIPE_TYPES[key]))
     if data.get("variant", "BS") not in PRESETS:
-        raise SimVOSError(f"--recipe {path}: variant {data['variant']!r} is not one of {', '.join(sorted(PRESETS))}")
+        raise InputError(f"--recipe {path}: variant {data['variant']!r} is not one of {', '.join(sorted(PRESETS))}")
     for key in ("checkpoint", "mae", "out"):
         if data.get(key) is not None:
             data[key] = Path(data[key])
@@ -130,6 +127,7 @@ def read_recipe(path: Path) -> dict[str, Any]:
 
 
 def make_config(opts: dict[str, Any]) -> SimVOSConfig:
+    """The preset of ``opts["variant"]`` with the options' overrides."""
     base = PRESETS[opts["variant"]]
     fields = {k: opts[k] for k in ("backbone", "layer_index", "token_refinement", "kf", "kb") if k in opts}
     if "layer_index" in fields and fields["layer_index"] == 0 and "token_refinement" not in fields:
@@ -137,39 +135,32 @@ def make_config(opts: dict[str, Any]) -> SimVOSConfig:
     try:
         return SimVOSConfig(**{**base.to_dict(), "train_grid": base.train_grid, **fields})
     except ValueError as exc:
-        raise SimVOSError(f"invalid model settings: {exc}") from exc
+        raise InputError(f"invalid model settings: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupt_on_sigterm()
-    try:
-        if args.check is not None:
-            return run_check(args.check, as_json=args.json)
-        opts = resolve(args)
-        code = run_export(opts, force=args.force, as_json=args.json)
-        return code if code else build_engines_here(opts, args)
-    except (SimVOSError, OSError) as exc:
-        print(f"simvos-export: error: {describe_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("simvos-export: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    return run_command("simvos-export", build_parser().parse_args(argv), run,
+                       interrupted="interrupted; nothing was written")
 
 
-def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Check a folder, or export (then build the engines where a library can)."""
+    if args.check is not None:
+        return run_check(args.check, as_json=args.json)
+    opts = resolve(args)
+    run_export(opts, force=args.force, as_json=args.json)
+    return build_engines_here(opts, args)
+
+
+def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
     from ..export.onnx_export import ExportSettings, export_folder
-    from ..manifest import Weights
-    from ..model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
 
-    config = make_config(opts)
+    config: SimVOSConfig = opts["config"]
     settings = ExportSettings(opts["height"], opts["width"], opts["max_objects"], opts["opset"],
                               opts["uint8_input"], resolve_precision(opts["precision"]))
     if opts.get("checkpoint") and opts.get("mae"):
-        raise SimVOSError("give either --checkpoint or --mae, not both")
-    variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
-    out = opts.get("out") or _default_out(opts)
+        raise InputError("give either --checkpoint or --mae, not both")
+    variant, out = (opts["variant"] if config == PRESETS[opts["variant"]] else None), opts["out"]
     inputs = [opts.get(k) for k in ("recipe", "checkpoint", "mae")]
     check_cost(config, settings, opts.get("allow_large", False))
     claim_folder(out, Owner("simvos-export"), inputs=inputs, force=force, replace=True)  # before the slow part
@@ -179,23 +170,7 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement {tr}) at "
         f"{settings.height}x{settings.width}, objects 1..{settings.max_objects}, opset {settings.opset}, "
         f"{settings.precision.value} graphs")
-    if opts.get("checkpoint"):
-        path = Path(opts["checkpoint"])
-        say(f"[1/3] loading checkpoint {path}")
-        model = load_official_checkpoint(path, config)
-        provenance = Weights.from_file("official", path)
-    elif opts.get("mae"):
-        path = Path(opts["mae"])
-        say(f"[1/3] loading MAE backbone {path} (mask embedding, token refinement and decoder random)")
-        model = load_mae_backbone(path, config, seed=opts["seed"])
-        provenance = Weights.from_file("mae", path, seed=opts["seed"])
-    else:
-        print("!" * 78 + "\n!! WARNING: no --checkpoint given: exporting RANDOM weights (seed "
-              f"{opts['seed']}).\n!! The graphs are good for benchmarking only; their masks mean nothing.\n"
-              + "!" * 78, file=sys.stderr)
-        say(f"[1/3] building seeded random weights (seed {opts['seed']})")
-        model = random_model(config, seed=opts["seed"])
-        provenance = Weights("random", seed=opts["seed"])
+    model, weights = load_model(opts, config, say)
     say(f"[2/3] exporting graphs to {out}")
     rows: list[dict[str, Any]] = []
 
@@ -211,10 +186,10 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
         reports.update(check_graphs(folder))
         failed = [n for n, r in reports.items() if not r.ok]
         if failed:
-            raise SimVOSError("the exported graphs fail the TensorRT-readiness checks ("
+            raise ExportError("the exported graphs fail the TensorRT-readiness checks ("
                               + ", ".join(failed) + "):\n" + "\n".join(reports[n].format_violations() for n in failed))
 
-    manifest = export_folder(model, out, settings, checkpoint=provenance, variant=variant, force=force,
+    manifest = export_folder(model, out, settings, checkpoint=weights, variant=variant, force=force,
                              progress=progress, verify=verify)
     if as_json:
         print(json.dumps({"out": str(out), "seconds": time.perf_counter() - t0, "graphs": rows,
@@ -222,8 +197,23 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> int:
     else:
         say(summary_table(reports))
         say(f"done in {time.perf_counter() - t0:.1f} s: {out}/ ({len(rows)} graphs + manifest.json)")
-    opts["out"] = out
-    return 0
+
+
+def load_model(opts: dict[str, Any], config: SimVOSConfig, say: Callable[[str], None]) -> tuple[Any, Weights]:
+    """The model to export and its weights' provenance: a checkpoint, a MAE backbone, or seeded random weights."""
+    from ..model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
+
+    seed = opts["seed"]
+    if opts.get("checkpoint"):
+        say(f"[1/3] loading checkpoint {opts['checkpoint']}")
+        return load_official_checkpoint(opts["checkpoint"], config), Weights.from_file("official", opts["checkpoint"])
+    if opts.get("mae"):
+        say(f"[1/3] loading MAE backbone {opts['mae']} (mask embedding, token refinement and decoder random)")
+        return load_mae_backbone(opts["mae"], config, seed=seed), Weights.from_file("mae", opts["mae"], seed=seed)
+    print("!" * 78 + f"\n!! WARNING: no --checkpoint given: exporting RANDOM weights (seed {seed}).\n"
+          "!! The graphs are good for benchmarking only; their masks mean nothing.\n" + "!" * 78, file=sys.stderr)
+    say(f"[1/3] building seeded random weights (seed {seed})")
+    return random_model(config, seed=seed), Weights("random", seed=seed)
 
 
 def resolve_precision(choice: str) -> Any:
@@ -234,7 +224,7 @@ def resolve_precision(choice: str) -> Any:
     if choice == "auto":
         return Precision.FP16 if installed() else Precision.FP32
     if choice not in {p.value for p in Precision}:
-        raise SimVOSError(f"precision {choice!r} is not one of auto, fp16, fp32")
+        raise InputError(f"precision {choice!r} is not one of auto, fp16, fp32")
     return Precision(choice)
 
 
@@ -244,9 +234,9 @@ def check_cost(config: SimVOSConfig, settings: Any, allow_large: bool) -> None:
     if tokens > MAX_TOKENS and not allow_large:
         joint = tokens + 2 * config.memory_tokens((settings.height // 16, settings.width // 16))
         gib = config.num_heads * joint**2 * 4 / 2**30
-        raise SimVOSError(f"{settings.height}x{settings.width} is {tokens} tokens per frame (above {MAX_TOKENS}; "
-                          f"480x864 has 1620): one attention map of the joint decoder takes about {gib:.1f} GiB and "
-                          "export time grows with the tokens squared; choose a smaller size or pass --allow-large")
+        raise InputError(f"{settings.height}x{settings.width} is {tokens} tokens per frame (above {MAX_TOKENS}; "
+                         f"480x864 has 1620): one attention map of the joint decoder takes about {gib:.1f} GiB and "
+                         "export time grows with the tokens squared; choose a smaller size or pass --allow-large")
 
 
 def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
@@ -255,8 +245,7 @@ def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
     from ..trt.library import select_library
     from . import build
 
-    out = opts.get("out") or _default_out(opts)
-    command = f"simvos-build {out}"
+    command = f"simvos-build {opts['out']}"
     try:
         library = select_library()
         if not library.ahead_of_time:
@@ -266,21 +255,15 @@ def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
     except (MissingDependencyError, BackendError) as exc:
         if args.require_engine:
             print(f"simvos-export: error: --require-engine: {exc}\n  then run: {command}", file=sys.stderr)
-            return build.EXIT_MISSING
+            return EXIT_MISSING
         if not args.json:
             print(f"engines not built here ({exc}).\nWhere TensorRT and the GPU are (or TensorRT-RTX), run: {command}")
-        return 0
+        return EXIT_OK
     if not args.engines and not args.require_engine:
         if not args.json:
             print(f"engines not built (--no-engines); build them with: {command}")
-        return 0
-    return build.main([str(out)] + (["--json"] if args.json else []))
-
-
-def _default_out(opts: dict[str, Any]) -> Path:
-    config = make_config(opts)
-    variant = opts["variant"] if config == PRESETS[opts["variant"]] else None
-    return Path("engines") / f"{variant or config.name}-{opts['height']}x{opts['width']}"
+        return EXIT_OK
+    return build.main([str(opts["out"])] + (["--json"] if args.json else []))
 
 
 def check_graphs(folder: Path) -> dict[str, Any]:
@@ -290,19 +273,12 @@ def check_graphs(folder: Path) -> dict[str, Any]:
 
 
 def summary_table(reports: dict[str, Any]) -> str:
-    """One table: a row per rule, a column per graph, each cell "ok (items checked)" or FAIL."""
-    names = list(reports)
+    """A row per rule, a column per graph, each cell "ok (items checked)" or "FAIL (violations)"."""
     rules = [c.rule for c in next(iter(reports.values())).checks] if reports else []
-    cells = {n: {c.rule: (f"ok ({c.checked})" if c.passed else "FAIL") for c in r.checks} for n, r in reports.items()}
-    short = {n: n.replace("joint_decoder_", "decoder_").replace("_encoder", "_enc") for n in names}
-    widths = [max(len("rule"), *(len(r) for r in rules))] + [max(len(short[n]), 10) for n in names]
-    header = ["rule", *(short[n] for n in names)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
-             "-+-".join("-" * w for w in widths)]
-    for rule in rules:
-        row = [rule, *(cells[n].get(rule, "-") for n in names)]
-        lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    return "\n".join("  " + line for line in lines)
+    cells = {n: {c.rule: f"ok ({c.checked})" if c.passed else f"FAIL ({len(r.violations_of(c.rule))})"
+                 for c in r.checks} for n, r in reports.items()}
+    header = ["rule", *(n.replace("joint_decoder_", "decoder_").replace("_encoder", "_enc") for n in reports)]
+    return render(header, [[rule, *(cells[n].get(rule, "-") for n in reports)] for rule in rules])
 
 
 def run_check(folder: Path, *, as_json: bool) -> int:

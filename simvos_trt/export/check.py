@@ -1,21 +1,8 @@
 """TensorRT-readiness checks for the exported ONNX graphs (DESIGN.md section 3).
 
-``check_model`` runs every rule on a graph and returns a ``CheckReport``: one ``Check`` row per
-rule and one ``Violation`` per offending node or tensor, whose message says what is wrong and
-how to fix it. The rules, by stable id:
-
-- ``onnx-checker``: ``onnx.checker.check_model(full_check=True)`` passes.
-- ``static-shapes``: after strict shape inference every tensor has a known rank and static dims,
-  except dims that are the object batch (``dynamic_dim_names``) or functions of it (``objects + 1``).
-- ``trt-supported-ops``: every op is in TensorRT 10's ONNX-parser list (``data/trt10_onnx_ops.json``)
-  and the default-domain opset is in the range that list covers; other domains need plugins.
-- ``no-forbidden-ops``: no data-dependent or control-flow ops (NonZero, ScatterND, Loop, If...).
-- ``topk-constant``: every TopK's K is a build-time constant below 3840 (and ``sorted`` is 1).
-- ``resize-constant``: every Resize's scales/sizes are constants, or computed from constants and
-  tensor shapes only (the batch-dynamic ``sizes`` torch exports), never from tensor values.
-- ``fp16-range``: every float constant is finite with ``|v| <= 65504``.
-- ``layernorm-native``: opset >= 17 and no decomposed LayerNorm (ReduceMean -> Sub -> Pow -> ReduceMean).
-- ``argmax-first-index``: every ArgMax/ArgMin has ``select_last_index == 0``.
+``check_model`` runs every rule of ``RULES`` on a graph and returns a ``CheckReport``: one ``Check``
+per rule, one ``Violation`` per offending node or tensor, saying what is wrong and how to fix it.
+The rules are described in simvos_trt/export/README.md.
 """
 
 from __future__ import annotations
@@ -58,10 +45,6 @@ FORBIDDEN_OPS: dict[str, str] = {
 _SEQUENCE_REASON = "sequence/optional types (a list of tensors in a scripted function): use Concat/Split"
 
 
-class CheckError(ExportError):
-    """A graph file or the op-list data file cannot be read."""
-
-
 @dataclass(frozen=True)
 class Check:
     """One rule's row in a report: ``checked`` counts the items the rule inspected."""
@@ -94,23 +77,9 @@ class CheckReport:
         """True when every rule passed."""
         return all(c.passed for c in self.checks)
 
-    @property
-    def failed_rules(self) -> set[str]:
-        """The ids of the rules that failed."""
-        return {c.rule for c in self.checks if not c.passed}
-
     def violations_of(self, rule: str) -> list[Violation]:
         """The violations one rule reported."""
         return [v for v in self.violations if v.rule == rule]
-
-    def format_table(self) -> str:
-        """A plain-text table: rule | checked | result."""
-        rows = [("rule", "checked", "result")] + [
-            (c.rule, str(c.checked), "pass" if c.passed else f"FAIL ({len(self.violations_of(c.rule))})")
-            for c in self.checks]
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        return "\n".join([lines[0], "-+-".join("-" * w for w in widths), *lines[1:]])
 
     def format_violations(self) -> str:
         """One line per violation: ``[rule] node (op): message``."""
@@ -125,7 +94,7 @@ def trt_op_list() -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads((resources.files("simvos_trt") / "data" / OP_LIST).read_text("utf-8"))
     except (OSError, ValueError) as e:
-        raise CheckError(f"cannot read simvos_trt/data/{OP_LIST}: {e}; reinstall the package") from e
+        raise ExportError(f"cannot read simvos_trt/data/{OP_LIST}: {e}; reinstall the package") from e
     return data
 
 
@@ -185,11 +154,7 @@ class _Graph:
         return numpy_helper.to_array(a.t) if a.type == AttributeProto.TENSOR else np.array(get_attribute_value(a))
 
     def value_source(self, name: str) -> str | None:
-        """The first non-constant tensor whose values (not only its shape) ``name`` is computed from.
-
-        None when ``name`` is computed from constants and tensor shapes only (Shape, Size), as the
-        ``sizes`` torch exports for ``F.interpolate(size=...)`` with a dynamic batch.
-        """
+        """The first non-constant tensor whose values ``name`` is computed from; None for constants and shapes."""
         stack, seen = [name], set()
         while stack:
             t = stack.pop()
@@ -218,11 +183,7 @@ def _rule_onnx_checker(g: _Graph) -> tuple[int, list[Finding]]:
 
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A weightless copy for shape inference: large initializers become typed graph inputs.
-
-    Their values never decide a shape (shape tensors, K, scales and sizes are small), so the copy
-    stays far below protobuf's 2 GB limit whatever the model's size.
-    """
+    """A weightless copy for shape inference: initializers too large to decide a shape become graph inputs."""
     graph = onnx.GraphProto(name=model.graph.name)
     graph.node.extend(model.graph.node)
     declared = {vi.name for vi in model.graph.input}
@@ -245,11 +206,7 @@ def _infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
 
 
 def _symbolic_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """onnxruntime's symbolic shape inference: dims as expressions of input dims ({} if unavailable).
-
-    ONNX's own inference leaves dims unnamed after Expand/Range/Resize/Reshape(-1) even when they
-    are ``objects + 1`` or ``floor(1.0*objects)``; this names them (it needs sympy).
-    """
+    """onnxruntime's symbolic shape inference, naming dims such as ``objects + 1`` ({} if unavailable)."""
     try:
         from .shapes import infer_symbolic_shapes
 
@@ -268,11 +225,7 @@ def _shape_text(vi: onnx.ValueInfoProto) -> str:
 
 
 def _shape_problem(vi: onnx.ValueInfoProto | None, allowed: tuple[str, ...]) -> str | None:
-    """What is wrong with one tensor's inferred type, or None.
-
-    A dim is fine when it is an int (0 too: torch's empty ``scales`` beside Resize ``sizes``) or a
-    dim_param naming only ``allowed`` dims, possibly in an expression (``objects + 1``).
-    """
+    """What is wrong with one tensor's inferred type, or None: every dim an int or an expression of ``allowed``."""
     if vi is None:
         return "has no inferred type or shape"
     if not vi.type.HasField("tensor_type"):
@@ -307,9 +260,7 @@ def _rule_static_shapes(g: _Graph) -> tuple[int, list[Finding]]:
     out: list[Finding] = [(*_MODEL, f"dynamic_axes names '{a}', which is not a graph input or output")
                           for a in axes if a not in io]
     problems = {n: p for n in names if (p := _shape_problem(infos.get(n), allowed))}
-    # Dims ONNX leaves unnamed may still be functions of the batch: onnxruntime's symbolic inference
-    # names them. A graph input's declared shape and an unknown rank (Squeeze/Unsqueeze with
-    # run-time axes, whose result it guesses) are final.
+    # Dims ONNX leaves unnamed may be functions of the batch: symbolic inference names them (README.md).
     unnamed = [n for n in problems if n not in inputs and _has_shape(infos.get(n))]
     symbolic = _symbolic_infos(skeleton) if unnamed else {}
     for name in unnamed:
@@ -476,24 +427,14 @@ def _run(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None, dynam
 
 def check_model(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None = None, *,
                 dynamic_dim_names: Iterable[str] = DEFAULT_DYNAMIC_DIM_NAMES) -> CheckReport:
-    """Run every rule on an in-memory model (weights included; the ONNX checker needs it under 2 GB).
-
-    Args:
-        model: the graph to check; not modified.
-        dynamic_axes: optional {graph input/output name: axes that must be dynamic}; when given, every
-            graph input and output must have exactly those dynamic axes (none when unlisted).
-        dynamic_dim_names: the dim_param names allowed to stay dynamic (the object batch).
-    """
+    """Run every rule on an in-memory model (under 2 GB); ``dynamic_axes`` ({graph input/output: axes}),
+    when given, must name exactly the dynamic axes of every graph input and output (none when unlisted)."""
     return _run(model, dynamic_axes, dynamic_dim_names, None)
 
 
 def check_file(path: str | Path, dynamic_axes: dict[str, set[int]] | None = None, *,
                dynamic_dim_names: Iterable[str] = DEFAULT_DYNAMIC_DIM_NAMES) -> CheckReport:
-    """Load an ONNX file (with its external data, if any) and run every rule on it (see ``check_model``).
-
-    With external data the ONNX checker reads the model through its path, so weights beyond protobuf's
-    2 GB limit are fine. Raises CheckError when the file cannot be loaded.
-    """
+    """Load an ONNX file (and its external data: any size) and run every rule on it; ExportError if unreadable."""
     path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -501,6 +442,6 @@ def check_file(path: str | Path, dynamic_axes: dict[str, set[int]] | None = None
         if external:
             load_external_data_for_model(model, str(path.parent))
     except Exception as e:  # onnx.load raises OSError, DecodeError, ValidationError...
-        raise CheckError(f"cannot load ONNX file {path}: {e}; check the path, and that its external data "
-                         "files sit beside it") from e
+        raise ExportError(f"cannot load ONNX file {path}: {e}; check the path, and that its external data "
+                          "files sit beside it") from e
     return _run(model, dynamic_axes, dynamic_dim_names, path if external else None)

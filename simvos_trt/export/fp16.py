@@ -1,10 +1,6 @@
-"""The float16 pass: a float32 stage graph -> its FP16 graph, under ``simvos_trt.precision.ISLANDS``.
+"""The float16 pass: a traced float32 stage graph -> its FP16 graph, under ``simvos_trt.precision.ISLANDS``.
 
-Tracing a float16 model on the CPU runs float16 GEMMs at ~1 GFLOP/s (60x slower than
-float32): BS at 480x864 took 10 minutes. So the export traces in float32 and this pass
-rewrites the ONNX graph: island nodes compute in float32, shape arithmetic (nodes that
-read no graph input) stays as traced, every other node computes in float16, and Casts
-sit exactly where a tensor crosses between them.
+Why the export converts the graph instead of tracing in float16: simvos_trt/export/README.md.
 """
 
 from __future__ import annotations
@@ -23,10 +19,6 @@ _PARAMETER_INPUTS = {"Resize": {1, 2}}
 _TYPED_OPS = {"Cast", "ConstantOfShape"}
 _UNSUPPORTED = {"Constant", "EyeLike", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
                 "Bernoulli", "Multinomial", "CastLike"}
-
-
-class Float16Error(ExportError):
-    """A graph cannot be converted to float16 (an op the pass does not handle, a weight out of range)."""
 
 
 def island_of(node: onnx.NodeProto) -> tuple[str, Island] | None:
@@ -84,8 +76,8 @@ class _Rewriter:
             with np.errstate(over="ignore"):
                 half = array.astype(np.float16)
             if not np.isfinite(half[np.isfinite(array)]).all():
-                raise Float16Error(f"weight {name} has values beyond float16's range (|x| > 65504): "
-                                   f"max |x| = {np.abs(array).max():g}; export with --precision fp32")
+                raise ExportError(f"weight {name} has values beyond float16's range (|x| > 65504): "
+                                  f"max |x| = {np.abs(array).max():g}; export with --precision fp32")
             self.halves[name] = f"{name}_f16"
             self.graph.initializer.append(numpy_helper.from_array(half, self.halves[name]))
         return self.halves[name]
@@ -106,7 +98,7 @@ class _Rewriter:
             node = onnx.NodeProto()
             node.CopyFrom(original)
             if node.op_type in _UNSUPPORTED:
-                raise Float16Error(f"node {node.name}: the float16 pass does not handle {node.op_type}")
+                raise ExportError(f"node {node.name}: the float16 pass does not handle {node.op_type}")
             key, dtype, _ = self.region(node)
             skip = _PARAMETER_INPUTS.get(node.op_type, set())
             for i, name in enumerate(node.input):
@@ -150,7 +142,6 @@ def _retype(node: onnx.NodeProto) -> None:
 def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
     """The FP16 graph of a float32 stage graph (``model`` is modified in place and returned).
 
-    Raises:
-        Float16Error: an op the pass does not handle, or a weight beyond float16's range.
+    Raises ExportError for an op the pass does not handle, or a weight beyond float16's range.
     """
     return _Rewriter(model).run()

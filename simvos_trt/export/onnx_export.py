@@ -1,12 +1,5 @@
-"""Export the stage graphs of a SimVOS model to an export folder, atomically.
-
-Steps per graph (each small): trace to ONNX (TorchScript exporter, opset >= 17 so
-LayerNorm is the native op), fold constants and clean up with onnx-graphsurgeon,
-stamp the configuration into ``metadata_props``, save. The folder is built under a
-temporary name beside the target and renamed into place only once every graph and the
-manifest are written: an interrupted or failed export never leaves a folder that looks
-complete.
-"""
+"""Export the stage graphs of a SimVOS model to an export folder, atomically: trace, fold, convert,
+stamp and save each graph, then move the finished folder into place (export/README.md)."""
 
 from __future__ import annotations
 
@@ -25,11 +18,11 @@ import numpy as np
 import onnx
 import torch
 
-from .. import __version__, errors
+from .. import __version__
 from ..config import SimVOSConfig
-from ..errors import check_type
-from ..io import Owner, claim_folder, staging_folder, swap_into_place
-from ..manifest import MANIFEST, OBJECTS_AXIS, GraphEntry, Manifest, TensorSpec, Weights, sha256_file, write_json_atomic
+from ..errors import ExportError, check_type
+from ..io import MANIFEST, Owner, claim_folder, staging_folder, swap_into_place, write_json_atomic
+from ..manifest import OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
 from ..model.simvos import SimVOS
 from ..model.stages import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 from ..precision import Precision, graph_precision
@@ -40,10 +33,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, dict[str, Any]], None]
 MAX_OPSET = 20  # torch's TorchScript exporter and TensorRT 10's ONNX parser (data/trt10_onnx_ops.json)
 _PROTOBUF_LIMIT = 1_800_000_000  # stay clear of protobuf's 2 GB limit: use external data beyond
-
-
-class ExportError(errors.ExportError):
-    """The export cannot proceed (bad settings, output folder in the way)."""
 
 
 @dataclass(frozen=True)
@@ -80,20 +69,20 @@ def _example_inputs(name: str, model: SimVOS, s: ExportSettings) -> dict[str, to
     else:
         frame = {"frame": torch.zeros(1, 3, H, W)}
     g = torch.Generator().manual_seed(0)
-    if name == "query_encoder":
+    if name == Graph.QUERY_ENCODER:
         return frame
-    if name == "memory_encoder":
+    if name == Graph.MEMORY_ENCODER:
         return {**frame, "masks": torch.rand(B, 1, H, W, generator=g)}
-    if name == "aggregate":
+    if name == Graph.AGGREGATE:
         return {"prob": torch.rand(B, 1, H, W, generator=g)}
     mems = {"memory_first": torch.randn(B, M, C, generator=g)}
-    if name == "joint_decoder_2mem":
+    if name == Graph.JOINT_DECODER_2MEM:
         mems["memory_prev"] = torch.randn(B, M, C, generator=g)
     return {"query": torch.randn(1, N, C, generator=g), **mems}
 
 
-_OUTPUTS = {"query_encoder": ["query"], "memory_encoder": ["memory"], "joint_decoder_1mem": ["prob"],
-            "joint_decoder_2mem": ["prob"], "aggregate": ["background", "objects", "labels"]}
+_OUTPUTS = {Graph.QUERY_ENCODER: ["query"], Graph.MEMORY_ENCODER: ["memory"], Graph.JOINT_DECODER_1MEM: ["prob"],
+            Graph.JOINT_DECODER_2MEM: ["prob"], Graph.AGGREGATE: ["background", "objects", "labels"]}
 _OBJECT_TENSORS = {"masks", "memory", "memory_first", "memory_prev", "prob", "objects"}
 
 
@@ -107,15 +96,15 @@ def _output_shapes(module: torch.nn.Module, inputs: dict[str, torch.Tensor],
             for n, t in zip(names, result, strict=True)}
 
 
-def stage_modules(model: SimVOS, s: ExportSettings) -> dict[str, torch.nn.Module]:
+def stage_modules(model: SimVOS, s: ExportSettings) -> dict[Graph, torch.nn.Module]:
     """The five graph wrappers, in evaluation mode."""
     H, W = s.height, s.width
-    mods = {
-        "query_encoder": QueryEncoder(model, H, W, s.uint8_input),
-        "memory_encoder": MemoryEncoder(model, H, W, s.uint8_input),
-        "joint_decoder_1mem": JointDecoder(model, H, W),
-        "joint_decoder_2mem": JointDecoder(model, H, W),
-        "aggregate": Aggregate(),
+    mods: dict[Graph, torch.nn.Module] = {
+        Graph.QUERY_ENCODER: QueryEncoder(model, H, W, s.uint8_input),
+        Graph.MEMORY_ENCODER: MemoryEncoder(model, H, W, s.uint8_input),
+        Graph.JOINT_DECODER_1MEM: JointDecoder(model, H, W),
+        Graph.JOINT_DECODER_2MEM: JointDecoder(model, H, W),
+        Graph.AGGREGATE: Aggregate(),
     }
     return {k: m.eval() for k, m in mods.items()}
 
@@ -134,15 +123,8 @@ def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outpu
 
 def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]],
                    precision: Precision = Precision.FP32) -> onnx.ModelProto:
-    """Constant folding, dead-node removal, topological sort (onnx-graphsurgeon), static shapes.
-
-    The tracer names the output dims it cannot prove static (``Sigmoidprob_dim_2``); the
-    outputs get their known shapes and intermediate shapes are re-inferred with ONNX
-    Runtime's symbolic shape inference, which carries the ``objects`` axis through the
-    reshapes whose target shape is computed (plain ONNX inference loses it there), so
-    every intermediate is static except the object axis (or ``objects + 1`` where the
-    background joins the objects). An FP16 graph is converted between the two steps.
-    """
+    """Constant folding, dead-node removal, topological sort (onnx-graphsurgeon), the float16 pass for FP16
+    graphs, then static shapes: the outputs' known ones, the rest by symbolic inference (export/README.md)."""
     import onnx_graphsurgeon as gs
 
     from .shapes import infer_symbolic_shapes
@@ -203,17 +185,11 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
                   variant: str | None = None, force: bool = False,
                   progress: Progress | None = None,
                   verify: Callable[[Path], None] | None = None) -> Manifest:
-    """Export every stage graph of ``model`` into ``out`` and write its manifest.
+    """Export every stage graph of ``model`` into ``out`` (absent, empty, or with ``force`` an earlier export)
+    and write its manifest, recording ``checkpoint`` as the weights' provenance.
 
-    Args:
-        model: the SimVOS to export (evaluation mode).
-        out: the export folder: absent or empty, or with ``force`` an earlier export; never a
-            folder of other files or one holding the checkpoint.
-        settings: frame size, object profile, opset, input kind.
-        checkpoint: where the weights came from, recorded in the manifest.
-        progress: called with (event, info) for "graph" events (name, seconds, bytes, node counts).
-        verify: called with the finished temporary folder before it is moved into place;
-            raising there aborts the export and leaves nothing behind.
+    ``progress`` gets ("graph", {name, seconds, bytes, nodes_exported, nodes_final}) per graph; ``verify`` gets
+    the finished temporary folder before it moves into place: raising there leaves nothing behind.
     """
     out = Path(out)
     claim_folder(out, Owner("simvos-export"), inputs=[checkpoint.path], force=force, replace=True)

@@ -1,13 +1,5 @@
-"""ONNX Runtime's symbolic shape inference, without its side effect on the working folder.
-
-ONNX's own shape inference loses the ``objects`` axis after reshapes whose target shape
-is computed; ONNX Runtime's symbolic inference carries it (``objects``, ``objects + 1``).
-When that inference is incomplete, ONNX Runtime saves the half-inferred model as
-``sym_shape_infer_temp.onnx`` (+ external data files) in the current folder before it
-raises; here it runs inside a temporary folder, so nothing is left behind. The working
-folder is process-wide, so calls are serialised by a lock (export and checks are
-command-level operations, not run from several threads in practice).
-"""
+"""ONNX Runtime's symbolic shape inference (it keeps the ``objects`` axis through computed reshapes),
+run in a temporary folder so its leftovers never land in the working folder (export/README.md)."""
 
 from __future__ import annotations
 
@@ -17,19 +9,15 @@ import threading
 
 import onnx
 
+from ..errors import ExportError
+
 _CWD_LOCK = threading.Lock()
-
-
-class IncompleteShapeInference(RuntimeError):
-    """Some tensor's shape could not be inferred symbolically."""
 
 
 def infer_symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with value_info inferred by ONNX Runtime's symbolic shape inference (needs sympy).
 
-    Raises:
-        IncompleteShapeInference: a shape could not be inferred.
-        ImportError: onnxruntime or sympy is missing.
+    Raises ExportError when a shape cannot be inferred, ImportError without onnxruntime or sympy.
     """
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
@@ -40,7 +28,7 @@ def infer_symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
             return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
         except Exception as exc:
             if "Incomplete symbolic shape inference" in str(exc):
-                raise IncompleteShapeInference(str(exc)) from exc
+                raise ExportError(f"symbolic shape inference: {exc}") from exc
             raise
         finally:
             os.chdir(old)

@@ -1,9 +1,7 @@
 """Engines for an export folder: one strongly typed engine per graph, with TensorRT or TensorRT-RTX.
 
-The graphs carry their precision (``simvos-export --precision``), so the build has no
-precision switch: it parses, checks the network against the manifest, configures
-(workspace, optimisation level, targets, profile, timing cache) and serialises. Each step
-is a small function; the decisions (plans, keys, compatibility) are in ``trt.identity``.
+Parse, check against the manifest, configure, serialise: one small function per step; the
+decisions (plans, keys, compatibility) are in ``trt.plan`` and ``trt.records`` (export/README.md, docs/tensorrt.md).
 """
 
 from __future__ import annotations
@@ -13,46 +11,45 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import cast
 
 from ..errors import ExportError
 from ..io import write_atomic
-from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, read_manifest, sha256_file
+from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError, read_manifest, sha256_file
 from ..trt.engine import QUIET, device_here, host_platform, layer_precisions, make_logger, network_io
-from ..trt.identity import (
+from ..trt.library import Library, network_flags, select_library, trt
+from ..trt.plan import (
     DEFAULT_RTX_TARGETS,
     RTX_TARGETS,
     BuildPlan,
     BuildSettings,
-    EngineEntry,
-    EngineError,
     Target,
     cache_key,
     check_options,
-    find_entry,
-    is_reusable,
     objects_range,
     plan_build,
-    record_engines,
 )
-from ..trt.library import Library, network_flags, select_library, trt
+from ..trt.records import EngineEntry, find_entry, is_reusable, record_engines
 
 log = logging.getLogger(__name__)
 
 TIMING_CACHE = "timing.cache"
 
 
-class EngineBuildError(ExportError):
-    """TensorRT could not parse or build a graph, or the graph does not match the manifest."""
+class BuildStatus(StrEnum):
+    START = "start"  # about to build
+    BUILT = "built"
+    CACHED = "cached"  # reused: its cache key matched
 
 
 @dataclass(frozen=True)
 class BuildEvent:
-    """Progress of one engine: ``start`` (about to build), ``built`` or ``cached`` (reused)."""
+    """Progress of one engine."""
 
     graph: str
-    status: str
+    status: BuildStatus
     seconds: float = 0.0
     bytes: int = 0
     entry: EngineEntry | None = None
@@ -79,7 +76,7 @@ def network_from_onnx(builder: trt.Builder, path: Path,
     network = builder.create_network(network_flags())
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)) or parser.num_errors:
-        raise EngineBuildError(f"{selected_name()}'s ONNX parser rejected {path}:\n" + "\n".join(parse_errors(parser)))
+        raise ExportError(f"{selected_name()}'s ONNX parser rejected {path}:\n" + "\n".join(parse_errors(parser)))
     return network, parser
 
 
@@ -93,8 +90,8 @@ def check_network_io(network: trt.INetworkDefinition, graph: GraphEntry) -> None
             for ts, is_input in ((graph.inputs, True), (graph.outputs, False)) for t in ts}
     got = network_io(network)
     if got != want:
-        raise EngineBuildError(f"{graph.file}: the network's tensors {got} are not the manifest's {want} "
-                               "((is input, dtype, shape), -1: object axis); export the folder again")
+        raise ExportError(f"{graph.file}: the network's tensors {got} are not the manifest's {want} "
+                          "((is input, dtype, shape), -1: object axis); export the folder again")
 
 
 def builder_config(builder: trt.Builder, plan: BuildPlan, target: Target) -> trt.IBuilderConfig:
@@ -127,11 +124,7 @@ def add_profile(builder: trt.Builder, config: trt.IBuilderConfig, plan: BuildPla
 
 
 def use_timing_cache(config: trt.IBuilderConfig, path: Path, cache: trt.ITimingCache | None) -> trt.ITimingCache:
-    """Attach ``cache``, or the one saved at ``path``, or a new one; returns the attached cache.
-
-    A saved cache from another GPU or library version (or unreadable) is replaced by a new
-    one, which overwrites it after the build.
-    """
+    """Attach ``cache``, or the one saved at ``path`` if it fits this GPU and library, or a new one."""
     if cache is None and path.is_file():
         try:
             cache = config.create_timing_cache(path.read_bytes())
@@ -152,7 +145,7 @@ def serialize(builder: trt.Builder, network: trt.INetworkDefinition, config: trt
     """The serialized plan; raises with TensorRT's last errors if the build fails."""
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise EngineBuildError(f"{selected_name()} could not build {name}: {'; '.join(errors[-5:]) or 'see the log'}")
+        raise ExportError(f"{selected_name()} could not build {name}: {'; '.join(errors[-5:]) or 'see the log'}")
     return memoryview(cast(bytes, plan))
 
 
@@ -205,29 +198,19 @@ class BuildSession:
 def build_engines(folder: str | Path, settings: BuildSettings, *, library: str = "auto",
                   graphs: Sequence[str] | None = None, force: bool = False, progress: Progress | None = None,
                   device: int = 0) -> list[BuildEvent]:
-    """Build (or reuse) the engines of an export folder and record them in its manifest.
+    """Build (or reuse, unless ``force``) the engines of an export folder and record each in its manifest.
 
-    Args:
-        folder: an export folder written by ``simvos-export``.
-        settings: targets, workspace, optimisation level, compatibility options.
-        library: ``auto`` (TensorRT if installed, else TensorRT-RTX), ``tensorrt`` or ``tensorrt_rtx``.
-        graphs: a subset of the manifest's graphs (default: all of them).
-        force: rebuild even engines whose cache key matches.
-        progress: called with a ``BuildEvent`` before and after each engine.
-        device: the CUDA device to build on (TensorRT).
-
-    Raises:
-        MissingDependencyError / GPUUnavailableError: no TensorRT library, or (TensorRT) no usable GPU.
-        ManifestError: the folder is not a complete, intact export.
-        EngineError: an option the library lacks, or a graph that cannot be parsed or built
-            (earlier engines stay recorded).
+    ``library``: auto, tensorrt or tensorrt_rtx; ``graphs``: a subset (default all); ``progress`` gets a
+    ``BuildEvent`` before and after each engine. Raises MissingDependencyError or BackendError (no library,
+    or no GPU for TensorRT), ManifestError (not an intact export), ExportError (an option the library lacks,
+    a graph that cannot be parsed or built; earlier engines stay recorded).
     """
     folder = Path(folder)
     manifest = read_manifest(folder, verify=True)
     names = list(manifest.graphs) if graphs is None else list(graphs)
     unknown = sorted(set(names) - set(manifest.graphs))
     if unknown:
-        raise EngineBuildError(f"--graphs {unknown}: not in {folder}; it has {list(manifest.graphs)}")
+        raise ExportError(f"--graphs {unknown}: not in {folder}; it has {list(manifest.graphs)}")
     target = build_target(select_library(library), settings, device)
     session: BuildSession | None = None
     events = []
@@ -237,14 +220,14 @@ def build_engines(folder: str | Path, settings: BuildSettings, *, library: str =
         previous = _previous(manifest, name)
         if not force and is_reusable(folder, previous, key):
             assert previous is not None
-            events.append(BuildEvent(name, "cached", 0.0, previous.bytes, previous))
+            events.append(BuildEvent(name, BuildStatus.CACHED, 0.0, previous.bytes, previous))
         else:
             if progress:
-                progress(BuildEvent(name, "start"))
+                progress(BuildEvent(name, BuildStatus.START))
             session = session or BuildSession(folder, target)
             entry = session.build(plan, manifest.graphs[name], key)
             record_engines(folder, [entry])
-            events.append(BuildEvent(name, "built", entry.build_seconds, entry.bytes, entry))
+            events.append(BuildEvent(name, BuildStatus.BUILT, entry.build_seconds, entry.bytes, entry))
         if progress:
             progress(events[-1])
     return events
@@ -253,6 +236,6 @@ def build_engines(folder: str | Path, settings: BuildSettings, *, library: str =
 def _previous(manifest: Manifest, name: str) -> EngineEntry | None:
     try:
         return find_entry(manifest, name)
-    except EngineError as exc:
+    except ManifestError as exc:
         log.warning("ignoring the recorded %s engine (%s); rebuilding", name, exc)
         return None

@@ -1,5 +1,3 @@
-"""TensorRT helpers shared by the engine build (``export``) and the runtime: which TensorRT
-library is installed, engine identity and compatibility, loading an engine, the CUDA runtime.
-
-Nothing here imports TensorRT or CUDA at import time.
-"""
+"""TensorRT helpers shared by the engine build (``export``) and the runtime: the library (``library``), build
+plans (``plan``), engine records and compatibility (``records``), loading engines (``engine``), CUDA (``cuda``).
+Nothing here imports TensorRT or CUDA at import time."""

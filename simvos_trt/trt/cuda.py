@@ -13,14 +13,6 @@ log = logging.getLogger(__name__)
 CUDA_HINT = "pip install 'simvos-trt[gpu]' on a machine with an NVIDIA GPU and driver"
 
 
-class CudaError(BackendError):
-    """A CUDA runtime call failed; the message names the call and the error."""
-
-
-class GPUUnavailableError(CudaError):
-    """No usable NVIDIA GPU (no device, no driver, or a driver too old for the CUDA runtime)."""
-
-
 def load_cudart(purpose: str = "querying the GPU") -> Any:
     """cuda-python's runtime bindings (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.6)."""
     for name in ("cuda.bindings.runtime", "cuda.cudart"):
@@ -36,7 +28,7 @@ def _text(value: Any) -> str:
 
 
 class Cuda:
-    """Checked CUDA runtime calls: ``call("cudaMalloc", n)`` returns the result or raises CudaError."""
+    """Checked CUDA runtime calls: ``call("cudaMalloc", n)`` returns the result or raises BackendError."""
 
     def __init__(self, cudart: Any | None = None) -> None:
         self.rt = cudart if cudart is not None else load_cudart()
@@ -45,10 +37,10 @@ class Cuda:
         result = getattr(self.rt, name)(*args)
         err, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
         if int(err) != 0:
-            raise CudaError(self.describe(name, err))
+            raise BackendError(self.error_text(name, err))
         return values[0] if len(values) == 1 else (values or None)
 
-    def describe(self, call: str, err: Any) -> str:
+    def error_text(self, call: str, err: Any) -> str:
         name, text = getattr(err, "name", None), ""
         try:
             name = _text(self.rt.cudaGetErrorName(err)[1]) or name
@@ -66,7 +58,7 @@ class Cuda:
         """``call`` for clean-up: a failure is logged, not raised (the other resources still get freed)."""
         try:
             self.call(name, *args)
-        except CudaError as exc:
+        except BackendError as exc:
             log.warning("CUDA clean-up: %s", exc)
 
     def memcpy(self, dst: int, src: int, nbytes: int, kind: str, stream: Any) -> None:
@@ -77,11 +69,11 @@ class Cuda:
         """(name, compute capability) of CUDA device ``device``."""
         try:
             count = int(self.call("cudaGetDeviceCount"))
-        except CudaError as exc:
-            raise GPUUnavailableError(f"no usable NVIDIA GPU here ({exc})") from exc
+        except BackendError as exc:
+            raise BackendError(f"no usable NVIDIA GPU here ({exc})") from exc
         if not 0 <= device < count:
-            raise GPUUnavailableError(f"no usable NVIDIA GPU: CUDA device {device} requested, {count} visible "
-                            "(check CUDA_VISIBLE_DEVICES)")
+            raise BackendError(f"no usable NVIDIA GPU: CUDA device {device} requested, {count} visible "
+                               "(check CUDA_VISIBLE_DEVICES)")
         props = self.call("cudaGetDeviceProperties", device)
         name = _text(props.name).split("\0", 1)[0].strip()
         return name, (int(props.major), int(props.minor))

@@ -7,9 +7,10 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..manifest import ManifestError
 from .cuda import Cuda
-from .identity import Device, EngineEntry, EngineError, check_engine, rebuild_command
 from .library import selected, trt
+from .records import Device, EngineEntry, check_engine, rebuild_command
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class LoadedEngine:
 def load_engine(folder: str | Path, graph: str, device: Device) -> LoadedEngine:
     """Deserialize a recorded engine after checking it was built for ``device``.
 
-    Raises ``EngineCompatibilityError`` or ``EngineError`` with the rebuild command. Keep the
+    Raises BackendError or ManifestError with the rebuild command. Keep the
     returned object (not only its ``engine``) while the engine is in use.
     """
     entry, path = check_engine(folder, graph, device)
@@ -116,6 +117,6 @@ def load_engine(folder: str | Path, graph: str, device: Device) -> LoadedEngine:
         runtime.engine_host_code_allowed = True  # the plan embeds the lean runtime (host code)
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
-        raise EngineError(f"{entry.target.library} could not load {path}: {'; '.join(errors[-5:]) or 'see the log'}; "
-                          f"rebuild it with: {rebuild_command(folder)}")
+        raise ManifestError(f"{entry.target.library} could not load {path}: {'; '.join(errors[-5:]) or 'see the log'}; "
+                            f"rebuild it with: {rebuild_command(folder)}")
     return LoadedEngine(engine, entry, runtime, logger)

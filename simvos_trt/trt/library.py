@@ -1,9 +1,7 @@
 """Which TensorRT is installed: ``tensorrt`` (10.x, 11.x) or ``tensorrt_rtx``, imported lazily.
 
-``trt`` is a lazy module: for mypy it is ``tensorrt_rtx`` (stubs generated from the
-installed bindings, so the weak-typing API that TensorRT 11 removed does not type-check);
-at run time the first attribute access imports the library chosen by ``select_library``
-(default: the first installed of ``LIBRARIES``).
+``trt`` is a lazy module: ``tensorrt_rtx`` for mypy (docs/tensorrt.md), and at run time the library
+``select_library`` chose (default: the first installed of ``LIBRARIES``), imported on first use.
 """
 
 from __future__ import annotations
@@ -15,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError
 
-#: In order of preference for ``auto``: TensorRT builds for the GPU it runs on; TensorRT-RTX
-#: also builds ahead of time, without a GPU, for the compute capabilities it is given.
 __all__ = ["CHOICES", "INSTALL_HINT", "LIBRARIES", "Library", "installed", "network_flags", "select_library",
            "selected", "trt"]
 
+#: In order of preference for ``auto``: TensorRT builds for the GPU it runs on; TensorRT-RTX
+#: also builds ahead of time, without a GPU, for the compute capabilities it is given.
 LIBRARIES = ("tensorrt", "tensorrt_rtx")
 CHOICES = ("auto", *LIBRARIES)
 INSTALL_HINT = ("pip install 'simvos-trt[gpu]' (TensorRT, on a machine with an NVIDIA GPU) or "
@@ -37,9 +35,6 @@ class Library:
     def ahead_of_time(self) -> bool:
         """Builds without a GPU for given compute capabilities (TensorRT-RTX)."""
         return self.name == "tensorrt_rtx"
-
-    def describe(self) -> str:
-        return f"{'TensorRT-RTX' if self.ahead_of_time else 'TensorRT'} {self.version}"
 
 
 def _import(name: str) -> ModuleType | None:

@@ -250,7 +250,7 @@ def tiny_export(request, tmp_path_factory):
     from simvos_trt.export.onnx_export import ExportSettings, export_folder
     from simvos_trt.export.trt_build import build_engines
     from simvos_trt.model import random_model
-    from simvos_trt.trt.identity import BuildSettings
+    from simvos_trt.trt.plan import BuildSettings
 
     out = tmp_path_factory.mktemp("verify") / request.param
     model = random_model(SimVOSConfig(backbone="tiny", layer_index=1, token_refinement=True, kf=8, kb=8), seed=1)

@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from conftest import GOLDEN_CASES, load_golden  # noqa: E402
-from simvos_trt import processing as P  # noqa: E402
+from simvos_trt import processing  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import SimVOSError  # noqa: E402
 from simvos_trt.export.onnx_export import ExportSettings, export_folder, stage_modules  # noqa: E402
@@ -50,17 +50,17 @@ class OrtDriver:
 
     def propagate(self, frames, first_mask):
         T, H, W, _ = frames.shape
-        pad = P.padding_for(H, W)
+        pad = processing.padding_for(H, W)
         padding = np.array([pad.left, pad.right, pad.top, pad.bottom], dtype=np.int64)
-        ids = P.object_ids(first_mask)
-        masks = P.pad(P.one_hot(first_mask, ids), pad)[:, None]
+        ids = processing.object_ids(first_mask)
+        masks = processing.pad(processing.one_hot(first_mask, ids), pad)[:, None]
 
         def frame(t):
-            return P.pad(frames[t].transpose(2, 0, 1), pad).transpose(1, 2, 0)[None].copy()
+            return processing.pad(frames[t].transpose(2, 0, 1), pad).transpose(1, 2, 0)[None].copy()
 
         out = np.empty((T, len(ids) + 1, H, W), np.float32)
         bg, obj, _ = self.run("aggregate", prob=masks)
-        out[0] = P.unpad(np.concatenate([bg, obj])[:, 0], pad)
+        out[0] = processing.unpad(np.concatenate([bg, obj])[:, 0], pad)
         (first,) = self.run("memory_encoder", frame=frame(0), padding=padding, masks=masks)
         prev = None
         for t in range(1, T):
@@ -70,7 +70,7 @@ class OrtDriver:
             else:
                 (prob,) = self.run("joint_decoder_2mem", query=query, memory_first=first, memory_prev=prev)
             bg, obj, labels = self.run("aggregate", prob=prob)
-            out[t] = P.unpad(np.concatenate([bg, obj])[:, 0], pad)
+            out[t] = processing.unpad(np.concatenate([bg, obj])[:, 0], pad)
             np.testing.assert_array_equal(labels[0], np.concatenate([bg, obj])[:, 0].argmax(0))
             (prev,) = self.run("memory_encoder", frame=frame(t), padding=padding, masks=obj)
         return out
@@ -116,11 +116,11 @@ def test_uint8_input_equals_host_normalisation(golden_exports):
     folder, model = golden_exports["tiny_L2_tr_odd"]
     driver = OrtDriver(folder)
     case = load_golden("tiny_L2_tr_odd")
-    pad = P.padding_for(*case.first_mask.shape)
-    frame = P.pad(case.frames[1].transpose(2, 0, 1), pad).transpose(1, 2, 0)[None].copy()
+    pad = processing.padding_for(*case.first_mask.shape)
+    frame = processing.pad(case.frames[1].transpose(2, 0, 1), pad).transpose(1, 2, 0)[None].copy()
     (q,) = driver.run("query_encoder", frame=frame,
                       padding=np.array([pad.left, pad.right, pad.top, pad.bottom], np.int64))
-    host = torch.from_numpy(P.pad(P.normalize(case.frames[1]), pad))[None]
+    host = torch.from_numpy(processing.pad(processing.normalize(case.frames[1]), pad))[None]
     with torch.no_grad():
         ref = model.encode_query(host, model.position_embedding((8, 13))).numpy()
     np.testing.assert_allclose(q, ref, atol=1e-5, rtol=1e-5)
@@ -175,8 +175,8 @@ def test_float_input_graphs(tmp_path, tiny_checkpoint):
     spec = driver.manifest.graphs["memory_encoder"].inputs
     assert [(t.name, t.dtype, t.shape) for t in spec] == [("frame", "float32", (1, 3, 128, 192)),
                                                           ("masks", "float32", ("objects", 1, 128, 192))]
-    frame = P.normalize(case.frames[0])[None]
-    masks = P.one_hot(case.first_mask, P.object_ids(case.first_mask))[:, None]
+    frame = processing.normalize(case.frames[0])[None]
+    masks = processing.one_hot(case.first_mask, processing.object_ids(case.first_mask))[:, None]
     (mem,) = driver.run("memory_encoder", frame=frame, masks=masks)
     with torch.no_grad():
         ref = model.encode_memory(torch.from_numpy(frame), torch.from_numpy(masks),

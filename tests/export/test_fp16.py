@@ -10,7 +10,8 @@ pytest.importorskip("torch")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from simvos_trt.export.fp16 import Float16Error, input_derived, island_of, to_float16  # noqa: E402
+from simvos_trt.errors import ExportError  # noqa: E402
+from simvos_trt.export.fp16 import input_derived, island_of, to_float16  # noqa: E402
 from simvos_trt.manifest import Weights  # noqa: E402
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -94,7 +95,7 @@ def test_a_weight_beyond_float16_stops_the_conversion():
     model = _tiny([helper.make_node("MatMul", ["x", "w"], ["y"], name="/m/MatMul")],
                   [helper.make_tensor_value_info("x", F32, [1, 2])], [helper.make_tensor_value_info("y", F32, [1, 2])],
                   [numpy_helper.from_array(np.array([[1e5, 0], [0, 1]], np.float32), "w")])
-    with pytest.raises(Float16Error, match=r"weight w .*65504.*--precision fp32"):
+    with pytest.raises(ExportError, match=r"weight w .*65504.*--precision fp32"):
         to_float16(model)
 
 

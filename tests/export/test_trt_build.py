@@ -16,11 +16,12 @@ trt = pytest.importorskip("tensorrt_rtx", reason="needs TensorRT-RTX (pip instal
 pytest.importorskip("torch")
 
 from simvos_trt.cli.build import EXIT_MISSING, main  # noqa: E402
-from simvos_trt.export.trt_build import EngineBuildError, network_from_onnx  # noqa: E402
+from simvos_trt.errors import ExportError  # noqa: E402
+from simvos_trt.export.trt_build import network_from_onnx  # noqa: E402
 from simvos_trt.manifest import Weights, read_manifest  # noqa: E402
 from simvos_trt.trt.engine import DTYPES, make_logger, network_io  # noqa: E402
-from simvos_trt.trt.identity import EngineEntry  # noqa: E402
 from simvos_trt.trt.library import select_library  # noqa: E402
+from simvos_trt.trt.records import EngineEntry  # noqa: E402
 
 #: The graph contract's dtypes of an FP16 export (float16 tokens, float32 masks and probabilities).
 FP16_IO = {"frame": "uint8", "padding": "int64", "masks": "float32", "query": "float16", "memory": "float16",
@@ -112,7 +113,7 @@ def test_the_parser_rejects_an_op_on_uint8_before_the_cast(tmp_path):
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 4, 4, 3])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
-    with pytest.raises(EngineBuildError, match=r"node 0 '/frame_input/Transpose' \(Transpose\).*UInt8"):
+    with pytest.raises(ExportError, match=r"node 0 '/frame_input/Transpose' \(Transpose\).*UInt8"):
         parse(tmp_path, "g")
 
 

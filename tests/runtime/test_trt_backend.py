@@ -45,9 +45,9 @@ from simvos_trt.runtime import BackendError, VideoSegmenter, create_backend
 from simvos_trt.runtime.backends import Backend
 from simvos_trt.runtime.backends.trt import DeviceTensor, TensorRTBackend, require_runtime
 from simvos_trt.runtime.backends.trt_runner import TensorRTError
-from simvos_trt.trt.cuda import CudaError
 from simvos_trt.trt.engine import host_platform
-from simvos_trt.trt.identity import BuildSettings, EngineEntry, Target, objects_range, plan_build, record_engines
+from simvos_trt.trt.plan import BuildSettings, Target, objects_range, plan_build
+from simvos_trt.trt.records import EngineEntry, record_engines
 
 TRT_VERSION = "11.4.0.1"
 A100 = Target("tensorrt", TRT_VERSION, host_platform(), ((8, 0),), "NVIDIA A100-SXM4-80GB")
@@ -592,14 +592,14 @@ def test_closing_frees_everything_and_invalidates_handles(monkeypatch, cuda, fol
 def test_failed_cuda_calls_are_named_and_nothing_leaks(monkeypatch, cuda, folder, call, code, match):
     install_engines(monkeypatch, cuda, folder)
     cuda.fail[call] = code
-    with pytest.raises(CudaError, match=match), TensorRTBackend(folder, read_manifest(folder)):
+    with pytest.raises(BackendError, match=match), TensorRTBackend(folder, read_manifest(folder)):
         pass
     assert cuda.memory == {}
 
 
 def test_a_failed_copy_is_named(backend, cuda):
     cuda.fail["cudaMemcpyAsync"] = 1
-    with pytest.raises(CudaError, match=r"cudaMemcpyAsync failed with cudaErrorInvalidValue \(1\)"):
+    with pytest.raises(BackendError, match=r"cudaMemcpyAsync failed with cudaErrorInvalidValue \(1\)"):
         backend.from_host(np.zeros(4, np.int64))
 
 
@@ -625,9 +625,8 @@ def test_engines_for_another_gpu_are_refused(monkeypatch, cuda, folder):
     install_engines(monkeypatch, cuda, folder)
     props = types.SimpleNamespace(name=b"Tesla T4\0", major=7, minor=5)
     cuda._api["cudaGetDeviceProperties"] = lambda d: (props,)
-    from simvos_trt.trt.identity import EngineCompatibilityError
 
-    with pytest.raises(EngineCompatibilityError, match="built for NVIDIA A100-SXM4-80GB and this GPU is Tesla T4.*"
+    with pytest.raises(BackendError, match="built for NVIDIA A100-SXM4-80GB and this GPU is Tesla T4.*"
                                                        "simvos-build"):
         TensorRTBackend(folder, read_manifest(folder)).open()
 

@@ -7,23 +7,24 @@ import json
 
 import pytest
 
+from simvos_trt.errors import BackendError, InputError
 from simvos_trt.manifest import MANIFEST, ManifestError, read_manifest, sha256_file
-from simvos_trt.trt.identity import (
+from simvos_trt.trt.plan import (
     BuildSettings,
-    Device,
-    EngineCompatibilityError,
-    EngineEntry,
-    EngineError,
     ShapeRange,
     Target,
     cache_key,
-    check_engine,
     check_options,
-    compatibility,
-    is_reusable,
     objects_range,
     parse_cc,
     plan_build,
+)
+from simvos_trt.trt.records import (
+    Device,
+    EngineEntry,
+    check_engine,
+    compatibility,
+    is_reusable,
     rebuild_command,
     record_engines,
 )
@@ -60,7 +61,7 @@ def test_compute_capabilities_parse(text, cc):
     ("tensorrt_rtx", {"hardware_compatible": True}, "hardware compatibility"),
     ("tensorrt", {"compute_capabilities": ((8, 6),)}, "TensorRT-RTX")])
 def test_options_the_library_lacks_are_refused_in_one_line(library, settings, words):
-    with pytest.raises(EngineError, match=words) as info:
+    with pytest.raises(InputError, match=words) as info:
         check_options(BuildSettings(**settings), library)
     assert "\n" not in str(info.value)
     check_options(BuildSettings(), library)  # the defaults are fine for both
@@ -125,15 +126,15 @@ def test_records_round_trip_and_engines_are_checked_before_loading(folder):
     assert EngineEntry.from_dict(json.loads(json.dumps(entry.to_dict()))) == entry
     assert check_engine(folder, plan.graph, A100) == (entry, path)
     assert is_reusable(folder, entry, entry.cache_key) and not is_reusable(folder, entry, "other")
-    with pytest.raises(EngineCompatibilityError, match="simvos-build .* --force"):
+    with pytest.raises(BackendError, match="simvos-build .* --force"):
         check_engine(folder, plan.graph, dataclasses.replace(A100, gpu_name="Tesla T4"))
     path.write_bytes(b"tampered")
-    with pytest.raises(EngineError, match="does not match the sha256"):
+    with pytest.raises(ManifestError, match="does not match the sha256"):
         check_engine(folder, plan.graph, A100)
     path.unlink()
-    with pytest.raises(EngineError, match="is missing"):
+    with pytest.raises(ManifestError, match="is missing"):
         check_engine(folder, plan.graph, A100)
-    with pytest.raises(EngineError, match="has no engine for aggregate"):
+    with pytest.raises(ManifestError, match="has no engine for aggregate"):
         check_engine(folder, "aggregate", A100)
 
 
@@ -142,12 +143,12 @@ def test_an_engine_of_an_older_graph_is_stale(folder):
     plan = dataclasses.replace(plan_for(m), onnx_sha256="f" * 64)
     (folder / plan.engine_file).write_bytes(b"engine")
     record_engines(folder, [dataclasses.replace(entry_for(plan), sha256=sha256_file(folder / plan.engine_file))])
-    with pytest.raises(EngineError, match="stale"):
+    with pytest.raises(ManifestError, match="stale"):
         check_engine(folder, plan.graph, A100)
 
 
 def test_bad_records_and_manifests_are_named(folder):
-    with pytest.raises(EngineError, match="invalid engine entry"):
+    with pytest.raises(ManifestError, match="invalid engine entry"):
         EngineEntry.from_dict({"plan": {}})
     (folder / MANIFEST).write_text("{")
     with pytest.raises(ManifestError, match="cannot update"):

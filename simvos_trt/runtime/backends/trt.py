@@ -19,10 +19,10 @@ import numpy as np
 
 from ...errors import BackendError, InputError, MissingDependencyError
 from ...manifest import Manifest
-from ...trt.cuda import Cuda, GPUUnavailableError, load_cudart
+from ...trt.cuda import Cuda, load_cudart
 from ...trt.engine import DTYPES, device_here, load_engine
-from ...trt.identity import Device, compatibility, find_entry, rebuild_command
 from ...trt.library import select_library
+from ...trt.records import Device, compatibility, find_entry, rebuild_command
 from .base import REQUIRED_GRAPHS, Backend, Handle
 from .trt_memory import BufferPool, DeviceTensor, host_view
 from .trt_runner import EngineRunner
@@ -52,8 +52,8 @@ def require_runtime(device: int = 0, library: str = "auto") -> Device:
                                      f"NVIDIA GPU: {exc}") from exc
     try:
         return device_here(device)
-    except GPUUnavailableError as exc:
-        raise GPUUnavailableError(f"the TensorRT backend needs an NVIDIA GPU: {exc}") from exc
+    except BackendError as exc:
+        raise BackendError(f"the TensorRT backend needs an NVIDIA GPU: {exc}") from exc
 
 
 def engine_problem(folder: str | Path, manifest: Manifest, device: Device) -> str | None:

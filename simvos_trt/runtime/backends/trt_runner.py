@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import BackendError
 from ...manifest import OBJECTS_AXIS, GraphEntry
-from ...trt.cuda import Cuda, CudaError
+from ...trt.cuda import Cuda
 from ...trt.engine import LoadedEngine, engine_io
 from ...trt.library import trt
 from .trt_memory import BufferPool, DeviceTensor
@@ -147,7 +147,7 @@ class EngineRunner:
                 self.graphs[key] = self.cuda.call("cudaGraphInstantiate", graph, 0)
             finally:
                 self.cuda.quietly("cudaGraphDestroy", graph)
-        except (CudaError, TensorRTError) as exc:
+        except (BackendError, TensorRTError) as exc:
             log.warning("%s: CUDA graph capture failed (%s); running it without CUDA graphs", self.graph, exc)
             self.use_graphs = False
             self._drop_graphs()
