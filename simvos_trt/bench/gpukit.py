@@ -1,10 +1,8 @@
 """The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files.
 
-Phases run in order, each within a time budget (unused time rolls forward; what does not
-fit is skipped and recorded): the machine's stamp; the golden videos on the device
-(float32 and ``precision.to_fp16``) against the official outputs; the paper's Tables 2-3
-rows timed per (mode, precision) with ``stream.TorchStream``; the report. ``DRY_PLAN``
-runs the same on a CPU with tiny sizes.
+Phases within time budgets: the machine's stamp; the golden videos on the device (float32 and FP16)
+against the official outputs; the paper's Tables 2-3 rows timed per (mode, precision) as whole steps of
+``TorchStream`` on fixed device buffers; the report. ``DRY_PLAN`` runs the same on a CPU, tiny.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import json
 import logging
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +25,19 @@ import torch
 from ..config import SimVOSConfig, preset
 from ..model import propagate, random_model, synthetic_state_dict
 from ..model.checkpoint import load_official_state
+from ..model.layers import FrameInput
 from ..model.precision import to_fp16
-from ..model.simvos import SimVOS
+from ..model.simvos import SimVOS, soft_aggregate
+from ..tables import fmt, render
 from .costs import frame_costs
 from .hardware import find_gpu_peak, host_info, nvidia_driver
-from .measure import moving_shapes
-from .results import FAILED, ResultFolder, RowResult, write_text
-from .runner import SweepSettings, row_record
-from .stream import TorchStream, time_steps, video_tensors
+from .measure import Measurement, moving_shapes
+from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, configuration, plot_sweep, table, write_text
+from .runner import SweepSettings, fill, row_record
 from .sweep import SweepRow, build_sweep, table_rows
 
 log = logging.getLogger(__name__)
+Tensors = tuple[torch.Tensor, torch.Tensor]
 
 FP32_MAX_DIFF, FP16_MIN_AGREEMENT = 1e-4, 0.995
 BACKEND = {"eager": "torch", "cudagraph": "torch-cudagraph", "compile": "torch-compile"}
@@ -268,12 +268,9 @@ class Kit:
               base: int) -> RowResult:
         p = self.plan
         steps, walls = time_steps(stream, self.frames[2:], count=p.frames, minimum=p.minimum, until=until)
-        r = row_record(row, backend, self.settings(precision))
-        r.frames, r.step_ms, r.median_ms = len(steps), steps, float(np.median(steps))
-        r.p90_ms, r.mean_ms, r.fps = float(np.percentile(steps, 90)), float(np.mean(steps)), 1000 / r.median_ms
-        r.pass_medians_ms = [r.median_ms]
-        if self.device.type == "cuda":
-            r.device_memory_mb = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
+        memory = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20 if self.device.type == "cuda" else None
+        m = Measurement(tuple(steps), {}, p.warmup, device_memory_mb=memory, device=self.device.type)
+        r = dataclasses.replace(fill(row_record(row, backend, self.settings(precision)), m), frames=len(steps))
         self.wall_ms[f"{backend} {precision} {row.config.name}"] = round(float(np.median(walls)), 3)
         log.info("%s %s %s: median %.2f ms, p90 %.2f ms (%d steps)", row.config.name, backend, precision,
                  r.median_ms, r.p90_ms, len(steps))
@@ -328,20 +325,16 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
                     kit.measure(row, mode, precision, ph)
         save()
     with budget.phase("report") as ph:
-        from .plot import plot_sweep
-
         shown = [dataclasses.replace(r, backend=f"{r.backend} {r.precision}") for r in writer.derived()]
         title = f"SimVOS, {meta['host'].get('gpu') or 'CPU (dry run)'}, {plan.height}x{plan.width}, {plan.objects} obj."
-        if plot_sweep(shown, out / "fps_vs_L.png", title) is None:
-            ph.skipped.append("fps_vs_L.png: no row measured")
+        if plot_sweep(shown, out / PLOT_FILE, title) is None:
+            ph.skipped.append(f"{PLOT_FILE}: no row measured")
     save()
     return meta
 
 
 def report_text(meta: dict[str, Any], rows: list[RowResult]) -> str:
     """The kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, every row."""
-    from .report import configuration, fmt, render, table
-
     host, kit, s, peak = meta["host"], meta["kit"], meta["settings"], meta.get("gpu_peak")
     phases = kit.get("phases", [])
     lines = [f"SimVOS GPU kit{' DRY RUN on a CPU with tiny sizes (no GPU figure)' if kit['dry_run'] else ''}: "
@@ -387,3 +380,120 @@ STEP_NOTE = [
     "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
     "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
 ]
+
+
+class TorchStream:
+    """The runtime's per-frame step (``VideoSession.step``, casts as ``model.propagate``) in PyTorch on fixed
+    device buffers (``frame``, ``prev_frame``, ``prev_objects``, ``labels``), so it can be compiled or captured."""
+
+    def __init__(self, model: SimVOS, height: int, width: int, objects: int) -> None:
+        self.model = model
+        self.device = model.patch_embed.proj.weight.device
+        self.dtype = model.patch_embed.proj.weight.dtype  # float16 under precision.to_fp16
+        self.grid = (height // 16, width // 16)
+        with torch.no_grad():
+            self.pos = model.position_embedding(self.grid)  # (1, N, C), fixed per size as in the graphs
+        self.normalise = FrameInput(height, width).to(self.device)
+        self.padding = torch.zeros(4, dtype=torch.int64, device=self.device)  # frames have the engine size
+        self.frame = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=self.device)
+        self.prev_frame = torch.zeros_like(self.frame)
+        self.prev_objects = torch.zeros((objects, 1, height, width), device=self.device)
+        self.labels = torch.zeros((1, height, width), dtype=torch.uint8, device=self.device)
+        self.memory_first = torch.empty(0, device=self.device)
+        self.advance: Callable[..., Tensors] = self._advance
+        self.run: Callable[[], None] = self.step  # or a CUDA graph's replay after ``capture``
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _input(self, frame: torch.Tensor) -> torch.Tensor:
+        # (1, 3, H, W); contiguous as propagate's frames: a permuted layout changes FP16 CPU convolutions' rounding
+        return self.normalise(frame, self.padding).to(self.dtype).contiguous()
+
+    def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_memory(self._input(frame), masks, self.pos)  # (B, M, C); masks float32
+
+    def _aggregate(self, prob: torch.Tensor) -> Tensors:
+        agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
+        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
+
+    def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
+                 memory_first: torch.Tensor) -> Tensors:
+        memory_prev = self._memory(prev_frame, prev_objects)
+        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
+        return self._aggregate(self.model.decode(query, [memory_first, memory_prev], self.grid))
+
+    @torch.inference_mode()
+    def start(self, frame: torch.Tensor, masks: torch.Tensor) -> None:
+        """Cache the first frame's memory: ``frame`` (1, H, W, 3) uint8, ``masks`` (B, 1, H, W) 0/1 float32."""
+        self.memory_first = self._memory(frame.to(self.device), masks.to(self.device))
+
+    @torch.inference_mode()
+    def first_step(self, frame: torch.Tensor) -> None:
+        """The first propagated frame, decoded against the first memory alone."""
+        self.frame.copy_(frame)
+        query = self.model.encode_query(self._input(self.frame), self.pos)
+        labels, objects = self._aggregate(self.model.decode(query, [self.memory_first], self.grid))
+        self._keep(labels, objects)
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Segment ``frame`` against [first, previous] memories; the state moves on by one frame."""
+        self._keep(*self.advance(self.frame, self.prev_frame, self.prev_objects, self.memory_first))
+
+    def _keep(self, labels: torch.Tensor, objects: torch.Tensor) -> None:
+        self.labels.copy_(labels)
+        self.prev_frame.copy_(self.frame)
+        self.prev_objects.copy_(objects)
+
+    def use_compile(self, backend: str = "inductor") -> None:
+        """Run the step through ``torch.compile`` (compiled at the next step)."""
+        torch._dynamo.reset()  # one code object serves every model: start each from a clean cache
+        self.advance = torch.compile(self._advance, backend=backend, fullgraph=True)
+
+    def capture(self, warmup: int = 2) -> None:
+        """Record one step as a CUDA graph; ``run`` replays it (every step after this one is the replay)."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                self.step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.step()
+        self.graph = graph
+        self.run = graph.replay
+
+
+def time_steps(stream: TorchStream, frames: Sequence[torch.Tensor], *, count: int, minimum: int,
+               until: float) -> tuple[list[float], list[float]]:
+    """(step ms, wall ms) of up to ``count`` whole steps (at least ``minimum``; no new one after ``until``), each
+    from the upload of one of ``frames`` to the labels on the host: CUDA events on a GPU, nothing synchronised
+    inside a step; the wall clock on a CPU."""
+    cuda = stream.device.type == "cuda"
+    host = torch.empty(stream.labels.shape, dtype=torch.uint8, pin_memory=cuda)
+    steps: list[float] = []
+    walls: list[float] = []
+    for i in range(count):
+        if i >= minimum and time.monotonic() > until:
+            break
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if cuda else []
+        t0 = time.perf_counter()
+        if events:
+            events[0].record()
+        stream.frame.copy_(frames[i % len(frames)], non_blocking=cuda)
+        stream.run()
+        host.copy_(stream.labels, non_blocking=cuda)
+        if events:
+            events[1].record()
+            events[1].synchronize()
+        walls.append(1000 * (time.perf_counter() - t0))
+        steps.append(events[0].elapsed_time(events[1]) if events else walls[-1])
+    return steps, walls
+
+
+def video_tensors(frames: np.ndarray, first_mask: np.ndarray, objects: int,
+                  pin: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Host frames (1, H, W, 3) uint8 (pinned if ``pin``) and the first frame's (B, 1, H, W) one-hot masks."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(f))[None] for f in frames]
+    masks = torch.from_numpy(np.stack([first_mask == i + 1 for i in range(objects)]).astype(np.float32))[:, None]
+    return [t.pin_memory() for t in tensors] if pin else tensors, masks

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from simvos_trt.bench import acceptance
+from simvos_trt.cli import acceptance
 from simvos_trt.errors import BackendError, MissingDependencyError
 from simvos_trt.eval.engines import (
     EngineReport,
