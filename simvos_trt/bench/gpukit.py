@@ -11,7 +11,6 @@ import copy
 import dataclasses
 import json
 import logging
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,11 +27,10 @@ from ..model.checkpoint import load_official_state
 from ..model.layers import FrameInput
 from ..model.precision import to_fp16
 from ..model.simvos import SimVOS, soft_aggregate
-from ..tables import fmt, render
 from .costs import frame_costs
-from .hardware import find_gpu_peak, host_info, nvidia_driver
+from .hardware import find_gpu_peak, machine
 from .measure import Measurement, moving_shapes
-from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, configuration, plot_sweep, table, write_text
+from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, kit_report, plot_sweep, write_text
 from .runner import SweepSettings, fill, row_record
 from .sweep import SweepRow, build_sweep, table_rows
 
@@ -40,6 +38,7 @@ log = logging.getLogger(__name__)
 Tensors = tuple[torch.Tensor, torch.Tensor]
 
 FP32_MAX_DIFF, FP16_MIN_AGREEMENT = 1e-4, 0.995
+GOLDEN_RULE = f"fp32 max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal"
 BACKEND = {"eager": "torch", "cudagraph": "torch-cudagraph", "compile": "torch-compile"}
 
 
@@ -93,7 +92,7 @@ class Phase:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}  # without the clock
 
 
 class Budget:
@@ -124,36 +123,11 @@ class Budget:
 
 
 def set_ieee_fp32() -> str:
-    """Make float32 matrix products and convolutions IEEE float32 (no TF32); returns the setting.
-
-    The legacy flags: torch 2.9+'s ``fp32_precision`` makes reading them raise, and inductor reads them.
-    """
+    """Make float32 matrix products and convolutions IEEE float32 (no TF32, by the legacy flags that inductor
+    reads: torch 2.9+'s ``fp32_precision`` makes reading them raise); returns the setting."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return (f"TF32 off (allow_tf32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN "
             f"{torch.backends.cudnn.allow_tf32}; matmul precision {torch.get_float32_matmul_precision()})")
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """The stamp: host, CPU, versions (``host_info``), and on CUDA the GPU, driver, CUDA and cuDNN."""
-    import timm
-
-    info = {**host_info(), "torch": torch.__version__, "timm": timm.__version__, "device": str(device)}
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        info.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
-                    gpu_memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), driver=nvidia_driver(), nvidia_smi=_nvidia_smi())
-    return info
-
-
-def _nvidia_smi() -> str | None:
-    query = "name,driver_version,clocks.max.sm,clocks.max.memory,power.limit,temperature.gpu"
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{query}: {out.stdout.strip()}"
 
 
 def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Phase) -> list[dict[str, Any]]:
@@ -166,12 +140,10 @@ def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Ph
         t0, meta = time.monotonic(), json.loads(path.read_text())
         with np.load(path.with_suffix(".npz")) as d:
             video, mask, prob, labels = d["frames"][:frames], d["first_mask"], d["prob"][:frames], d["labels"][:frames]
-        config = SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
-                              token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"]))
-        model = SimVOS(config)
+        model = SimVOS(SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
+                                    token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"])))
         load_official_state(model, state, source="the golden recipe")
-        model = model.eval().to(device)
-        p32 = propagate(model, video, mask)
+        p32 = propagate(model.eval().to(device), video, mask)
         p16 = propagate(to_fp16(model), video, mask)
         rec: dict[str, Any] = {"case": path.stem, "frames": len(video), "size": list(mask.shape),
                "fp32_max_abs_diff": float(np.abs(p32 - prob).max()),
@@ -293,10 +265,10 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     plan = DRY_PLAN if dry_run else GPU_PLAN
     device = torch.device("cpu" if dry_run else "cuda")
     budget = Budget(plan.phases, seconds)
-    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan)},
-                            "golden": [], "settings": {"height": plan.height, "width": plan.width,
-                                                       "objects": plan.objects, "frames": plan.frames,
-                                                       "warmup": plan.warmup, "precision": "fp32 and fp16",
+    settings = {k: getattr(plan, k) for k in ("height", "width", "objects", "frames", "warmup")}
+    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan),
+                                    "golden_rule": GOLDEN_RULE},
+                            "golden": [], "settings": {**settings, "precision": "fp32 and fp16",
                                                        "weights": "random (seed 1)"}}
     with budget.phase("machine"):
         meta["kit"]["fp32"] = set_ieee_fp32()
@@ -309,7 +281,7 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     def save() -> None:
         meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
         writer.flush()
-        write_text(out, "report.txt", report_text(meta, writer.derived()))
+        write_text(out, "report.txt", kit_report(meta, writer.derived()))
 
     save()
     with budget.phase("golden") as ph:
@@ -331,55 +303,6 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
             ph.skipped.append(f"{PLOT_FILE}: no row measured")
     save()
     return meta
-
-
-def report_text(meta: dict[str, Any], rows: list[RowResult]) -> str:
-    """The kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, every row."""
-    host, kit, s, peak = meta["host"], meta["kit"], meta["settings"], meta.get("gpu_peak")
-    phases = kit.get("phases", [])
-    lines = [f"SimVOS GPU kit{' DRY RUN on a CPU with tiny sizes (no GPU figure)' if kit['dry_run'] else ''}: "
-             f"{host.get('gpu') or host.get('cpu')}; torch {host['torch']}, CUDA {host.get('cuda')}; {host['date']}",
-             host.get("nvidia_smi") or "",
-             f"{s['height']}x{s['width']}, {s['objects']} objects, random weights; float32: {kit['fp32']}; FP16: "
-             f"precision.to_fp16; FLOPs: costs.frame_costs; FP16 peak: {peak['name'] if peak else 'unknown GPU'}",
-             "", "phases (seconds):",
-             render(["phase", "budget", "used", "status", "done", "skipped"],
-                    [[p["name"], f"{p['budget_s']:.0f}", f"{p['used_s']:.1f}", p["status"], str(len(p["done"])),
-                      str(len(p["skipped"]))] for p in phases]),
-             *(f"  skipped in {p['name']}: {why}" for p in phases for why in p["skipped"]),
-             "", f"golden videos through propagate on the device, against the official outputs (pass: fp32 "
-             f"max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal):",
-             render(["case", "frames", "fp32 max|dp|", "FP16 labels %", "FP16 max|dp|", "passed"],
-                    [[g["case"], str(g["frames"]), f"{g['fp32_max_abs_diff']:.1e}",
-                      f"{100 * g['fp16_label_agreement']:.2f}", f"{g['fp16_max_abs_diff']:.1e}",
-                      "yes" if g["passed"] else "NO"] for g in meta["golden"]]), ""]
-    modes = list(dict.fromkeys((r.backend, r.precision) for r in rows if r.ok))
-    fps = {(r.key(), r.backend, r.precision): r.fps for r in rows if r.ok}
-    header = ["configuration", "paper FPS (A100)", "GFLOP", *(f"{b} {p}" for b, p in modes)]
-    body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
-             *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
-    fp16 = peak["fp16_tensor"] * 1000 if peak else None
-
-    def share(r: RowResult) -> float | None:
-        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
-
-    columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
-               ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
-               ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
-               ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
-               ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
-               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
-    lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
-              render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
-    return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"
-                              for r in rows if not r.ok])
-
-
-STEP_NOTE = [
-    "A step: the uint8 frame uploaded, the previous frame's memory encoded, the query encoded, all objects decoded",
-    "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
-    "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
-]
 
 
 class TorchStream:

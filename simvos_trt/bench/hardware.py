@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from ..errors import SimVOSError
 from ..trt.cuda import Cuda
 
 log = logging.getLogger(__name__)
+
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
@@ -110,6 +112,31 @@ def host_info() -> dict[str, Any]:
             "cpu": cpu_model(), "cores": core_counts(), "gpu": gpu_name(),
             "versions": library_versions(),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def machine(device: Any) -> dict[str, Any]:
+    """``host_info`` with torch and timm, and on a CUDA ``device`` (a torch.device) the GPU, driver, CUDA, cuDNN
+    and ``nvidia-smi``'s clocks and power limit (the GPU kit's stamp)."""
+    import timm
+    import torch
+
+    info = {**host_info(), "torch": torch.__version__, "timm": timm.__version__, "device": str(device)}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
+                    gpu_memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(), driver=nvidia_driver(), nvidia_smi=_nvidia_smi())
+    return info
+
+
+def _nvidia_smi() -> str | None:
+    query = "name,driver_version,clocks.max.sm,clocks.max.memory,power.limit,temperature.gpu"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{query}: {out.stdout.strip()}"
 
 
 @dataclass(frozen=True)

@@ -222,29 +222,18 @@ def configuration(r: RowResult) -> str:
 
 
 MAIN_COLUMNS: tuple[Column, ...] = (
-    ("FPS", lambda r: r.fps, ".2f"),
-    ("p90 ms", lambda r: r.p90_ms, ".1f"),
-    ("speedup", lambda r: r.speedup, ".2f"),
-    ("paper FPS", lambda r: r.paper_fps, ".1f"),
-    ("paper x", lambda r: r.paper_speedup, ".2f"),
-    ("GFLOP", lambda r: r.gflop, ".1f"),
-    ("FLOP x", lambda r: r.flop_ratio, ".2f"),
-    ("GFLOP/s", lambda r: r.achieved_gflops, ".1f"),
-    ("joint GFLOP/s", lambda r: r.joint_gflops, ".1f"),
+    ("FPS", lambda r: r.fps, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".1f"), ("speedup", lambda r: r.speedup, ".2f"),
+    ("paper FPS", lambda r: r.paper_fps, ".1f"), ("paper x", lambda r: r.paper_speedup, ".2f"),
+    ("GFLOP", lambda r: r.gflop, ".1f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
+    ("GFLOP/s", lambda r: r.achieved_gflops, ".1f"), ("joint GFLOP/s", lambda r: r.joint_gflops, ".1f"),
     ("roofline FPS", lambda r: r.roofline_fps, ".2f"),
-    ("share", lambda r: None if r.roofline_share is None else 100 * r.roofline_share, ".1f"),
-)
+    ("share", lambda r: None if r.roofline_share is None else 100 * r.roofline_share, ".1f"))
 STAGE_COLUMNS: tuple[Column, ...] = (
-    ("step ms", lambda r: r.median_ms, ".1f"),
-    ("query", lambda r: r.query_ms, ".1f"),
-    ("memory", lambda r: r.memory_ms, ".1f"),
-    ("joint", lambda r: r.joint_ms, ".1f"),
-    ("aggregate", lambda r: r.aggregate_ms, ".1f"),
-    ("host", lambda r: r.host_ms, ".1f"),
+    ("step ms", lambda r: r.median_ms, ".1f"), ("query", lambda r: r.query_ms, ".1f"),
+    ("memory", lambda r: r.memory_ms, ".1f"), ("joint", lambda r: r.joint_ms, ".1f"),
+    ("aggregate", lambda r: r.aggregate_ms, ".1f"), ("host", lambda r: r.host_ms, ".1f"),
     ("joint %", lambda r: None if not r.joint_ms or not r.median_ms else 100 * r.joint_ms / r.median_ms, ".0f"),
-    ("RSS MB", lambda r: r.peak_rss_mb, ".0f"),
-    ("device MB", lambda r: r.device_memory_mb, ".0f"),
-)
+    ("RSS MB", lambda r: r.peak_rss_mb, ".0f"), ("device MB", lambda r: r.device_memory_mb, ".0f"))
 
 
 def table(rows: Sequence[RowResult], columns: Sequence[Column]) -> str:
@@ -266,7 +255,8 @@ def format_report(meta: dict[str, Any], rows: Sequence[RowResult]) -> str:
              + (f", fastest of {s['repeats']} passes" if s.get("repeats", 1) > 1 else ""),
              f"host {host.get('host')}: {host.get('cpu')}, {host.get('cores', {}).get('usable')} usable cores, "
              f"GPU {host.get('gpu') or 'none'}; {host.get('date')}", ""]
-    lines += [table(rows, MAIN_COLUMNS), "", "median per-frame stage times (ms):", table(rows, STAGE_COLUMNS), ""]
+    lines += [table(rows, MAIN_COLUMNS), "", "median per-frame stage times (ms) from the split pass (step ms from the "
+              "headline pass):", table(rows, STAGE_COLUMNS), ""]
     peak = meta.get("cpu_gemm_peak")
     if peak:
         libs = ", ".join(f"{k} {v:.1f} GFLOP/s (n={peak['best_size'][k]})" for k, v in peak["gflops"].items())
@@ -284,9 +274,60 @@ def format_report(meta: dict[str, Any], rows: Sequence[RowResult]) -> str:
 
 
 NOTES = [
+    "Step ms, p90 and FPS: the headline pass, whole steps with nothing inside them timed; stage ms: a separate split",
+    "pass that times every graph call (synchronised); host = that pass's step minus its stages.",
     "FPS = 1000 / median step ms; speedup = FPS / FPS of the B (L=0) row; paper x = paper FPS / 4.9 (its B);",
     "FLOP x = GFLOP of B / GFLOP of the row (the speedup if time followed FLOPs); roofline FPS = peak rate / GFLOP",
     "(a GPU's datasheet peak; on a CPU the measured float32 GEMM peak); share = FPS / roofline FPS, in %.",
+]
+
+
+def kit_report(meta: dict[str, Any], rows: list[RowResult]) -> str:
+    """The GPU kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, every row."""
+    host, kit, s, peak = meta["host"], meta["kit"], meta["settings"], meta.get("gpu_peak")
+    phases = kit.get("phases", [])
+    lines = [f"SimVOS GPU kit{' DRY RUN on a CPU with tiny sizes (no GPU figure)' if kit['dry_run'] else ''}: "
+             f"{host.get('gpu') or host.get('cpu')}; torch {host['torch']}, CUDA {host.get('cuda')}; {host['date']}",
+             host.get("nvidia_smi") or "",
+             f"{s['height']}x{s['width']}, {s['objects']} objects, random weights; float32: {kit['fp32']}; FP16: "
+             f"precision.to_fp16; FLOPs: costs.frame_costs; FP16 peak: {peak['name'] if peak else 'unknown GPU'}",
+             "", "phases (seconds):",
+             render(["phase", "budget", "used", "status", "done", "skipped"],
+                    [[p["name"], f"{p['budget_s']:.0f}", f"{p['used_s']:.1f}", p["status"], str(len(p["done"])),
+                      str(len(p["skipped"]))] for p in phases]),
+             *(f"  skipped in {p['name']}: {why}" for p in phases for why in p["skipped"]),
+             "", f"golden videos through propagate on the device, against the official outputs (pass: "
+             f"{kit['golden_rule']}):",
+             render(["case", "frames", "fp32 max|dp|", "FP16 labels %", "FP16 max|dp|", "passed"],
+                    [[g["case"], str(g["frames"]), f"{g['fp32_max_abs_diff']:.1e}",
+                      f"{100 * g['fp16_label_agreement']:.2f}", f"{g['fp16_max_abs_diff']:.1e}",
+                      "yes" if g["passed"] else "NO"] for g in meta["golden"]]), ""]
+    modes = list(dict.fromkeys((r.backend, r.precision) for r in rows if r.ok))
+    fps = {(r.key(), r.backend, r.precision): r.fps for r in rows if r.ok}
+    header = ["configuration", "paper FPS (A100)", "GFLOP", *(f"{b} {p}" for b, p in modes)]
+    body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
+             *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
+    fp16 = peak["fp16_tensor"] * 1000 if peak else None
+
+    def share(r: RowResult) -> float | None:
+        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
+
+    columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
+               ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
+               ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
+               ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
+               ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
+               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
+    lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
+              render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
+    return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"
+                              for r in rows if not r.ok])
+
+
+STEP_NOTE = [
+    "A step: the uint8 frame uploaded, the previous frame's memory encoded, the query encoded, all objects decoded",
+    "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
+    "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
 ]
 
 
@@ -308,17 +349,13 @@ class ComparedRow:
 
 def compare(rows_a: Sequence[RowResult], rows_b: Sequence[RowResult]) -> list[ComparedRow]:
     """Pair rows by configuration (label and config name), in A's order then B's extra rows."""
-    def fps(r: RowResult | None) -> float | None:
-        return r.fps if r is not None and r.ok else None
+    a, b = {r.key(): r for r in rows_a}, {r.key(): r for r in rows_b}
 
-    def speedup(r: RowResult | None) -> float | None:
-        return r.speedup if r is not None and r.ok else None
+    def measured(r: RowResult | None, name: str) -> float | None:
+        return getattr(r, name) if r is not None and r.ok else None
 
-    a = {r.key(): r for r in rows_a}
-    b = {r.key(): r for r in rows_b}
-    keys = list(a) + [k for k in b if k not in a]
-    return [ComparedRow(f"{k[0]} [{k[1]}]", fps(a.get(k)), fps(b.get(k)), speedup(a.get(k)), speedup(b.get(k)))
-            for k in keys]
+    return [ComparedRow(f"{k[0]} [{k[1]}]", *(measured(rows.get(k), name) for name in ("fps", "speedup")
+                                               for rows in (a, b))) for k in list(a) + [k for k in b if k not in a]]
 
 
 def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, list[ComparedRow]]:
@@ -354,11 +391,8 @@ def _lines(rows: Sequence[RowResult]) -> dict[tuple[str, str], list[RowResult]]:
 
 
 def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> Path | None:
-    """Write the figure to ``path``; None (and nothing written) when no row was measured.
-
-    Groups measured at two or more L (Table 2's) are drawn as lines; groups at a single
-    L (Table 3's Kf/Kb variants) as crosses, with the paper's figure for each.
-    """
+    """Write Figure 5 (FPS and speedup against L; groups at a single L, Table 3's, as crosses) to ``path``
+    with matplotlib's Agg backend; None (nothing written) when no row was measured."""
     import matplotlib
 
     matplotlib.use("Agg")

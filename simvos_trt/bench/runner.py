@@ -22,7 +22,7 @@ from ..errors import BackendError, MissingDependencyError, SimVOSError
 from ..manifest import Manifest, ManifestError, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from .costs import frame_costs
-from .measure import Measurement, Video, measure_folder, moving_shapes
+from .measure import STAGES, Measurement, Video, measure_folder, moving_shapes
 from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
 from .sweep import SweepRow
 
@@ -66,7 +66,8 @@ class GraphsReady:
 
 @dataclass(frozen=True)
 class GraphExported:
-    """One graph written while exporting."""
+    """One graph written while exporting a row's folder (``export_folder``'s progress): its name, the seconds
+    it took and its size in bytes."""
 
     name: str
     seconds: float
@@ -260,8 +261,8 @@ def row_record(row: SweepRow, backend: str, settings: SweepSettings) -> RowResul
 def fill(record: RowResult, m: Measurement) -> RowResult:
     """``record`` with the measured figures of ``m``."""
     record.median_ms, record.p90_ms, record.mean_ms, record.fps = m.median_ms, m.p90_ms, m.mean_ms, m.fps
-    record.query_ms, record.memory_ms, record.joint_ms = m.stage_ms("query"), m.stage_ms("memory"), m.stage_ms("joint")
-    record.aggregate_ms, record.host_ms = m.stage_ms("aggregate"), m.stage_ms("host")
+    for stage in (*STAGES, "host"):
+        setattr(record, f"{stage}_ms", m.stage_ms(stage))
     record.peak_rss_mb, record.device_memory_mb = m.peak_rss_mb, m.device_memory_mb
     record.device, record.step_ms, record.pass_medians_ms = m.device, list(m.step), [m.median_ms]
     return record

@@ -121,13 +121,9 @@ def check_size(height: int, width: int) -> None:
 
 def map_config(paper: SimVOSConfig, backbone: str, size: tuple[int, int], scale: bool) -> SimVOSConfig | None:
     """The paper's configuration on ``backbone`` at ``size`` (None: the ViT-L row off ``base``)."""
-    if paper.backbone == "large":
-        if backbone != "base":
-            return None
-        mapped = paper.backbone
-    else:
-        mapped = backbone
-    config = dataclasses.replace(paper, backbone=mapped)
+    if paper.backbone == "large" and backbone != "base":
+        return None
+    config = dataclasses.replace(paper, backbone=paper.backbone if paper.backbone == "large" else backbone)
     if scale and config.token_refinement:
         n = tokens_of(size)
         config = dataclasses.replace(config, kf=scale_k(paper.kf, n), kb=scale_k(paper.kb, n))

@@ -112,9 +112,6 @@ def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Pat
     return Path("benchmarks") / "results" / f"{date}-{name}-acceptance"
 
 
-# ---------------------------------------------------------------------- steps (GPU)
-
-
 def environment(device: int) -> dict[str, Any]:
     """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / BackendError."""
     from ..bench.hardware import host_info, nvidia_driver
@@ -218,9 +215,6 @@ def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, A
             "vs_reference": vs_ref.to_dict(), "vs_onnxruntime": vs_ort.to_dict(),
             "engines": {"passed": engines_checked["passed"], "failure": engines_checked["failure"]},
             "passed": vs_ref.mean >= MIN_AGREEMENT and engines_checked["passed"]}
-
-
-# ---------------------------------------------------------------------- command line
 
 
 def build_parser() -> argparse.ArgumentParser:

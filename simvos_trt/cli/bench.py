@@ -23,9 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..bench import runner
+from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
+from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, format_report, plot_sweep, write_text
 from ..bench.runner import BACKEND_NAMES as BACKENDS
+from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
+from ..bench.sweep import SweepRow, build_sweep, check_size, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
+from ..export.trt_build import BuildEvent
 from ..io import ensure_writable
 from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, run_command
 
@@ -141,8 +147,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
-    from ..bench.results import compare_folders
-
     text, pairs = compare_folders(a, b)
     if as_json:
         print(json.dumps([{**dataclasses.asdict(p), "ratio": p.ratio} for p in pairs], indent=1))
@@ -151,9 +155,7 @@ def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
     return EXIT_OK
 
 
-def sweep_rows(args: argparse.Namespace) -> list[Any]:
-    from ..bench.sweep import build_sweep, check_size, grid_rows, parse_ks, table_rows
-
+def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
     size = tuple(args.size)
     check_size(*size)
     groups = [table_rows(t, args.backbone, size, args.scale_k) for t in dict.fromkeys(args.table or [])]
@@ -173,10 +175,6 @@ def result_folder(root: Path, host: str, backend: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-    from ..bench.results import ResultFolder
-    from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
-
     if args.warmup < 0:
         raise InputError(f"--warmup {args.warmup}: expected 0 or more")
     rows = sweep_rows(args)
@@ -197,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_MISSING
     settings = dataclasses.replace(settings, backends=tuple(backends))
     say_(f"simvos-bench: {len(rows)} configurations x {len(backends)} backends ({', '.join(backends)}) at "
-        f"{args.size[0]}x{args.size[1]}, {args.objects} objects, {args.frames} frames after {args.warmup} warm-up"
-        + (f", best of {args.repeats} passes" if args.repeats > 1 else ""))
+         f"{args.size[0]}x{args.size[1]}, {args.objects} objects, {args.frames} frames after {args.warmup} warm-up"
+         + (f", best of {args.repeats} passes" if args.repeats > 1 else ""))
     host = host_info()
     peak = None
     if args.peak:
@@ -208,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
     gpu_peak = find_gpu_peak(host["gpu"])
     writers = {}
     for backend in backends:
-        meta = {"host": host, "settings": {**_settings_dict(settings), "backend": backend,
+        meta = {"host": host, "settings": {**dataclasses.asdict(settings), "engines": str(settings.engines),
+                                           "backends": list(settings.backends), "backend": backend,
                                            "tables": args.table, "layers": args.layers, "scale_k": args.scale_k,
                                            "backbone": args.backbone, "paper_mode": args.paper},
                 "command": " ".join(["simvos-bench", *args.argv]),
@@ -224,35 +223,25 @@ def run(args: argparse.Namespace) -> int:
     return finish(writers, args, time.perf_counter() - t0, interrupted)
 
 
-def _settings_dict(settings: Any) -> dict[str, Any]:
-    d = dataclasses.asdict(settings)
-    d["engines"] = str(d["engines"])
-    d["backends"] = list(d["backends"])
-    return d
-
-
 def progress_line(event: Any) -> str | None:
     """The progress line of a sweep event (``bench.runner.Event``), or None."""
-    from ..bench.runner import GraphExported, GraphsReady, PassStarted, RowMeasured, RowStarted
-    from ..export.trt_build import BuildEvent
-
     match event:
-        case PassStarted(index, count) if count > 1:
+        case runner.PassStarted(index, count) if count > 1:
             return f"pass {index + 1}/{count}"
-        case RowStarted(index, count, row):
+        case runner.RowStarted(index, count, row):
             return f"[{index + 1}/{count}] {row.label} [{row.config.name}]"
-        case GraphsReady(folder, "exporting"):
+        case runner.GraphsReady(folder, "exporting"):
             return f"    exporting graphs to {folder} ..."
-        case GraphsReady(folder, status, seconds):
+        case runner.GraphsReady(folder, status, seconds):
             return f"    graphs {status}: {folder}" + (f" ({seconds:.1f} s)" if status == "exported" else "")
-        case GraphExported(name, seconds, size):
+        case runner.GraphExported(name, seconds, size):
             return f"      {name:<20} {seconds:6.1f} s  {size / 1e6:8.1f} MB"
         case BuildEvent(graph=graph, status=status, seconds=seconds) if status != "start":
             return f"    engine {graph}: {status} ({seconds:.1f} s)"
-        case RowMeasured(r) if r.ok:
+        case runner.RowMeasured(r) if r.ok:
             return (f"    {r.backend:<12} {r.fps:7.2f} FPS  median {r.median_ms:8.1f} ms  p90 {r.p90_ms:8.1f} ms  "
                     f"joint {r.joint_ms:8.1f} ms")
-        case RowMeasured(r):
+        case runner.RowMeasured(r):
             return f"    {r.backend:<12} {r.status}: {r.message}"
     return None
 
@@ -264,8 +253,6 @@ def say(text: str | None) -> None:
 
 def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, interrupted: bool) -> int:
     """Write each folder's report and plot, print them, and choose the exit code."""
-    from ..bench.results import PLOT_FILE, format_report, plot_sweep, write_text
-
     everything = [r for w in writers.values() for r in w.derived()]
     host = next(iter(writers.values())).meta["host"] if writers else {}
     title = (f"SimVOS {args.backbone} at {args.size[0]}x{args.size[1]}, {args.objects} objects; "
