@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import SimVOSConfig
-from ..errors import InputError
+from ..errors import InputError, check_int
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,7 @@ def _grid(height: int, width: int, objects: int) -> tuple[int, int]:
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 16 or v % 16:
             raise InputError(f"{name}: got {v!r}, expected a positive multiple of 16 (e.g. 480x864)")
-    if isinstance(objects, bool) or not isinstance(objects, int) or objects < 1:
-        raise InputError(f"objects: got {objects!r}, expected an int >= 1")
+    check_int("objects", objects, 1)
     return height // 16, width // 16
 
 

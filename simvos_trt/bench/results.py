@@ -364,7 +364,7 @@ def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, li
     meta_b, rows_b = read_results(folder_b)
     pairs = compare(rows_a, rows_b)
 
-    def describe(meta: dict[str, Any], rows: Sequence[RowResult], folder: str | Path) -> str:
+    def setting_line(meta: dict[str, Any], rows: Sequence[RowResult], folder: str | Path) -> str:
         s, host = meta.get("settings", {}), meta.get("host", {})
         backend = rows[0].backend if rows else "?"
         return (f"{folder}: {backend} {s.get('precision')} at {s.get('height')}x{s.get('width')}, "
@@ -372,7 +372,8 @@ def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, li
 
     body = [[p.configuration, fmt(p.fps_a, ".2f"), fmt(p.fps_b, ".2f"), fmt(p.ratio, ".2f"),
              fmt(p.speedup_a, ".2f"), fmt(p.speedup_b, ".2f")] for p in pairs]
-    text = "\n".join([f"A = {describe(meta_a, rows_a, folder_a)}", f"B = {describe(meta_b, rows_b, folder_b)}", "",
+    text = "\n".join([f"A = {setting_line(meta_a, rows_a, folder_a)}",
+                      f"B = {setting_line(meta_b, rows_b, folder_b)}", "",
                       render(["configuration", "FPS A", "FPS B", "B/A", "speedup A", "speedup B"], body)])
     return text, pairs
 

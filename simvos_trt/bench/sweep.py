@@ -106,11 +106,6 @@ def scale_k(k: int, tokens: int) -> int:
     return max(1, round(k * tokens / PAPER_TOKENS))
 
 
-def tokens_of(size: tuple[int, int]) -> int:
-    """N, the tokens of one frame at (H, W)."""
-    return (size[0] // 16) * (size[1] // 16)
-
-
 def check_size(height: int, width: int) -> None:
     """Raise InputError unless both sides are positive multiples of 16."""
     for name, v in (("height", height), ("width", width)):
@@ -125,7 +120,7 @@ def map_config(paper: SimVOSConfig, backbone: str, size: tuple[int, int], scale:
         return None
     config = dataclasses.replace(paper, backbone=paper.backbone if paper.backbone == "large" else backbone)
     if scale and config.token_refinement:
-        n = tokens_of(size)
+        n = (size[0] // 16) * (size[1] // 16)  # tokens per frame
         config = dataclasses.replace(config, kf=scale_k(paper.kf, n), kb=scale_k(paper.kb, n))
     return config
 
