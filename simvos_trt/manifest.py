@@ -93,7 +93,7 @@ class GraphEntry:
     outputs: tuple[TensorSpec, ...]
     nodes_exported: int = 0
     nodes_final: int = 0
-    engine: dict[str, Any] | None = None  # the built engine's record (``trt.identity.EngineEntry``)
+    engine: dict[str, Any] | None = None  # the built engine's record (``trt.records.EngineEntry``)
     precision: str = "fp32"  # what the graph computes in (``simvos_trt.precision.graph_precision``)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,10 +1,8 @@
 """The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files.
 
-Phases run in order, each within a time budget (unused time rolls forward; what does not
-fit is skipped and recorded): the machine's stamp; the golden videos on the device
-(float32 and ``precision.to_fp16``) against the official outputs; the paper's Tables 2-3
-rows timed per (mode, precision) with ``stream.TorchStream``; the report. ``DRY_PLAN``
-runs the same on a CPU with tiny sizes.
+Phases within time budgets: the machine's stamp; the golden videos on the device (float32 and FP16)
+against the official outputs; the paper's Tables 2-3 rows timed per (mode, precision) as whole steps of
+``TorchStream`` on fixed device buffers; the report. ``DRY_PLAN`` runs the same on a CPU, tiny.
 """
 
 from __future__ import annotations
@@ -13,9 +11,8 @@ import copy
 import dataclasses
 import json
 import logging
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +24,21 @@ import torch
 from ..config import SimVOSConfig, preset
 from ..model import propagate, random_model, synthetic_state_dict
 from ..model.checkpoint import load_official_state
+from ..model.layers import FrameInput
 from ..model.precision import to_fp16
-from ..model.simvos import SimVOS
+from ..model.simvos import SimVOS, soft_aggregate
 from .costs import frame_costs
-from .hardware import find_gpu_peak, host_info, nvidia_driver
-from .measure import moving_shapes
-from .results import FAILED, ResultFolder, RowResult, write_text
-from .runner import SweepSettings, row_record
-from .stream import TorchStream, time_steps, video_tensors
+from .hardware import find_gpu_peak, machine
+from .measure import Measurement, moving_shapes
+from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, kit_report, plot_sweep, write_text
+from .runner import SweepSettings, fill, row_record
 from .sweep import SweepRow, build_sweep, table_rows
 
 log = logging.getLogger(__name__)
+Tensors = tuple[torch.Tensor, torch.Tensor]
 
 FP32_MAX_DIFF, FP16_MIN_AGREEMENT = 1e-4, 0.995
+GOLDEN_RULE = f"fp32 max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal"
 BACKEND = {"eager": "torch", "cudagraph": "torch-cudagraph", "compile": "torch-compile"}
 
 
@@ -93,7 +92,7 @@ class Phase:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}  # without the clock
 
 
 class Budget:
@@ -124,36 +123,11 @@ class Budget:
 
 
 def set_ieee_fp32() -> str:
-    """Make float32 matrix products and convolutions IEEE float32 (no TF32); returns the setting.
-
-    The legacy flags: torch 2.9+'s ``fp32_precision`` makes reading them raise, and inductor reads them.
-    """
+    """Make float32 matrix products and convolutions IEEE float32 (no TF32, by the legacy flags that inductor
+    reads: torch 2.9+'s ``fp32_precision`` makes reading them raise); returns the setting."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return (f"TF32 off (allow_tf32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN "
             f"{torch.backends.cudnn.allow_tf32}; matmul precision {torch.get_float32_matmul_precision()})")
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """The stamp: host, CPU, versions (``host_info``), and on CUDA the GPU, driver, CUDA and cuDNN."""
-    import timm
-
-    info = {**host_info(), "torch": torch.__version__, "timm": timm.__version__, "device": str(device)}
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        info.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
-                    gpu_memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), driver=nvidia_driver(), nvidia_smi=_nvidia_smi())
-    return info
-
-
-def _nvidia_smi() -> str | None:
-    query = "name,driver_version,clocks.max.sm,clocks.max.memory,power.limit,temperature.gpu"
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{query}: {out.stdout.strip()}"
 
 
 def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Phase) -> list[dict[str, Any]]:
@@ -166,12 +140,10 @@ def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Ph
         t0, meta = time.monotonic(), json.loads(path.read_text())
         with np.load(path.with_suffix(".npz")) as d:
             video, mask, prob, labels = d["frames"][:frames], d["first_mask"], d["prob"][:frames], d["labels"][:frames]
-        config = SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
-                              token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"]))
-        model = SimVOS(config)
+        model = SimVOS(SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
+                                    token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"])))
         load_official_state(model, state, source="the golden recipe")
-        model = model.eval().to(device)
-        p32 = propagate(model, video, mask)
+        p32 = propagate(model.eval().to(device), video, mask)
         p16 = propagate(to_fp16(model), video, mask)
         rec: dict[str, Any] = {"case": path.stem, "frames": len(video), "size": list(mask.shape),
                "fp32_max_abs_diff": float(np.abs(p32 - prob).max()),
@@ -268,12 +240,9 @@ class Kit:
               base: int) -> RowResult:
         p = self.plan
         steps, walls = time_steps(stream, self.frames[2:], count=p.frames, minimum=p.minimum, until=until)
-        r = row_record(row, backend, self.settings(precision))
-        r.frames, r.step_ms, r.median_ms = len(steps), steps, float(np.median(steps))
-        r.p90_ms, r.mean_ms, r.fps = float(np.percentile(steps, 90)), float(np.mean(steps)), 1000 / r.median_ms
-        r.pass_medians_ms = [r.median_ms]
-        if self.device.type == "cuda":
-            r.device_memory_mb = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
+        memory = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20 if self.device.type == "cuda" else None
+        m = Measurement(tuple(steps), {}, p.warmup, device_memory_mb=memory, device=self.device.type)
+        r = dataclasses.replace(fill(row_record(row, backend, self.settings(precision)), m), frames=len(steps))
         self.wall_ms[f"{backend} {precision} {row.config.name}"] = round(float(np.median(walls)), 3)
         log.info("%s %s %s: median %.2f ms, p90 %.2f ms (%d steps)", row.config.name, backend, precision,
                  r.median_ms, r.p90_ms, len(steps))
@@ -296,10 +265,10 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     plan = DRY_PLAN if dry_run else GPU_PLAN
     device = torch.device("cpu" if dry_run else "cuda")
     budget = Budget(plan.phases, seconds)
-    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan)},
-                            "golden": [], "settings": {"height": plan.height, "width": plan.width,
-                                                       "objects": plan.objects, "frames": plan.frames,
-                                                       "warmup": plan.warmup, "precision": "fp32 and fp16",
+    settings = {k: getattr(plan, k) for k in ("height", "width", "objects", "frames", "warmup")}
+    meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan),
+                                    "golden_rule": GOLDEN_RULE},
+                            "golden": [], "settings": {**settings, "precision": "fp32 and fp16",
                                                        "weights": "random (seed 1)"}}
     with budget.phase("machine"):
         meta["kit"]["fp32"] = set_ieee_fp32()
@@ -312,7 +281,7 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     def save() -> None:
         meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
         writer.flush()
-        write_text(out, "report.txt", report_text(meta, writer.derived()))
+        write_text(out, "report.txt", kit_report(meta, writer.derived()))
 
     save()
     with budget.phase("golden") as ph:
@@ -328,62 +297,126 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
                     kit.measure(row, mode, precision, ph)
         save()
     with budget.phase("report") as ph:
-        from .plot import plot_sweep
-
         shown = [dataclasses.replace(r, backend=f"{r.backend} {r.precision}") for r in writer.derived()]
         title = f"SimVOS, {meta['host'].get('gpu') or 'CPU (dry run)'}, {plan.height}x{plan.width}, {plan.objects} obj."
-        if plot_sweep(shown, out / "fps_vs_L.png", title) is None:
-            ph.skipped.append("fps_vs_L.png: no row measured")
+        if plot_sweep(shown, out / PLOT_FILE, title) is None:
+            ph.skipped.append(f"{PLOT_FILE}: no row measured")
     save()
     return meta
 
 
-def report_text(meta: dict[str, Any], rows: list[RowResult]) -> str:
-    """The kit's report: stamp, phases, golden checks, FPS per row and mode beside the paper's, every row."""
-    from .report import configuration, fmt, render, table
+class TorchStream:
+    """The runtime's per-frame step (``VideoSession.step``, casts as ``model.propagate``) in PyTorch on fixed
+    device buffers (``frame``, ``prev_frame``, ``prev_objects``, ``labels``), so it can be compiled or captured."""
 
-    host, kit, s, peak = meta["host"], meta["kit"], meta["settings"], meta.get("gpu_peak")
-    phases = kit.get("phases", [])
-    lines = [f"SimVOS GPU kit{' DRY RUN on a CPU with tiny sizes (no GPU figure)' if kit['dry_run'] else ''}: "
-             f"{host.get('gpu') or host.get('cpu')}; torch {host['torch']}, CUDA {host.get('cuda')}; {host['date']}",
-             host.get("nvidia_smi") or "",
-             f"{s['height']}x{s['width']}, {s['objects']} objects, random weights; float32: {kit['fp32']}; FP16: "
-             f"precision.to_fp16; FLOPs: costs.frame_costs; FP16 peak: {peak['name'] if peak else 'unknown GPU'}",
-             "", "phases (seconds):",
-             render(["phase", "budget", "used", "status", "done", "skipped"],
-                    [[p["name"], f"{p['budget_s']:.0f}", f"{p['used_s']:.1f}", p["status"], str(len(p["done"])),
-                      str(len(p["skipped"]))] for p in phases]),
-             *(f"  skipped in {p['name']}: {why}" for p in phases for why in p["skipped"]),
-             "", f"golden videos through propagate on the device, against the official outputs (pass: fp32 "
-             f"max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal):",
-             render(["case", "frames", "fp32 max|dp|", "FP16 labels %", "FP16 max|dp|", "passed"],
-                    [[g["case"], str(g["frames"]), f"{g['fp32_max_abs_diff']:.1e}",
-                      f"{100 * g['fp16_label_agreement']:.2f}", f"{g['fp16_max_abs_diff']:.1e}",
-                      "yes" if g["passed"] else "NO"] for g in meta["golden"]]), ""]
-    modes = list(dict.fromkeys((r.backend, r.precision) for r in rows if r.ok))
-    fps = {(r.key(), r.backend, r.precision): r.fps for r in rows if r.ok}
-    header = ["configuration", "paper FPS (A100)", "GFLOP", *(f"{b} {p}" for b, p in modes)]
-    body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
-             *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
-    fp16 = peak["fp16_tensor"] * 1000 if peak else None
+    def __init__(self, model: SimVOS, height: int, width: int, objects: int) -> None:
+        self.model = model
+        self.device = model.patch_embed.proj.weight.device
+        self.dtype = model.patch_embed.proj.weight.dtype  # float16 under precision.to_fp16
+        self.grid = (height // 16, width // 16)
+        with torch.no_grad():
+            self.pos = model.position_embedding(self.grid)  # (1, N, C), fixed per size as in the graphs
+        self.normalise = FrameInput(height, width).to(self.device)
+        self.padding = torch.zeros(4, dtype=torch.int64, device=self.device)  # frames have the engine size
+        self.frame = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=self.device)
+        self.prev_frame = torch.zeros_like(self.frame)
+        self.prev_objects = torch.zeros((objects, 1, height, width), device=self.device)
+        self.labels = torch.zeros((1, height, width), dtype=torch.uint8, device=self.device)
+        self.memory_first = torch.empty(0, device=self.device)
+        self.advance: Callable[..., Tensors] = self._advance
+        self.run: Callable[[], None] = self.step  # or a CUDA graph's replay after ``capture``
+        self.graph: torch.cuda.CUDAGraph | None = None
 
-    def share(r: RowResult) -> float | None:
-        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
+    def _input(self, frame: torch.Tensor) -> torch.Tensor:
+        # (1, 3, H, W); contiguous as propagate's frames: a permuted layout changes FP16 CPU convolutions' rounding
+        return self.normalise(frame, self.padding).to(self.dtype).contiguous()
 
-    columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
-               ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
-               ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
-               ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
-               ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
-               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
-    lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
-              render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
-    return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"
-                              for r in rows if not r.ok])
+    def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_memory(self._input(frame), masks, self.pos)  # (B, M, C); masks float32
+
+    def _aggregate(self, prob: torch.Tensor) -> Tensors:
+        agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
+        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
+
+    def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
+                 memory_first: torch.Tensor) -> Tensors:
+        memory_prev = self._memory(prev_frame, prev_objects)
+        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
+        return self._aggregate(self.model.decode(query, [memory_first, memory_prev], self.grid))
+
+    @torch.inference_mode()
+    def start(self, frame: torch.Tensor, masks: torch.Tensor) -> None:
+        """Cache the first frame's memory: ``frame`` (1, H, W, 3) uint8, ``masks`` (B, 1, H, W) 0/1 float32."""
+        self.memory_first = self._memory(frame.to(self.device), masks.to(self.device))
+
+    @torch.inference_mode()
+    def first_step(self, frame: torch.Tensor) -> None:
+        """The first propagated frame, decoded against the first memory alone."""
+        self.frame.copy_(frame)
+        query = self.model.encode_query(self._input(self.frame), self.pos)
+        labels, objects = self._aggregate(self.model.decode(query, [self.memory_first], self.grid))
+        self._keep(labels, objects)
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Segment ``frame`` against [first, previous] memories; the state moves on by one frame."""
+        self._keep(*self.advance(self.frame, self.prev_frame, self.prev_objects, self.memory_first))
+
+    def _keep(self, labels: torch.Tensor, objects: torch.Tensor) -> None:
+        self.labels.copy_(labels)
+        self.prev_frame.copy_(self.frame)
+        self.prev_objects.copy_(objects)
+
+    def use_compile(self, backend: str = "inductor") -> None:
+        """Run the step through ``torch.compile`` (compiled at the next step)."""
+        torch._dynamo.reset()  # one code object serves every model: start each from a clean cache
+        self.advance = torch.compile(self._advance, backend=backend, fullgraph=True)
+
+    def capture(self, warmup: int = 2) -> None:
+        """Record one step as a CUDA graph; ``run`` replays it (every step after this one is the replay)."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                self.step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.step()
+        self.graph = graph
+        self.run = graph.replay
 
 
-STEP_NOTE = [
-    "A step: the uint8 frame uploaded, the previous frame's memory encoded, the query encoded, all objects decoded",
-    "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
-    "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
-]
+def time_steps(stream: TorchStream, frames: Sequence[torch.Tensor], *, count: int, minimum: int,
+               until: float) -> tuple[list[float], list[float]]:
+    """(step ms, wall ms) of up to ``count`` whole steps (at least ``minimum``; no new one after ``until``), each
+    from the upload of one of ``frames`` to the labels on the host: CUDA events on a GPU, nothing synchronised
+    inside a step; the wall clock on a CPU."""
+    cuda = stream.device.type == "cuda"
+    host = torch.empty(stream.labels.shape, dtype=torch.uint8, pin_memory=cuda)
+    steps: list[float] = []
+    walls: list[float] = []
+    for i in range(count):
+        if i >= minimum and time.monotonic() > until:
+            break
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if cuda else []
+        t0 = time.perf_counter()
+        if events:
+            events[0].record()
+        stream.frame.copy_(frames[i % len(frames)], non_blocking=cuda)
+        stream.run()
+        host.copy_(stream.labels, non_blocking=cuda)
+        if events:
+            events[1].record()
+            events[1].synchronize()
+        walls.append(1000 * (time.perf_counter() - t0))
+        steps.append(events[0].elapsed_time(events[1]) if events else walls[-1])
+    return steps, walls
+
+
+def video_tensors(frames: np.ndarray, first_mask: np.ndarray, objects: int,
+                  pin: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Host frames (1, H, W, 3) uint8 (pinned if ``pin``) and the first frame's (B, 1, H, W) one-hot masks."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(f))[None] for f in frames]
+    masks = torch.from_numpy(np.stack([first_mask == i + 1 for i in range(objects)]).astype(np.float32))[:, None]
+    return [t.pin_memory() for t in tensors] if pin else tensors, masks

@@ -1,13 +1,6 @@
-"""The machine a benchmark runs on: CPU, GPU, library versions, peak arithmetic rates.
-
-- ``host_info``: what every result file is stamped with (CPU model from /proc/cpuinfo,
-  core counts, GPU name, versions of simvos_trt, torch, onnxruntime, numpy, tensorrt).
-- ``gpu_name`` / ``device_memory_mb``: the CUDA device, through cuda-python when it is
-  installed, else torch; None on a machine without a usable NVIDIA GPU.
-- ``GpuPeak`` / ``find_gpu_peak``: datasheet peak rates per GPU model
-  (``simvos_trt/data/gpu_peaks.json``, each with its source) for roofline FPS.
-- ``gemm_peak``: the float32 matrix-multiply rate this CPU reaches (numpy and torch,
-  square n x n products, best of several), the practical ceiling for the ViT's linears.
+"""The machine a benchmark runs on: the stamp of every result file (host, CPU, cores, GPU, library
+versions), device memory in use, GPU datasheet peaks (``data/gpu_peaks.json``) and the CPU's float32 GEMM
+peak. The GPU is read through ``trt.cuda`` (cuda-python), else torch; None without a usable GPU.
 """
 
 from __future__ import annotations
@@ -21,6 +14,7 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..errors import SimVOSError
+from ..trt.cuda import Cuda
 
 log = logging.getLogger(__name__)
-
-_PEAKS_RESOURCE = "data/gpu_peaks.json"
 
 
 def cpu_model() -> str:
@@ -61,30 +55,21 @@ def core_counts() -> dict[str, int | None]:
 
 
 def _module_version(name: str) -> str | None:
-    if importlib.util.find_spec(name) is None:
-        return None
     try:
-        return str(importlib.import_module(name).__version__)
+        return str(importlib.import_module(name).__version__) if importlib.util.find_spec(name) else None
     except (ImportError, AttributeError):  # e.g. only tensorrt-stubs installed
         return None
 
 
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries that decide the speed (None: not installed)."""
-    versions: dict[str, str | None] = {"simvos_trt": __version__, "numpy": np.__version__,
-                                       "python": platform.python_version()}
-    for name in ("torch", "onnxruntime", "tensorrt"):
-        versions[name] = _module_version(name)
-    return versions
+    return {"simvos_trt": __version__, "numpy": np.__version__, "python": platform.python_version(),
+            **{name: _module_version(name) for name in ("torch", "onnxruntime", "tensorrt")}}
 
 
 def gpu_name(device: int = 0) -> str | None:
     """The CUDA device's name, or None without a usable NVIDIA GPU (never raises)."""
-    from ..errors import SimVOSError
-
     try:
-        from ..trt.cuda import Cuda
-
         return Cuda().gpu(device)[0]
     except (SimVOSError, ImportError) as exc:
         log.debug("no GPU through cuda-python: %s", exc)
@@ -98,9 +83,6 @@ def gpu_name(device: int = 0) -> str | None:
 
 def device_memory_mb(device: int = 0) -> float | None:
     """Device memory in use on the GPU now (all processes), in MiB; None without a GPU."""
-    from ..errors import SimVOSError
-    from ..trt.cuda import Cuda
-
     try:
         free, total = Cuda().call("cudaMemGetInfo")
         return float(total - free) / 2**20
@@ -132,7 +114,29 @@ def host_info() -> dict[str, Any]:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-# ---------------------------------------------------------------------- GPU peaks
+def machine(device: Any) -> dict[str, Any]:
+    """``host_info`` with torch and timm, and on a CUDA ``device`` (a torch.device) the GPU, driver, CUDA, cuDNN
+    and ``nvidia-smi``'s clocks and power limit (the GPU kit's stamp)."""
+    import timm
+    import torch
+
+    info = {**host_info(), "torch": torch.__version__, "timm": timm.__version__, "device": str(device)}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(gpu=p.name, compute_capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
+                    gpu_memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(), driver=nvidia_driver(), nvidia_smi=_nvidia_smi())
+    return info
+
+
+def _nvidia_smi() -> str | None:
+    query = "name,driver_version,clocks.max.sm,clocks.max.memory,power.limit,temperature.gpu"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{query}: {out.stdout.strip()}"
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ class GpuPeak:
 
 def load_gpu_peaks() -> tuple[GpuPeak, ...]:
     """Every GPU of ``simvos_trt/data/gpu_peaks.json``, in matching order."""
-    data = json.loads(resources.files("simvos_trt").joinpath(_PEAKS_RESOURCE).read_text(encoding="utf-8"))
+    data = json.loads(resources.files("simvos_trt").joinpath("data/gpu_peaks.json").read_text(encoding="utf-8"))
     return tuple(GpuPeak(g["name"], tuple(g["match"]), float(g["fp16_tensor"]), float(g["fp16_tensor_fp32_acc"]),
                          float(g["fp32"]), g["source"]) for g in data["gpus"])
 
@@ -168,9 +172,6 @@ def find_gpu_peak(name: str | None) -> GpuPeak | None:
         if any(re.search(p, name, re.IGNORECASE) for p in peak.match):
             return peak
     return None
-
-
-# ---------------------------------------------------------------------- CPU GEMM peak
 
 
 @dataclass(frozen=True)

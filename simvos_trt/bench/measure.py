@@ -1,14 +1,8 @@
-"""Measure the runtime's per-frame step on a synthetic video: latency, stage split, memory.
+"""Time the runtime's per-frame step (``VideoSession.step``) on a synthetic video.
 
-    video = moving_shapes(128, 224, objects=2, frames=13)
-    m = measure_folder("engines/bench/tiny-L4-128x224-b2", "onnxruntime", video, warmup=2, frames=10)
-    m.median_ms, m.p90_ms, m.fps, m.stage_ms("joint")
-
-One measured frame is one ``VideoSession.step``: the deferred memory encoding of the
-previous frame, the query encoder, the joint decoder(s), soft aggregation and the host
-work around them (staging the frame, chunking, bringing the labels back). The first
-frame (``start``) and ``warmup`` steps are not measured; the first step is the only one
-with a single memory, so with ``warmup >= 1`` every measured step is in steady state.
+Two passes over the same frames: the headline pass times whole steps with nothing inside them;
+the split pass runs the steps again through ``TimingBackend``, which times every graph call
+(synchronised), for the per-stage split. Why: ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -16,18 +10,118 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..errors import InputError
+from ..manifest import Graph
+from ..runtime.backends import Backend, Handle
 from .hardware import device_memory_mb
-from .proxy import STAGES, TimingBackend
 
 log = logging.getLogger(__name__)
+
+#: Graph -> the stage its time is reported under.
+GRAPH_STAGE: dict[str, str] = {Graph.QUERY_ENCODER: "query", Graph.MEMORY_ENCODER: "memory",
+                               Graph.JOINT_DECODER_1MEM: "joint", Graph.JOINT_DECODER_2MEM: "joint",
+                               Graph.AGGREGATE: "aggregate"}
+STAGES = ("query", "memory", "joint", "aggregate")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One timed ``run``: the graph and its wall time in seconds."""
+
+    graph: str
+    seconds: float
+
+
+def synchronizer(backend: Backend) -> Callable[[], None] | None:
+    """``backend.synchronize``, or None when it is the base class's no-op (a synchronous backend)."""
+    sync = getattr(backend, "synchronize", None)
+    if not callable(sync) or getattr(sync, "__func__", None) is Backend.synchronize:
+        return None
+    return cast(Callable[[], None], sync)
+
+
+class TimingBackend(Backend):
+    """Delegates to ``inner`` (opened by this proxy's ``open``) and records the synchronised wall time of each
+    ``run`` on ``clock``: the split pass, never the headline timing."""
+
+    def __init__(self, inner: Backend, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__(inner.folder, inner.manifest)
+        self.inner = inner
+        self.name = inner.name
+        self.clock = clock
+        self.calls: list[Call] = []
+        self._sync: Callable[[], None] | None = None
+
+    def synchronize(self) -> None:
+        """The wrapped backend's ``synchronize``."""
+        self.inner.synchronize()
+
+    def now(self) -> float:
+        """The clock, read after waiting for the wrapped backend's device work."""
+        if self._sync is not None:
+            self._sync()
+        return self.clock()
+
+    def reset(self) -> None:
+        """Forget the calls recorded so far."""
+        self.calls.clear()
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage (``STAGES``) summed over the calls recorded since ``reset``."""
+        totals = dict.fromkeys(STAGES, 0.0)
+        for call in self.calls:
+            totals[GRAPH_STAGE.get(call.graph, call.graph)] += call.seconds
+        return totals
+
+    def run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        """The wrapped ``run`` (which checks the inputs), timed between synchronised clock reads."""
+        t0 = self.now()
+        out = self.inner.run(graph, inputs)
+        self.calls.append(Call(graph, self.now() - t0))
+        return out
+
+    def _open(self) -> None:
+        self.inner.open()
+        self._sync = synchronizer(self.inner)
+
+    def _close(self) -> None:
+        self.inner.close()
+
+    def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        raise AssertionError("TimingBackend.run delegates to the wrapped backend's run")
+
+    def object_limit(self, graph: str) -> int:
+        return self.inner.object_limit(graph)
+
+    def concat(self, handles: Sequence[Handle]) -> Handle:
+        return self.inner.concat(handles)
+
+    def take(self, handle: Handle, start: int, stop: int) -> Handle:
+        return self.inner.take(handle, start, stop)
+
+    def to_host(self, handle: Handle) -> np.ndarray:
+        return self.inner.to_host(handle)
+
+    def from_host(self, array: np.ndarray) -> Handle:
+        return self.inner.from_host(array)
+
+    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+        return self.inner.describe(handle)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else the wrapped backend offers (``providers``, ...)."""
+        if name == "inner":  # not yet set (during __init__)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 @dataclass(frozen=True)
@@ -43,11 +137,8 @@ class Video:
 
 
 def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, seed: int = 0) -> Video:
-    """Ellipses of distinct colours bouncing over a smooth textured background.
-
-    Every object is visible in every frame (later objects are drawn over earlier ones,
-    but each keeps a core no other object covers in the first mask: ids 1..objects).
-    """
+    """Ellipses of distinct colours bouncing over a smooth textured background; every object (ids
+    1..objects) keeps a visible core in the first mask."""
     if objects < 1 or objects > 255:
         raise InputError(f"objects: got {objects}, expected 1..255")
     rng = np.random.default_rng(seed)
@@ -76,10 +167,8 @@ def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, s
 
 
 class PeakRSS:
-    """Samples the process's resident set size (psutil) in a thread; ``peak_mb`` after exit.
-
-    Without psutil ``peak_mb`` stays None (logged once).
-    """
+    """Samples the process's resident set size (psutil) in a thread; ``peak_mb`` after exit (None without
+    psutil)."""
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
@@ -120,10 +209,10 @@ class PeakRSS:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Per-frame times (milliseconds) of the measured steps, and memory peaks.
+    """Per-frame times (ms) of the measured steps, and memory peaks.
 
-    ``stages`` maps each of ``STAGES`` to its per-frame times; ``host`` is step time
-    minus the stages, per frame.
+    ``step``: the headline pass (whole steps, nothing inside them timed). ``stages``: each of ``STAGES``
+    per frame from the split pass, whose own step times are ``split_step``; ``host`` = split step - stages.
     """
 
     step: tuple[float, ...]
@@ -132,11 +221,13 @@ class Measurement:
     peak_rss_mb: float | None = None
     device_memory_mb: float | None = None
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
+    split_step: tuple[float, ...] = ()
 
     @property
     def host(self) -> tuple[float, ...]:
-        return tuple(s - sum(self.stages[k][i] for k in STAGES) for i, s in enumerate(self.step))
+        if not self.stages:
+            return ()
+        return tuple(s - sum(self.stages[k][i] for k in STAGES) for i, s in enumerate(self.split_step or self.step))
 
     @property
     def median_ms(self) -> float:
@@ -155,48 +246,60 @@ class Measurement:
         """Frames per second at the median step time."""
         return 1000.0 / self.median_ms
 
-    def stage_ms(self, stage: str) -> float:
-        """Median per-frame time of ``stage`` (one of ``STAGES`` or ``host``)."""
-        values = self.host if stage == "host" else self.stages[stage]
-        return float(np.median(values))
+    def stage_ms(self, stage: str) -> float | None:
+        """Median per-frame time of ``stage`` (one of ``STAGES`` or ``host``); None without a split pass."""
+        values = self.host if stage == "host" else self.stages.get(stage)
+        return float(np.median(values)) if values else None
 
 
-def measure_session(proxy: TimingBackend, video: Video, *, warmup: int, frames: int,
-                    on_gpu: bool = False) -> Measurement:
-    """Run ``video`` through a segmenter over ``proxy``: start, ``warmup`` steps, ``frames`` timed steps.
+def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu: bool,
+                proxy: TimingBackend | None = None) -> tuple[list[float], dict[str, list[float]], float | None]:
+    """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB).
 
-    Args:
-        proxy: the timing proxy around an (unopened or opened) backend.
-        video: at least ``1 + warmup + frames`` frames.
-        on_gpu: sample the device memory in use after every step.
+    Without ``proxy`` (the headline pass) each step is timed whole, with one synchronisation at its end;
+    with it, the session runs through ``proxy`` and every graph call is timed (the split pass).
     """
-    from ..runtime import VideoSegmenter
+    from ..runtime import VideoSession
 
+    session, sync = VideoSession(proxy or backend), synchronizer(backend)
+    session.start(video.frames[0], video.first_mask)
+    step: list[float] = []
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    device_peak: float | None = None
+    for i, frame in enumerate(video.frames[1 : 1 + warmup + frames]):
+        if proxy is not None:
+            proxy.reset()
+        t0 = time.perf_counter()
+        session.step(frame)
+        if sync is not None:
+            sync()
+        seconds = time.perf_counter() - t0
+        used = device_memory_mb() if on_gpu else None
+        if used is not None:
+            device_peak = used if device_peak is None else max(device_peak, used)
+        if i >= warmup:
+            step.append(1000 * seconds)
+            for k, v in (proxy.stage_seconds() if proxy else {}).items():
+                stages[k].append(1000 * v)
+    return step, stages, device_peak
+
+
+def measure_session(backend: Backend, video: Video, *, warmup: int, frames: int,
+                    on_gpu: bool = False) -> Measurement:
+    """Measure ``backend`` (unopened or opened) on ``video``: start, ``warmup`` untimed steps, ``frames`` timed
+    steps; the headline pass, then the split pass over the same frames (``timed_steps``)."""
     if frames < 1 or warmup < 0:
         raise InputError(f"frames={frames}, warmup={warmup}: expected frames >= 1 and warmup >= 0")
     if len(video.frames) < 1 + warmup + frames:
         raise InputError(f"the video has {len(video.frames)} frames; 1 + warmup + frames = "
                          f"{1 + warmup + frames} are needed")
-    step: list[float] = []
-    stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    device_peak: float | None = None
-    with PeakRSS() as rss, VideoSegmenter(proxy) as seg:
-        session = seg.start(video.frames[0], video.first_mask)
-        for i, frame in enumerate(video.frames[1 : 1 + warmup + frames]):
-            proxy.reset()
-            t0 = proxy.now()
-            session.step(frame)
-            seconds = proxy.now() - t0
-            used = device_memory_mb() if on_gpu else None
-            if used is not None:
-                device_peak = used if device_peak is None else max(device_peak, used)
-            if i < warmup:
-                continue
-            step.append(1000 * seconds)
-            for k, v in proxy.stage_seconds().items():
-                stages[k].append(1000 * v)
-    return Measurement(tuple(step), {k: tuple(v) for k, v in stages.items()}, warmup, rss.peak_mb, device_peak,
-                       "cuda" if on_gpu else "cpu")
+    proxy = TimingBackend(backend)
+    with PeakRSS() as rss, proxy:
+        step, _, peak = timed_steps(backend, video, warmup, frames, on_gpu)
+        split_step, stages, split_peak = timed_steps(backend, video, warmup, frames, on_gpu, proxy)
+    peaks = [p for p in (peak, split_peak) if p is not None]
+    return Measurement(tuple(step), {k: tuple(v) for k, v in stages.items()}, warmup, rss.peak_mb,
+                       max(peaks) if peaks else None, "cuda" if on_gpu else "cpu", tuple(split_step))
 
 
 def measure_folder(folder: str | Path, backend: str, video: Video, *, warmup: int, frames: int,
@@ -205,6 +308,5 @@ def measure_folder(folder: str | Path, backend: str, video: Video, *, warmup: in
     from ..manifest import read_manifest
     from ..runtime.backends import create_backend
 
-    folder = Path(folder)
     inner = create_backend(backend, folder, read_manifest(folder, verify=False), **options)
-    return measure_session(TimingBackend(inner), video, warmup=warmup, frames=frames, on_gpu=on_gpu)
+    return measure_session(inner, video, warmup=warmup, frames=frames, on_gpu=on_gpu)

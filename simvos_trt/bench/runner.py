@@ -1,14 +1,8 @@
-"""Run a sweep: for every row, prepare its graphs once, then measure it on every backend.
+"""Run a sweep: for every row, its export folder (reused when its graph key matches, see ``GraphSpec``)
+and TensorRT engines prepared once, then the row measured on every backend and written at once.
 
-    settings = SweepSettings(height=128, width=224, backends=("onnxruntime", "torch"))
-    writers = {b: ResultFolder(f"benchmarks/results/...-{b}", meta) for b in settings.backends}
-    run_sweep(build_sweep([table_rows(2, "tiny", (128, 224))], "tiny"), settings, writers)
-
-A backend that cannot run here (TensorRT without a GPU, FP16 on a CPU backend) gives
-``unavailable`` rows with the reason and the other backends still run; an unexpected
-error in one measurement gives a ``failed`` row and the sweep goes on. Every row is
-written as soon as it is measured (``ResultFolder.put``), so an interrupted sweep keeps
-the rows already measured; ``KeyboardInterrupt`` propagates.
+A backend that cannot run here gives ``unavailable`` rows, an error in one measurement a ``failed``
+row, and the sweep goes on; an interrupted sweep keeps the rows written so far.
 """
 
 from __future__ import annotations
@@ -16,43 +10,162 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .. import __version__
+from ..config import SimVOSConfig
 from ..errors import BackendError, MissingDependencyError, SimVOSError
-from .artifacts import GraphSpec, Progress, ensure_engines, ensure_graphs
+from ..manifest import Manifest, ManifestError, Weights, read_manifest
+from ..runtime.backends import BACKENDS
 from .costs import frame_costs
-from .measure import Measurement, Video, measure_folder, moving_shapes
+from .measure import STAGES, Measurement, Video, measure_folder, moving_shapes
 from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
 from .sweep import SweepRow
 
+if TYPE_CHECKING:
+    from ..export.trt_build import BuildEvent
+
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")
+BACKEND_NAMES = tuple(b for b in BACKENDS if b != "auto")
+OPSET = 17
 
 #: measure(folder, backend, video, warmup=, frames=, on_gpu=, **options) -> Measurement
 Measure = Callable[..., Measurement]
 
 
 @dataclass(frozen=True)
-class SweepSettings:
-    """How every row is measured.
+class PassStarted:
+    """Pass ``index`` of ``count`` over the whole sweep begins."""
 
-    Attributes:
-        height, width: the engine frame size (multiples of 16); the video has this size.
-        objects: objects in the video (and the exports' object limit).
-        frames, warmup: measured and warm-up steps per row.
-        backends: backend names (``BACKEND_NAMES``).
-        precision: ``fp32`` or ``fp16``: the graphs' precision (every backend runs the
-            same graphs; TensorRT builds its engines from them).
-        device: ``auto``, ``cpu`` or ``cuda`` for ONNX Runtime and torch (TensorRT is
-            always cuda); ``auto`` picks cuda for a backend that can use the GPU here.
-        engines: the folder holding the reusable exports (``<engines>/bench/...``).
-        threads: ONNX Runtime intra-op threads (None: its default, every core).
-        seed: seed of the random weights.
-        repeats: passes over the whole sweep; each row keeps its fastest pass (by median).
+    index: int
+    count: int
+
+
+@dataclass(frozen=True)
+class RowStarted:
+    """Row ``index`` of ``count`` is being prepared and measured."""
+
+    index: int
+    count: int
+    row: SweepRow
+
+
+@dataclass(frozen=True)
+class GraphsReady:
+    """A row's export folder: ``reused``, ``exporting`` or ``exported`` (in ``seconds``)."""
+
+    folder: str
+    status: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class GraphExported:
+    """One graph written while exporting a row's folder (``export_folder``'s progress): its name, the seconds
+    it took and its size in bytes."""
+
+    name: str
+    seconds: float
+    bytes: int
+
+
+@dataclass(frozen=True)
+class RowMeasured:
+    """A row's result on one backend, in pass ``index``."""
+
+    row: RowResult
+    index: int
+
+
+Event: TypeAlias = "PassStarted | RowStarted | GraphsReady | GraphExported | BuildEvent | RowMeasured"
+Progress = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What a row's export folder must hold: seeded random weights of ``config`` at H x W."""
+
+    config: SimVOSConfig
+    height: int
+    width: int
+    max_objects: int
+    seed: int = 1
+    opset: int = OPSET
+    uint8_input: bool = True
+    precision: str = "fp32"
+
+    def key(self) -> tuple[Any, ...]:
+        """The graph key compared with an existing folder's manifest (``manifest_key``)."""
+        return (self.config, self.height, self.width, self.max_objects, self.opset, self.uint8_input,
+                self.precision, __version__, Weights("random", seed=self.seed))
+
+    def folder(self, engines: str | Path) -> Path:
+        size = f"{self.height}x{self.width}"
+        return Path(engines) / "bench" / f"{self.config.name}-{size}-b{self.max_objects}-{self.precision}"
+
+
+def manifest_key(m: Manifest) -> tuple[Any, ...]:
+    """The graph key of an existing export, from its manifest."""
+    return (m.config, m.height, m.width, m.max_objects, m.opset, m.uint8_input, m.precision,
+            m.versions.get("simvos_trt"), m.checkpoint)
+
+
+def reusable(spec: GraphSpec, folder: Path) -> bool:
+    """True if ``folder`` is an intact export (files present, sha256s match) with ``spec``'s key."""
+    try:
+        manifest = read_manifest(folder, verify=True)
+    except ManifestError as exc:
+        log.info("%s: not reusable (%s)", folder, exc)
+        return False
+    same = manifest_key(manifest) == spec.key()
+    if not same:
+        log.info("%s: graph key differs; exporting again", folder)
+    return same
+
+
+def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress) -> Path:
+    """The export folder of ``spec`` under ``engines``: reused if its key matches, exported (atomically)
+    otherwise."""
+    folder = spec.folder(engines)
+    if reusable(spec, folder):
+        say(GraphsReady(str(folder), "reused"))
+        return folder
+    from ..export.onnx_export import ExportSettings, export_folder
+    from ..model.checkpoint import random_model
+
+    t0 = time.perf_counter()
+    say(GraphsReady(str(folder), "exporting"))
+    settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
+                              spec.precision)
+    export_folder(random_model(spec.config, seed=spec.seed), folder, settings, force=True,
+                  progress=lambda _, info: say(GraphExported(info["name"], info["seconds"], info["bytes"])),
+                  checkpoint=Weights("random", seed=spec.seed))
+    say(GraphsReady(str(folder), "exported", time.perf_counter() - t0))
+    return folder
+
+
+def ensure_engines(folder: Path, say: Progress) -> None:
+    """Build (or reuse, by ``build_engines``' cache key) the TensorRT engines of ``folder``.
+
+    Raises MissingDependencyError / BackendError without TensorRT or a GPU.
+    """
+    from ..export.trt_build import build_engines
+    from ..trt.plan import BuildSettings
+
+    build_engines(folder, BuildSettings(), progress=say)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How every row is measured: frame size (the video's too), objects (and the exports' limit), measured and
+    warm-up steps, backends, the graphs' precision (TensorRT builds from the same graphs), ``device`` for ONNX
+    Runtime and torch (``auto``: cuda when they can; TensorRT is always cuda), the export folder root, ONNX
+    Runtime threads (None: every core), the weights' seed, and passes over the sweep (each row keeps its fastest).
     """
 
     height: int = 128
@@ -148,8 +261,8 @@ def row_record(row: SweepRow, backend: str, settings: SweepSettings) -> RowResul
 def fill(record: RowResult, m: Measurement) -> RowResult:
     """``record`` with the measured figures of ``m``."""
     record.median_ms, record.p90_ms, record.mean_ms, record.fps = m.median_ms, m.p90_ms, m.mean_ms, m.fps
-    record.query_ms, record.memory_ms, record.joint_ms = m.stage_ms("query"), m.stage_ms("memory"), m.stage_ms("joint")
-    record.aggregate_ms, record.host_ms = m.stage_ms("aggregate"), m.stage_ms("host")
+    for stage in (*STAGES, "host"):
+        setattr(record, f"{stage}_ms", m.stage_ms(stage))
     record.peak_rss_mb, record.device_memory_mb = m.peak_rss_mb, m.device_memory_mb
     record.device, record.step_ms, record.pass_medians_ms = m.device, list(m.step), [m.median_ms]
     return record
@@ -165,21 +278,11 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
               video: Video | None = None) -> None:
     """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``.
 
-    With ``settings.repeats`` > 1 the whole sweep is run that many times (passes); a row
-    keeps the pass with the lowest median step time (``ResultFolder.put``), and a row that
-    was unavailable or failed in the first pass is not retried.
-
-    Args:
-        rows: the configurations (``sweep.build_sweep``).
-        settings: size, objects, frames, backends, precision, repeats.
-        writers: one result folder per backend.
-        progress: called with (event, info): "pass" before each pass, "row" before a row,
-            "graphs"/"graph"/"engine" while preparing it, "result" with {"row": RowResult}
-            after each measurement.
-        measure: the measuring function (``measure.measure_folder``; injectable for tests).
-        video: the video to run (default: ``moving_shapes`` at the settings' size).
+    With ``settings.repeats`` > 1 the whole sweep runs that many times; a row keeps its fastest pass
+    (``ResultFolder.put``), and a row unavailable or failed in the first pass is not retried. ``progress``
+    gets the typed ``Event``s; ``measure`` (``measure_folder``) and ``video`` (``moving_shapes``) are injectable.
     """
-    say = progress or (lambda event, info: None)
+    say = progress or (lambda event: None)
     s = settings
     video = video or moving_shapes(s.height, s.width, s.objects, 1 + s.warmup + s.frames, seed=s.seed)
     reasons: dict[tuple[int, str], str | None] = {}
@@ -189,12 +292,12 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
             log.info("backend %s unavailable: %s", b, reason)
         reasons.update({(i, b): reason for i in range(len(rows))})
     for n in range(s.repeats):
-        say("pass", {"index": n, "count": s.repeats})
+        say(PassStarted(n, s.repeats))
         for i, row in enumerate(rows):
             runnable = [b for b in s.backends if reasons[i, b] is None]
             if n > 0 and not runnable:
                 continue
-            say("row", {"index": i, "count": len(rows), "row": row})
+            say(RowStarted(i, len(rows), row))
             folder, export_error = None, ""
             if runnable:
                 try:
@@ -214,7 +317,7 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
                 if not result.ok:
                     reasons[i, b] = result.message
                 writers[b].put(result)
-                say("result", {"row": result, "pass": n})
+                say(RowMeasured(result, n))
 
 
 def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings, video: Video,

@@ -1,31 +1,20 @@
-"""What a benchmark sweeps: the paper's Table 2 and 3 rows, or a custom grid, mapped to a size.
-
-The paper measures ViT-B at 480x864 (N = 30 x 54 = 1620 tokens per frame) with
-Kf = Kb = 384 prototypes (and 128..512 in Table 3). At another frame size the rows are
-mapped so that they keep the paper's proportions:
-
-- the backbone: ViT-B rows run on ``backbone`` (``tiny`` for quick CPU runs, ``base``
-  for the paper's model); the SimVOS-L row (ViT-L) runs only when ``backbone`` is
-  ``base`` (there is no larger counterpart of the tiny ViT), and is left out otherwise;
-- the prototypes: with ``scale_k`` each K becomes ``max(1, round(K * N / 1620))``, so the
-  memory a frame contributes keeps its share of the frame's tokens (M / N = 768 / 1620
-  for 384/384) and the joint sequence 2M + N keeps its ratio to L=0's 3N; at 480x864 the
-  K are the paper's own. Without scaling, K = 384 exceeds N at small sizes (N = 112 at
-  128x224) and token refinement would lengthen the sequence instead of shortening it.
-
-Each row remembers the paper row it stands for (its label, FPS, J&F).
+"""What a benchmark sweeps: the paper's Tables 2 and 3 (typed rows read from
+``simvos_trt/data/paper_tables.json``) or a custom grid, mapped to a backbone and frame size.
+How rows are mapped (backbone, K scaled to the tokens per frame) is in ``bench/README.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 from ..config import SimVOSConfig
 from ..errors import InputError
-from .paper import PaperRow, load_paper_tables
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +25,65 @@ REFINEMENT_CHOICES = ("both", "on", "off")
 
 
 @dataclass(frozen=True)
-class SweepRow:
-    """One configuration to measure.
+class PaperRow:
+    """One row of the paper's Table 2 or 3: its configuration, FPS on an A100 and J&F (None where no
+    source gives it), each with where it was taken from."""
 
-    Attributes:
-        label: the paper's name for the row (``L=4 + TR 256/256``), or the grid's.
-        tables: the paper tables the row belongs to (empty for a custom-grid row that
-            is in neither).
-        config: the configuration measured (backbone mapped, K scaled to the size).
-        paper: the paper row it stands for, or None.
-    """
+    table: int
+    label: str
+    variant: str | None
+    backbone: str
+    layer_index: int
+    token_refinement: bool
+    kf: int | None
+    kb: int | None
+    fps: float
+    fps_source: str
+    jf: float | None
+    jf_source: str | None
+
+    def config(self) -> SimVOSConfig:
+        """The model configuration of this row."""
+        config = SimVOSConfig(backbone=self.backbone, layer_index=self.layer_index,
+                              token_refinement=self.token_refinement)
+        if self.kf is not None and self.kb is not None:
+            config = dataclasses.replace(config, kf=self.kf, kb=self.kb)
+        return config
+
+
+@dataclass(frozen=True)
+class PaperTables:
+    """The paper's identity, measurement setting, notes, and rows (Table 2 first)."""
+
+    title: str
+    venue: str
+    arxiv: str
+    gpu: str
+    dataset: str
+    resolution: str
+    notes: tuple[str, ...]
+    rows: tuple[PaperRow, ...]
+
+    def table(self, number: int) -> tuple[PaperRow, ...]:
+        """The rows of Table ``number`` (2 or 3), in the paper's order."""
+        if number not in (2, 3):
+            raise ValueError(f"number: got {number!r}, expected 2 or 3")
+        return tuple(r for r in self.rows if r.table == number)
+
+
+def load_paper_tables() -> PaperTables:
+    """Read the paper's tables shipped with the package."""
+    text = resources.files("simvos_trt").joinpath("data/paper_tables.json").read_text(encoding="utf-8")
+    d = json.loads(text)
+    return PaperTables(title=d["title"], venue=d["venue"], arxiv=d["arxiv"], gpu=d["gpu"],
+                       dataset=d["dataset"], resolution=d["resolution"], notes=tuple(d["notes"]),
+                       rows=tuple(PaperRow(**r) for r in d["rows"]))
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One configuration to measure: the paper's label (or the grid's), the tables it belongs to (none for a
+    custom-grid row in neither), the configuration measured (backbone mapped, K scaled) and its paper row."""
 
     label: str
     tables: tuple[int, ...]
@@ -54,18 +92,18 @@ class SweepRow:
 
     @property
     def is_baseline(self) -> bool:
-        """The B (L=0, no token refinement) row that speedups are measured against."""
-        return self.config.layer_index == 0 and not self.config.token_refinement and self.config.backbone != "large"
+        return is_baseline(self.config)
+
+
+def is_baseline(row: SimVOSConfig | Any) -> bool:
+    """Whether ``row`` (a configuration, or a result with its fields) is the B row (L=0, no token refinement,
+    not ViT-L) that speedups are measured against."""
+    return row.layer_index == 0 and not row.token_refinement and row.backbone != "large"
 
 
 def scale_k(k: int, tokens: int) -> int:
     """K prototypes at the paper's 1620 tokens per frame, scaled to ``tokens`` (at least 1)."""
     return max(1, round(k * tokens / PAPER_TOKENS))
-
-
-def tokens_of(size: tuple[int, int]) -> int:
-    """N, the tokens of one frame at (H, W)."""
-    return (size[0] // 16) * (size[1] // 16)
 
 
 def check_size(height: int, width: int) -> None:
@@ -78,15 +116,11 @@ def check_size(height: int, width: int) -> None:
 
 def map_config(paper: SimVOSConfig, backbone: str, size: tuple[int, int], scale: bool) -> SimVOSConfig | None:
     """The paper's configuration on ``backbone`` at ``size`` (None: the ViT-L row off ``base``)."""
-    if paper.backbone == "large":
-        if backbone != "base":
-            return None
-        mapped = paper.backbone
-    else:
-        mapped = backbone
-    config = dataclasses.replace(paper, backbone=mapped)
+    if paper.backbone == "large" and backbone != "base":
+        return None
+    config = dataclasses.replace(paper, backbone=paper.backbone if paper.backbone == "large" else backbone)
     if scale and config.token_refinement:
-        n = tokens_of(size)
+        n = (size[0] // 16) * (size[1] // 16)  # tokens per frame
         config = dataclasses.replace(config, kf=scale_k(paper.kf, n), kb=scale_k(paper.kb, n))
     return config
 

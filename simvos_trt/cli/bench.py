@@ -6,13 +6,9 @@
     simvos-bench --paper --table 2 --table 3       # ViT-B/L, 480x864, 2 objects, TensorRT FP16 (a GPU)
     simvos-bench --compare benchmarks/results/A benchmarks/results/B
 
-Each backend's results go to ``<results>/<date>-<host>-<backend>/``: results.json
-(stamped with host, CPU, GPU, versions, settings), results.csv, report.txt and
-fps_vs_L.png, rewritten after every row. Exported graphs (and TensorRT engines) are kept
-under ``<engines>/bench/`` and reused when their key matches.
-
-Exit codes: 0 done; 1 some rows failed; 2 bad options; 3 no backend could run here;
-130 interrupted (the rows measured so far are kept).
+Each backend's results go to ``<results>/<date>-<host>-<backend>/`` (results.json, results.csv,
+report.txt, fps_vs_L.png), rewritten after every row; exports are reused from ``<engines>/bench/``.
+Exit codes: 0 done; 1 some rows failed; 2 bad options; 3 no backend could run here; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,20 +17,25 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
-import logging
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..bench import runner
+from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
+from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, format_report, plot_sweep, write_text
+from ..bench.runner import BACKEND_NAMES as BACKENDS
+from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
+from ..bench.sweep import SweepRow, build_sweep, check_size, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
-from ..errors import SimVOSError, describe_error
-from ..io import ensure_writable, interrupt_on_sigterm
+from ..errors import InputError
+from ..export.trt_build import BuildEvent
+from ..io import ensure_writable
+from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, run_command
 
-EXIT_FAILED, EXIT_USAGE, EXIT_MISSING, EXIT_INTERRUPTED = 1, 2, 3, 130
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
+EXIT_FAILED = 1
 DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]], "precision": "fp32"}
 PAPER: dict[str, Any] = {"backbone": "base", "size": (480, 864), "backend": [["tensorrt"]], "precision": "fp16"}
 
@@ -139,37 +140,22 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupt_on_sigterm()
-    try:
-        if args.compare:
-            return run_compare(*args.compare, as_json=args.json)
-        return run(resolve(args))
-    except (SimVOSError, OSError) as exc:
-        print(f"simvos-bench: error: {describe_error(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:  # before the sweep started (during it, run() keeps the rows measured)
-        print("simvos-bench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_command("simvos-bench", args, lambda a: run_compare(*a.compare, as_json=a.json) if a.compare
+                       else run(resolve(a)))
 
 
 def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
-    from ..bench.report import compare_folders
-
     text, pairs = compare_folders(a, b)
     if as_json:
         print(json.dumps([{**dataclasses.asdict(p), "ratio": p.ratio} for p in pairs], indent=1))
     else:
         print(text)
-    return 0
+    return EXIT_OK
 
 
-def sweep_rows(args: argparse.Namespace) -> list[Any]:
-    from ..bench.sweep import build_sweep, check_size, grid_rows, parse_ks, table_rows
-
+def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
     size = tuple(args.size)
     check_size(*size)
     groups = [table_rows(t, args.backbone, size, args.scale_k) for t in dict.fromkeys(args.table or [])]
@@ -189,16 +175,12 @@ def result_folder(root: Path, host: str, backend: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-    from ..bench.results import ResultFolder
-    from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
-
     if args.warmup < 0:
-        raise SimVOSError(f"--warmup {args.warmup}: expected 0 or more")
+        raise InputError(f"--warmup {args.warmup}: expected 0 or more")
     rows = sweep_rows(args)
     ensure_writable(args.results, "--results")
     ensure_writable(args.engines, "--engines")
-    say = Printer.quiet if args.json else Printer.loud
+    say_ = (lambda text: None) if args.json else say
     settings = SweepSettings(height=args.size[0], width=args.size[1], objects=args.objects, frames=args.frames,
                              warmup=args.warmup, backends=tuple(args.backend), precision=args.precision,
                              device=args.device, engines=args.engines, threads=args.threads, seed=args.seed,
@@ -212,19 +194,20 @@ def run(args: argparse.Namespace) -> int:
         print("simvos-bench: error: none of the backends can run here; nothing was measured", file=sys.stderr)
         return EXIT_MISSING
     settings = dataclasses.replace(settings, backends=tuple(backends))
-    say(f"simvos-bench: {len(rows)} configurations x {len(backends)} backends ({', '.join(backends)}) at "
-        f"{args.size[0]}x{args.size[1]}, {args.objects} objects, {args.frames} frames after {args.warmup} warm-up"
-        + (f", best of {args.repeats} passes" if args.repeats > 1 else ""))
+    say_(f"simvos-bench: {len(rows)} configurations x {len(backends)} backends ({', '.join(backends)}) at "
+         f"{args.size[0]}x{args.size[1]}, {args.objects} objects, {args.frames} frames after {args.warmup} warm-up"
+         + (f", best of {args.repeats} passes" if args.repeats > 1 else ""))
     host = host_info()
     peak = None
     if args.peak:
-        say("measuring the CPU's float32 GEMM peak ...")
+        say_("measuring the CPU's float32 GEMM peak ...")
         peak = gemm_peak()
-        say("  " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.gflops.items()))
+        say_("  " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.gflops.items()))
     gpu_peak = find_gpu_peak(host["gpu"])
     writers = {}
     for backend in backends:
-        meta = {"host": host, "settings": {**_settings_dict(settings), "backend": backend,
+        meta = {"host": host, "settings": {**dataclasses.asdict(settings), "engines": str(settings.engines),
+                                           "backends": list(settings.backends), "backend": backend,
                                            "tables": args.table, "layers": args.layers, "scale_k": args.scale_k,
                                            "backbone": args.backbone, "paper_mode": args.paper},
                 "command": " ".join(["simvos-bench", *args.argv]),
@@ -234,64 +217,42 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     interrupted = False
     try:
-        run_sweep(rows, settings, writers, progress=Printer(say))
+        run_sweep(rows, settings, writers, progress=lambda event: say_(progress_line(event)))
     except KeyboardInterrupt:
         interrupted = True
     return finish(writers, args, time.perf_counter() - t0, interrupted)
 
 
-def _settings_dict(settings: Any) -> dict[str, Any]:
-    d = dataclasses.asdict(settings)
-    d["engines"] = str(d["engines"])
-    d["backends"] = list(d["backends"])
-    return d
-
-
-class Printer:
-    """Progress lines for the sweep's events."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-
-    @staticmethod
-    def loud(text: str) -> None:
-        print(text, flush=True)
-
-    @staticmethod
-    def quiet(text: str) -> None:
-        """--json: no progress lines."""
-
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
-        say = self.say
-        if event == "pass" and info["count"] > 1:
-            say(f"pass {info['index'] + 1}/{info['count']}")
-        elif event == "row":
-            row = info["row"]
-            say(f"[{info['index'] + 1}/{info['count']}] {row.label} [{row.config.name}]")
-        elif event == "graphs" and info["status"] != "exporting":
-            say(f"    graphs {info['status']}: {info['folder']}"
-                + (f" ({info['seconds']:.1f} s)" if info["status"] == "exported" else ""))
-        elif event == "graphs":
-            say(f"    exporting graphs to {info['folder']} ...")
-        elif event == "graph":
-            say(f"      {info['name']:<20} {info['seconds']:6.1f} s  {info['bytes'] / 1e6:8.1f} MB")
-        elif event == "engine" and info["status"] != "start":
-            say(f"    engine {info['graph']}: {info['status']} ({info['seconds']:.1f} s)")
-        elif event == "result":
-            r = info["row"]
-            if r.ok:
-                say(f"    {r.backend:<12} {r.fps:7.2f} FPS  median {r.median_ms:8.1f} ms  p90 {r.p90_ms:8.1f} ms  "
+def progress_line(event: Any) -> str | None:
+    """The progress line of a sweep event (``bench.runner.Event``), or None."""
+    match event:
+        case runner.PassStarted(index, count) if count > 1:
+            return f"pass {index + 1}/{count}"
+        case runner.RowStarted(index, count, row):
+            return f"[{index + 1}/{count}] {row.label} [{row.config.name}]"
+        case runner.GraphsReady(folder, "exporting"):
+            return f"    exporting graphs to {folder} ..."
+        case runner.GraphsReady(folder, status, seconds):
+            return f"    graphs {status}: {folder}" + (f" ({seconds:.1f} s)" if status == "exported" else "")
+        case runner.GraphExported(name, seconds, size):
+            return f"      {name:<20} {seconds:6.1f} s  {size / 1e6:8.1f} MB"
+        case BuildEvent(graph=graph, status=status, seconds=seconds) if status != "start":
+            return f"    engine {graph}: {status} ({seconds:.1f} s)"
+        case runner.RowMeasured(r) if r.ok:
+            return (f"    {r.backend:<12} {r.fps:7.2f} FPS  median {r.median_ms:8.1f} ms  p90 {r.p90_ms:8.1f} ms  "
                     f"joint {r.joint_ms:8.1f} ms")
-            else:
-                say(f"    {r.backend:<12} {r.status}: {r.message}")
+        case runner.RowMeasured(r):
+            return f"    {r.backend:<12} {r.status}: {r.message}"
+    return None
+
+
+def say(text: str | None) -> None:
+    if text is not None:
+        print(text, flush=True)
 
 
 def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, interrupted: bool) -> int:
     """Write each folder's report and plot, print them, and choose the exit code."""
-    from ..bench.plot import PLOT_FILE, plot_sweep
-    from ..bench.report import format_report
-    from ..bench.results import write_text
-
     everything = [r for w in writers.values() for r in w.derived()]
     host = next(iter(writers.values())).meta["host"] if writers else {}
     title = (f"SimVOS {args.backbone} at {args.size[0]}x{args.size[1]}, {args.objects} objects; "
@@ -317,7 +278,7 @@ def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, in
         return EXIT_INTERRUPTED
     if any(r.status == "failed" for r in rows):
         return EXIT_FAILED
-    return 0 if any(r.ok for r in rows) else EXIT_MISSING
+    return EXIT_OK if any(r.ok for r in rows) else EXIT_MISSING
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The paper's tables as data: the shipped copy, its rows, and the cost model against them."""
+"""The paper's tables as data: the shipped file, its rows, and the cost model against them."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 
 from simvos_trt.bench.costs import frame_costs
-from simvos_trt.bench.paper import load_paper_tables
+from simvos_trt.bench.sweep import load_paper_tables
 from simvos_trt.config import preset
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_the_package_copy_is_the_benchmarks_copy():
-    shipped = ROOT / "simvos_trt" / "data" / "paper_tables.json"
-    readable = ROOT / "benchmarks" / "paper_tables.json"
-    assert shipped.read_bytes() == readable.read_bytes()
 
 
 def test_rows_and_metadata():
@@ -50,7 +44,7 @@ def test_variant_rows_are_the_presets(variant, jf, fps):
 
 
 def test_json_fields():
-    d = json.loads((ROOT / "benchmarks" / "paper_tables.json").read_text())
+    d = json.loads((ROOT / "simvos_trt" / "data" / "paper_tables.json").read_text())
     fields = {"table", "label", "variant", "backbone", "layer_index", "token_refinement", "kf", "kb",
               "fps", "fps_source", "jf", "jf_source"}
     assert all(set(r) == fields for r in d["rows"])

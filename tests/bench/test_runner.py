@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
 
 from simvos_trt.bench import runner
 from simvos_trt.bench.measure import Measurement, moving_shapes
-from simvos_trt.bench.results import CSV_FILE, ResultFolder, from_csv, read_results
-from simvos_trt.bench.runner import SweepSettings, run_sweep
+from simvos_trt.bench.results import CSV_FILE, ResultFolder, read_results
+from simvos_trt.bench.runner import RowMeasured, RowStarted, SweepSettings, run_sweep
 from simvos_trt.bench.sweep import build_sweep, grid_rows
 
 SIZE = (32, 48)
@@ -53,14 +54,15 @@ def test_every_row_is_measured_and_written(sweep, tmp_path):
     fake = FakeMeasure([20.0, 10.0, 8.0])
     events = []
     run_sweep(rows, settings(), {"onnxruntime": writer}, measure=fake, video=video,
-              progress=lambda e, i: events.append(e))
+              progress=events.append)
     assert [c[0] for c in fake.calls] == ["tiny-L0", "tiny-L2", "tiny-L4"]
     assert fake.calls[0][2]["warmup"] == 1 and fake.calls[0][2]["providers"] == ["CPUExecutionProvider"]
     _, saved = read_results(tmp_path / "out")
     assert [r.status for r in saved] == ["ok"] * 3
     assert [r.speedup for r in saved] == pytest.approx([1.0, 2.0, 2.5])
     assert saved[1].host_ms == pytest.approx(10.0 - 1 - 1 - 7 - 0.5)
-    assert events.count("row") == 3 and events.count("result") == 3
+    assert [type(e) for e in events].count(RowStarted) == 3
+    assert [e.row for e in events if isinstance(e, RowMeasured)] == writer.rows
 
 
 def test_an_interrupted_sweep_keeps_the_rows_measured(sweep, tmp_path):
@@ -71,7 +73,8 @@ def test_an_interrupted_sweep_keeps_the_rows_measured(sweep, tmp_path):
         run_sweep(rows, settings(), {"onnxruntime": writer}, measure=fake, video=video)
     _, saved = read_results(tmp_path / "out")
     assert [(r.config, r.status, r.fps) for r in saved] == [("tiny-L0", "ok", 50.0)]
-    assert [r.config for r in from_csv((tmp_path / "out" / CSV_FILE).read_text())] == ["tiny-L0"]
+    with open(tmp_path / "out" / CSV_FILE) as f:
+        assert [r["config"] for r in csv.DictReader(f)] == ["tiny-L0"]
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
 
 

@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
-from simvos_trt.bench.paper import load_paper_tables
 from simvos_trt.bench.sweep import (
     PAPER_SIZE,
     PAPER_TOKENS,
     build_sweep,
     check_size,
     grid_rows,
+    load_paper_tables,
     parse_ks,
     scale_k,
     table_rows,

@@ -1,4 +1,4 @@
-"""Engine verification (eval.engines) and the GPU acceptance run (bench.acceptance).
+"""Engine verification (eval.engines) and the GPU acceptance run (cli.acceptance).
 
 Here: the comparison rules and tolerances on arrays, the reports, the acceptance report
 files and its exit without a GPU. With fake engines: tests/runtime/test_trt_backend.py.
@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from simvos_trt.bench import acceptance
+from simvos_trt.cli import acceptance
 from simvos_trt.errors import BackendError, ExportError, MissingDependencyError
 from simvos_trt.eval.engines import (
     EngineReport,

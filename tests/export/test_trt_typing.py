@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["simvos_trt/trt", "simvos_trt/export/trt_build.py", "simvos_trt/runtime/backends/trt.py",
            "simvos_trt/runtime/backends/trt_runner.py", "simvos_trt/runtime/backends/trt_memory.py",
-           "simvos_trt/cli/build.py", "simvos_trt/eval/engines.py", "simvos_trt/bench/acceptance.py"]
+           "simvos_trt/cli/build.py", "simvos_trt/eval/engines.py", "simvos_trt/cli/acceptance.py"]
 #: The weak-typing API TensorRT 11 removed (NVIDIA's 10.x -> 11.x migration guide).
 WEAK_TYPING = ["BuilderFlag.FP16", "BuilderFlag.INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS",
                "set_output_type", "platform_has_fast_fp16", "compute_precision", ".precision = "]
@@ -29,7 +29,7 @@ def test_no_weak_typing_name_appears_in_the_package():
 
 def test_importing_the_modules_imports_neither_tensorrt_nor_cuda_nor_torch():
     code = ("import sys, simvos_trt.cli.build, simvos_trt.export.trt_build, simvos_trt.trt.engine, "
-            "simvos_trt.runtime.backends.trt, simvos_trt.eval.engines, simvos_trt.bench.acceptance; "
+            "simvos_trt.runtime.backends.trt, simvos_trt.eval.engines, simvos_trt.cli.acceptance; "
             "print(sorted({'tensorrt', 'tensorrt_rtx', 'cuda', 'torch', 'onnx', 'onnxruntime'} & "
             "{m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

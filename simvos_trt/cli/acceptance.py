@@ -1,24 +1,8 @@
-"""simvos-acceptance: the GPU acceptance run of simvos-trt, in one command, on your NVIDIA GPU.
+"""simvos-acceptance: the GPU acceptance run in one command: SimVOS-BS and -B exported as FP16 graphs, TensorRT
+engines built and verified against ONNX Runtime, the golden videos' labels compared, throughput measured, and
+``acceptance.json`` + ``README.md`` written, stamped with the hardware (steps: ``bench/README.md``).
 
-    python -m simvos_trt.bench.acceptance                      # random weights: speed and agreement
-    python -m simvos_trt.bench.acceptance --checkpoint-bs simvos_bs.pth --checkpoint-b simvos_b.pth
-
-Steps (each reported; the report is rewritten after each):
-
-1. environment: TensorRT (or TensorRT-RTX), cuda-python, an NVIDIA GPU and torch (for the export), else exit 3;
-2. SimVOS-BS and SimVOS-B exported as FP16 graphs at 480x864 (random weights unless a
-   checkpoint is given), engines built (``simvos-build``'s steps), each engine verified
-   against its graph on ONNX Runtime at 1 and the maximum objects (``eval.engines``);
-3. the golden videos of ``tests/data/golden`` (when present): the tiny model exported at
-   each video's size, its TensorRT labels compared with the float32 reference labels (the
-   official code's) and with ONNX Runtime on the same FP16 graphs;
-4. throughput: ``--frames`` frames of a 480x854 synthetic video with ``--objects`` objects
-   after ``--warmup`` frames, CUDA-synchronised per frame: median and p90 ms, FPS;
-5. ``acceptance.json`` and ``README.md`` in ``benchmarks/results/<date>-<host>-acceptance/``,
-   stamped with the GPU, NVIDIA driver, CUDA, TensorRT and library versions and the date.
-
-Exit codes: 0 every check passed; 1 a check failed (the report says which); 2 bad options or
-an error; 3 TensorRT, cuda-python, an NVIDIA GPU or torch is missing; 130 interrupted.
+Exit codes: 0 passed; 1 a check failed; 2 bad options or an error; 3 TensorRT, cuda-python, a GPU or torch missing.
 """
 
 from __future__ import annotations
@@ -38,13 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error, require
-from ..io import Owner, claim_folder, interrupt_on_sigterm, write_atomic, write_json_atomic, write_owner
+from ..bench.sweep import load_paper_tables
+from ..errors import BackendError, MissingDependencyError, require
+from ..io import Owner, claim_folder, write_atomic, write_json_atomic, write_owner
+from ..tables import fmt, render
+from .common import EXIT_ERROR as EXIT_ERROR
+from .common import EXIT_MISSING, run_command
 
 log = logging.getLogger(__name__)
 
 PROG = "simvos-acceptance"
-EXIT_FAILED, EXIT_ERROR, EXIT_MISSING = 1, 2, 3
+EXIT_FAILED = 1
 VARIANTS = ("BS", "B")
 #: Labels of the TensorRT FP16 runtime must agree with the float32 reference on this fraction of pixels.
 MIN_AGREEMENT = 0.98
@@ -81,37 +69,31 @@ class AcceptanceReport:
 
     def markdown(self) -> str:
         s, st = self.settings, self.stamp
+        keys = ("gpu", "compute_capability", "nvidia_driver", "cuda_driver", "cuda_runtime", "tensorrt", "host",
+                "platform", "cpu", "date")
+        throughput = [[v["variant"], v["weights"], *(fmt((v.get("throughput") or {}).get(k), ".2f")
+                                                      for k in ("median_ms", "p90_ms", "fps")),
+                       fmt(v.get("paper_fps"), ".2f")] for v in self.variants]
         lines = [f"# simvos-trt acceptance: {st.get('gpu')} ({st.get('date')})", "",
                  f"**{'PASSED' if self.passed else 'FAILED'}**" + "".join(f"\n- {f}" for f in self.failures()), "",
-                 "| | |", "|---|---|"]
-        for key in ("gpu", "compute_capability", "nvidia_driver", "cuda_driver", "cuda_runtime", "tensorrt", "host",
-                    "platform", "cpu", "date"):
-            lines.append(f"| {key} | {st.get(key)} |")
-        lines += ["", f"Engines at {s['height']}x{s['width']}, FP16, max {s['max_objects']} objects; throughput: "
-                  f"{s['frames']} frames after {s['warmup']} warm-up, {s['objects']} objects, CUDA-synchronised.", "",
-                  "## Throughput", "", "| variant | weights | median ms | p90 ms | FPS | paper FPS (A100) |",
-                  "|---|---|---|---|---|---|"]
-        for v in self.variants:
-            t = v.get("throughput") or {}
-            lines.append(f"| {v['variant']} | {v['weights']} | {_num(t.get('median_ms'))} | {_num(t.get('p90_ms'))} "
-                         f"| {_num(t.get('fps'))} | {_num(v.get('paper_fps'))} |")
+                 render(["", ""], [[k, str(st.get(k))] for k in keys], markdown=True), "",
+                 f"Engines at {s['height']}x{s['width']}, FP16, max {s['max_objects']} objects; throughput: "
+                 f"{s['frames']} frames after {s['warmup']} warm-up, {s['objects']} objects, timed as whole steps "
+                 "(the stage split in a separate pass).", "", "## Throughput", "",
+                 render(["variant", "weights", "median ms", "p90 ms", "FPS", "paper FPS (A100)"], throughput,
+                        markdown=True)]
         for v in self.variants:
             if v.get("verification_table"):
                 lines += ["", f"## Engines of {v['variant']} vs ONNX Runtime", "", v["verification_table"]]
         if self.golden:
+            rows = [[g["case"], str(g["vs_reference"]["frames"]), *(f"{g[k]['mean']:.4f} / {g[k]['min']:.4f}"
+                                                                   for k in ("vs_reference", "vs_onnxruntime")),
+                     "ok" if g["passed"] else "FAILED"] for g in self.golden]
             lines += ["", "## Golden videos (TensorRT FP16 labels)", "",
-                      "| case | frames | vs reference (mean / min) | vs ONNX Runtime (mean / min) | result |",
-                      "|---|---|---|---|---|"]
-            for g in self.golden:
-                r, o = g["vs_reference"], g["vs_onnxruntime"]
-                lines.append(f"| {g['case']} | {r['frames']} | {r['mean']:.4f} / {r['min']:.4f} | {o['mean']:.4f} / "
-                             f"{o['min']:.4f} | {'ok' if g['passed'] else 'FAILED'} |")
+                      render(["case", "frames", "vs reference (mean / min)", "vs ONNX Runtime (mean / min)", "result"],
+                             rows, markdown=True)]
         lines += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"
-
-
-def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
@@ -130,14 +112,11 @@ def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Pat
     return Path("benchmarks") / "results" / f"{date}-{name}-acceptance"
 
 
-# ---------------------------------------------------------------------- steps (GPU)
-
-
 def environment(device: int) -> dict[str, Any]:
     """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / BackendError."""
+    from ..bench.hardware import host_info, nvidia_driver
     from ..runtime.backends.trt import require_runtime
     from ..trt.cuda import Cuda
-    from .hardware import host_info, nvidia_driver
 
     info = require_runtime(device)
     require("torch", "torch", "Exporting the acceptance models")
@@ -200,13 +179,13 @@ def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int]
 
 
 def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from .measure import measure_folder, moving_shapes
+    from ..bench.measure import STAGES, measure_folder, moving_shapes
 
     video = moving_shapes(args.height, args.video_width, objects=args.objects, frames=1 + args.warmup + args.frames)
     m = measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
                        device=args.device, cuda_graphs=args.cuda_graphs)
     return {"median_ms": m.median_ms, "p90_ms": m.p90_ms, "mean_ms": m.mean_ms, "fps": m.fps,
-            "stages_ms": {k: m.stage_ms(k) for k in ("query", "memory", "joint", "aggregate", "host")},
+            "stages_ms": {k: m.stage_ms(k) for k in (*STAGES, "host")},
             "device_memory_mb": m.device_memory_mb, "peak_rss_mb": m.peak_rss_mb, "step_ms": list(m.step)}
 
 
@@ -238,9 +217,6 @@ def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, A
             "passed": vs_ref.mean >= MIN_AGREEMENT and engines_checked["passed"]}
 
 
-# ---------------------------------------------------------------------- command line
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="The GPU acceptance run: export SimVOS-BS and -B, build "
                                 "FP16 TensorRT engines, verify them against ONNX Runtime, compare the golden videos' "
@@ -269,31 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupt_on_sigterm()
-    try:
-        return run(args)
-    except (MissingDependencyError, BackendError) as exc:
-        print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
-              file=sys.stderr)
-        return EXIT_MISSING
-    except (SimVOSError, OSError) as exc:
-        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the report holds the steps finished so far", file=sys.stderr)
-        return 130
+    return run_command(PROG, build_parser().parse_args(argv), run, missing_exit=EXIT_MISSING,
+                       interrupted="interrupted; the report holds the steps finished so far")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import preset
-    from .paper import load_paper_tables
 
     def say(text: str) -> None:
         print(text, flush=True)
 
-    stamp = environment(args.device)  # exits 3 (via main) before anything is written
+    try:
+        stamp = environment(args.device)  # before anything is written
+    except (MissingDependencyError, BackendError) as exc:
+        print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
+              file=sys.stderr)
+        return EXIT_MISSING
     out = args.out or default_out(host=stamp.get("host"))
     claim_folder(out, Owner(PROG), inputs=[args.golden, args.checkpoint_bs, args.checkpoint_b])
     write_owner(out, Owner(PROG))

@@ -1,4 +1,5 @@
-"""The timing proxy: every wrapped call timed and attributed to its stage, synchronised when it can be."""
+"""Timing: the headline pass touches no graph call, the split pass (the proxy) times each one; a fake backend
+and session stand in for a GPU."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from simvos_trt.bench.measure import Measurement, moving_shapes
-from simvos_trt.bench.proxy import STAGES, TimingBackend, synchronizer
+from simvos_trt import runtime
+from simvos_trt.bench.measure import STAGES, Measurement, TimingBackend, measure_session, moving_shapes, synchronizer
 from simvos_trt.config import SimVOSConfig
 from simvos_trt.manifest import GraphEntry, Manifest, Weights
 from simvos_trt.runtime.backends import REQUIRED_GRAPHS, Backend
@@ -123,6 +124,43 @@ def test_synchronizer_skips_the_base_no_op():
     sync()
     TimingBackend(inner).synchronize()
     assert inner.syncs == 2
+
+
+class FakeSession:
+    """Runs the graph calls of a steady-state step (``CALLS[:5]``) on its backend."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def start(self, frame, mask) -> None:
+        self.backend.run("memory_encoder", {})
+
+    def step(self, frame) -> None:
+        for graph in CALLS[:5]:
+            self.backend.run(graph, {})
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_headline_pass_times_whole_steps_and_the_split_pass_each_call(sync, monkeypatch):
+    monkeypatch.setattr(runtime, "VideoSession", FakeSession)
+    seen = []
+    run, timing_run = FakeBackend.run, TimingBackend.run
+
+    def proxied(self, graph, inputs):
+        seen.append(("proxy", graph))
+        return timing_run(self, graph, inputs)
+
+    monkeypatch.setattr(TimingBackend, "run", proxied)
+    inner = FakeBackend(Clock(), sync)
+    monkeypatch.setattr(inner, "run", lambda graph, inputs: seen.append(("inner", graph)) or run(inner, graph, inputs))
+    m = measure_session(inner, moving_shapes(32, 48, frames=5), warmup=1, frames=3)
+    steps = 1 + 3  # warm-up and timed steps of each pass
+    headline, split = seen[: 1 + 5 * steps], seen[1 + 5 * steps :]
+    assert all(who == "inner" for who, _ in headline)  # no proxy inside the headline pass
+    assert [g for who, g in split if who == "proxy"] == ["memory_encoder"] + CALLS[:5] * steps
+    # headline: one synchronisation per step; split: two per call (before and after it) and one per step
+    assert inner.syncs == (steps + 2 * (1 + 5 * steps) + steps if sync else 0)
+    assert len(m.step) == len(m.split_step) == 3 and all(len(v) == 3 for v in m.stages.values())
 
 
 def test_measurement_host_time_is_step_minus_stages():

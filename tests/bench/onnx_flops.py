@@ -1,4 +1,5 @@
-"""FLOPs of an ONNX graph, counted from its shapes after ONNX shape inference.
+"""A test helper: FLOPs of an ONNX graph, counted from its shapes after ONNX shape inference, to check
+``simvos_trt.bench.costs`` against the exported graphs.
 
 Only the ops that do multiply-adds are counted, a multiply-add being 2 FLOPs:
 
@@ -18,7 +19,7 @@ that leaves a counted op's shape unresolved (shapes computed at run time, e.g. t
 exporter's ``expand(B, -1, -1)`` at B=1), onnxruntime's symbolic shape inference is
 tried (if onnxruntime is installed; imported only then). Only the main graph is
 counted: a counted op inside a control-flow subgraph (If/Loop/Scan) raises
-``FlopCountError``; model-local functions are inlined.
+``ExportError``; model-local functions are inlined.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import onnx
 import onnx.inliner
 
-from ..errors import SimVOSError
+from simvos_trt.errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,7 @@ Shape = tuple[int, ...]
 Shapes = dict[str, tuple[int | str | None, ...]]
 
 
-class FlopCountError(SimVOSError, ValueError):
-    """The FLOPs of a graph cannot be counted (unknown shape, bad ``dim_values``, control flow)."""
-
-
-class _MissingDims(FlopCountError):
+class _MissingDims(ExportError):
     """A dynamic dim of the graph's inputs was needed and not given: no other inference can help."""
 
 
@@ -65,7 +62,7 @@ def _substitute(model: onnx.ModelProto, dim_values: dict[str, int]) -> onnx.Mode
     """
     for name, value in dim_values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise FlopCountError(f"dim_values[{name!r}]: got {value!r}, expected an int >= 1")
+            raise ExportError(f"dim_values[{name!r}]: got {value!r}, expected an int >= 1")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.value_info[:]  # stale intermediate shapes (unk__ dims) would survive re-inference
@@ -106,7 +103,7 @@ class _ShapeTable:
         where = f"{node.op_type} node {node.name!r}"
         shape = self.shapes.get(name)
         if shape is None:
-            raise FlopCountError(f"{where}: the shape of {name!r} is unknown after shape inference; "
+            raise ExportError(f"{where}: the shape of {name!r} is unknown after shape inference; "
                                  "fold constants first (onnx-graphsurgeon fold_constants, as "
                                  "simvos_trt.export does)")
         known = [d for d in shape if isinstance(d, int)]
@@ -118,7 +115,7 @@ class _ShapeTable:
             sizes = ", ".join(f"{d!r}: 2" for d in missing)
             raise _MissingDims(f"{where}: {name!r} has shape {list(shape)} with dynamic dims {missing}; "
                                f"give their sizes, e.g. dim_values={{{sizes}}}")
-        raise FlopCountError(f"{where}: {name!r} has shape {list(shape)} with unknown dims {unknown}; shape "
+        raise ExportError(f"{where}: {name!r} has shape {list(shape)} with unknown dims {unknown}; shape "
                              "inference could not resolve them (shapes computed at run time): fold constants "
                              "first (onnx-graphsurgeon fold_constants, as simvos_trt.export does), or "
                              "install onnxruntime, whose symbolic shape inference is then tried")
@@ -136,11 +133,11 @@ def _matmul(node: onnx.NodeProto, shapes: _ShapeTable) -> int:
     a2 = (1, *a) if len(a) == 1 else a  # numpy: a vector is a row, its M=1 dropped after
     b2 = (*b, 1) if len(b) == 1 else b
     if a2[-1] != b2[-2]:
-        raise FlopCountError(f"MatMul node {node.name!r}: inner dims differ, {list(a)} @ {list(b)}")
+        raise ExportError(f"MatMul node {node.name!r}: inner dims differ, {list(a)} @ {list(b)}")
     try:
         batch = np.broadcast_shapes(a2[:-2], b2[:-2])
     except ValueError:
-        raise FlopCountError(f"MatMul node {node.name!r}: batch dims do not broadcast, "
+        raise ExportError(f"MatMul node {node.name!r}: batch dims do not broadcast, "
                              f"{list(a)} @ {list(b)}") from None
     return 2 * math.prod(batch) * a2[-2] * a2[-1] * b2[-1]
 
@@ -173,7 +170,7 @@ def _check_no_subgraph_ops(nodes: Sequence[onnx.NodeProto]) -> None:
             for g in [a.g] if a.HasField("g") else list(a.graphs):
                 inner = [n for n in g.node if n.op_type in _COUNTERS]
                 if inner:
-                    raise FlopCountError(f"{node.op_type} node {node.name!r} holds {inner[0].op_type} ops in "
+                    raise ExportError(f"{node.op_type} node {node.name!r} holds {inner[0].op_type} ops in "
                                          "a subgraph; control flow is not supported (its trip count is "
                                          "not static)")
                 _check_no_subgraph_ops(g.node)
@@ -190,7 +187,7 @@ def count_graph_flops(model: onnx.ModelProto, dim_values: dict[str, int] | None 
         ``{"MatMul": ..., "Gemm": ..., "Conv": ..., "ConvTranspose": ..., "total": ...}``
         (every counted op type present, zero when absent).
     Raises:
-        FlopCountError: a counted op's operand shape is unknown or dynamic after
+        ExportError: a counted op's operand shape is unknown or dynamic after
             substitution (the message names the dim to give), a ``dim_values`` size is
             not a positive int, or a counted op sits inside control flow.
     """
@@ -201,13 +198,13 @@ def count_graph_flops(model: onnx.ModelProto, dim_values: dict[str, int] | None 
         return _count(onnx.shape_inference.infer_shapes(fixed, data_prop=True), declared)
     except _MissingDims:
         raise
-    except FlopCountError as onnx_error:
+    except ExportError as onnx_error:
         symbolic = _symbolic_inference(fixed)
         if symbolic is None:
             raise
         try:
             return _count(symbolic, declared)
-        except FlopCountError as symbolic_error:
+        except ExportError as symbolic_error:
             raise symbolic_error from onnx_error
 
 
@@ -227,7 +224,7 @@ def _symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     ONNX's own data propagation does not follow every shape computation the TorchScript
     exporter emits (``expand(B, -1, -1)`` becomes Shape/Equal/Where/Expand); this one does.
     """
-    from ..export.shapes import infer_symbolic_shapes
+    from simvos_trt.export.shapes import infer_symbolic_shapes
 
     try:
         return infer_symbolic_shapes(model)
