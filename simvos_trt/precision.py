@@ -4,12 +4,12 @@ FP16 emulation (docs/precision.md gives the reasons)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .manifest import Graph
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     """The precision of an export's graphs (and so of its strongly typed engines)."""
 
     FP16 = "fp16"

@@ -111,7 +111,7 @@ def host_info() -> dict[str, Any]:
     return {"host": socket.gethostname(), "platform": f"{platform.system()}-{platform.machine()}",
             "cpu": cpu_model(), "cores": core_counts(), "gpu": gpu_name(),
             "versions": library_versions(),
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
 
 
 def machine(device: Any) -> dict[str, Any]:

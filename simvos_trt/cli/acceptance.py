@@ -107,7 +107,7 @@ def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
 
 def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Path:
     """``benchmarks/results/<date>-<host>-acceptance``."""
-    date = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
+    date = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", host or socket.gethostname()) or "host"
     return Path("benchmarks") / "results" / f"{date}-{name}-acceptance"
 

@@ -219,7 +219,7 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
                             opset=settings.opset, checkpoint=checkpoint, graphs=graphs,
                             precision=settings.precision.value,
                             versions=library_versions(), variant=variant,
-                            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())
         if verify is not None:
             verify(tmp)

@@ -192,7 +192,7 @@ class BuildSession:
         seconds = time.perf_counter() - t0
         log.info("built %s (%s): %s, %.1f s", path, plan.precision, layers, seconds)
         return EngineEntry(plan, self.target, sha256_file(path), path.stat().st_size, key, layers, seconds,
-                           _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                           _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
 
 def build_engines(folder: str | Path, settings: BuildSettings, *, library: str = "auto",

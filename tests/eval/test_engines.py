@@ -210,7 +210,7 @@ def test_a_failed_check_fails_the_report(tmp_path):
 
 
 def test_default_report_folder():
-    now = dt.datetime(2026, 12, 1, 23, 59, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 12, 1, 23, 59, tzinfo=dt.UTC)
     assert str(acceptance.default_out(now, "gpu box.local")) == "benchmarks/results/2026-12-01-gpu-box.local-acceptance"
 
 
