@@ -1,9 +1,5 @@
-"""The SimVOS network as three named stages (DESIGN.md section 2).
-
-``SimVOS`` holds the parameters under the official checkpoint's key names and exposes
-``position_embedding``, ``encode_query``, ``encode_memory`` and ``decode``; there is no
-``forward``. Objects are the batch dimension throughout.
-"""
+"""The SimVOS network as named stages (``position_embedding``, ``encode_query``, ``encode_memory``,
+``decode``; no ``forward``), parameters under the official checkpoint's key names (model/README.md)."""
 
 from __future__ import annotations
 
@@ -53,14 +49,8 @@ class SimVOS(nn.Module):
             self.refinement_weights = RefinementWeights()
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
-        """``pos_embed_new`` resized to a video's token grid, as the official inference does.
-
-        The checkpoint's grid (without its unused first slot) is resized bicubically
-        (align_corners=False) when it differs from ``grid``, and used as is otherwise.
-
-        Returns:
-            (1, N, C) float32, N = h * w.
-        """
+        """``pos_embed_new`` (without its unused first slot) resized bicubically to a video's token grid,
+        as the official inference does: (1, N, C) float32, N = h * w."""
         gh, gw = self.config.train_grid
         C = self.config.embed_dim
         pos = self.pos_embed_new[:, 1 : 1 + gh * gw, :]  # (1, gh*gw, C)
@@ -84,23 +74,16 @@ class SimVOS(nn.Module):
             x = blk(x)
         return x
 
-    def encode_memory(
-        self,
-        frame: torch.Tensor,
-        masks: torch.Tensor,
-        pos: torch.Tensor,
-        weights: tuple[torch.Tensor, ...] | None = None,
-    ) -> torch.Tensor:
+    def encode_memory(self, frame: torch.Tensor, masks: torch.Tensor, pos: torch.Tensor,
+                      weights: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """Memory tokens of one frame for every object.
 
         Args:
             frame: (1, 3, H, W) in the model's dtype, the memory frame.
             masks: (B, 1, H, W) float32 masks (0/1 or probabilities) of the objects.
             pos: (1, N, C) in the model's dtype.
-            weights: token refinement's (fg, bg, fg != 0, bg != 0) maps, each (B, 1, h, w).
-                They depend on every object of the video, so a caller encoding a subset
-                of the objects passes the subset's rows of ``RefinementWeights`` of all
-                masks; by default they are computed from ``masks`` (all objects).
+            weights: token refinement's (fg, bg, fg != 0, bg != 0) maps, each (B, 1, h, w): for a subset
+                of the objects, its rows of ``RefinementWeights`` of all masks; default from ``masks``.
         Returns:
             (B, M, C) in the model's dtype: M = Kf + Kb prototypes with token refinement, else M = N.
         """
@@ -121,9 +104,7 @@ class SimVOS(nn.Module):
         x = x.reshape(B, h, w, -1)  # (B, h, w, C)
         return torch.cat((self.tlearner(x, fg, fg_valid), self.tlearner_back(x, bg, bg_valid)), dim=1)  # (B, M, C)
 
-    def decode(
-        self, query: torch.Tensor, memories: Sequence[torch.Tensor], grid: tuple[int, int]
-    ) -> torch.Tensor:
+    def decode(self, query: torch.Tensor, memories: Sequence[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
         """Joint blocks[L:] over [memories...; query], then the mask decoder.
 
         Args:
@@ -132,8 +113,7 @@ class SimVOS(nn.Module):
                 first frame's, then (from the second propagated frame on) the previous one's.
             grid: (h, w) token grid of the query frame.
         Returns:
-            (B, 1, H, W) float32 object probabilities (sigmoid of the logits, float32
-            at every precision).
+            (B, 1, H, W) float32 object probabilities (sigmoid of the logits) at every precision.
         """
         B = memories[0].shape[0]
         N = query.shape[1]
