@@ -37,7 +37,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise InputError(f"checkpoint {path} is not a file")
     if path.stat().st_size == 0:
         raise InputError(f"checkpoint {path} is empty (0 bytes): the download or copy did not finish; "
-                              "fetch the file again")
+                         "fetch the file again")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files

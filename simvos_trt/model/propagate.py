@@ -15,15 +15,13 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
     """Segment every frame of a video given the first frame's objects.
 
     Args:
-        model: a SimVOS in evaluation mode (its device and dtype are used; soft
-            aggregation always runs in float32).
+        model: a SimVOS in evaluation mode (its device and dtype; soft aggregation runs in float32).
         frames: (T, H, W, 3) uint8 RGB, any H and W.
-        first_mask: (H, W) uint8 index mask of frame 0: 0 background, objects any
-            ids 1..255. Object ids are mapped to channels in increasing order:
-            channel i (1-based) is ``processing.object_ids(first_mask)[i - 1]``.
+        first_mask: (H, W) uint8 index mask of frame 0 (0 background, objects any ids 1..255); channel i
+            (1-based) is ``processing.object_ids(first_mask)[i - 1]``.
     Returns:
-        (T, K+1, H, W) float32 probabilities, background first, at the original size;
-        frame 0 is the soft aggregation of the first mask.
+        (T, K+1, H, W) float32 probabilities, background first, at the original size (frame 0: the soft
+        aggregation of the first mask).
     """
     processing.check_video(frames, first_mask)
     device = model.patch_embed.proj.weight.device

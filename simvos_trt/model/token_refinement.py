@@ -28,16 +28,8 @@ class TokenRefiner(nn.Module):
         self.patch_to_cluster_linear = nn.Linear(dim // 4, num_tokens)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Prototypes of B frames.
-
-        Args:
-            x: (B, h, w, C) tokens after block L.
-            weight: (B, 1, h, w) weight map.
-            valid: (B, 1, h, w) bool, the positions taken; default ``weight != 0``
-                (``RefinementWeights`` gives it, computed before any float16 rounding).
-        Returns:
-            (B, K, C) prototypes.
-        """
+        """(B, K, C) prototypes of B frames from x (B, h, w, C) tokens after block L, their weight map
+        (B, 1, h, w) and ``valid`` (B, 1, h, w) bool, the positions taken (default ``weight != 0``)."""
         B, h, w, C = x.shape
         valid = weight != 0 if valid is None else valid
         sel = torch.cat((x, weight.permute(0, 2, 3, 1).to(x.dtype)), dim=-1)  # (B, h, w, C+1)
@@ -51,12 +43,8 @@ class TokenRefiner(nn.Module):
 
 
 def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis restricted to ``valid``; all-invalid rows give zeros.
-
-    Args:
-        logits: (..., N) float.
-        valid: (..., N) bool, broadcastable to ``logits``.
-    """
+    """Softmax of (..., N) ``logits`` over the last axis restricted to ``valid`` (bool, broadcastable);
+    all-invalid rows give zeros."""
     filled = torch.where(valid, logits, torch.full_like(logits, SUPPRESSED_LOGIT))
     return F.softmax(filled, dim=-1) * valid.to(logits.dtype)
 

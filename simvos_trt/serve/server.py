@@ -44,11 +44,7 @@ class ServeConfig:
 
 
 class SegmentationServer:
-    """Serves one export folder on Triton until closed.
-
-        with SegmentationServer(ServeConfig(Path("engines/T-480x864"))) as server:
-            server.wait(stop_event)
-    """
+    """Serves one export folder on Triton until closed: ``with SegmentationServer(config) as s: s.wait(stop)``."""
 
     def __init__(self, config: ServeConfig) -> None:
         require("pytriton", "serve", "simvos-serve")

@@ -59,7 +59,7 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
     ``BACKENDS``; ``options`` go to its constructor (``OPTIONS``). Raises MissingDependencyError or
     BackendError when the backend cannot run here, or for an unknown backend or option.
     """
-    known = OPTIONS[BACKENDS[0]] | OPTIONS["tensorrt"] if name == AUTO else OPTIONS.get(name)
+    known = (OPTIONS["onnxruntime"] | OPTIONS["tensorrt"]) - {"graphs"} if name == AUTO else OPTIONS.get(name)
     if known is None:
         raise BackendError(f"unknown backend {name!r}; expected one of {[AUTO, *BACKENDS]}")
     unknown = sorted(set(options) - known)
