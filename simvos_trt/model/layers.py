@@ -1,8 +1,5 @@
-"""The convolutional head of SimVOS: the ViTDet-style FPN and the STCN mask decoder.
-
-Attribute names follow the official checkpoint's keys (``fpn1.1.ln``,
-``stcn_decoder.up_16_8.out_conv.conv1``, ...) so weights load one to one.
-"""
+"""The convolutional head of SimVOS: the ViTDet-style FPN and the STCN mask decoder, with attribute
+names that follow the official checkpoint's keys (``fpn1.1.ln``, ...) so weights load one to one."""
 
 from __future__ import annotations
 

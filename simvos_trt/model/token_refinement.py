@@ -12,11 +12,8 @@ SUPPRESSED_LOGIT = -1.0e4
 
 
 class TokenRefiner(nn.Module):
-    """One branch of token refinement (``tlearner`` or ``tlearner_back``).
-
-    LayerNorm(C+1, eps 1e-5) of [features, weight] -> Conv3x3 (C+1 -> C/4, no bias) ->
-    GELU -> Linear (C/4 -> K) gives per-prototype logits over the N positions.
-    """
+    """One branch of token refinement (``tlearner`` or ``tlearner_back``): LayerNorm(C+1) of [features,
+    weight] -> Conv3x3 (C+1 -> C/4, no bias) -> GELU -> Linear (C/4 -> K) gives logits over N positions."""
 
     def __init__(self, dim: int, num_tokens: int) -> None:
         super().__init__()

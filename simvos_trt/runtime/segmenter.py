@@ -21,11 +21,8 @@ from .session import Result, VideoSession, segment_frames
 
 
 class VideoSegmenter(Closing):
-    """Segments videos with the graphs of one export folder, one ``VideoSession`` per video.
-
-    Sessions of one segmenter may run in parallel threads; one session must not be stepped from two
-    threads at once. Frames of any size are placed in the engine input (``runtime.geometry``).
-    """
+    """Segments videos with the graphs of one export folder, one ``VideoSession`` per video (sessions may
+    run in parallel threads); frames of any size are placed in the engine input (``runtime.geometry``)."""
 
     def __init__(self, backend: Backend) -> None:
         """Wrap a backend; it is opened now if it is not yet, and closed by ``close``."""

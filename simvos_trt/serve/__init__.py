@@ -1,10 +1,8 @@
 """simvos-serve: the streaming runtime behind NVIDIA Triton Inference Server, and its Python client.
 
     with SegmentationClient("localhost:8001") as client:     # a running simvos-serve's gRPC port
-        for labels in client.segment(frames, first_mask):    # as VideoSegmenter.segment
+        for labels in client.segment(frames, first_mask):    # as VideoSegmenter.segment; protocol: README.md
             ...
-
-The wire protocol and the design: README.md beside this file.
 """
 
 from .client import RemoteVideo, SegmentationClient

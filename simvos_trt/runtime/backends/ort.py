@@ -24,14 +24,9 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 
 
 class OrtBackend(Backend):
-    """ONNX Runtime over the export folder's ``*.onnx`` graphs.
-
-    Args:
-        folder, manifest: the export folder and its manifest.
-        providers: execution providers by preference; default ``DEFAULT_PROVIDERS`` that are available.
-        threads: intra-op threads per session (default: ONNX Runtime's, all cores).
-        io_binding: bind ``OrtValue`` handles (default: with a device provider; on the CPU, for tests).
-    """
+    """ONNX Runtime over the export folder's ``*.onnx`` graphs with ``providers`` by preference (default: those
+    of ``DEFAULT_PROVIDERS`` available), ``threads`` intra-op threads per session (default: all cores), and
+    ``OrtValue`` handles bound with ``io_binding`` (default: with a device provider; on the CPU, for tests)."""
 
     name = "onnxruntime"
 
@@ -116,13 +111,3 @@ class OrtBackend(Backend):
         if isinstance(handle, np.ndarray):
             return handle.dtype.name, handle.shape
         return _ORT_DTYPES.get(handle.data_type(), handle.data_type()), tuple(handle.shape())
-
-    def concat(self, handles: Sequence[Handle]) -> Handle:
-        if all(isinstance(h, np.ndarray) for h in handles):
-            return handles[0] if len(handles) == 1 else np.concatenate(handles, axis=0)
-        return super().concat(handles)
-
-    def take(self, handle: Handle, start: int, stop: int) -> Handle:
-        if isinstance(handle, np.ndarray):
-            return np.ascontiguousarray(handle[start:stop])
-        return super().take(handle, start, stop)

@@ -19,13 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class TorchBackend(Backend):
-    """The PyTorch stage wrappers, built from a model.
-
-    Args:
-        folder, manifest: the export folder and its manifest (the ONNX files are not read).
-        model: a ``SimVOS`` with the export's configuration, on its device; default ``load_model(manifest)``.
-        device: where to load the model when ``model`` is not given (default cpu).
-    """
+    """The PyTorch stage wrappers of ``model`` (a ``SimVOS`` with the export's configuration, on its device;
+    default ``load_model(manifest)`` on ``device``); the ONNX files are not read."""
 
     name = "torch"
 

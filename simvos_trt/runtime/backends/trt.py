@@ -65,15 +65,9 @@ def engine_problem(folder: str | Path, manifest: Manifest, device: Device) -> st
 
 
 class TensorRTBackend(Backend):
-    """The export folder's TensorRT engines (``simvos-build``) on one GPU.
-
-    Args:
-        folder, manifest: the export folder and its manifest with recorded engines (their library is loaded).
-        device: the CUDA device.
-        cuda_graphs: capture and replay each engine's execution as a CUDA graph.
-        max_buffers: the most device buffers per engine output (docs/runtime.md).
-        graphs: load only these engines (verification of a partial build); default all.
-    """
+    """The export folder's TensorRT engines (``simvos-build``) on CUDA ``device``: executions replayed as CUDA
+    graphs with ``cuda_graphs``, at most ``max_buffers`` device buffers per engine output (docs/runtime.md),
+    only the engines ``graphs`` if given (verification of a partial build)."""
 
     name = "tensorrt"
 
