@@ -41,13 +41,8 @@ class Placement:
 
 
 def place(height: int, width: int, engine_height: int, engine_width: int) -> Placement:
-    """The placement of (height, width) frames in an (engine_height, engine_width) input.
-
-    >>> place(117, 203, 128, 208).resized
-    False
-    >>> place(480, 854, 240, 432).scaled
-    (240, 427)
-    """
+    """The placement of (height, width) frames in an (engine_height, engine_width) input:
+    ``place(117, 203, 128, 208)`` pads only, ``place(480, 854, 240, 432).scaled == (240, 427)``."""
     official = processing.padding_for(height, width)
     if official.padded_size(height, width) == (engine_height, engine_width):
         return Placement(height, width, (height, width), official)

@@ -1,9 +1,4 @@
-"""The streaming video segmenter: an opened export folder that serves any number of videos.
-
-    with VideoSegmenter.open("engines/T-480x864") as seg:
-        for labels in seg.segment(frames, first_mask):   # (H, W) uint8 per frame, the mask's own ids
-            ...
-"""
+"""The streaming video segmenter: an opened export folder that serves any number of videos."""
 
 from __future__ import annotations
 

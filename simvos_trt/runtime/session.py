@@ -33,15 +33,14 @@ class VideoState:
     """What one video carries from frame to frame.
 
     Attributes:
-        placement: where its frames sit in the engine input.
-        ids: (K,) uint8 object ids of the first mask, increasing; channel i (1-based) is ``ids[i - 1]``.
-        lut: (K+1,) uint8 channel -> id (0 for the background).
+        placement, bgr: where its frames sit in the engine input; whether they come in BGR order.
+        ids, lut: (K,) uint8 object ids of the first mask, increasing (channel i, 1-based, is ``ids[i - 1]``),
+            and (K+1,) uint8 channel -> id (0 for the background).
         chunks: the object ranges [a, b) run as one batch.
-        bgr: frames come in BGR order.
         frame: host staging buffer: (1, He, We, 3) uint8, or (1, 3, He, We) normalised in the graph's type.
         padding: (4,) int64 handle of the placement's padding (uint8 graphs), else None.
-        memory_first: per chunk, (B, M, C) handles of the first frame's memory.
-        memory_prev: per chunk, the previous frame's memory (None before frame 2).
+        memory_first, memory_prev: per chunk, (B, M, C) handles of the first frame's memory and of the
+            previous frame's (None before frame 2).
         pending: (frame, objects (K, 1, He, We) f32) handles of the last frame, its memory not yet encoded.
         index: frames seen so far (1 after ``start``).
     """

@@ -52,13 +52,9 @@ def _tensorrt_problem(folder: str | Path, manifest: Manifest | None, device: int
 
 
 def create_backend(name: str, folder: str | Path, manifest: Manifest, **options: Any) -> Backend:
-    """A backend (not yet opened) over the export ``folder``.
-
-    ``name`` is ``auto`` (TensorRT when TensorRT, cuda-python, a GPU and engines built for it are here,
-    else ONNX Runtime; the reason is logged and the other backend's options dropped) or one of
-    ``BACKENDS``; ``options`` go to its constructor (``OPTIONS``). Raises MissingDependencyError or
-    BackendError when the backend cannot run here, or for an unknown backend or option.
-    """
+    """A backend (not yet opened) over the export ``folder``: ``name`` is one of ``BACKENDS`` or ``auto``
+    (TensorRT where ``unavailable_reason`` finds none, else ONNX Runtime, each given its own ``options``).
+    Raises MissingDependencyError or BackendError when it cannot run here, or for an unknown name or option."""
     known = (OPTIONS["onnxruntime"] | OPTIONS["tensorrt"]) - {"graphs"} if name == AUTO else OPTIONS.get(name)
     if known is None:
         raise BackendError(f"unknown backend {name!r}; expected one of {[AUTO, *BACKENDS]}")

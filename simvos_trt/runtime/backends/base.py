@@ -43,9 +43,7 @@ class Closing:
 
 class Backend(Closing, abc.ABC):
     """Runs the exported graphs of one export folder; ``run`` is thread-safe once the backend is open.
-
-    Subclasses implement ``_open``, ``_close``, ``_run``, ``to_host``, ``from_host`` and ``dtype_and_shape``.
-    """
+    Subclasses implement ``_open``, ``_close``, ``_run``, ``to_host``, ``from_host`` and ``dtype_and_shape``."""
 
     #: Registry name (``onnxruntime``, ``torch``, ``tensorrt``).
     name = "base"
@@ -81,11 +79,8 @@ class Backend(Closing, abc.ABC):
         return self._is_open
 
     def run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
-        """Run ``graph`` on ``inputs`` (name -> handle); returns output name -> handle.
-
-        Raises InputError for a missing, unexpected or misshapen input (the object axis lies in
-        1..``object_limit(graph)``, the same in every input), BackendError when the backend is closed.
-        """
+        """Run ``graph`` on ``inputs`` (name -> handle); returns output name -> handle. InputError for a missing,
+        unexpected or misshapen input (objects: 1..``object_limit(graph)``), BackendError when closed."""
         if not self._is_open:
             raise BackendError(f"the {self.name} backend is closed; use it as a context manager (with ...:)")
         entry = self.manifest.graphs.get(graph)
