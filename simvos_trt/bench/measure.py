@@ -114,8 +114,8 @@ class TimingBackend(Backend):
     def from_host(self, array: np.ndarray) -> Handle:
         return self.inner.from_host(array)
 
-    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
-        return self.inner.describe(handle)
+    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+        return self.inner.dtype_and_shape(handle)
 
     def __getattr__(self, name: str) -> Any:
         """Anything else the wrapped backend offers (``providers``, ...)."""

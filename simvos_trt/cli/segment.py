@@ -1,8 +1,8 @@
-"""simvos-segment: segment a video with an export folder, given the first frame's mask.
+"""simvos-segment: segment the objects of a video's first-frame mask in every frame, with the graphs of an
+export folder (simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an overlay video,
+and prints a summary (frames, objects, ms/frame).
 
     simvos-segment --engine-dir engines/T-480x864 --input bear/ --mask bear/00000.png --out results/bear
-    simvos-segment --engine-dir engines/BS-480x864 --input clip.mp4 --mask first.png --out masks/ \\
-        --overlay clip_masks.mp4
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -18,23 +17,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from ..errors import SimVOSError, describe_error
-from ..io import Owner, check_not_input, claim_folder, interrupt_on_sigterm, write_owner
+from ..io import Owner, check_not_input, claim_folder, write_owner
+from ..runtime.backends import AUTO, BACKENDS
+from .common import EXIT_OK, run_command
 
 if TYPE_CHECKING:
-    from ..runtime import VideoSession
-    from ..serve import RemoteVideo
+    from ..runtime.session import Video
 
 PROG = "simvos-segment"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Segment the objects of a video's first-frame mask in every frame, with the graphs of an "
-        "export folder (simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an "
-        "overlay video, and prints a summary (frames, objects, ms/frame).",
-    )
+    p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--engine-dir", type=Path, metavar="DIR",
                        help="export folder written by simvos-export (manifest.json and the graphs)")
@@ -48,24 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the first frame's index mask: a palette PNG (as DAVIS annotations) or an 8-bit "
                    "grayscale PNG of ids; 0 is background, objects are any ids 1..255, at the frames' size")
     p.add_argument("--out", type=Path, required=True, metavar="OUTDIR",
-                   help="output folder, created if needed: one palette PNG per frame, named after the frame "
-                   "(00000.png, 00001.png, ... for a video), with the mask's ids and palette; each file is "
-                   "written atomically. Only a new or empty folder, or one of an earlier simvos-segment run, is "
-                   "written; its old masks are removed first")
+                   help="output folder: one palette PNG per frame, named after the frame (00000.png, ... for a "
+                   "video), with the mask's ids and palette, each written atomically; only a new or empty folder, "
+                   "or one of an earlier simvos-segment run (its old masks removed first), is written")
     p.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
                    help="replace the masks of another video in --out [default off]")
     p.add_argument("--overlay", type=Path, metavar="OUT.mp4",
-                   help="also write an MP4 (codec mp4v) of the frames with the masks blended in (mp4v keeps even "
-                   "sizes: an odd last row or column is dropped)")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
-                   help="auto: TensorRT when installed and usable (not implemented yet), else ONNX Runtime; "
-                   "torch needs the 'torch' extra and the exported checkpoint [default auto]")
+                   help="also write an MP4 (mp4v: an odd last row or column is dropped) of the masks blended in")
+    p.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
+                   help="auto: TensorRT when installed, on a GPU, with engines built for it (simvos-build), else "
+                   "ONNX Runtime; torch needs the 'torch' extra and the exported checkpoint [default auto]")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
     p.add_argument("--bgr", action=argparse.BooleanOptionalAction, default=True,
-                   help="the decoded frames are in OpenCV's BGR order, true for every file OpenCV reads; "
-                   "--no-bgr passes the decoded channels as they are (for files stored with red and blue "
-                   "swapped) [default on]")
+                   help="the decoded frames are in OpenCV's BGR order; --no-bgr passes the channels as they are "
+                   "(for files stored with red and blue swapped) [default on]")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress line with frames/s on stderr [default on]")
     p.add_argument("--json", action=argparse.BooleanOptionalAction, default=False,
@@ -93,10 +84,7 @@ class Progress:
         fps = done / max(now - self.t0, 1e-9)
         total = f"/{self.total}" if self.total else ""
         line = f"{PROG}: {done}{total} frames, {fps:.1f} frames/s"
-        if self.tty:
-            self.stream.write("\r" + line)
-        else:
-            self.stream.write(line + "\n")
+        self.stream.write("\r" + line if self.tty else line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -122,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for old in args.out.glob("*.png"):
             old.unlink()
     write_owner(args.out, owner)
-    use_threads = args.threads is not None and args.backend in ("auto", "onnxruntime")
+    use_threads = args.threads is not None and args.backend in (AUTO, "onnxruntime")
     options = {"threads": args.threads} if use_threads else {}
     times: list[float] = []
     frames = 0
@@ -131,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             from ..serve import SegmentationClient
 
             client = stack.enter_context(SegmentationClient(args.server))
-            session: VideoSession | RemoteVideo = stack.enter_context(client.video())
+            session: Video = stack.enter_context(client.video())
             backend = f"simvos-serve at {args.server}"
         else:
             seg = stack.enter_context(VideoSegmenter.open(args.engine_dir, args.backend, **options))
@@ -168,19 +156,15 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupt_on_sigterm()
-    try:
-        summary = run(args)
-    except (SimVOSError, OSError) as exc:
-        print(f"{PROG}: error: {describe_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the PNGs written so far are complete", file=sys.stderr)
-        return 130
+    return run_command(PROG, build_parser().parse_args(argv), segment,
+                       interrupted="interrupted; the PNGs written so far are complete")
+
+
+def segment(args: argparse.Namespace) -> int:
+    """Segment, then print the summary."""
+    summary = run(args)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

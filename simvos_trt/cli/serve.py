@@ -1,4 +1,6 @@
-"""simvos-serve: serve an export folder on NVIDIA Triton Inference Server until SIGINT or SIGTERM.
+"""simvos-serve: serve video object segmentation on Triton Inference Server (HTTP, gRPC, Prometheus metrics,
+health endpoints): model 'simvos', one sequence of requests per video (the wire protocol is in
+simvos_trt/serve/README.md). Prints one line when ready; stops on SIGINT or SIGTERM.
 
     simvos-serve --engine-dir engines/T-480x864
     simvos-serve --engine-dir engines/BS-480x864 --backend tensorrt --instances 2 --http-port 9000
@@ -14,33 +16,26 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import SimVOSError
+from ..runtime.backends import AUTO, BACKENDS
+from .common import EXIT_OK, run_command
 
 PROG = "simvos-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Serve video object segmentation on Triton Inference Server (HTTP, gRPC, Prometheus metrics, "
-        "health endpoints): model 'simvos', one sequence of requests per video (the wire protocol is in "
-        "simvos_trt/serve/README.md). Prints one line when ready; stops on SIGINT or SIGTERM.",
-    )
+    p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--engine-dir", type=Path, required=True, metavar="DIR",
                    help="export folder written by simvos-export (manifest.json and the graphs)")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt", "torch"), default="auto",
-                   help="auto: TensorRT when installed, on a GPU, with engines built for it; else ONNX Runtime "
-                   "[default auto]")
+    p.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
+                   help="auto: TensorRT when installed, on a GPU, with engines built for it; else ONNX Runtime")
     p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port [default 8000]")
     p.add_argument("--grpc-port", type=int, default=8001,
-                   help="Triton's gRPC port, the one simvos-segment --server and the Python client use "
-                   "[default 8001]")
+                   help="Triton's gRPC port, for simvos-segment --server and the Python client [default 8001]")
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port [default 8002]")
     p.add_argument("--instances", type=int, default=1,
                    help="Triton model instances: requests of that many videos run at once [default 1]")
     p.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="close a video after this long without a request (a client that disappeared) "
-                   "[default 60]")
+                   help="close a video after this long without a request (a client gone) [default 60]")
     p.add_argument("--max-videos", type=int, default=64,
                    help="open videos at most; starting one more is refused until one ends [default 64]")
     p.add_argument("--threads", type=int, default=None,
@@ -54,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    return run_command(PROG, build_parser().parse_args(argv), serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM (their handlers set a stop event, restored afterwards)."""
     logging.getLogger("pytriton").setLevel(logging.ERROR)  # it logs a traceback per refused request
     from ..serve.server import SegmentationServer, ServeConfig
 
@@ -66,16 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         config = ServeConfig(args.engine_dir, args.backend, args.http_port, args.grpc_port, args.metrics_port,
                              args.instances, args.idle_timeout, args.max_videos, log_file, args.threads)
         with SegmentationServer(config) as server:
-            print(f"{PROG}: ready: {server.describe()}; Triton log {log_file}", flush=True)
+            print(f"{PROG}: ready: {server.summary_line()}; Triton log {log_file}", flush=True)
             server.wait(stop)
-    except (SimVOSError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     print(f"{PROG}: stopped", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,10 +1,6 @@
-"""Building SimVOS from weights: official SimVOS checkpoints, MAE/timm backbones, or random.
+"""Building SimVOS from weights: official SimVOS checkpoints, MAE/timm backbones, or seeded random.
 
-Official checkpoints are plain state_dicts in the key layout of the official code
-(timm ViT keys plus ``pos_embed_new``, ``mask_patch_embed``, ``fpn1``, ``fpn2``,
-``stcn_decoder``, ``tlearner``, ``tlearner_back``). Loading is strict: every key the
-configuration uses must be present with its shape, and the only keys left over may be
-the ones the official model carries but never uses.
+Loading is strict: every key the configuration uses must be there with its shape (model/README.md).
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BACKBONES, SimVOSConfig
-from ..errors import InputError as CheckpointError  # issue 12: CheckpointError folded into InputError
+from ..errors import InputError
 from .simvos import SimVOS
 
 log = logging.getLogger(__name__)
@@ -32,40 +28,33 @@ _MAE_IGNORED = ("cls_token", "fc_norm.", "head.", "decoder", "mask_token")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict with ``torch.load(weights_only=True)``, with errors that say what is wrong.
-
-    A ``{"model": ...}`` or ``{"state_dict": ...}`` wrapper and a ``module.`` prefix
-    (DataParallel) are unwrapped.
-    """
+    """A state_dict read with ``torch.load(weights_only=True)``, unwrapped from ``{"model": ...}`` or
+    ``{"state_dict": ...}`` and a ``module.`` prefix; InputError says what is wrong with a bad file."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+        raise InputError(f"checkpoint {path} does not exist; check the path")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
+        raise InputError(f"checkpoint {path} is not a file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the download or copy did not finish; "
-                              "fetch the file again")
+        raise InputError(f"checkpoint {path} is empty (0 bytes): the download or copy did not finish; "
+                         "fetch the file again")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
         first = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {first}); "
-            "the file is truncated or not a PyTorch state_dict saved with torch.save"
-        ) from exc
+        raise InputError(f"cannot read checkpoint {path} ({type(exc).__name__}: {first}); "
+                         "the file is truncated or not a PyTorch state_dict saved with torch.save") from exc
     if isinstance(obj, Mapping):
         for wrapper in ("model", "state_dict"):
             if wrapper in obj and isinstance(obj[wrapper], Mapping):
                 obj = obj[wrapper]
                 break
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(
-            f"checkpoint {path} does not hold a state_dict (a mapping of names to tensors)"
-        )
+        raise InputError(f"checkpoint {path} does not hold a state_dict (a mapping of names to tensors)")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def describe(state: Mapping[str, torch.Tensor]) -> str:
+def state_dict_contents(state: Mapping[str, torch.Tensor]) -> str:
     """What a state_dict holds, in the configuration's terms (for error messages)."""
     parts = []
     if "patch_embed.proj.weight" in state:
@@ -92,29 +81,23 @@ def _is_unused(key: str, config: SimVOSConfig) -> bool:
 
 
 def load_official_state(model: SimVOS, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load an official-layout state_dict into ``model`` strictly (see module docstring)."""
+    """Load an official-layout state_dict into ``model`` strictly (model/README.md)."""
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected and not _is_unused(k, model.config))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
+    wrong = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+                   for k, v in expected.items() if k in state and state[k].shape != v.shape)
     if missing or unexpected or wrong:
         problems = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
             if keys:
                 shown = ", ".join(keys[:6]) + (f", ... ({len(keys)} in all)" if len(keys) > 6 else "")
                 problems.append(f"{label}: {shown}")
-        raise CheckpointError(
-            f"{source} does not match the configuration {model.config.name} "
-            f"({model.config.backbone}, L={model.config.layer_index}, token_refinement="
-            f"{model.config.token_refinement}, kf={model.config.kf}, kb={model.config.kb}, "
-            f"train_grid={model.config.train_grid}); the file holds {describe(state)}. "
-            + "; ".join(problems)
-            + ". Choose the variant the checkpoint was trained as."
-        )
+        c = model.config
+        raise InputError(f"{source} does not match the configuration {c.name} ({c.backbone}, L={c.layer_index}, "
+                         f"token_refinement={c.token_refinement}, kf={c.kf}, kb={c.kb}, train_grid={c.train_grid}); "
+                         f"the file holds {state_dict_contents(state)}. {'; '.join(problems)}. Choose the variant "
+                         "the checkpoint was trained as.")
     model.load_state_dict({k: state[k] for k in expected}, strict=True)
 
 
@@ -137,16 +120,10 @@ def resize_grid(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def load_mae_backbone(path: str | Path, config: SimVOSConfig, seed: int = 0) -> SimVOS:
-    """SimVOS with a MAE / timm ViT backbone (timm key names) and the other parts random.
-
-    As the official training does, ``pos_embed_new`` is the backbone's ``pos_embed``
-    resized bicubically to the training grid. The mask embedding, token refinement
-    and decoder come from :func:`synthetic_state_dict` (seeded): good for demos and
-    benchmarks, not for segmentation quality.
-    """
+    """SimVOS with a MAE / timm ViT backbone and the other parts seeded random (model/README.md)."""
     state = read_state_dict(path)
     if "pos_embed" not in state:
-        raise CheckpointError(f"{path} has no pos_embed; it is not a timm/MAE ViT checkpoint")
+        raise InputError(f"{path} has no pos_embed; it is not a timm/MAE ViT checkpoint")
     backbone = {k: v for k, v in state.items() if not k.startswith(_MAE_IGNORED)}
     full = synthetic_state_dict(config, seed=seed)
     full.update(backbone)
@@ -183,14 +160,7 @@ _NORM = re.compile(r"(^|\.)(norm|norm1|norm2|ln|input_norm|fc_norm)\.(weight|bia
 
 
 def synthetic_state_dict(config: SimVOSConfig, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Seeded random weights in the official layout (the recipe of the golden checkpoint).
-
-    Per key: a generator seeded with (seed * 1000003 + crc32(key)) % 2**63 draws
-    ``randn * sd + mean``: LayerNorm weights mean 1 sd 0.1, LayerNorm biases sd 0.1,
-    Linear/Conv weights sd 1/sqrt(fan_in) (ConvTranspose: fan_in = in*kh*kw // (sh*sw)),
-    other biases sd 0.1, position embeddings sd 0.5, anything else sd 0.02; then the
-    decoder's final bias is -1 (about a third of the pixels come out foreground).
-    """
+    """Seeded random weights in the official layout (the golden checkpoint's recipe: model/README.md)."""
     state = {}
     for key, shape in official_layout(config).items():
         g = torch.Generator()

@@ -1,8 +1,5 @@
-"""The convolutional head of SimVOS: the ViTDet-style FPN and the STCN mask decoder.
-
-Attribute names follow the official checkpoint's keys (``fpn1.1.ln``,
-``stcn_decoder.up_16_8.out_conv.conv1``, ...) so weights load one to one.
-"""
+"""The convolutional head of SimVOS: the ViTDet-style FPN and the STCN mask decoder, with attribute
+names that follow the official checkpoint's keys (``fpn1.1.ln``, ...) so weights load one to one."""
 
 from __future__ import annotations
 
@@ -26,12 +23,8 @@ class Norm2d(nn.Module):
 
 def fpn_quarter(dim: int) -> nn.Sequential:
     """``fpn1``: (B, C, h, w) -> (B, 256, 4h, 4w)."""
-    return nn.Sequential(
-        nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2),
-        Norm2d(dim),
-        nn.GELU(),
-        nn.ConvTranspose2d(dim, 256, kernel_size=2, stride=2),
-    )
+    return nn.Sequential(nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2), Norm2d(dim), nn.GELU(),
+                         nn.ConvTranspose2d(dim, 256, kernel_size=2, stride=2))
 
 
 def fpn_eighth(dim: int) -> nn.Sequential:
@@ -44,9 +37,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
-        self.downsample = (
-            nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1) if in_dim != out_dim else None
-        )
+        self.downsample = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1) if in_dim != out_dim else None
         self.conv1 = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(out_dim, out_dim, kernel_size=3, padding=1)
 
@@ -72,15 +63,8 @@ class UpsampleBlock(nn.Module):
 
 
 class STCNDecoder(nn.Module):
-    """(m16, m8, m4) -> one mask logit map per object at full resolution.
-
-    Args (forward):
-        m16: (B, C, h, w) float32 query tokens after the final LayerNorm.
-        m8: (B, 512, 2h, 2w) from ``fpn2``.
-        m4: (B, 256, 4h, 4w) from ``fpn1``.
-    Returns:
-        (B, 1, 16h, 16w) float32 logits.
-    """
+    """m16 (B, C, h, w) query tokens after the final LayerNorm, m8 (B, 512, 2h, 2w) from ``fpn2``,
+    m4 (B, 256, 4h, 4w) from ``fpn1`` -> (B, 1, 16h, 16w) float32 mask logits, one map per object."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()

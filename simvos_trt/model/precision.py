@@ -1,9 +1,4 @@
-"""The FP16 graphs' precision in PyTorch: float16 with the float32 islands of ``simvos_trt.precision``.
-
-``to_fp16`` turns a model (or a graph wrapper around one) into what an FP16 graph
-computes, so FP16 numerics can be checked on the CPU and the torch backend can serve an
-FP16 export.
-"""
+"""The FP16 graphs' precision in PyTorch: float16 with the float32 islands of ``simvos_trt.precision``."""
 
 from __future__ import annotations
 
@@ -48,12 +43,8 @@ def _cast(x: Any, dtype: torch.dtype) -> Any:
 
 
 def to_fp16(module: nn.Module) -> nn.Module:
-    """Convert ``module`` in place to the FP16 graphs' precision; returns it.
-
-    Every island module is wrapped in ``Float32Island`` (once: converting a second
-    wrapper around the same model is harmless); every other parameter and floating
-    buffer becomes float16.
-    """
+    """Convert ``module`` in place to the FP16 graphs' precision (islands wrapped in ``Float32Island``
+    once, everything else float16); returns it."""
     kinds = tuple((ISLAND_MODULES[i.name], None if i.keep_float32 else torch.float16) for i in ISLANDS)
     for parent in [m for m in module.modules() if not isinstance(m, Float32Island)]:
         for name, child in list(parent.named_children()):

@@ -1,18 +1,12 @@
-"""Reference video propagation with the official inference semantics (numpy in, numpy out).
-
-The memory schedule: the first frame's memory (with its ground-truth masks) is
-computed once; the first propagated frame is decoded against it alone, every later
-frame against [first, previous], where the previous frame's memory is encoded with its
-soft-aggregated probabilities. This is what the runtime and the exported graphs are
-checked against.
-"""
+"""Reference video propagation with the official inference's memory schedule (numpy in, numpy out):
+what the runtime and the exported graphs are checked against."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .. import processing as P
+from .. import processing
 from .simvos import SimVOS, soft_aggregate
 
 
@@ -21,32 +15,30 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
     """Segment every frame of a video given the first frame's objects.
 
     Args:
-        model: a SimVOS in evaluation mode (its device and dtype are used; soft
-            aggregation always runs in float32).
+        model: a SimVOS in evaluation mode (its device and dtype; soft aggregation runs in float32).
         frames: (T, H, W, 3) uint8 RGB, any H and W.
-        first_mask: (H, W) uint8 index mask of frame 0: 0 background, objects any
-            ids 1..255. Object ids are mapped to channels in increasing order:
-            channel i (1-based) is ``processing.object_ids(first_mask)[i - 1]``.
+        first_mask: (H, W) uint8 index mask of frame 0 (0 background, objects any ids 1..255); channel i
+            (1-based) is ``processing.object_ids(first_mask)[i - 1]``.
     Returns:
-        (T, K+1, H, W) float32 probabilities, background first, at the original size;
-        frame 0 is the soft aggregation of the first mask.
+        (T, K+1, H, W) float32 probabilities, background first, at the original size (frame 0: the soft
+        aggregation of the first mask).
     """
-    P.check_video(frames, first_mask)
+    processing.check_video(frames, first_mask)
     device = model.patch_embed.proj.weight.device
     dtype = model.patch_embed.proj.weight.dtype  # float16 under precision.to_fp16
     T, H, W, _ = frames.shape
-    padding = P.padding_for(H, W)
+    padding = processing.padding_for(H, W)
     Hp, Wp = padding.padded_size(H, W)
-    grid = (Hp // P.PATCH, Wp // P.PATCH)
+    grid = (Hp // processing.PATCH, Wp // processing.PATCH)
     pos = model.position_embedding(grid)
 
     def frame_tensor(t: int) -> torch.Tensor:  # (1, 3, Hp, Wp)
-        return torch.from_numpy(P.pad(P.normalize(frames[t]), padding))[None].to(device, dtype)
+        return torch.from_numpy(processing.pad(processing.normalize(frames[t]), padding))[None].to(device, dtype)
 
-    ids = P.object_ids(first_mask)
-    masks = torch.from_numpy(P.pad(P.one_hot(first_mask, ids), padding))[:, None].to(device)
+    ids = processing.object_ids(first_mask)
+    masks = torch.from_numpy(processing.pad(processing.one_hot(first_mask, ids), padding))[:, None].to(device)
     out = np.empty((T, len(ids) + 1, H, W), dtype=np.float32)
-    out[0] = P.unpad(soft_aggregate(masks)[:, 0].cpu().numpy(), padding)
+    out[0] = processing.unpad(soft_aggregate(masks)[:, 0].cpu().numpy(), padding)
 
     first = model.encode_memory(frame_tensor(0), masks, pos)  # (K, M, C)
     memories = [first]
@@ -54,7 +46,7 @@ def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.n
         frame = frame_tensor(t)
         query = model.encode_query(frame, pos)  # (1, N, C)
         prob = soft_aggregate(model.decode(query, memories, grid).float())  # (K+1, 1, Hp, Wp)
-        out[t] = P.unpad(prob[:, 0].cpu().numpy(), padding)
+        out[t] = processing.unpad(prob[:, 0].cpu().numpy(), padding)
         if t + 1 < T:
             memories = [first, model.encode_memory(frame, prob[1:], pos)]
     return out

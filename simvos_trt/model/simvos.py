@@ -1,9 +1,5 @@
-"""The SimVOS network as three named stages (DESIGN.md section 2).
-
-``SimVOS`` holds the parameters under the official checkpoint's key names and exposes
-``position_embedding``, ``encode_query``, ``encode_memory`` and ``decode``; there is no
-``forward``. Objects are the batch dimension throughout.
-"""
+"""The SimVOS network as named stages (``position_embedding``, ``encode_query``, ``encode_memory``,
+``decode``; no ``forward``), parameters under the official checkpoint's key names (model/README.md)."""
 
 from __future__ import annotations
 
@@ -22,12 +18,9 @@ from .token_refinement import RefinementWeights, TokenRefiner
 
 
 class SimVOS(nn.Module):
-    """SimVOS: a plain ViT doing joint feature extraction and matching, plus a mask decoder.
-
-    Frames given to the stages are ImageNet-normalised, zero-padded float32 tensors whose
-    height and width are multiples of 16; ``pos`` is ``position_embedding(grid)`` for
-    their token grid (h, w) = (H // 16, W // 16).
-    """
+    """SimVOS: a plain ViT doing joint feature extraction and matching, plus a mask decoder. Its stages take
+    ImageNet-normalised, zero-padded float32 frames (H, W multiples of 16) and ``pos`` =
+    ``position_embedding((H // 16, W // 16))``."""
 
     def __init__(self, config: SimVOSConfig) -> None:
         super().__init__()
@@ -53,14 +46,8 @@ class SimVOS(nn.Module):
             self.refinement_weights = RefinementWeights()
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
-        """``pos_embed_new`` resized to a video's token grid, as the official inference does.
-
-        The checkpoint's grid (without its unused first slot) is resized bicubically
-        (align_corners=False) when it differs from ``grid``, and used as is otherwise.
-
-        Returns:
-            (1, N, C) float32, N = h * w.
-        """
+        """``pos_embed_new`` (without its unused first slot) resized bicubically to a video's token grid,
+        as the official inference does: (1, N, C) float32, N = h * w."""
         gh, gw = self.config.train_grid
         C = self.config.embed_dim
         pos = self.pos_embed_new[:, 1 : 1 + gh * gw, :]  # (1, gh*gw, C)
@@ -71,39 +58,19 @@ class SimVOS(nn.Module):
         return pos.permute(0, 2, 3, 1).flatten(1, 2)  # (1, N, C)
 
     def encode_query(self, frame: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Query tokens of the current frame after the per-frame blocks[0:L].
-
-        Args:
-            frame: (1, 3, H, W) float32.
-            pos: (1, N, C) float32.
-        Returns:
-            (1, N, C) float32.
-        """
+        """(1, N, C) float32 query tokens of the current frame (1, 3, H, W) float32 after the per-frame
+        blocks[0:L]; ``pos`` (1, N, C) float32."""
         x = self.patch_embed(frame) + pos  # (1, N, C)
         for blk in self.blocks[: self.config.layer_index]:
             x = blk(x)
         return x
 
-    def encode_memory(
-        self,
-        frame: torch.Tensor,
-        masks: torch.Tensor,
-        pos: torch.Tensor,
-        weights: tuple[torch.Tensor, ...] | None = None,
-    ) -> torch.Tensor:
-        """Memory tokens of one frame for every object.
-
-        Args:
-            frame: (1, 3, H, W) in the model's dtype, the memory frame.
-            masks: (B, 1, H, W) float32 masks (0/1 or probabilities) of the objects.
-            pos: (1, N, C) in the model's dtype.
-            weights: token refinement's (fg, bg, fg != 0, bg != 0) maps, each (B, 1, h, w).
-                They depend on every object of the video, so a caller encoding a subset
-                of the objects passes the subset's rows of ``RefinementWeights`` of all
-                masks; by default they are computed from ``masks`` (all objects).
-        Returns:
-            (B, M, C) in the model's dtype: M = Kf + Kb prototypes with token refinement, else M = N.
-        """
+    def encode_memory(self, frame: torch.Tensor, masks: torch.Tensor, pos: torch.Tensor,
+                      weights: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """(B, M, C) memory tokens in the model's dtype (M = Kf + Kb prototypes with token refinement, else N)
+        of the memory ``frame`` (1, 3, H, W) for the objects' ``masks`` (B, 1, H, W) float32 (0/1 or
+        probabilities); ``pos`` (1, N, C). ``weights``: token refinement's (fg, bg, fg != 0, bg != 0) maps,
+        each (B, 1, h, w), for a subset of the objects its rows of those of all masks (default from ``masks``)."""
         cfg = self.config
         B = masks.shape[0]
         x = self.patch_embed(frame).expand(B, -1, -1)  # (B, N, C)
@@ -121,20 +88,10 @@ class SimVOS(nn.Module):
         x = x.reshape(B, h, w, -1)  # (B, h, w, C)
         return torch.cat((self.tlearner(x, fg, fg_valid), self.tlearner_back(x, bg, bg_valid)), dim=1)  # (B, M, C)
 
-    def decode(
-        self, query: torch.Tensor, memories: Sequence[torch.Tensor], grid: tuple[int, int]
-    ) -> torch.Tensor:
-        """Joint blocks[L:] over [memories...; query], then the mask decoder.
-
-        Args:
-            query: (1, N, C) float32 from ``encode_query``.
-            memories: one or two (B, M, C) float32 tensors from ``encode_memory``: the
-                first frame's, then (from the second propagated frame on) the previous one's.
-            grid: (h, w) token grid of the query frame.
-        Returns:
-            (B, 1, H, W) float32 object probabilities (sigmoid of the logits, float32
-            at every precision).
-        """
+    def decode(self, query: torch.Tensor, memories: Sequence[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        """Joint blocks[L:] over [memories...; query], then the mask decoder: (B, 1, H, W) float32 object
+        probabilities at every precision, from ``query`` (1, N, C), one or two (B, M, C) ``memories`` (the
+        first frame's, then the previous one's) and the query frame's token ``grid`` (h, w)."""
         B = memories[0].shape[0]
         N = query.shape[1]
         x = torch.cat([*memories, query.expand(B, -1, -1)], dim=1)  # (B, T*M + N, C)
@@ -147,13 +104,8 @@ class SimVOS(nn.Module):
 
 
 def soft_aggregate(prob: torch.Tensor) -> torch.Tensor:
-    """Soft aggregation (from STM) of per-object probabilities into a distribution.
-
-    Args:
-        prob: (K, 1, H, W) float32 object probabilities.
-    Returns:
-        (K+1, 1, H, W) float32, background first, summing to 1 over the first axis.
-    """
+    """Soft aggregation (from STM) of (K, 1, H, W) float32 object probabilities into a distribution:
+    (K+1, 1, H, W) float32, background first, summing to 1 over the first axis."""
     p = torch.cat((torch.prod(1 - prob, dim=0, keepdim=True), prob), dim=0)
     p = p.clamp(1e-7, 1 - 1e-7)
     return F.softmax(torch.log(p / (1 - p)), dim=0)

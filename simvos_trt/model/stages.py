@@ -1,30 +1,6 @@
 """The exported graphs: one thin module per stage, tensor-only inputs, static spatial shapes.
 
-Every graph has the engine's fixed frame size (H, W) and token grid (h, w) baked in
-(the position embedding included); the object batch B (ONNX dim ``objects``) is the
-only dynamic axis. Names of inputs and outputs are part of the contract between the
-export, the manifest and the runtime backends:
-
-======================  ==========================================  ==================================
-graph                   inputs                                      outputs
-======================  ==========================================  ==================================
-``query_encoder``       ``frame``, [``padding``]                    ``query`` (1, N, C) f32
-``memory_encoder``      ``frame``, [``padding``], ``masks``         ``memory`` (B, M, C) f32
-``joint_decoder_1mem``  ``query``, ``memory_first``                 ``prob`` (B, 1, H, W) f32
-``joint_decoder_2mem``  ``query``, ``memory_first``, ``memory_prev``  ``prob`` (B, 1, H, W) f32
-``aggregate``           ``prob``                                    ``background`` (1, 1, H, W) f32,
-                                                                    ``objects`` (B, 1, H, W) f32,
-                                                                    ``labels`` (1, H, W) uint8
-======================  ==========================================  ==================================
-
-``frame`` is either uint8 (1, H, W, 3) RGB with ``padding`` int64 (4,) = [left, right,
-top, bottom] (normalised inside the graph; the padding band is zeroed after
-normalisation, exactly as the official zero-padding of the normalised frame), or
-float32 (1, 3, H, W) already normalised and padded (``uint8_input=False``).
-``masks`` are the memory frame's masks of all objects (B, 1, H, W) f32: the
-first-frame annotation, or the ``objects`` output of ``aggregate`` for the previous
-frame. Soft aggregation is its own graph so that it runs in float32 and across all
-objects (the decoder may be run in chunks).
+The object batch is the only dynamic axis; the graphs' inputs and outputs: model/README.md.
 """
 
 from __future__ import annotations
@@ -34,8 +10,6 @@ from torch import nn
 
 from .layers import FrameInput
 from .simvos import SimVOS, soft_aggregate
-
-GRAPH_NAMES = ("query_encoder", "memory_encoder", "joint_decoder_1mem", "joint_decoder_2mem", "aggregate")
 
 
 class QueryEncoder(nn.Module):

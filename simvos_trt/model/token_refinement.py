@@ -1,14 +1,5 @@
-"""Token refinement (paper eq. 3-5) written with static ops only.
-
-Each memory frame's N tokens are compressed into K prototypes by a softmax over the
-positions whose weight is non-zero. The official code suppresses the others with
-``-inf`` and repairs the all-suppressed case with ``nan_to_num``; both are
-data-dependent or outside float16. Here the suppressed logits are replaced by a
-finite fill (``Where``) and the softmax is multiplied by the 0/1 validity map, which
-zeroes the suppressed positions exactly and turns an all-suppressed prototype into
-all zeros (the explicit guard; its output is then the final LayerNorm's bias).
-The tests prove this equal to the official formulation.
-"""
+"""Token refinement (paper eq. 3-5) with static ops only: a finite fill and a validity mask in place
+of the official ``-inf`` and ``nan_to_num`` (model/README.md)."""
 
 from __future__ import annotations
 
@@ -16,40 +7,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Logit given to suppressed positions. exp(FILL - m) underflows to exactly 0 in
-#: float32 (and float16) for any unsuppressed logit m > FILL + 104; it is finite and
-#: inside the float16 range, unlike the official -inf.
+#: Logit given to suppressed positions: finite in float16, yet its softmax weight underflows to 0.
 SUPPRESSED_LOGIT = -1.0e4
 
 
 class TokenRefiner(nn.Module):
-    """One branch of token refinement (``tlearner`` or ``tlearner_back``).
-
-    LayerNorm(C+1, eps 1e-5) of [features, weight] -> Conv3x3 (C+1 -> C/4, no bias) ->
-    GELU -> Linear (C/4 -> K) gives per-prototype logits over the N positions.
-    """
+    """One branch of token refinement (``tlearner`` or ``tlearner_back``): LayerNorm(C+1) of [features,
+    weight] -> Conv3x3 (C+1 -> C/4, no bias) -> GELU -> Linear (C/4 -> K) gives logits over N positions."""
 
     def __init__(self, dim: int, num_tokens: int) -> None:
         super().__init__()
         self.num_tokens = num_tokens
         self.norm = nn.LayerNorm(dim)
         self.input_norm = nn.LayerNorm(dim + 1)
-        self.patch_to_cluster_atten = nn.Sequential(
-            nn.Conv2d(dim + 1, dim // 4, kernel_size=3, padding=1, bias=False), nn.GELU()
-        )
+        self.patch_to_cluster_atten = nn.Sequential(nn.Conv2d(dim + 1, dim // 4, kernel_size=3, padding=1, bias=False),
+                                                    nn.GELU())
         self.patch_to_cluster_linear = nn.Linear(dim // 4, num_tokens)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Prototypes of B frames.
-
-        Args:
-            x: (B, h, w, C) tokens after block L.
-            weight: (B, 1, h, w) weight map.
-            valid: (B, 1, h, w) bool, the positions taken; default ``weight != 0``
-                (``RefinementWeights`` gives it, computed before any float16 rounding).
-        Returns:
-            (B, K, C) prototypes.
-        """
+        """(B, K, C) prototypes of B frames from x (B, h, w, C) tokens after block L, their weight map
+        (B, 1, h, w) and ``valid`` (B, 1, h, w) bool, the positions taken (default ``weight != 0``)."""
         B, h, w, C = x.shape
         valid = weight != 0 if valid is None else valid
         sel = torch.cat((x, weight.permute(0, 2, 3, 1).to(x.dtype)), dim=-1)  # (B, h, w, C+1)
@@ -63,24 +40,15 @@ class TokenRefiner(nn.Module):
 
 
 def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis restricted to ``valid``; all-invalid rows give zeros.
-
-    Args:
-        logits: (..., N) float.
-        valid: (..., N) bool, broadcastable to ``logits``.
-    """
+    """Softmax of (..., N) ``logits`` over the last axis restricted to ``valid`` (bool, broadcastable);
+    all-invalid rows give zeros."""
     filled = torch.where(valid, logits, torch.full_like(logits, SUPPRESSED_LOGIT))
     return F.softmax(filled, dim=-1) * valid.to(logits.dtype)
 
 
 def refinement_weights(masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Foreground and background weight maps of every object, as the official inference forms them.
-
-    The background plane is 1 - sum(masks), kept only where it is exactly 1. The planes
-    [background, objects] are resized bilinearly (align_corners=False) to the token grid;
-    the hard one-hot is the argmax over them (first channel wins ties), compared with a
-    constant index range (no scatter). For object i: fg = p_i * hard_i and
-    bg = (1 - p_i) * (1 - hard_i). One object's weights depend on every object's mask.
+    """Foreground and background weight maps of every object, as the official inference forms them
+    (model/README.md); one object's weights depend on every object's mask.
 
     Args:
         masks: (B, 1, H, W) float32 probabilities (or 0/1 masks) of ALL objects of the video.
@@ -91,9 +59,8 @@ def refinement_weights(masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
     planes = masks.permute(1, 0, 2, 3)  # (1, B, H, W)
     bg = torch.ones_like(masks[0:1]) - torch.sum(planes, dim=1, keepdim=True)  # (1, 1, H, W)
     bg = torch.where(bg == 1, bg, torch.zeros_like(bg))
-    props = F.interpolate(
-        torch.cat((bg, planes), dim=1), size=grid, mode="bilinear", align_corners=False
-    )  # (1, B+1, h, w)
+    both = torch.cat((bg, planes), dim=1)  # (1, B+1, H, W)
+    props = F.interpolate(both, size=grid, mode="bilinear", align_corners=False)  # (1, B+1, h, w)
     winner = torch.argmax(props, dim=1, keepdim=True)  # (1, 1, h, w)
     channels = torch.arange(props.shape[1], device=props.device).view(1, -1, 1, 1)
     hard = (winner == channels).to(props.dtype)[:, 1:]  # (1, B, h, w)
@@ -104,11 +71,8 @@ def refinement_weights(masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torc
 
 
 class RefinementWeights(nn.Module):
-    """``refinement_weights`` as a module, so FP16 graphs can keep it in float32 (``precision.ISLANDS``).
-
-    Returns (fg, bg, fg != 0, bg != 0), each (B, 1, h, w): the weight maps and where they
-    are non-zero, the latter decided before any float16 rounding.
-    """
+    """``refinement_weights`` as a module (a float32 island of FP16 graphs): (fg, bg, fg != 0, bg != 0),
+    each (B, 1, h, w), where they are non-zero decided before any float16 rounding."""
 
     def forward(self, masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         fg, bg = refinement_weights(masks, grid)

@@ -1,16 +1,7 @@
 """Where a video's frames sit inside the engine's fixed (H, W) input, and the way back.
 
-A frame whose official padded size (``processing.padding_for``: to a multiple of 16,
-split evenly) equals the engine size is padded exactly as the official inference pads
-it, and nothing is resized. Any other frame is resized (bilinear, aspect ratio kept)
-to fit inside the engine size and padded evenly around. Outputs are mapped back
-exactly: the padding is cropped, probabilities are resized bilinearly to the frame's
-size, and labels are their argmax.
-
-Frame conversions (documented behaviour of the runtime): (H, W) and (H, W, 1)
-grayscale frames are replicated to RGB; the fourth channel of (H, W, 4) frames (alpha)
-is dropped; ``bgr=True`` reverses the colour channels (OpenCV order). Frames must be
-uint8.
+Frames at the official padded size are padded as the official inference pads them; others are
+resized (aspect ratio kept) and padded evenly. Rules and frame conversions: docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -20,24 +11,20 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import processing as P
+from .. import processing
 from ..errors import InputError
+from ..processing import Padding
 
 
 @dataclass(frozen=True)
 class Placement:
-    """A frame size's place in the engine input.
-
-    Attributes:
-        height, width: the frames' original size.
-        scaled: (h, w) after resizing; equal to (height, width) when not resized.
-        padding: added around the scaled frame; ``scaled`` + padding = the engine size.
-    """
+    """A frame size's place in the engine input: the frames' ``height`` and ``width``, their ``scaled``
+    (h, w) size (unchanged when not resized) and the ``padding`` around it up to the engine size."""
 
     height: int
     width: int
     scaled: tuple[int, int]
-    padding: P.Padding
+    padding: Padding
 
     @property
     def resized(self) -> bool:
@@ -54,21 +41,16 @@ class Placement:
 
 
 def place(height: int, width: int, engine_height: int, engine_width: int) -> Placement:
-    """The placement of (height, width) frames in an (engine_height, engine_width) input.
-
-    >>> place(117, 203, 128, 208).resized
-    False
-    >>> place(480, 854, 240, 432).scaled
-    (240, 427)
-    """
-    official = P.padding_for(height, width)
+    """The placement of (height, width) frames in an (engine_height, engine_width) input:
+    ``place(117, 203, 128, 208)`` pads only, ``place(480, 854, 240, 432).scaled == (240, 427)``."""
+    official = processing.padding_for(height, width)
     if official.padded_size(height, width) == (engine_height, engine_width):
         return Placement(height, width, (height, width), official)
     scale = min(engine_height / height, engine_width / width)
     h = min(engine_height, max(1, round(height * scale)))
     w = min(engine_width, max(1, round(width * scale)))
     ph, pw = engine_height - h, engine_width - w
-    return Placement(height, width, (h, w), P.Padding(left=pw // 2, right=pw - pw // 2,
+    return Placement(height, width, (h, w), Padding(left=pw // 2, right=pw - pw // 2,
                                                        top=ph // 2, bottom=ph - ph // 2))
 
 
@@ -97,11 +79,8 @@ def _as_rgb(frame: np.ndarray, bgr: bool) -> np.ndarray:
 
 
 def write_frame(dst: np.ndarray, frame: np.ndarray, placement: Placement, bgr: bool) -> None:
-    """Write a checked frame into the engine-size uint8 buffer ``dst`` (He, We, 3), RGB.
-
-    Only the frame's region is written; the padding band keeps what ``dst`` held
-    (uint8 graphs zero it after normalisation themselves).
-    """
+    """Write a checked frame into the engine-size uint8 RGB buffer ``dst`` (He, We, 3); the padding band
+    keeps what ``dst`` held (uint8 graphs zero it after normalisation themselves)."""
     if placement.resized:
         h, w = placement.scaled
         frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -113,24 +92,16 @@ def write_frame(dst: np.ndarray, frame: np.ndarray, placement: Placement, bgr: b
 
 
 def place_mask(mask: np.ndarray, ids: np.ndarray, placement: Placement) -> np.ndarray:
-    """(H, W) index mask -> (K, 1, He, We) float32 one-hot planes at the engine size.
-
-    A resized mask is resized with nearest-neighbour interpolation (it stays a hard
-    0/1 mask, as an annotation is); an object smaller than a scaled pixel may vanish.
-    """
+    """(H, W) index mask -> (K, 1, He, We) float32 one-hot planes at the engine size (resized nearest)."""
     if placement.resized:
         h, w = placement.scaled
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
-    return P.pad(P.one_hot(mask, ids), placement.padding)[:, None]  # (K, 1, He, We)
+    return processing.pad(processing.one_hot(mask, ids), placement.padding)[:, None]  # (K, 1, He, We)
 
 
 def prob_to_frame(prob: np.ndarray, placement: Placement) -> np.ndarray:
-    """(K+1, He, We) float32 engine-size probabilities -> (K+1, H, W) at the frame's size.
-
-    The padding is cropped; a resized frame's probabilities are resized bilinearly
-    (cv2.INTER_LINEAR, half-pixel centres like ``align_corners=False``).
-    """
-    crop = P.unpad(prob, placement.padding)  # (K+1, h, w)
+    """(K+1, He, We) float32 engine-size probabilities -> (K+1, H, W): cropped, resized bilinearly."""
+    crop = processing.unpad(prob, placement.padding)  # (K+1, h, w)
     if not placement.resized:
         return np.ascontiguousarray(crop)
     size = (placement.width, placement.height)

@@ -1,10 +1,5 @@
-"""Index PNGs (DAVIS-style palette masks) read and written with Pillow.
-
-OpenCV expands palette PNGs to colour, so index masks are read with Pillow, which
-returns the stored indices of palette ('P') and grayscale ('L') images. Written PNGs are
-8-bit palette PNGs, written to a temporary file and renamed into place: a reader never
-sees half a file, and an interrupted run leaves only complete PNGs.
-"""
+"""Index PNGs (DAVIS-style palette masks) read with Pillow (OpenCV expands palettes to colour) and
+written atomically as 8-bit palette PNGs."""
 
 from __future__ import annotations
 
@@ -28,11 +23,7 @@ class IndexImage:
 
 
 def davis_palette() -> np.ndarray:
-    """The DAVIS / PASCAL VOC palette, (256, 3) uint8 RGB: 1 -> (128, 0, 0), 2 -> (0, 128, 0), ...
-
-    Bit j of index i's bit groups (0, 1, 2), (3, 4, 5), ... goes to bit 7 - j of red,
-    green and blue; 255 -> (224, 224, 192).
-    """
+    """The DAVIS / PASCAL VOC palette, (256, 3) uint8 RGB: 1 -> (128, 0, 0), 2 -> (0, 128, 0), ..."""
     idx = np.arange(256)
     pal = np.zeros((256, 3), dtype=np.int64)
     for j in range(3):
@@ -42,12 +33,7 @@ def davis_palette() -> np.ndarray:
 
 
 def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
-    """The indices (and palette) of a palette or 8-bit grayscale PNG.
-
-    Raises:
-        InputError: unreadable, not an image, not a PNG (lossy masks are refused), a
-            colour image (no indices), or more than 8 bits per pixel.
-    """
+    """The indices (and palette) of a palette or 8-bit grayscale PNG; InputError for anything else."""
     try:
         with Image.open(path) as img:
             mode, kind = img.mode, img.format
@@ -71,11 +57,7 @@ def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
 
 
 def encode_index_png(labels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """(H, W) uint8 labels -> the bytes of an 8-bit palette PNG.
-
-    ``palette`` (P, 3) uint8 RGB (default the DAVIS palette) is completed with the DAVIS
-    palette beyond its length.
-    """
+    """(H, W) uint8 labels -> an 8-bit palette PNG; ``palette`` (P, 3) RGB is completed with DAVIS's."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise InputError(f"labels: expected an (H, W) uint8 array, got {labels.dtype} {labels.shape}")
@@ -91,5 +73,5 @@ def encode_index_png(labels: np.ndarray, palette: np.ndarray | None = None) -> b
 
 def write_index_png(path: str | os.PathLike[str], labels: np.ndarray,
                     palette: np.ndarray | None = None) -> None:
-    """Write ``encode_index_png(labels, palette)`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``encode_index_png(labels, palette)`` to ``path`` atomically."""
     write_atomic(path, encode_index_png(labels, palette))

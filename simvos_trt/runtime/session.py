@@ -1,26 +1,22 @@
-"""One video's streaming state and its per-frame step.
+"""One video's streaming state (``VideoState``) and its per-frame step (``VideoSession``).
 
-The memory schedule of the official inference (``simvos_trt.model.propagate``): the
-first frame's memory, from the one-hot first mask, is computed once; frame 1 is
-decoded against it alone (``joint_decoder_1mem``), every later frame against
-[first, previous] (``joint_decoder_2mem``), the previous frame's memory being encoded
-from the soft-aggregated ``objects`` of that frame. That encoding is deferred to the
-start of the next ``step`` (no wasted encoding after the last frame). The query is
-encoded once per frame for all objects; objects are the batch axis, cut into chunks
-of the export's --max-objects for the decoders (and, without token refinement, the
-memory encoder); soft aggregation always sees every object.
+The memory schedule is the official inference's (``model.propagate``); objects are a batch axis cut
+into chunks; the previous frame's memory is encoded lazily at the next step. Design: docs/runtime.md.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 
-from .. import processing as P
+from .. import processing
 from ..errors import InputError, check_type
+from ..manifest import Graph
 from .backends import Backend, Handle
 from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
 
@@ -37,20 +33,15 @@ class VideoState:
     """What one video carries from frame to frame.
 
     Attributes:
-        placement: where its frames sit in the engine input.
-        ids: (K,) uint8 object ids of the first mask, increasing; object channel i
-            (1-based) of every probability map is ``ids[i - 1]``.
-        lut: (K+1,) uint8 channel -> id (0 for the background).
+        placement, bgr: where its frames sit in the engine input; whether they come in BGR order.
+        ids, lut: (K,) uint8 object ids of the first mask, increasing (channel i, 1-based, is ``ids[i - 1]``),
+            and (K+1,) uint8 channel -> id (0 for the background).
         chunks: the object ranges [a, b) run as one batch.
-        bgr: frames come in BGR order.
-        frame: host staging buffer, allocated once per video: (1, He, We, 3) uint8
-            (uint8 graphs) or (1, 3, He, We) normalised and zero-padded in the graph's
-            float type.
+        frame: host staging buffer: (1, He, We, 3) uint8, or (1, 3, He, We) normalised in the graph's type.
         padding: (4,) int64 handle of the placement's padding (uint8 graphs), else None.
-        memory_first: per chunk, (B, M, C) handles of the first frame's memory (float16 in FP16 exports).
-        memory_prev: per chunk, the previous frame's memory (None before frame 2).
-        pending: (frame, objects (K, 1, He, We) f32) handles of the last decoded frame
-            whose memory is not yet encoded, or None.
+        memory_first, memory_prev: per chunk, (B, M, C) handles of the first frame's memory and of the
+            previous frame's (None before frame 2).
+        pending: (frame, objects (K, 1, He, We) f32) handles of the last frame, its memory not yet encoded.
         index: frames seen so far (1 after ``start``).
     """
 
@@ -70,24 +61,16 @@ class VideoState:
 Result = np.ndarray | tuple[np.ndarray, np.ndarray]
 
 
-class VideoSession:
-    """Segments one video frame by frame: ``start`` with the first frame and mask, then ``step``.
+class Video(abc.ABC):
+    """A video segmented frame by frame: ``start`` with the first frame and mask, then ``step``.
 
-    Frames: (H, W, 3) uint8 RGB (BGR with ``bgr=True``); grayscale (H, W) or (H, W, 1)
-    frames are replicated to RGB, the alpha channel of (H, W, 4) frames is dropped.
-    Every frame must have the first frame's size. A session is not thread-safe; use one
-    session per video (sessions of one segmenter may run in parallel threads).
+    Frames are (H, W, 3) uint8 RGB (conversions: docs/runtime.md), all of the first frame's size.
     """
 
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-        self._manifest: Manifest = backend.manifest
-        self.state: VideoState | None = None
-
     @property
+    @abc.abstractmethod
     def object_ids(self) -> np.ndarray:
         """(K,) uint8 ids of the video's objects (channel i of a probability map is ids[i-1])."""
-        return self._started().ids
 
     @overload
     def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ...,
@@ -102,30 +85,62 @@ class VideoSession:
 
     def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False,
               return_prob: bool = False) -> Result:
-        """Begin (or restart) the video with its first frame and index mask.
-
-        Args:
-            frame: the first frame, (H, W, 3) uint8.
-            mask: (H, W) index mask (uint8, or any integer/bool type with values
-                0..255): 0 background, objects any ids 1..255.
-            return_prob: also return the probabilities.
-        Returns:
-            the first mask itself, (H, W) uint8 (a copy), and with ``return_prob`` the
-            (K+1, H, W) float32 soft aggregation of its one-hot planes.
-        Raises:
-            InputError: bad frame or mask, or more objects than the export can take.
-        """
-        be, m = self._backend, self._manifest
+        """Begin (or restart) the video with its first frame and (H, W) index mask (0 background,
+        objects any ids 1..255). Returns a copy of the mask as (H, W) uint8, and with ``return_prob``
+        the (K+1, H, W) float32 soft aggregation of its one-hot planes. InputError: a bad frame or
+        mask, or more objects than the export can take."""
         check_flags(bgr=bgr, return_prob=return_prob)
+        return self._start(frame, check_mask(mask, frame_size(frame)), bgr, return_prob)
+
+    @overload
+    def step(self, frame: np.ndarray, *, return_prob: Literal[False] = ...) -> np.ndarray: ...
+
+    @overload
+    def step(self, frame: np.ndarray, *, return_prob: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def step(self, frame: np.ndarray, *, return_prob: bool) -> Result: ...
+
+    def step(self, frame: np.ndarray, *, return_prob: bool = False) -> Result:
+        """Segment the next frame: (H, W) uint8 labels in the first mask's ids, and with ``return_prob``
+        the (K+1, H, W) float32 probabilities (background first, channels in the order of
+        ``object_ids``). InputError: a bad frame, another size, or ``start`` not called."""
+        self.object_ids  # noqa: B018 - raises before start
+        check_flags(return_prob=return_prob)
+        frame_size(frame)
+        return self._step(frame, return_prob)
+
+    @abc.abstractmethod
+    def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
+        """``start`` with a checked mask."""
+
+    @abc.abstractmethod
+    def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
+        """``step`` once started."""
+
+
+class VideoSession(Video):
+    """One video on a backend; not thread-safe (sessions of one segmenter may run in parallel threads)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._manifest: Manifest = backend.manifest
+        self.state: VideoState | None = None
+
+    @property
+    def object_ids(self) -> np.ndarray:
+        return self._started().ids
+
+    def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
+        be, m = self._backend, self._manifest
         size = frame_size(frame)
-        mask = check_mask(mask, size)
-        ids = P.object_ids(mask)
+        ids = processing.object_ids(mask)
         chunks = plan_chunks(len(ids), be, m.config.token_refinement)
         placement = place(*size, m.height, m.width)
         if placement.resized:
             log.info("frames %dx%d are resized to %dx%d and padded to the engine's %dx%d",
                      *size, *placement.scaled, m.height, m.width)
-        frame_spec = next(t for t in m.graphs["query_encoder"].inputs if t.name == "frame")
+        frame_spec = next(t for t in m.graphs[Graph.QUERY_ENCODER].inputs if t.name == "frame")
         buffer = np.zeros(frame_spec.concrete(1), frame_spec.dtype)  # uint8 RGB, or normalised float32/16
         lut = np.concatenate([[0], ids]).astype(np.uint8)
         padding = be.from_host(placement.padding_array()) if m.uint8_input else None
@@ -139,32 +154,11 @@ class VideoSession:
         self.state = state
         if not return_prob:
             return mask.copy()
-        out = be.run("aggregate", {"prob": be.from_host(masks)})
+        out = be.run(Graph.AGGREGATE, {"prob": be.from_host(masks)})
         return mask.copy(), self._prob(out)
 
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: Literal[False] = ...) -> np.ndarray: ...
-
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
-
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: bool) -> Result: ...
-
-    def step(self, frame: np.ndarray, *, return_prob: bool = False) -> Result:
-        """Segment the next frame.
-
-        Args:
-            frame: (H, W, 3) uint8, the first frame's size.
-        Returns:
-            (H, W) uint8 labels in the first mask's ids, and with ``return_prob`` the
-            (K+1, H, W) float32 probabilities (background first, channels in the
-            order of ``object_ids``) at the frame's size.
-        Raises:
-            InputError: bad frame, a frame of another size, or ``start`` not called.
-        """
+    def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
         st, be = self._started(), self._backend
-        check_flags(return_prob=return_prob)
         size = frame_size(frame)
         pl = st.placement
         if size != (pl.height, pl.width):
@@ -178,27 +172,25 @@ class VideoSession:
             st.pending = None
         stage_frame(st, frame)
         frame_h = be.from_host(st.frame)
-        query = be.run("query_encoder", self._frame_inputs(frame_h, st.padding))["query"]
+        query = be.run(Graph.QUERY_ENCODER, self._frame_inputs(frame_h, st.padding))["query"]
         probs = []
         for j in range(len(st.chunks)):
             inputs = {"query": query, "memory_first": st.memory_first[j]}
             if st.memory_prev is not None:
                 inputs["memory_prev"] = st.memory_prev[j]
-            graph = "joint_decoder_1mem" if st.memory_prev is None else "joint_decoder_2mem"
+            graph = Graph.JOINT_DECODER_1MEM if st.memory_prev is None else Graph.JOINT_DECODER_2MEM
             probs.append(be.run(graph, inputs)["prob"])
-        out = be.run("aggregate", {"prob": be.concat(probs)})
+        out = be.run(Graph.AGGREGATE, {"prob": be.concat(probs)})
         result: Result
         if return_prob or pl.resized:
             prob = self._prob(out)
             labels = st.lut[prob.argmax(0)]
             result = (labels, prob) if return_prob else labels
         else:
-            result = st.lut[P.unpad(be.to_host(out["labels"])[0], pl.padding)]
+            result = st.lut[processing.unpad(be.to_host(out["labels"])[0], pl.padding)]
         st.pending = (frame_h, out["objects"])
         st.index += 1
         return result
-
-    # ------------------------------------------------------------------ helpers
 
     def _started(self) -> VideoState:
         if self.state is None:
@@ -210,13 +202,33 @@ class VideoSession:
 
     def _memory(self, frame: Handle, padding: Handle | None, masks: Handle) -> Handle:
         inputs = {**self._frame_inputs(frame, padding), "masks": masks}
-        return self._backend.run("memory_encoder", inputs)["memory"]
+        return self._backend.run(Graph.MEMORY_ENCODER, inputs)["memory"]
 
     def _prob(self, out: dict[str, Handle]) -> np.ndarray:
         """(K+1, H, W) float32 at the frame's size from the aggregate outputs."""
         be = self._backend
         prob = np.concatenate([be.to_host(out["background"]), be.to_host(out["objects"])])[:, 0]
         return prob_to_frame(prob, self._started().placement)
+
+
+def segment_frames(video: Video, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
+                   return_prob: bool = False) -> Iterator[Result]:
+    """Start ``video`` (a ``VideoSession`` or a remote one) with the first frame, step it through the rest."""
+    check_flags(return_prob=return_prob)
+    shape, mask_shape = getattr(frames, "shape", (0, 0, 0, 0)), np.shape(first_mask)
+    if len(shape) < 3 or (len(shape) == 3 and shape[:2] == mask_shape != shape[1:]):
+        raise InputError(f"frames: got an array of shape {tuple(shape)}, not a video: expected (T, H, W, 3) or "
+                         "(T, H, W) frames; pass a single frame as [frame]")
+    if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
+        raise InputError(f"frames: got {type(frames).__name__}, expected an iterable of (H, W, 3) uint8 frames "
+                         "(a list, a generator or a (T, H, W, 3) array)")
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise InputError("frames: the video has no frame")
+    yield video.start(first, first_mask, bgr=bgr, return_prob=return_prob)
+    for frame in it:
+        yield video.step(frame, return_prob=return_prob)
 
 
 def stage_frame(state: VideoState, frame: np.ndarray) -> None:
@@ -226,9 +238,9 @@ def stage_frame(state: VideoState, frame: np.ndarray) -> None:
         return
     pl = state.placement
     rgb = np.zeros((*pl.scaled, 3), np.uint8)
-    write_frame(rgb, frame, Placement(pl.height, pl.width, pl.scaled, P.Padding(0, 0, 0, 0)), state.bgr)
+    write_frame(rgb, frame, Placement(pl.height, pl.width, pl.scaled, processing.Padding(0, 0, 0, 0)), state.bgr)
     p, (h, w) = pl.padding, pl.scaled
-    state.frame[0, :, p.top : p.top + h, p.left : p.left + w] = P.normalize(rgb)
+    state.frame[0, :, p.top : p.top + h, p.left : p.left + w] = processing.normalize(rgb)
 
 
 def check_flags(**flags: object) -> None:
@@ -259,13 +271,13 @@ def check_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def plan_chunks(objects: int, backend: Backend, token_refinement: bool) -> tuple[Chunk, ...]:
     """The object ranges run as one batch, or InputError when the export cannot take the objects."""
-    aggregate = backend.object_limit("aggregate")
+    aggregate = backend.object_limit(Graph.AGGREGATE)
     if objects > aggregate:
         raise InputError(f"the video has {objects} objects; the aggregate graph takes at most {aggregate} "
                          "(soft aggregation needs all objects at once): re-export with --max-objects "
                          f"{objects}")
-    decoder = min(backend.object_limit(g) for g in ("joint_decoder_1mem", "joint_decoder_2mem"))
-    encoder = backend.object_limit("memory_encoder")
+    decoder = min(backend.object_limit(g) for g in (Graph.JOINT_DECODER_1MEM, Graph.JOINT_DECODER_2MEM))
+    encoder = backend.object_limit(Graph.MEMORY_ENCODER)
     if token_refinement and objects > encoder:
         raise InputError(
             f"the video has {objects} objects but this export's memory encoder takes at most {encoder}; with "

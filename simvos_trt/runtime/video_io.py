@@ -1,7 +1,6 @@
 """Video input and output for the command line: frame folders, video files, overlay videos.
 
-Frames are read with OpenCV one at a time, as (H, W, 3) uint8 in OpenCV's BGR order; a
-damaged image or a video that ends before its frame count is an error, never a grey frame.
+Frames are (H, W, 3) uint8 BGR, read one at a time; a damaged image or a truncated video is an error.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 import cv2
 import numpy as np
@@ -30,11 +28,8 @@ def natural_key(name: str) -> list[int | str]:
 
 
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
-    """One image file as (H, W, 3) uint8 BGR; InputError when it is unreadable, truncated or corrupt.
-
-    OpenCV decodes a truncated JPEG into grey rows with only a warning on stderr, so the file
-    is first decoded completely by Pillow, which raises instead.
-    """
+    """One image file as (H, W, 3) uint8 BGR; InputError when it is unreadable, truncated or corrupt
+    (decoded by Pillow first: OpenCV turns a truncated JPEG into grey rows with only a warning)."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -47,15 +42,10 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 class FrameSource:
-    """The frames of a folder of images (natural name order) or of a video file.
+    """The frames of a folder of images (natural name order, ``exclude`` left out) or of a video file.
 
-    Iterating yields (name, frame): the image's file stem, or ``00000``, ``00001``, ...
-    for a video; frames are (H, W, 3) uint8 BGR. Files of ``exclude`` (the first mask kept
-    beside the frames) are not frames.
-
-    Attributes:
-        count: number of frames (for a video, OpenCV's estimate; may be 0 if unknown).
-        fps: the video's frame rate, or None for a folder.
+    Iterating yields (name, (H, W, 3) uint8 BGR frame): the file stem, or ``00000``, ... for a video.
+    ``count``: the number of frames (a video's estimate, 0 if unknown); ``fps``: a video's frame rate.
     """
 
     def __init__(self, path: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> None:
@@ -108,16 +98,8 @@ class FrameSource:
 
 
 class OverlayWriter:
-    """An MP4 of frames with their masks blended in, written to a temporary file renamed on success.
-
-    OpenCV's mp4v encoder keeps even sizes: an odd last row or column is dropped.
-
-    Args:
-        path: the video to write (``.mp4``: codec mp4v).
-        fps: frame rate.
-        palette: (P, 3) uint8 RGB colour of each label (0, the background, is not drawn).
-        alpha: opacity of the mask colours.
-    """
+    """An MP4 (mp4v: even sizes only) of frames with their masks blended in (``palette``: (P, 3) uint8
+    RGB per label, the background not drawn; ``alpha``: opacity), renamed into place on success."""
 
     def __init__(self, path: str | os.PathLike[str], fps: float, palette: np.ndarray,
                  alpha: float = 0.5) -> None:
@@ -125,8 +107,7 @@ class OverlayWriter:
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._bgr = np.zeros((256, 3), np.uint8)
         self._bgr[: len(palette)] = palette[:256, ::-1]
-        self._alpha = alpha
-        self._fps = fps
+        self._alpha, self._fps = alpha, fps
         self._writer: cv2.VideoWriter | None = None
 
     def write(self, frame: np.ndarray, labels: np.ndarray) -> None:
@@ -144,8 +125,7 @@ class OverlayWriter:
     def __enter__(self) -> OverlayWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._writer is not None:
             self._writer.release()
         if exc_type is None and self._writer is not None:

@@ -1,36 +1,22 @@
-"""The Python client of simvos-serve (Triton's gRPC protocol): the runtime's segmenter API, remotely.
-
-    from simvos_trt.serve import SegmentationClient
-
-    with SegmentationClient("localhost:8001") as client:
-        for labels in client.segment(frames, first_mask):   # as VideoSegmenter.segment
-            ...
-"""
+"""The Python client of simvos-serve (Triton's gRPC protocol): the runtime's segmenter API, remotely."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
-from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, ServeError, require
-from ..runtime.geometry import frame_size
-from ..runtime.session import Result, check_mask
+from ..runtime.backends.base import Closing
+from ..runtime.session import Result, Video, segment_frames
 from .protocol import FRAME, LABELS, MASK, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, server_message
 
 
-class SegmentationClient:
-    """A connection to a simvos-serve server; thread-safe (one ``RemoteVideo`` per video).
-
-    Args:
-        url: ``HOST:PORT`` of the server's gRPC endpoint (simvos-serve --grpc-port, default 8001).
-        timeout: seconds one request may take before it fails.
-    Raises:
-        ServeError: the server cannot be reached, or serves no ready ``simvos`` model.
-    """
+class SegmentationClient(Closing):
+    """A thread-safe connection to the simvos-serve gRPC endpoint ``url`` (HOST:PORT), ``timeout`` seconds
+    per request; ServeError when the server cannot be reached or serves no ready ``simvos`` model."""
 
     def __init__(self, url: str, *, timeout: float = 600.0) -> None:
         require("tritonclient", "client", "the simvos-serve client")
@@ -48,13 +34,6 @@ class SegmentationClient:
         if not ready:
             raise ServeError(f"server {url} has no ready model '{MODEL}': is it a simvos-serve server?")
 
-    def __enter__(self) -> SegmentationClient:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def close(self) -> None:
         self._client.close()
 
@@ -65,21 +44,12 @@ class SegmentationClient:
     def segment(self, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
                 return_prob: bool = False) -> Iterator[Result]:
         """As ``VideoSegmenter.segment``, through the server; the video is ended when the iteration ends."""
-        it = iter(frames)
-        first = next(it, None)
-        if first is None:
-            raise InputError("frames: the video has no frame")
         with self.video() as video:
-            yield video.start(first, first_mask, bgr=bgr, return_prob=return_prob)
-            for frame in it:
-                yield video.step(frame, return_prob=return_prob)
+            yield from segment_frames(video, frames, first_mask, bgr=bgr, return_prob=return_prob)
 
     def infer(self, request: FrameRequest) -> dict[str, np.ndarray]:
-        """Send one request as it is (no checks here); returns its output tensors by name.
-
-        Raises:
-            ServeError: the server refused the request (its message says why) or failed.
-        """
+        """Send one request as it is; returns its output tensors by name, or raises ServeError with the
+        server's reason."""
         inputs = []
         for name, array in ((FRAME, request.frame), (MASK, request.mask)):
             if array is not None:
@@ -95,7 +65,7 @@ class SegmentationClient:
         return {out.name: result.as_numpy(out.name) for out in result.get_response().outputs}
 
 
-class RemoteVideo:
+class RemoteVideo(Video):
     """One video on the server: ``start``, ``step``... as ``VideoSession``, then ``close`` (or a ``with`` block)."""
 
     def __init__(self, client: SegmentationClient, video_id: str) -> None:
@@ -107,8 +77,7 @@ class RemoteVideo:
     def __enter__(self) -> RemoteVideo:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
             self.close()
         except ServeError:
@@ -117,34 +86,15 @@ class RemoteVideo:
 
     @property
     def object_ids(self) -> np.ndarray:
-        """(K,) uint8 ids of the video's objects (channel i of a probability map is ids[i-1])."""
         if self._ids is None:
             raise InputError("object_ids before start(): call start(first_frame, first_mask) first")
         return self._ids
 
-    @overload
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ...,
-              return_prob: Literal[False] = ...) -> np.ndarray: ...
-
-    @overload
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ..., return_prob: bool) -> Result: ...
-
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False, return_prob: bool = False) -> Result:
-        """As ``VideoSession.start``: returns the first mask (and with ``return_prob`` its probabilities)."""
-        mask = check_mask(mask, frame_size(frame))
+    def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
         self._index = 0
         return self._send(frame, start=True, mask=mask, bgr=bgr, return_prob=return_prob)
 
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: Literal[False] = ...) -> np.ndarray: ...
-
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: bool) -> Result: ...
-
-    def step(self, frame: np.ndarray, *, return_prob: bool = False) -> Result:
-        """As ``VideoSession.step``: (H, W) uint8 labels (and with ``return_prob`` the probabilities)."""
-        self.object_ids  # noqa: B018 - raises before start
-        frame_size(frame)
+    def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
         return self._send(frame, return_prob=return_prob)
 
     def close(self) -> None:

@@ -12,15 +12,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from ..errors import ServeError
 
 READY = "simvos-serve: ready"
-#: The environment variable naming the Python that runs the server (default: this one). PyTriton pins
-#: numpy < 2, so a server often has its own environment: ``python3 -m venv .venv-serve &&
-#: .venv-serve/bin/pip install 'simvos-trt[serve]'``.
+#: The environment variable naming the Python that runs the server (PyTriton pins numpy < 2: README.md).
 PYTHON_ENV = "SIMVOS_SERVE_PYTHON"
 
 
@@ -39,18 +36,8 @@ def free_ports(count: int) -> list[int]:
 
 
 class ServerProcess:
-    """Runs ``simvos-serve --engine-dir folder *options`` until the ``with`` block ends.
-
-    Args:
-        folder: the export folder to serve.
-        options: more simvos-serve options (``--instances 2``, ...).
-        python: the Python with the ``serve`` extra that runs it (default ``serve_python()``).
-        log: file for the server's stderr and Triton's log (default: discarded).
-        startup_timeout: seconds to wait for the ready line.
-    Attributes:
-        url: ``127.0.0.1:PORT`` of its gRPC endpoint (for ``SegmentationClient``).
-        http_port, metrics_port: its other endpoints.
-    """
+    """Runs ``simvos-serve --engine-dir folder *options`` with ``python`` (default ``serve_python()``)
+    until the ``with`` block ends; ``url`` is its gRPC endpoint, ``log`` gets its stderr and Triton's log."""
 
     def __init__(self, folder: str | Path, *options: str, python: str | None = None, log: Path | None = None,
                  startup_timeout: float = 180.0) -> None:
@@ -83,8 +70,7 @@ class ServerProcess:
                                      f"see {self.log or 'its log (pass log=...)'}") from None
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property

@@ -1,7 +1,4 @@
-"""The wire protocol of simvos-serve: tensor and parameter names, and one request as a typed value.
-
-``simvos_trt/serve/README.md`` documents it for clients in any language.
-"""
+"""The wire protocol of simvos-serve (README.md): tensor and parameter names, a request as a typed value."""
 
 from __future__ import annotations
 
@@ -28,19 +25,8 @@ MAX_ID_LENGTH = 128
 
 @dataclass(frozen=True)
 class FrameRequest:
-    """One request of a video: its parameters, and the ``frame`` and ``mask`` tensors it carries.
-
-    Attributes:
-        video_id: the client's name of the video (unique among the server's open videos).
-        start: the first request of the video: carries the first frame and its mask.
-        end: the video ends with this request (which may carry no frame).
-        frame_index: if >= 0, the frame's position in the video (0 = the first frame);
-            the server refuses a frame out of order.
-        return_prob: also answer the probabilities.
-        bgr: (with ``start``) the video's frames are in BGR order.
-        frame: (H, W, C) uint8 with C in 1, 3, 4, or None.
-        mask: (H, W) uint8 index mask (with ``start`` only), or None.
-    """
+    """One request of a video: its parameters, and the ``frame`` (H, W, C) uint8 and ``mask`` (H, W)
+    uint8 tensors it carries (their meaning: README.md)."""
 
     video_id: str
     start: bool = False

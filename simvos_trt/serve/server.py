@@ -11,60 +11,40 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, ServeError, SimVOSError, require
-from ..runtime import VideoSegmenter
+from ..runtime import AUTO, VideoSegmenter
 from .protocol import ERROR_MARKER, FRAME, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
 from .sessions import VideoStore
 
 log = logging.getLogger(__name__)
 
 
-class RequestError(InputError):
-    """A request the server refuses; its message, after ERROR_MARKER, reaches the client."""
-
-
 @dataclass(frozen=True)
 class ServeConfig:
-    """What ``simvos-serve`` serves and where.
-
-    Attributes:
-        folder: the export folder (``simvos-export``).
-        backend: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``.
-        http_port, grpc_port, metrics_port: Triton's endpoints (0.0.0.0).
-        instances: Triton model instances: how many requests (of different videos) run at once.
-        idle_timeout: seconds without a request after which a video is closed.
-        max_videos: open videos at most; a start beyond is refused.
-        triton_log: file for Triton's own log (None: Triton prints it on stdout).
-        threads: ONNX Runtime intra-op threads per graph (None: all cores).
-    """
+    """What ``simvos-serve`` serves (an export folder, on a backend) and where (Triton's ports, 0.0.0.0)."""
 
     folder: Path
-    backend: str = "auto"
+    backend: str = AUTO
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
-    instances: int = 1
-    idle_timeout: float = 60.0
-    max_videos: int = 64
-    triton_log: Path | None = None
-    threads: int | None = None
+    instances: int = 1  # Triton model instances: requests (of different videos) run at once
+    idle_timeout: float = 60.0  # seconds without a request after which a video is closed
+    max_videos: int = 64  # open videos at most; a start beyond is refused
+    triton_log: Path | None = None  # Triton's own log (None: on stdout)
+    threads: int | None = None  # ONNX Runtime intra-op threads per graph (None: all cores)
 
     def __post_init__(self) -> None:
         if self.instances < 1:
-            raise ValueError(f"instances must be >= 1, got {self.instances}")
+            raise InputError(f"instances must be >= 1, got {self.instances}")
 
 
 class SegmentationServer:
-    """Serves one export folder on Triton until closed.
-
-        with SegmentationServer(ServeConfig(Path("engines/T-480x864"))) as server:
-            server.wait(stop_event)
-    """
+    """Serves one export folder on Triton until closed: ``with SegmentationServer(config) as s: s.wait(stop)``."""
 
     def __init__(self, config: ServeConfig) -> None:
         require("pytriton", "serve", "simvos-serve")
@@ -82,8 +62,7 @@ class SegmentationServer:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _start(self) -> None:
@@ -94,7 +73,7 @@ class SegmentationServer:
         for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
                            ("--metrics-port", c.metrics_port)):
             check_port(port, flag)
-        options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in ("auto", "onnxruntime") else {}
+        options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in (AUTO, "onnxruntime") else {}
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
         self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos).__enter__()
         self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")
@@ -140,7 +119,7 @@ class SegmentationServer:
             self._libdir.cleanup()
             self._libdir = None
 
-    def describe(self) -> str:
+    def summary_line(self) -> str:
         """One line: what is served where."""
         c, seg = self.config, self._segmenter
         assert seg is not None, "the server is not started"
@@ -158,7 +137,7 @@ class SegmentationServer:
             except SimVOSError as exc:
                 message = " ".join(str(exc).split())
                 log.info("request refused: %s", message)
-                raise RequestError(ERROR_MARKER + message) from None
+                raise InputError(ERROR_MARKER + message) from None  # the client reads what follows the marker
             except Exception:
                 log.exception("request failed")
                 raise
@@ -166,12 +145,8 @@ class SegmentationServer:
 
 
 def link_libpython(folder: Path) -> str:
-    """Put a link to this interpreter's libpython into ``folder``, for Triton's Python backend stub.
-
-    The stub links ``libpython3.X.so.1.0`` by name; left to the system's library path it
-    may load another build of the same version (the distribution's) and then import this
-    interpreter's standard library, which fails. Returns ``folder`` for LD_LIBRARY_PATH.
-    """
+    """Link this interpreter's libpython into ``folder`` for Triton's Python backend stub (README.md);
+    returns ``folder`` for LD_LIBRARY_PATH."""
     name, libdir = sysconfig.get_config_var("INSTSONAME"), sysconfig.get_config_var("LIBDIR")
     library = Path(libdir or "") / (name or "")
     if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not library.is_file():

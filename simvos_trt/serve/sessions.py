@@ -7,7 +7,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import numpy as np
 
@@ -32,17 +31,12 @@ class OpenVideo:
 
 
 class VideoStore:
-    """Open videos by id, shared by every model instance's thread.
-
-    Requests of different videos run in parallel; requests of one video run one at a
-    time, in the order of ``frame_index`` when the client sends it. A video is closed by
-    its ``end`` request, by a failed start, or after ``idle_timeout`` seconds without a
-    request (a client that disappears); a background thread checks every second.
-    """
+    """Open videos by id, shared by every model instance's thread; a video is closed by its ``end``
+    request, a failed start, or ``idle_timeout`` seconds without a request (README.md)."""
 
     def __init__(self, segmenter: VideoSegmenter, *, idle_timeout: float = 60.0, max_videos: int = 64) -> None:
         if idle_timeout <= 0 or max_videos < 1:
-            raise ValueError(f"idle_timeout must be > 0 and max_videos >= 1, got {idle_timeout}, {max_videos}")
+            raise InputError(f"idle_timeout must be > 0 and max_videos >= 1, got {idle_timeout}, {max_videos}")
         self.segmenter, self.idle_timeout, self.max_videos = segmenter, idle_timeout, max_videos
         self._videos: dict[str, OpenVideo] = {}
         self._closed: OrderedDict[str, str] = OrderedDict()  # id -> why
@@ -54,8 +48,7 @@ class VideoStore:
         self._reaper.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._reaper.join()
         with self._lock:
@@ -136,17 +129,12 @@ class VideoStore:
                 self._closed.popitem(last=False)
             log.info("video %r closed: %s", video_id, why)
 
-    def close_idle(self) -> int:
-        """Close the videos idle for longer than ``idle_timeout`` (not one in a request); returns how many."""
-        now, idle = time.monotonic(), []
-        with self._lock:
-            for video_id, video in list(self._videos.items()):
-                if now - video.last_used > self.idle_timeout and video.lock.acquire(blocking=False):
-                    self._forget(video_id, f"no request for {self.idle_timeout:g} s")
-                    video.lock.release()
-                    idle.append(video_id)
-        return len(idle)
-
     def _reap_loop(self) -> None:
+        """Close the videos idle for longer than ``idle_timeout`` (not one in a request), until stopped."""
         while not self._stop.wait(min(1.0, self.idle_timeout / 4)):
-            self.close_idle()
+            now = time.monotonic()
+            with self._lock:
+                for video_id, video in list(self._videos.items()):
+                    if now - video.last_used > self.idle_timeout and video.lock.acquire(blocking=False):
+                        self._forget(video_id, f"no request for {self.idle_timeout:g} s")
+                        video.lock.release()

@@ -11,8 +11,8 @@ import pytest
 from simvos_trt import runtime
 from simvos_trt.bench.measure import STAGES, Measurement, TimingBackend, measure_session, moving_shapes, synchronizer
 from simvos_trt.config import SimVOSConfig
-from simvos_trt.manifest import GraphEntry, Manifest, Weights
-from simvos_trt.runtime.backends import REQUIRED_GRAPHS, Backend
+from simvos_trt.manifest import GRAPHS, GraphEntry, Manifest, Weights
+from simvos_trt.runtime.backends import Backend
 
 #: Seconds each fake graph call takes on the fake clock.
 DURATION = {"query_encoder": 1.0, "memory_encoder": 2.0, "joint_decoder_1mem": 4.0, "joint_decoder_2mem": 8.0,
@@ -28,7 +28,7 @@ class Clock:
 
 
 def fake_manifest() -> Manifest:
-    graphs = {g: GraphEntry(f"{g}.onnx", "0" * 64, (), ()) for g in REQUIRED_GRAPHS}
+    graphs = {g: GraphEntry(f"{g}.onnx", "0" * 64, (), ()) for g in GRAPHS}
     return Manifest(config=SimVOSConfig(backbone="tiny"), height=32, width=48, uint8_input=True, max_objects=3,
                     opset=17, checkpoint=Weights("random", seed=1), graphs=graphs)
 
@@ -66,7 +66,7 @@ class FakeBackend(Backend):
     def from_host(self, array):
         return array + 1
 
-    def describe(self, handle):
+    def dtype_and_shape(self, handle):
         return "float32", (1,)
 
     def object_limit(self, graph: str) -> int:
@@ -109,7 +109,7 @@ def test_now_synchronises_and_everything_else_is_delegated():
     assert proxy.object_limit("aggregate") == 7
     assert proxy.from_host(np.ones(2)).tolist() == [2.0, 2.0]
     assert proxy.to_host(np.ones(2)).tolist() == [2.0, 2.0]
-    assert proxy.describe(None) == ("float32", (1,))
+    assert proxy.dtype_and_shape(None) == ("float32", (1,))
     assert proxy.take(np.arange(4.0), 1, 3).tolist() == [3.0, 5.0]  # the base class's, through the host
     assert proxy.name == "fake" and proxy.manifest is inner.manifest
     proxy.close()

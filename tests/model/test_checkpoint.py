@@ -3,7 +3,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from simvos_trt.config import SimVOSConfig, preset  # noqa: E402
-from simvos_trt.errors import InputError as CheckpointError  # noqa: E402
+from simvos_trt.errors import InputError  # noqa: E402
 from simvos_trt.model import (  # noqa: E402
     SimVOS,
     load_mae_backbone,
@@ -29,21 +29,21 @@ def test_non_tr_config_accepts_the_unused_refinement_weights(tiny_checkpoint):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         load_official_checkpoint(tmp_path / "nope.pth", TINY)
 
 
 def test_truncated_file(tiny_checkpoint, tmp_path):
     bad = tmp_path / "cut.pth"
     bad.write_bytes(tiny_checkpoint.read_bytes()[:100_000])
-    with pytest.raises(CheckpointError, match="truncated"):
+    with pytest.raises(InputError, match="truncated"):
         load_official_checkpoint(bad, TINY)
 
 
 def test_empty_file_and_an_error_without_a_message(tmp_path, monkeypatch):
     empty = tmp_path / "empty.pth"
     empty.touch()
-    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+    with pytest.raises(InputError, match=r"is empty \(0 bytes\)"):
         load_official_checkpoint(empty, TINY)
     empty.write_bytes(b"PK")
 
@@ -51,23 +51,23 @@ def test_empty_file_and_an_error_without_a_message(tmp_path, monkeypatch):
         raise RuntimeError()
 
     monkeypatch.setattr(torch, "load", silent)  # an exception whose text is empty
-    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .* \(RuntimeError: \)"):
+    with pytest.raises(InputError, match=r"cannot read checkpoint .* \(RuntimeError: \)"):
         load_official_checkpoint(empty, TINY)
 
 
 def test_not_a_checkpoint(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("hello")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         load_official_checkpoint(text, TINY)
     lst = tmp_path / "list.pth"
     torch.save([1, 2, 3], lst)
-    with pytest.raises(CheckpointError, match="does not hold a state_dict"):
+    with pytest.raises(InputError, match="does not hold a state_dict"):
         load_official_checkpoint(lst, TINY)
 
 
 def test_wrong_backbone_says_what_the_file_holds(tiny_checkpoint):
-    with pytest.raises(CheckpointError, match=r"holds a tiny ViT \(C=192, 12 blocks\)") as exc:
+    with pytest.raises(InputError, match=r"holds a tiny ViT \(C=192, 12 blocks\)") as exc:
         load_official_checkpoint(tiny_checkpoint, SimVOSConfig(backbone="base", layer_index=4))
     assert "wrong shape" in str(exc.value)
 
@@ -81,14 +81,14 @@ def test_large_checkpoint_with_base_config():
     large = _shape_only(official_layout(SimVOSConfig(backbone="large", layer_index=4,
                                                      token_refinement=True)))
     model = SimVOS(SimVOSConfig(backbone="base", layer_index=4, token_refinement=True))
-    with pytest.raises(CheckpointError, match=r"holds a large ViT \(C=1024, 24 blocks\)") as exc:
+    with pytest.raises(InputError, match=r"holds a large ViT \(C=1024, 24 blocks\)") as exc:
         load_official_state(model, large)
     assert "unexpected: blocks.12." in str(exc.value)
 
 
 def test_mismatched_prototype_counts(tiny_checkpoint):
     cfg = SimVOSConfig(backbone="tiny", layer_index=4, token_refinement=True, kf=8, kb=16)
-    with pytest.raises(CheckpointError, match="kf=16, kb=16") as exc:
+    with pytest.raises(InputError, match="kf=16, kb=16") as exc:
         load_official_checkpoint(tiny_checkpoint, cfg)
     assert "tlearner.patch_to_cluster_linear.weight (16, 48) (expected (8, 48))" in str(exc.value)
 
@@ -98,12 +98,12 @@ def test_missing_key_is_named(tmp_path):
     del state["stcn_decoder.pred.bias"]
     path = tmp_path / "partial.pth"
     torch.save({"model": state}, path)  # wrapped, as training scripts often save
-    with pytest.raises(CheckpointError, match=r"missing: stcn_decoder\.pred\.bias"):
+    with pytest.raises(InputError, match=r"missing: stcn_decoder\.pred\.bias"):
         load_official_checkpoint(path, TINY)
 
 
 def test_wrong_training_grid(tiny_checkpoint):
-    with pytest.raises(CheckpointError, match="24x24 grid"):
+    with pytest.raises(InputError, match="24x24 grid"):
         load_official_checkpoint(tiny_checkpoint, SimVOSConfig(backbone="tiny", train_grid=(14, 14)))
 
 

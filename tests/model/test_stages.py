@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import load_golden  # noqa: E402
-from simvos_trt import processing as P  # noqa: E402
+from simvos_trt import processing  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import InputError  # noqa: E402
 from simvos_trt.model import load_official_checkpoint, propagate, soft_aggregate  # noqa: E402
@@ -26,12 +26,12 @@ def video():
 
 
 def _inputs(frames, mask, model):
-    pad = P.padding_for(*mask.shape)
+    pad = processing.padding_for(*mask.shape)
     Hp, Wp = pad.padded_size(*mask.shape)
     grid = (Hp // 16, Wp // 16)
-    frame = torch.from_numpy(P.pad(P.normalize(frames[0]), pad))[None]
-    ids = P.object_ids(mask)
-    masks = torch.from_numpy(P.pad(P.one_hot(mask, ids), pad))[:, None]
+    frame = torch.from_numpy(processing.pad(processing.normalize(frames[0]), pad))[None]
+    ids = processing.object_ids(mask)
+    masks = torch.from_numpy(processing.pad(processing.one_hot(mask, ids), pad))[:, None]
     return frame, masks, grid, model.position_embedding(grid)
 
 
@@ -54,20 +54,20 @@ def test_batched_objects_equal_one_at_a_time(name, video, tiny_checkpoint):
 
 def _propagate_recomputing(model, frames, mask):
     """The official loop: every frame re-encodes the first-frame memory."""
-    pad = P.padding_for(*mask.shape)
+    pad = processing.padding_for(*mask.shape)
     Hp, Wp = pad.padded_size(*mask.shape)
     grid = (Hp // 16, Wp // 16)
     pos = model.position_embedding(grid)
-    ids = P.object_ids(mask)
-    masks = torch.from_numpy(P.pad(P.one_hot(mask, ids), pad))[:, None]
-    tensors = [torch.from_numpy(P.pad(P.normalize(f), pad))[None] for f in frames]
+    ids = processing.object_ids(mask)
+    masks = torch.from_numpy(processing.pad(processing.one_hot(mask, ids), pad))[:, None]
+    tensors = [torch.from_numpy(processing.pad(processing.normalize(f), pad))[None] for f in frames]
     out, prev = [], None
     for t in range(1, len(frames)):
         mems = [model.encode_memory(tensors[0], masks, pos)]
         if prev is not None:
             mems.append(model.encode_memory(tensors[t - 1], prev, pos))
         prob = soft_aggregate(model.decode(model.encode_query(tensors[t], pos), mems, grid))
-        out.append(P.unpad(prob[:, 0].numpy(), pad))
+        out.append(processing.unpad(prob[:, 0].numpy(), pad))
         prev = prob[1:]
     return np.stack(out)
 

@@ -54,8 +54,8 @@ def test_the_fp16_stages_agree_with_the_emulation_stage_by_stage(golden_exports)
             prob = be.run("joint_decoder_1mem", {"query": query, "memory_first": memory})["prob"]
             out[name] = {k: be.to_host(v).astype(np.float32) for k, v in
                          (("query", query), ("memory", memory), ("prob", prob))}
-            assert be.describe(query)[0] == be.describe(memory)[0] == "float16"
-            assert be.describe(prob)[0] == "float32"
+            assert be.dtype_and_shape(query)[0] == be.dtype_and_shape(memory)[0] == "float16"
+            assert be.dtype_and_shape(prob)[0] == "float32"
     for key in ("query", "memory"):
         a, b = out["onnxruntime"][key], out["torch"][key]
         assert np.linalg.norm(a - b) / np.linalg.norm(b) < 5e-3, key

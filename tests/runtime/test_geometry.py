@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simvos_trt import processing as P
+from simvos_trt import processing
 from simvos_trt.runtime.geometry import frame_size, place, place_mask, prob_to_frame, write_frame
 
 
 @pytest.mark.parametrize("size, engine", [((117, 203), (128, 208)), ((480, 854), (480, 864)), ((128, 192), (128, 192))])
 def test_official_padding_when_the_padded_size_is_the_engine_size(size, engine):
     pl = place(*size, *engine)
-    assert not pl.resized and pl.padding == P.padding_for(*size) and pl.engine_size == engine
+    assert not pl.resized and pl.padding == processing.padding_for(*size) and pl.engine_size == engine
 
 
 @pytest.mark.parametrize("size, engine, scaled, padding", [
-    ((480, 854), (240, 432), (240, 427), P.Padding(2, 3, 0, 0)),
-    ((64, 96), (32, 48), (32, 48), P.Padding(0, 0, 0, 0)),
-    ((40, 40), (32, 48), (32, 32), P.Padding(8, 8, 0, 0)),
-    ((20, 30), (32, 48), (32, 48), P.Padding(0, 0, 0, 0)),
-    ((1, 500), (32, 48), (1, 48), P.Padding(0, 0, 15, 16)),
+    ((480, 854), (240, 432), (240, 427), processing.Padding(2, 3, 0, 0)),
+    ((64, 96), (32, 48), (32, 48), processing.Padding(0, 0, 0, 0)),
+    ((40, 40), (32, 48), (32, 32), processing.Padding(8, 8, 0, 0)),
+    ((20, 30), (32, 48), (32, 48), processing.Padding(0, 0, 0, 0)),
+    ((1, 500), (32, 48), (1, 48), processing.Padding(0, 0, 15, 16)),
 ])
 def test_other_sizes_are_resized_to_fit_and_padded_evenly(size, engine, scaled, padding):
     pl = place(*size, *engine)
@@ -46,7 +46,7 @@ def test_write_frame_converts_channels_into_the_region():
 def test_mask_and_probabilities_round_trip():
     mask = np.zeros((117, 203), np.uint8)
     mask[10:50, 20:90], mask[60:100, 100:200] = 4, 9
-    ids = P.object_ids(mask)
+    ids = processing.object_ids(mask)
     for engine in [(128, 208), (64, 112)]:
         pl = place(117, 203, *engine)
         planes = place_mask(mask, ids, pl)

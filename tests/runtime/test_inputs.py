@@ -139,8 +139,8 @@ def test_vanishing_object_comes_back(small_export, video):
         def from_host(self, a):
             return self.inner.from_host(a)
 
-        def describe(self, h):
-            return self.inner.describe(h)
+        def dtype_and_shape(self, h):
+            return self.inner.dtype_and_shape(h)
 
     folder = small_export.folder
     inner = create_backend("onnxruntime", folder, read_manifest(folder), threads=2)

@@ -1,63 +1,77 @@
 """Runtime backends: the same graph contract over ONNX Runtime, PyTorch and TensorRT.
 
-    backend = create_backend("onnxruntime", folder, read_manifest(folder), threads=2)
-    with backend:
-        out = backend.run("query_encoder", {"frame": frame, "padding": padding})
-
-Backend modules import their heavy dependency only when opened.
+    with create_backend("onnxruntime", folder, read_manifest(folder), threads=2) as backend:
+        out = backend.run(Graph.QUERY_ENCODER, {"frame": frame, "padding": padding})
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, MissingDependencyError
 from ...manifest import Manifest
-from .base import MAX_IDS, REQUIRED_GRAPHS, Backend, Handle, check_inputs
+from .base import MAX_IDS, Backend, Handle, check_inputs
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
-#: Options only one backend understands: ``auto`` passes each backend its own.
-TENSORRT_OPTIONS = frozenset({"device", "cuda_graphs", "max_buffers"})
-ORT_OPTIONS = frozenset({"providers", "threads", "io_binding"})
-_OPTIONS = {"auto": ORT_OPTIONS | TENSORRT_OPTIONS, "onnxruntime": ORT_OPTIONS, "torch": frozenset({"model", "device"}),
-            "tensorrt": TENSORRT_OPTIONS | {"graphs"}}
+#: The backends, and the options each understands (``auto`` passes each backend its own).
+OPTIONS = {"onnxruntime": frozenset({"providers", "threads", "io_binding"}),
+           "torch": frozenset({"model", "device"}),
+           "tensorrt": frozenset({"device", "cuda_graphs", "max_buffers", "graphs"})}
+BACKENDS = tuple(OPTIONS)
+AUTO = "auto"
 
-__all__ = ["BACKENDS", "MAX_IDS", "REQUIRED_GRAPHS", "Backend", "BackendError", "Handle", "check_inputs",
-           "create_backend"]
+__all__ = ["AUTO", "BACKENDS", "MAX_IDS", "Backend", "BackendError", "Handle", "check_inputs", "create_backend",
+           "unavailable_reason"]
+
+
+def unavailable_reason(name: str, folder: str | Path = ".", manifest: Manifest | None = None,
+                       device: int = 0) -> str | None:
+    """Why backend ``name`` cannot run here (None if it can): a missing library or GPU, or, given the
+    export's ``manifest``, TensorRT engines missing or built for another GPU or library."""
+    if name == "tensorrt":
+        return _tensorrt_problem(folder, manifest, device)[0]
+    module, extra = ("onnxruntime", "") if name == "onnxruntime" else ("torch", "[torch]")
+    if importlib.util.find_spec(module) is None:
+        return f"the {name} backend needs {module}, which is not installed: pip install 'simvos-trt{extra}'"
+    return None
+
+
+def _tensorrt_problem(folder: str | Path, manifest: Manifest | None, device: int) -> tuple[str | None, bool]:
+    """(why TensorRT cannot run the export here or None, whether the library and GPU are here)."""
+    from .trt import engine_library, engine_problem, require_runtime
+
+    try:
+        gpu = require_runtime(device, engine_library(manifest) if manifest is not None else "auto")
+    except (MissingDependencyError, BackendError) as exc:
+        return str(exc), False
+    return (None if manifest is None else engine_problem(folder, manifest, gpu)), True
 
 
 def create_backend(name: str, folder: str | Path, manifest: Manifest, **options: Any) -> Backend:
-    """A backend (not yet opened) over the export ``folder``.
-
-    Args:
-        name: ``auto`` (TensorRT when TensorRT, cuda-python, a GPU and engines built for it
-            are here, else ONNX Runtime; the reason is logged), ``onnxruntime``, ``torch``
-            or ``tensorrt``.
-        options: passed to the backend's constructor (``providers``, ``threads``,
-            ``io_binding`` for ONNX Runtime; ``model``, ``device`` for torch; ``device``,
-            ``cuda_graphs``, ``max_buffers`` for TensorRT). With ``auto`` the
-            options of the backend not chosen are dropped.
-    Raises:
-        MissingDependencyError, BackendError: ``tensorrt`` without TensorRT (or TensorRT-RTX),
-            cuda-python or an NVIDIA GPU (the message names what to install); an unknown
-            backend or option.
-    """
-    if name not in _OPTIONS:
-        raise BackendError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
-    unknown = sorted(set(options) - _OPTIONS[name])
+    """A backend (not yet opened) over the export ``folder``: ``name`` is one of ``BACKENDS`` or ``auto``
+    (TensorRT where ``unavailable_reason`` finds none, else ONNX Runtime, each given its own ``options``).
+    Raises MissingDependencyError or BackendError when it cannot run here, or for an unknown name or option."""
+    known = (OPTIONS["onnxruntime"] | OPTIONS["tensorrt"]) - {"graphs"} if name == AUTO else OPTIONS.get(name)
+    if known is None:
+        raise BackendError(f"unknown backend {name!r}; expected one of {[AUTO, *BACKENDS]}")
+    unknown = sorted(set(options) - known)
     if unknown:
         raise BackendError(f"unknown option {', '.join(unknown)} for the {name} backend; it takes "
-                           f"{', '.join(sorted(_OPTIONS[name]))}")
-    if name == "auto":
-        name = "tensorrt" if _tensorrt_usable(folder, manifest, options) else "onnxruntime"
-        other = ORT_OPTIONS if name == "tensorrt" else TENSORRT_OPTIONS
-        if set(options) & other:
-            log.info("backend auto -> %s: ignoring the options %s", name, sorted(set(options) & other))
-        options = {k: v for k, v in options.items() if k not in other}
+                           f"{', '.join(sorted(known))}")
+    if name == AUTO:
+        reason, runtime_here = _tensorrt_problem(folder, manifest, options.get("device", 0))
+        if reason is not None:  # a warning when only the engines are missing
+            log.log(logging.WARNING if runtime_here else logging.INFO,
+                    "backend auto: not using TensorRT (%s); using ONNX Runtime", reason)
+        name = "tensorrt" if reason is None else "onnxruntime"
+        dropped = sorted(set(options) - OPTIONS[name])
+        if dropped:
+            log.info("backend auto -> %s: ignoring the options %s", name, dropped)
+        options = {k: v for k, v in options.items() if k in OPTIONS[name]}
         log.info("backend auto -> %s", name)
     if name == "onnxruntime":
         from .ort import OrtBackend
@@ -67,25 +81,7 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
         from .pytorch import TorchBackend
 
         return TorchBackend(folder, manifest, **options)
-    if name == "tensorrt":
-        from .trt import TensorRTBackend, engine_library, require_runtime
+    from .trt import TensorRTBackend, engine_library, require_runtime
 
-        require_runtime(options.get("device", 0), engine_library(manifest))
-        return TensorRTBackend(folder, manifest, **options)
-    raise AssertionError(f"backend {name} has options but no constructor")
-
-
-def _tensorrt_usable(folder: str | Path, manifest: Manifest, options: dict[str, Any]) -> bool:
-    """Whether ``auto`` should pick TensorRT; logs why not (a warning when only the engines are missing)."""
-    from .trt import engine_library, engine_problem, require_runtime
-
-    try:
-        device = require_runtime(options.get("device", 0), engine_library(manifest))
-    except (MissingDependencyError, BackendError) as exc:
-        log.info("backend auto: not using TensorRT (%s); using ONNX Runtime", exc)
-        return False
-    problem = engine_problem(folder, manifest, device)
-    if problem is not None:
-        log.warning("backend auto: not using TensorRT: %s; using ONNX Runtime", problem)
-        return False
-    return True
+    require_runtime(options.get("device", 0), engine_library(manifest))
+    return TensorRTBackend(folder, manifest, **options)

@@ -1,12 +1,7 @@
 """The backend interface: run one exported graph on backend-native tensor handles.
 
-A backend is a context manager that loads the graphs of an export folder on enter
-and frees them on exit (Polygraphy's runners are the model). Between stages, tensors
-stay in the backend's own type (a *handle*: a numpy array for ONNX Runtime on the CPU,
-an ``OrtValue`` on a GPU, a ``torch.Tensor`` for the torch backend, a device buffer for
-TensorRT), so a GPU backend keeps per-frame data on the device; only ``to_host``
-brings a tensor back. Every ``run`` checks its inputs against the manifest's tensor
-specs first.
+A backend loads an export folder's graphs on enter and frees them on exit; tensors stay in the
+backend's own type (a *handle*) between stages, and only ``to_host`` brings one back. Design: docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -15,39 +10,46 @@ import abc
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ...errors import BackendError, InputError
-from ...manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError
+from ...manifest import GRAPHS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, ManifestError
 
 log = logging.getLogger(__name__)
 
 #: A backend-native tensor (np.ndarray, onnxruntime.OrtValue, torch.Tensor, ...).
 Handle = Any
 
-#: The graphs every export folder holds (the contract of ``simvos_trt.model.stages``).
-REQUIRED_GRAPHS = ("query_encoder", "memory_encoder", "joint_decoder_1mem", "joint_decoder_2mem", "aggregate")
+_C = TypeVar("_C", bound="Closing")
 
 #: Object ids are uint8 labels 1..255, so no video has more objects than this.
 MAX_IDS = 255
 
 
-class Backend(abc.ABC):
-    """Runs the exported graphs of one export folder.
+class Closing:
+    """A context manager that calls ``close()`` on exit."""
 
-    Subclasses implement ``_open``, ``_close``, ``_run``, ``to_host``, ``from_host`` and
-    ``describe``; ``run`` (checked) and the context-manager protocol are shared.
-    ``run`` may be called from several threads at once once the backend is open.
-    """
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free what the object holds."""
+
+
+class Backend(Closing, abc.ABC):
+    """Runs the exported graphs of one export folder; ``run`` is thread-safe once the backend is open.
+    Subclasses implement ``_open``, ``_close``, ``_run``, ``to_host``, ``from_host`` and ``dtype_and_shape``."""
 
     #: Registry name (``onnxruntime``, ``torch``, ``tensorrt``).
     name = "base"
 
     def __init__(self, folder: str | Path, manifest: Manifest) -> None:
-        missing = [g for g in REQUIRED_GRAPHS if g not in manifest.graphs]
+        missing = [g for g in GRAPHS if g not in manifest.graphs]
         if missing:
             raise ManifestError(f"{folder}: the manifest lists no graph {missing}; "
                                 "export again with simvos-export")
@@ -55,15 +57,9 @@ class Backend(abc.ABC):
         self.manifest = manifest
         self._is_open = False
 
-    # ------------------------------------------------------------------ lifecycle
-
     def __enter__(self) -> Backend:
         self.open()
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def open(self) -> None:
         """Load every graph (idempotent)."""
@@ -82,31 +78,24 @@ class Backend(abc.ABC):
     def is_open(self) -> bool:
         return self._is_open
 
-    # ------------------------------------------------------------------ running
-
     def run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
-        """Run ``graph`` on ``inputs`` (name -> handle); returns output name -> handle.
-
-        Raises:
-            InputError: an input is missing, unexpected, or has the wrong dtype or shape
-                (the object axis must lie in 1..``object_limit(graph)`` and agree
-                across inputs).
-            BackendError: the backend is not open.
-        """
+        """Run ``graph`` on ``inputs`` (name -> handle); returns output name -> handle. InputError for a missing,
+        unexpected or misshapen input (objects: 1..``object_limit(graph)``), BackendError when closed."""
         if not self._is_open:
             raise BackendError(f"the {self.name} backend is closed; use it as a context manager (with ...:)")
         entry = self.manifest.graphs.get(graph)
         if entry is None:
             raise InputError(f"unknown graph {graph!r}; expected one of {sorted(self.manifest.graphs)}")
-        check_inputs(graph, entry, {k: self.describe(v) for k, v in inputs.items()}, self.object_limit(graph))
+        check_inputs(graph, entry, {k: self.dtype_and_shape(v) for k, v in inputs.items()}, self.object_limit(graph))
         return self._run(graph, inputs)
 
     def synchronize(self) -> None:  # noqa: B027 - a no-op default, overridden by asynchronous backends
         """Wait until queued device work is done (no-op for synchronous backends); call before reading clocks."""
 
     def object_limit(self, graph: str) -> int:
-        """The largest object batch ``graph`` accepts (the engine profile's max)."""
-        return self.manifest.max_objects
+        """The largest object batch ``graph`` takes: the export's --max-objects (as a TensorRT profile),
+        but every object of a video (up to 255) for ``aggregate`` (elementwise, cheap)."""
+        return MAX_IDS if graph == Graph.AGGREGATE else self.manifest.max_objects
 
     def concat(self, handles: Sequence[Handle]) -> Handle:
         """Concatenate handles along the object axis (axis 0). Default: through the host."""
@@ -136,7 +125,7 @@ class Backend(abc.ABC):
         """A handle holding ``array``'s data (may share memory with ``array``)."""
 
     @abc.abstractmethod
-    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
         """(numpy dtype name, shape) of a handle, for the input checks."""
 
 

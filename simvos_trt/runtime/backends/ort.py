@@ -1,12 +1,5 @@
-"""The ONNX Runtime backend: one InferenceSession per graph.
-
-On the CPU provider handles are numpy arrays and ``run`` is a plain ``session.run``.
-When onnxruntime-gpu reports the CUDA provider (or ``providers`` asks for another
-device provider), handles are ``OrtValue`` tensors on that device and every graph runs
-through IO binding, so stage outputs stay on the device between stages.
-``InferenceSession.run`` (and ``run_with_iobinding`` with a per-call binding) is
-thread-safe: one opened backend serves several videos at once.
-"""
+"""The ONNX Runtime backend: one InferenceSession per graph; numpy handles on the CPU, ``OrtValue``
+handles bound on the device (IO binding) with a device provider. Design: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -19,14 +12,11 @@ import numpy as np
 
 from ...errors import MissingDependencyError, check_int
 from ...manifest import GraphEntry, Manifest, ManifestError
-from .base import MAX_IDS, Backend, Handle
+from .base import Backend, Handle
 
 log = logging.getLogger(__name__)
 
-#: Providers tried in this order when ``providers`` is not given (those available).
-#: The TensorRT execution provider is not in the default list: it builds engines when a
-#: session is created (minutes for the ViT-B graphs, FP32 by default); the project's own
-#: TensorRT backend serves prebuilt engines. Ask for it with ``providers=[...]``.
+#: Providers tried in this order when ``providers`` is not given (those available); not TensorRT's.
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 _DEVICE_OF_PROVIDER = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
@@ -34,17 +24,9 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 
 
 class OrtBackend(Backend):
-    """ONNX Runtime over the export folder's ``*.onnx`` graphs.
-
-    Args:
-        folder, manifest: the export folder and its manifest.
-        providers: execution providers in order of preference; default: the CUDA
-            provider when onnxruntime-gpu has it, then the CPU provider.
-        threads: intra-op threads per session (default: ONNX Runtime's, all cores).
-        io_binding: bind inputs and outputs as ``OrtValue`` handles (default: only when
-            the first provider is a device provider). On the CPU it is slower than a
-            plain ``run`` and exists to test the device path.
-    """
+    """ONNX Runtime over the export folder's ``*.onnx`` graphs with ``providers`` by preference (default: those
+    of ``DEFAULT_PROVIDERS`` available), ``threads`` intra-op threads per session (default: all cores), and
+    ``OrtValue`` handles bound with ``io_binding`` (default: with a device provider; on the CPU, for tests)."""
 
     name = "onnxruntime"
 
@@ -54,22 +36,18 @@ class OrtBackend(Backend):
         if threads is not None:
             check_int("threads", threads, 1)
         self._providers = list(providers) if providers is not None else None
-        self._threads = threads
-        self._io_binding = io_binding
+        self._threads, self._io_binding, self._device = threads, io_binding, "cpu"
+        self._ort: Any = None
         self._sessions: dict[str, Any] = {}
         self._outputs: dict[str, list[str]] = {}
-        self._device = "cpu"
-        self._ort: Any = None
 
     def _open(self) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise MissingDependencyError(
-                "the ONNX Runtime backend needs onnxruntime, a dependency of simvos-trt that is not "
-                "installed; install it with: pip install onnxruntime (onnxruntime-gpu on an NVIDIA GPU)"
-            ) from err
-
+            raise MissingDependencyError("the ONNX Runtime backend needs onnxruntime, a dependency of simvos-trt that "
+                                         "is not installed; install it with: pip install onnxruntime (onnxruntime-gpu "
+                                         "on an NVIDIA GPU)") from err
         self._ort = ort
         available = ort.get_available_providers()
         providers = self._providers or [p for p in DEFAULT_PROVIDERS if p in available]
@@ -78,14 +56,12 @@ class OrtBackend(Backend):
             self._io_binding = self._device != "cpu"
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        # Five sessions run one after the other: threads left spinning by one session steal
-        # the cores of the next (measured: 44 -> 14 ms per frame at 32x48 on 2 cores).
+        # Spinning threads of one session steal the cores of the next (docs/runtime.md).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self._threads:
             opts.intra_op_num_threads = self._threads
         for name, entry in self.manifest.graphs.items():
-            path = str(self.folder / entry.file)
-            self._sessions[name] = ort.InferenceSession(path, opts, providers=providers)
+            self._sessions[name] = ort.InferenceSession(str(self.folder / entry.file), opts, providers=providers)
             self._check_graph(name, entry)
             self._outputs[name] = [t.name for t in entry.outputs]
         log.info("onnxruntime %s, providers %s, io binding %s", ort.__version__, providers, self._io_binding)
@@ -106,15 +82,6 @@ class OrtBackend(Backend):
         """The providers the sessions use (empty while closed)."""
         sessions = list(self._sessions.values())
         return list(sessions[0].get_providers()) if sessions else []
-
-    def object_limit(self, graph: str) -> int:
-        """The manifest's --max-objects, as a TensorRT profile would; ``aggregate`` up to 255.
-
-        ONNX graphs have no profile; the decoders and the memory encoder are held to the
-        export's limit so that chunking behaves as on TensorRT, while soft aggregation
-        (elementwise, cheap) takes every object of a video in one batch.
-        """
-        return MAX_IDS if graph == "aggregate" else self.manifest.max_objects
 
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         session, names = self._sessions[graph], self._outputs[graph]
@@ -140,17 +107,7 @@ class OrtBackend(Backend):
             return array
         return self._ort.OrtValue.ortvalue_from_numpy(array, self._device, 0)
 
-    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
         if isinstance(handle, np.ndarray):
             return handle.dtype.name, handle.shape
         return _ORT_DTYPES.get(handle.data_type(), handle.data_type()), tuple(handle.shape())
-
-    def concat(self, handles: Sequence[Handle]) -> Handle:
-        if all(isinstance(h, np.ndarray) for h in handles):
-            return handles[0] if len(handles) == 1 else np.concatenate(handles, axis=0)
-        return super().concat(handles)
-
-    def take(self, handle: Handle, start: int, stop: int) -> Handle:
-        if isinstance(handle, np.ndarray):
-            return np.ascontiguousarray(handle[start:stop])
-        return super().take(handle, start, stop)

@@ -1,12 +1,5 @@
-"""The torch backend: the stage wrappers of ``simvos_trt.model.stages`` run eagerly.
-
-It runs exactly the modules that were traced to ONNX (in an FP16 export, converted by
-``model.precision.to_fp16``, the rules of the FP16 graphs), so it serves as the
-reference for the other backends and as a fallback where ONNX Runtime is unwanted. torch (and
-timm) are imported only when the backend opens; nothing else in ``simvos_trt.runtime``
-imports them. Handles are ``torch.Tensor`` on the backend's device. The modules are
-only read (evaluation mode, inference mode), so ``run`` is safe from several threads.
-"""
+"""The torch backend: the stage modules of ``simvos_trt.model.stages`` run eagerly, the reference
+for the other backends. torch is imported only when it opens. Design: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -19,32 +12,22 @@ from typing import Any
 import numpy as np
 
 from ...errors import require
-from ...manifest import Manifest, ManifestError, sha256_file
-from .base import MAX_IDS, Backend, BackendError, Handle
+from ...manifest import Graph, Manifest, ManifestError, sha256_file
+from .base import Backend, BackendError, Handle
 
 log = logging.getLogger(__name__)
 
 
 class TorchBackend(Backend):
-    """The PyTorch stage wrappers, built from a model.
-
-    Args:
-        folder, manifest: the export folder and its manifest (the graphs' sizes and
-            names; the ONNX files are not read).
-        model: a ``simvos_trt.model.SimVOS`` with the export's configuration; its
-            device is used. Default: rebuilt from the manifest's checkpoint record
-            (an official or MAE checkpoint at its recorded path, sha256 checked, or
-            the recorded seed of random weights).
-        device: where to load the model when ``model`` is not given (default cpu).
-    """
+    """The PyTorch stage wrappers of ``model`` (a ``SimVOS`` with the export's configuration, on its device;
+    default ``load_model(manifest)`` on ``device``); the ONNX files are not read."""
 
     name = "torch"
 
     def __init__(self, folder: str | Path, manifest: Manifest, *, model: Any = None,
                  device: str | None = None) -> None:
         super().__init__(folder, manifest)
-        self._model = model
-        self._device_name = device
+        self._model, self._device_name = model, device
         self._modules: dict[str, Any] = {}
         self._torch: Any = None
         self._device: Any = None
@@ -66,11 +49,11 @@ class TorchBackend(Backend):
                                f"{self.manifest.config}; pass the model that was exported")
         m = self.manifest
         self._device = next(model.parameters()).device
-        mods = {"query_encoder": QueryEncoder(model, m.height, m.width, m.uint8_input),
-                "memory_encoder": MemoryEncoder(model, m.height, m.width, m.uint8_input),
-                "joint_decoder_1mem": JointDecoder(model, m.height, m.width),
-                "joint_decoder_2mem": JointDecoder(model, m.height, m.width),
-                "aggregate": Aggregate()}
+        mods = {Graph.QUERY_ENCODER: QueryEncoder(model, m.height, m.width, m.uint8_input),
+                Graph.MEMORY_ENCODER: MemoryEncoder(model, m.height, m.width, m.uint8_input),
+                Graph.JOINT_DECODER_1MEM: JointDecoder(model, m.height, m.width),
+                Graph.JOINT_DECODER_2MEM: JointDecoder(model, m.height, m.width),
+                Graph.AGGREGATE: Aggregate()}
         self._modules = {k: mod.to(self._device).eval() for k, mod in mods.items()}
         if half:
             from ...model.precision import to_fp16
@@ -81,10 +64,6 @@ class TorchBackend(Backend):
 
     def _close(self) -> None:
         self._modules.clear()
-
-    def object_limit(self, graph: str) -> int:
-        """As the ONNX Runtime backend: the export's --max-objects, ``aggregate`` up to 255."""
-        return MAX_IDS if graph == "aggregate" else self.manifest.max_objects
 
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         entry = self.manifest.graphs[graph]
@@ -104,7 +83,7 @@ class TorchBackend(Backend):
         if self._device is not None and getattr(self._device, "type", "cpu") == "cuda":
             self._torch.cuda.synchronize(self._device)
 
-    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
         return str(handle.dtype).removeprefix("torch."), tuple(handle.shape)
 
     def concat(self, handles: Sequence[Handle]) -> Handle:
@@ -115,7 +94,8 @@ class TorchBackend(Backend):
 
 
 def load_model(manifest: Manifest, device: str | None = None) -> Any:
-    """The exported model rebuilt from the manifest's checkpoint record."""
+    """The exported model rebuilt from the manifest's ``Weights``: an official or MAE checkpoint at its
+    recorded path (sha256 checked), or random weights from their seed."""
     from ...model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
 
     ck, config = manifest.checkpoint, manifest.config

@@ -1,9 +1,6 @@
 """The TensorRT backend: prebuilt engines (TensorRT or TensorRT-RTX) run through cuda-python.
 
-Handles are ``DeviceTensor``: a stage's outputs feed the next stage without a host round
-trip; only ``to_host`` copies back, through a pinned buffer. One CUDA stream orders all
-work; ``run``, ``from_host``, ``to_host``, ``concat`` and ``take`` hold one lock, so
-sessions of several threads are safe. Design notes: docs/runtime.md.
+Handles are ``DeviceTensor``s on one CUDA stream; one lock makes it thread-safe. Design: docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -18,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, InputError, MissingDependencyError
-from ...manifest import Manifest
+from ...manifest import GRAPHS, Manifest
 from ...trt.cuda import Cuda, load_cudart
 from ...trt.engine import DTYPES, device_here, load_engine
 from ...trt.library import select_library
 from ...trt.records import Device, compatibility, find_entry, rebuild_command
-from .base import REQUIRED_GRAPHS, Backend, Handle
+from .base import Backend, Handle
 from .trt_memory import BufferPool, DeviceTensor, host_view
 from .trt_runner import EngineRunner
 
@@ -37,7 +34,7 @@ _H2D, _D2H, _D2D = "cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost", "cudaMemc
 
 def engine_library(manifest: Manifest) -> str:
     """The library the folder's engines were built with (``auto`` when none is recorded)."""
-    entries = [find_entry(manifest, g) for g in REQUIRED_GRAPHS if g in manifest.graphs]
+    entries = [find_entry(manifest, g) for g in GRAPHS if g in manifest.graphs]
     libraries = {e.target.library for e in entries if e is not None}
     return libraries.pop() if len(libraries) == 1 else "auto"
 
@@ -47,18 +44,17 @@ def require_runtime(device: int = 0, library: str = "auto") -> Device:
     try:
         select_library(library)
         load_cudart("the TensorRT backend")
+        return device_here(device)
     except MissingDependencyError as exc:
         raise MissingDependencyError(f"the TensorRT backend needs TensorRT or TensorRT-RTX, cuda-python and an "
                                      f"NVIDIA GPU: {exc}") from exc
-    try:
-        return device_here(device)
     except BackendError as exc:
         raise BackendError(f"the TensorRT backend needs an NVIDIA GPU: {exc}") from exc
 
 
 def engine_problem(folder: str | Path, manifest: Manifest, device: Device) -> str | None:
     """Why the recorded engines of ``folder`` cannot run on ``device`` (None if they can)."""
-    for graph in REQUIRED_GRAPHS:
+    for graph in GRAPHS:
         entry = find_entry(manifest, graph)
         if entry is None:
             return f"{folder} has no engine for {graph}; build them with: {rebuild_command(folder, force=False)}"
@@ -69,26 +65,19 @@ def engine_problem(folder: str | Path, manifest: Manifest, device: Device) -> st
 
 
 class TensorRTBackend(Backend):
-    """The export folder's TensorRT engines (``simvos-build``) on one GPU.
-
-    Args:
-        folder, manifest: the export folder and its manifest (with recorded engines, built
-            with TensorRT or TensorRT-RTX; the library that built them is loaded).
-        device: the CUDA device.
-        cuda_graphs: capture and replay each engine's execution as a CUDA graph.
-        max_buffers: the most device buffers per engine output (see the module docstring).
-        graphs: load only these engines (verification of a partial build); default all.
-    """
+    """The export folder's TensorRT engines (``simvos-build``) on CUDA ``device``: executions replayed as CUDA
+    graphs with ``cuda_graphs``, at most ``max_buffers`` device buffers per engine output (docs/runtime.md),
+    only the engines ``graphs`` if given (verification of a partial build)."""
 
     name = "tensorrt"
 
     def __init__(self, folder: str | Path, manifest: Manifest, *, device: int = 0, cuda_graphs: bool = False,
                  max_buffers: int = 64, graphs: Sequence[str] | None = None) -> None:
         super().__init__(folder, manifest)
-        unknown = sorted(set(graphs or ()) - set(REQUIRED_GRAPHS))
+        unknown = sorted(set(graphs or ()) - set(GRAPHS))
         if unknown:
-            raise BackendError(f"graphs: {unknown} are not graphs of an export; expected some of {REQUIRED_GRAPHS}")
-        self.graphs = tuple(g for g in REQUIRED_GRAPHS if graphs is None or g in graphs)
+            raise BackendError(f"graphs: {unknown} are not graphs of an export; expected some of {GRAPHS}")
+        self.graphs = tuple(g for g in GRAPHS if graphs is None or g in graphs)
         self.device, self.cuda_graphs, self.max_buffers = device, cuda_graphs, max_buffers
         self._lock = threading.RLock()
         self._runners: dict[str, EngineRunner] = {}
@@ -97,8 +86,6 @@ class TensorRTBackend(Backend):
         self._uploads: BufferPool | None = None
         self._scratch: BufferPool | None = None
         self._pinned = (0, 0)  # (pointer, bytes) of the pinned download buffer
-
-    # ------------------------------------------------------------------ lifecycle
 
     def _open(self) -> None:
         device = require_runtime(self.device, engine_library(self.manifest))
@@ -176,8 +163,6 @@ class TensorRTBackend(Backend):
             raise BackendError("the tensorrt backend is closed; use it as a context manager (with ...:)")
         return self._cuda
 
-    # ------------------------------------------------------------------ running
-
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         if graph not in self._runners:
             raise BackendError(f"the tensorrt backend was opened with the engines {list(self.graphs)} only")
@@ -219,7 +204,7 @@ class TensorRTBackend(Backend):
                 out.reshape(-1).view(np.uint8)[:] = host_view(self._pinned[0], tensor.nbytes)
             return out
 
-    def describe(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
         if isinstance(handle, np.ndarray):
             return handle.dtype.name, tuple(handle.shape)
         tensor = self._tensor(handle)
@@ -228,20 +213,13 @@ class TensorRTBackend(Backend):
     def concat(self, handles: Sequence[Handle]) -> Handle:
         """Handles joined along the object axis (axis 0) by device-to-device copies."""
         tensors = [self._tensor(h) for h in handles]
-        if len(tensors) == 1:
-            return tensors[0]
         first = tensors[0]
+        if len(tensors) == 1:
+            return first
         if any(t.dtype != first.dtype or t.shape[1:] != first.shape[1:] for t in tensors):
             raise InputError(f"concat: the handles differ beyond the object axis: {[repr(t) for t in tensors]}")
-        with self._lock:
-            cuda = self._need_open()
-            assert self._scratch is not None
-            buffer = self._scratch.acquire(sum(t.nbytes for t in tensors))
-            offset = 0
-            for t in tensors:
-                cuda.memcpy(buffer.ptr + offset, t.ptr, t.nbytes, _D2D, self._stream)
-                offset += t.nbytes
-            return DeviceTensor(buffer, (sum(t.shape[0] for t in tensors), *first.shape[1:]), first.dtype)
+        shape = (sum(t.shape[0] for t in tensors), *first.shape[1:])
+        return self._gather([(t.ptr, t.nbytes) for t in tensors], shape, first.dtype)
 
     def take(self, handle: Handle, start: int, stop: int) -> Handle:
         """Objects ``start:stop`` (axis 0) of a handle, copied device to device."""
@@ -249,13 +227,20 @@ class TensorRTBackend(Backend):
         if not 0 <= start < stop <= tensor.shape[0]:
             raise InputError(f"take: objects {start}:{stop} of a handle with {tensor.shape[0]}")
         per_object = tensor.nbytes // tensor.shape[0]
+        parts = [(tensor.ptr + start * per_object, (stop - start) * per_object)]
+        return self._gather(parts, (stop - start, *tensor.shape[1:]), tensor.dtype)
+
+    def _gather(self, parts: Sequence[tuple[int, int]], shape: tuple[int, ...], dtype: np.dtype) -> DeviceTensor:
+        """A new handle of ``shape`` holding the device ranges ``parts`` (pointer, bytes), in order."""
         with self._lock:
             cuda = self._need_open()
             assert self._scratch is not None
-            buffer = self._scratch.acquire((stop - start) * per_object)
-            cuda.memcpy(buffer.ptr, tensor.ptr + start * per_object, (stop - start) * per_object, _D2D,
-                        self._stream)
-            return DeviceTensor(buffer, (stop - start, *tensor.shape[1:]), tensor.dtype)
+            buffer = self._scratch.acquire(sum(nbytes for _, nbytes in parts))
+            offset = 0
+            for ptr, nbytes in parts:
+                cuda.memcpy(buffer.ptr + offset, ptr, nbytes, _D2D, self._stream)
+                offset += nbytes
+            return DeviceTensor(buffer, shape, dtype)
 
     def _tensor(self, handle: Handle) -> DeviceTensor:
         if not isinstance(handle, DeviceTensor):

@@ -1,10 +1,5 @@
-"""Device memory of the TensorRT backend: buffers reused once no live handle points into them.
-
-Every engine output has a ``BufferPool`` sized for the profile's largest object batch. A
-``DeviceTensor`` (the backend's handle) registers with its buffer, so the buffer is free
-again the moment the last handle to it is dropped: the session's long-lived memories can
-never be overwritten, and the pools stop growing at the working set (docs/runtime.md).
-"""
+"""Device memory of the TensorRT backend: pooled buffers, reused once no live handle points into them
+(the buffer lifetime rules: docs/runtime.md)."""
 
 from __future__ import annotations
 
@@ -24,10 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class DeviceBuffer:
-    """One device allocation; busy while a live ``DeviceTensor`` points into it.
-
-    ``host``/``event``: the pinned staging buffer and event of an upload buffer (0/None otherwise).
-    """
+    """One device allocation, busy while a live ``DeviceTensor`` points into it (``host``, ``event``: an
+    upload buffer's pinned staging buffer and event)."""
 
     def __init__(self, ptr: int, nbytes: int, label: str, host: int = 0, event: Any = None) -> None:
         self.ptr, self.nbytes, self.label, self.host, self.event = ptr, nbytes, label, host, event
@@ -39,10 +32,8 @@ class DeviceBuffer:
 
 
 class DeviceTensor:
-    """The TensorRT backend's handle: a tensor in device memory (pointer, shape, dtype).
-
-    It keeps its buffer from being reused while it lives; it is valid while the backend is open.
-    """
+    """The TensorRT backend's handle: a tensor in device memory that keeps its buffer from reuse while it
+    lives; valid while the backend is open."""
 
     __slots__ = ("__weakref__", "buffer", "dtype", "shape")
 
@@ -64,14 +55,8 @@ class DeviceTensor:
 
 
 class BufferPool:
-    """Device buffers of one kind, reused once no live handle points into them.
-
-    Args:
-        size: bytes of every buffer (an engine output at the maximum profile), or None to
-            allocate what is asked (uploads, scratch).
-        pinned: pair each buffer with a pinned host buffer and an event (uploads).
-        limit: the most buffers the pool holds (a guard against handles kept forever).
-    """
+    """Device buffers of one kind (``size`` bytes each, or None: as asked), at most ``limit`` of them,
+    each paired with a pinned host buffer and an event if ``pinned`` (uploads)."""
 
     def __init__(self, cuda: Cuda, label: str, size: int | None, limit: int, pinned: bool = False) -> None:
         self.cuda, self.label, self.size, self.limit, self.pinned = cuda, label, size, limit, pinned

@@ -1,5 +1,5 @@
 """One TensorRT engine on the device: execution context, output pools, bindings set only on change,
-optional CUDA graphs (captured per set of tensor addresses, replayed with ``cudaGraphLaunch``)."""
+optional CUDA graphs (docs/runtime.md)."""
 
 from __future__ import annotations
 
@@ -23,17 +23,11 @@ log = logging.getLogger(__name__)
 MAX_GRAPHS = 16
 
 
-class TensorRTError(BackendError):
-    """TensorRT refused a shape, an address, or an execution."""
-
-
 def check_engine_io(graph: str, io: Mapping[str, tuple[bool, str, tuple[int, ...]]], entry: GraphEntry,
                     fix: str) -> None:
     """Raise BackendError unless the engine's tensors are the manifest's (names, dtypes, shapes)."""
-    want = {t.name: (True, t.dtype, tuple(-1 if d == OBJECTS_AXIS else int(d) for d in t.shape))
-            for t in entry.inputs}
-    want.update({t.name: (False, t.dtype, tuple(-1 if d == OBJECTS_AXIS else int(d) for d in t.shape))
-                 for t in entry.outputs})
+    want = {t.name: (is_input, t.dtype, tuple(-1 if d == OBJECTS_AXIS else int(d) for d in t.shape))
+            for is_input, tensors in ((True, entry.inputs), (False, entry.outputs)) for t in tensors}
     if dict(io) != want:
         diff = sorted(set(io.items()) ^ set(want.items()))
         raise BackendError(f"the {graph} engine's tensors differ from the manifest's ((is input, dtype, shape), "
@@ -56,8 +50,7 @@ class EngineRunner:
         self.limit = min((int(engine.get_tensor_profile_shape(n, 0)[2][0]) for n in dynamic), default=0)
         context = engine.create_execution_context()
         if context is None:
-            raise TensorRTError(f"TensorRT could not create an execution context for {graph} (out of device "
-                                "memory?)")
+            raise BackendError(f"TensorRT could not create an execution context for {graph} (out of device memory?)")
         self.context: trt.IExecutionContext = context
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.addresses: dict[str, int] = {}
@@ -92,8 +85,8 @@ class EngineRunner:
         for name, shape in shapes.items():
             if self.shapes.get(name) != shape:
                 if not self.context.set_input_shape(name, shape):
-                    raise TensorRTError(f"{self.graph}: TensorRT refused the shape {shape} of input {name} "
-                                        f"(the engine's profile allows 1..{self.limit} objects)")
+                    raise BackendError(f"{self.graph}: TensorRT refused the shape {shape} of input {name} "
+                                       f"(the engine's profile allows 1..{self.limit} objects)")
                 self.shapes[name] = shape
                 changed = True
         if changed or not self.out_shapes:
@@ -107,7 +100,7 @@ class EngineRunner:
     def _bind_address(self, name: str, ptr: int) -> None:
         if self.addresses.get(name) != ptr:
             if not self.context.set_tensor_address(name, ptr):
-                raise TensorRTError(f"{self.graph}: TensorRT refused the address {ptr:#x} of tensor {name}")
+                raise BackendError(f"{self.graph}: TensorRT refused the address {ptr:#x} of tensor {name}")
             self.addresses[name] = ptr
 
     def run(self, inputs: Mapping[str, DeviceTensor]) -> dict[str, DeviceTensor]:
@@ -128,7 +121,7 @@ class EngineRunner:
 
     def _execute(self) -> None:
         if not self.context.execute_async_v3(int(self.stream)):
-            raise TensorRTError(f"TensorRT could not execute {self.graph} (see the TensorRT log)")
+            raise BackendError(f"TensorRT could not execute {self.graph} (see the TensorRT log)")
 
     def _capture(self, key: tuple[int, ...]) -> None:
         """Capture the execution just enqueued as a CUDA graph for these addresses (replayed by ``run``)."""
@@ -141,13 +134,13 @@ class EngineRunner:
                 graph = self.cuda.call("cudaStreamEndCapture", self.stream)  # always leave capture mode
             try:
                 if not ok:
-                    raise TensorRTError("execute_async_v3 failed during capture")
+                    raise BackendError("execute_async_v3 failed during capture")
                 if len(self.graphs) >= MAX_GRAPHS:  # the oldest address set goes
                     self.cuda.quietly("cudaGraphExecDestroy", self.graphs.pop(next(iter(self.graphs))))
                 self.graphs[key] = self.cuda.call("cudaGraphInstantiate", graph, 0)
             finally:
                 self.cuda.quietly("cudaGraphDestroy", graph)
-        except (BackendError, TensorRTError) as exc:
+        except BackendError as exc:  # a CUDA call or TensorRT failed
             log.warning("%s: CUDA graph capture failed (%s); running it without CUDA graphs", self.graph, exc)
             self.use_graphs = False
             self._drop_graphs()
