@@ -9,7 +9,7 @@ The comparison rules (Polygraphy's, plus ``rel_l2``) and the tolerances: ``READM
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -100,7 +100,7 @@ class TensorCheck:
                 f"{100 * self.mismatched:.3g} % of elements outside atol and rtol; tolerance {self.tolerance_text}")
 
 
-_STATISTICS = {"max": np.max, "mean": np.mean, "median": np.median}
+_STATISTICS: dict[str, Callable[[np.ndarray], Any]] = {"max": np.max, "mean": np.mean, "median": np.median}
 
 
 def _stat(x: np.ndarray, check: str, quantile: float) -> float:

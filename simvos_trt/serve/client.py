@@ -11,11 +11,22 @@ import numpy as np
 from ..errors import InputError, ServeError, require
 from ..runtime.backends.base import Closing
 from ..runtime.session import Result, Video, segment_frames
-from .protocol import FRAME, LABELS, MASK, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, server_message
+from .protocol import (
+    FRAME,
+    LABELS,
+    MASK,
+    MODEL,
+    OBJECT_IDS,
+    PROB,
+    ROUTING_HEADER,
+    FrameRequest,
+    grpc_address,
+    server_message,
+)
 
 
 class SegmentationClient(Closing):
-    """A thread-safe connection to the simvos-serve gRPC endpoint ``url`` (HOST:PORT), ``timeout`` seconds
+    """A thread-safe connection to the simvos-serve gRPC endpoint ``url`` (HOST[:PORT]), ``timeout`` seconds
     per request; ServeError when the server cannot be reached or serves no ready ``simvos`` model."""
 
     def __init__(self, url: str, *, timeout: float = 600.0) -> None:
@@ -23,6 +34,7 @@ class SegmentationClient(Closing):
         import tritonclient.grpc as grpc
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+        url = grpc_address(url)
         self.url, self.timeout = url, timeout
         self._grpc, self._error, self._dtype = grpc, InferenceServerException, np_to_triton_dtype
         try:

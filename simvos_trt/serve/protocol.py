@@ -21,6 +21,21 @@ ERROR_MARKER = "simvos-serve error: "
 ROUTING_HEADER = "x-simvos-video-id"
 #: Longest accepted video id (it is also a routing key: keep it short).
 MAX_ID_LENGTH = 128
+#: simvos-serve's default ports.
+HTTP_PORT, GRPC_PORT = 8000, 8001
+
+
+def grpc_address(url: object) -> str:
+    """``HOST:PORT`` of a simvos-serve gRPC endpoint; a bare ``HOST`` gets the default port 8001."""
+    if not isinstance(url, str) or not url.strip():
+        raise InputError(f"server {url!r}: expected HOST:PORT (simvos-serve's gRPC port, default {GRPC_PORT})")
+    host, sep, port = url.rpartition(":")
+    if not sep or host.endswith(":") or port.endswith("]"):  # no port (an IPv6 address goes in brackets)
+        return f"{url}:{GRPC_PORT}"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"server {url!r}: expected HOST:PORT with a port in 1..65535 (simvos-serve's gRPC "
+                         f"port, default {GRPC_PORT})")
+    return url
 
 
 @dataclass(frozen=True)

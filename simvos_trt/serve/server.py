@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, SimVOSError, require
 from ..runtime import AUTO, VideoSegmenter
-from .protocol import ERROR_MARKER, FRAME, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
+from .protocol import ERROR_MARKER, FRAME, GRPC_PORT, HTTP_PORT, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
 from .sessions import VideoStore
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ class ServeConfig:
 
     folder: Path
     backend: str = AUTO
-    http_port: int = 8000
-    grpc_port: int = 8001
+    http_port: int = HTTP_PORT
+    grpc_port: int = GRPC_PORT
     metrics_port: int = 8002
     instances: int = 1  # Triton model instances: requests (of different videos) run at once
     idle_timeout: float = 60.0  # seconds without a request after which a video is closed

@@ -9,6 +9,7 @@ from conftest import moving_video
 from simvos_trt.errors import InputError, ServeError
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.serve import FrameRequest
+from simvos_trt.serve.protocol import grpc_address
 
 H, W = 24, 40  # resized into the 32x48 engine
 
@@ -112,3 +113,15 @@ def test_too_many_objects_for_token_refinement(golden_client):
         golden_client.video("five").start(frame, mask)
     assert golden_client.video("two").start(frame, np.minimum(mask, 2)).shape == (32, 80)
     golden_client.infer(FrameRequest("two", end=True))
+
+
+@pytest.mark.parametrize("url, address", [("localhost", "localhost:8001"), ("10.0.0.7:9001", "10.0.0.7:9001"),
+                                          ("[::1]", "[::1]:8001"), ("[::1]:8101", "[::1]:8101")])
+def test_server_address_defaults_to_the_grpc_port(url, address):
+    assert grpc_address(url) == address
+
+
+@pytest.mark.parametrize("url", ["localhost:abc", "localhost:0", "localhost:70000", ":8001", "", 8001])
+def test_a_malformed_server_address_is_refused(url):
+    with pytest.raises(InputError, match="expected HOST:PORT"):
+        grpc_address(url)
