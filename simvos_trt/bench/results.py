@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as _dt
 import io
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -204,6 +206,12 @@ def read_results(folder: str | Path) -> tuple[dict[str, Any], list[RowResult]]:
         raise InputError(f"{path} is not a simvos-bench result file ({exc})") from exc
     doc.pop("format")
     return doc, rows
+
+
+def dated_name(host: str, what: str, date: _dt.date | None = None) -> str:
+    """``<date>-<host>-<what>``, the host name made safe for a path: a result folder's name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", host)[:40] or "host"
+    return f"{(date or _dt.date.today()).isoformat()}-{safe}-{what}"
 
 
 def write_text(folder: str | Path, name: str, text: str) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import json
 import re
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 from ..bench import runner
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, format_report, plot_sweep, write_text
+from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep, write_text
 from ..bench.runner import BACKEND_NAMES as BACKENDS
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import SweepRow, build_sweep, check_size, grid_rows, parse_ks, table_rows
@@ -166,8 +165,7 @@ def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
 
 def result_folder(root: Path, host: str, backend: str) -> Path:
     """``<root>/<date>-<host>-<backend>``, with -2, -3, ... when that exists already."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", host)[:40] or "host"
-    name = f"{_dt.date.today().isoformat()}-{safe}-{backend}"
+    name = dated_name(host, backend)
     folder, n = root / name, 2
     while folder.exists():
         folder, n = root / f"{name}-{n}", n + 1
