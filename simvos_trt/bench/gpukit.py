@@ -91,9 +91,6 @@ class Phase:
         self.skipped.append(f"{item}: needs ~{estimate_s:.0f} s, {max(self.left(), 0):.0f} s left")
         return False
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}  # without the clock
-
 
 class Budget:
     """Phase i ends by start + the budgets of phases 0..i, so unused time rolls forward; the budgets
@@ -119,7 +116,8 @@ class Budget:
                 ph.status = "done" if not ph.skipped else "partial"
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.phases.values()]
+        """Every phase's record, without its clock."""
+        return [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in self.phases.values()]
 
 
 def set_ieee_fp32() -> str:
@@ -202,9 +200,8 @@ class Kit:
 
     def measure(self, row: SweepRow, mode: str, precision: str, ph: Phase) -> None:
         """Time ``row`` in ``mode`` (eager, cudagraph, compile; on CUDA compile is also timed captured)."""
-        cuda, p = self.device.type == "cuda", self.plan
+        cuda, p, backend = self.device.type == "cuda", self.plan, BACKEND[mode]
         records: list[RowResult] = []
-        backend = BACKEND[mode]
         try:
             base = _memory_mark(cuda)
             model = copy.deepcopy(self.model(row.config)).to(self.device)
@@ -267,9 +264,8 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     budget = Budget(plan.phases, seconds)
     settings = {k: getattr(plan, k) for k in ("height", "width", "objects", "frames", "warmup")}
     meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan),
-                                    "golden_rule": GOLDEN_RULE},
-                            "golden": [], "settings": {**settings, "precision": "fp32 and fp16",
-                                                       "weights": "random (seed 1)"}}
+                                    "golden_rule": GOLDEN_RULE}, "golden": [],
+                            "settings": {**settings, "precision": "fp32 and fp16", "weights": "random (seed 1)"}}
     with budget.phase("machine"):
         meta["kit"]["fp32"] = set_ieee_fp32()
         meta["host"] = machine(device)

@@ -163,8 +163,7 @@ class GpuPeak:
 def load_gpu_peaks() -> tuple[GpuPeak, ...]:
     """Every GPU of ``simvos_trt/data/gpu_peaks.json``, in matching order."""
     data = json.loads(resources.files("simvos_trt").joinpath("data/gpu_peaks.json").read_text(encoding="utf-8"))
-    return tuple(GpuPeak(g["name"], tuple(g["match"]), float(g["fp16_tensor"]), float(g["fp16_tensor_fp32_acc"]),
-                         float(g["fp32"]), g["source"]) for g in data["gpus"])
+    return tuple(GpuPeak(**{**g, "match": tuple(g["match"])}) for g in data["gpus"])
 
 
 def find_gpu_peak(name: str | None) -> GpuPeak | None:

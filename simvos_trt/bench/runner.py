@@ -5,6 +5,7 @@ that cannot run gives ``unavailable`` rows, an error a ``failed`` row, and the s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import BackendError, MissingDependencyError, SimVOSError
-from ..manifest import Manifest, ManifestError, Weights, read_manifest
+from ..manifest import ManifestError, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from .costs import frame_costs
 from .measure import STAGES, Measurement, Video, measure_folder, moving_shapes
@@ -101,7 +102,7 @@ class GraphSpec:
         return self.weights or Weights("random", seed=self.seed)
 
     def key(self) -> tuple[Any, ...]:
-        """The graph key compared with an existing folder's manifest (``manifest_key``)."""
+        """The graph key compared with an existing folder's manifest (``reusable``)."""
         return (self.config, self.height, self.width, self.max_objects, self.opset, self.uint8_input,
                 self.precision, __version__, self.provenance())
 
@@ -110,20 +111,15 @@ class GraphSpec:
         return Path(engines) / "bench" / f"{self.config.name}-{size}-b{self.max_objects}-{self.precision}"
 
 
-def manifest_key(m: Manifest) -> tuple[Any, ...]:
-    """The graph key of an existing export, from its manifest."""
-    return (m.config, m.height, m.width, m.max_objects, m.opset, m.uint8_input, m.precision,
-            m.versions.get("simvos_trt"), m.checkpoint)
-
-
 def reusable(spec: GraphSpec, folder: Path) -> bool:
     """True if ``folder`` is an intact export (files present, sha256s match) with ``spec``'s key."""
     try:
-        manifest = read_manifest(folder, verify=True)
+        m = read_manifest(folder, verify=True)
     except ManifestError as exc:
         log.info("%s: not reusable (%s)", folder, exc)
         return False
-    same = manifest_key(manifest) == spec.key()
+    same = spec.key() == (m.config, m.height, m.width, m.max_objects, m.opset, m.uint8_input, m.precision,
+                          m.versions.get("simvos_trt"), m.checkpoint)
     if not same:
         log.info("%s: graph key differs; exporting again", folder)
     return same
@@ -265,11 +261,6 @@ def fill(record: RowResult, m: Measurement) -> RowResult:
     return record
 
 
-def _mark(record: RowResult, status: str, message: str) -> RowResult:
-    record.status, record.message = status, message
-    return record
-
-
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
               progress: Progress | None = None, measure: Measure = measure_folder,
               video: Video | None = None) -> None:
@@ -306,9 +297,9 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
             for b in s.backends if n == 0 else runnable:
                 record, reason = row_record(row, b, s), reasons[i, b]
                 if reason is not None:
-                    result = _mark(record, UNAVAILABLE, reason)
+                    result = dataclasses.replace(record, status=UNAVAILABLE, message=reason)
                 elif folder is None:
-                    result = _mark(record, FAILED, export_error)
+                    result = dataclasses.replace(record, status=FAILED, message=export_error)
                 else:
                     result = _measure_one(record, folder, b, s, video, measure, say)
                 if not result.ok:
@@ -325,8 +316,8 @@ def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings
         m = measure(folder, backend, video, warmup=s.warmup, frames=s.frames, on_gpu=s.device_of(backend) == "cuda",
                     **s.backend_options(backend))
     except (MissingDependencyError, BackendError) as exc:
-        return _mark(record, UNAVAILABLE, str(exc))
+        return dataclasses.replace(record, status=UNAVAILABLE, message=str(exc))
     except (SimVOSError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as exc:
         log.exception("measuring %s on %s failed", record.config, backend)
-        return _mark(record, FAILED, f"{type(exc).__name__}: {exc}")
+        return dataclasses.replace(record, status=FAILED, message=f"{type(exc).__name__}: {exc}")
     return fill(record, m)

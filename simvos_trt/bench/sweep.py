@@ -73,11 +73,9 @@ class PaperTables:
 
 def load_paper_tables() -> PaperTables:
     """Read the paper's tables shipped with the package."""
-    text = resources.files("simvos_trt").joinpath("data/paper_tables.json").read_text(encoding="utf-8")
-    d = json.loads(text)
-    return PaperTables(title=d["title"], venue=d["venue"], arxiv=d["arxiv"], gpu=d["gpu"],
-                       dataset=d["dataset"], resolution=d["resolution"], notes=tuple(d["notes"]),
-                       rows=tuple(PaperRow(**r) for r in d["rows"]))
+    d = json.loads(resources.files("simvos_trt").joinpath("data/paper_tables.json").read_text(encoding="utf-8"))
+    identity = {k: d[k] for k in ("title", "venue", "arxiv", "gpu", "dataset", "resolution")}
+    return PaperTables(**identity, notes=tuple(d["notes"]), rows=tuple(PaperRow(**r) for r in d["rows"]))
 
 
 @dataclass(frozen=True)

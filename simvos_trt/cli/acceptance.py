@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import logging
 import socket
@@ -235,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..config import preset
 
-    def say(text: str) -> None:
-        print(text, flush=True)
-
+    say = functools.partial(print, flush=True)
     try:
         stamp = environment(args.device)  # before anything is written
     except (MissingDependencyError, BackendError) as exc:
