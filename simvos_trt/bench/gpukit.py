@@ -1,8 +1,6 @@
-"""The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files.
-
-Phases within time budgets: the machine's stamp; the golden videos on the device (float32 and FP16)
-against the official outputs; the paper's Tables 2-3 rows timed per (mode, precision) as whole steps of
-``TorchStream`` on fixed device buffers; the report. ``DRY_PLAN`` runs the same on a CPU, tiny.
+"""The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files, in
+phases within time budgets (stamp, golden videos, the paper's rows timed per mode and precision as whole
+``TorchStream`` steps, report); ``DRY_PLAN`` runs the same on a CPU, tiny.
 """
 
 from __future__ import annotations
@@ -128,19 +126,27 @@ def set_ieee_fp32() -> str:
             f"{torch.backends.cudnn.allow_tf32}; matmul precision {torch.get_float32_matmul_precision()})")
 
 
+def load_golden(path: Path, frames: int | None = None) -> tuple[dict[str, Any], SimVOS, dict[str, np.ndarray]]:
+    """A golden video of ``tests/data/golden``: its meta, its tiny float32 model with the golden checkpoint's
+    recipe, and its arrays (``frames``, ``prob`` and ``labels`` cut to the first ``frames`` frames)."""
+    meta = json.loads(path.read_text())
+    with np.load(path.with_suffix(".npz")) as d:
+        arrays = {k: d[k] if k == "first_mask" else d[k][:frames] for k in d.files}
+    model = SimVOS(SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
+                                token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"])))
+    load_official_state(model, synthetic_state_dict(preset("T"), seed=1), source="the golden checkpoint recipe")
+    return meta, model, arrays
+
+
 def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Phase) -> list[dict[str, Any]]:
     """Each golden video through ``propagate`` on ``device`` in float32 and FP16, against the official outputs."""
-    state = synthetic_state_dict(preset("T"), seed=1)  # the golden checkpoint's recipe (tests/data/golden)
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")):
         if not ph.fits(path.stem, float(np.mean([r["seconds"] for r in out])) if out else 0.0):
             continue
-        t0, meta = time.monotonic(), json.loads(path.read_text())
-        with np.load(path.with_suffix(".npz")) as d:
-            video, mask, prob, labels = d["frames"][:frames], d["first_mask"], d["prob"][:frames], d["labels"][:frames]
-        model = SimVOS(SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
-                                    token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"])))
-        load_official_state(model, state, source="the golden recipe")
+        t0 = time.monotonic()
+        _, model, d = load_golden(path, frames)
+        video, mask, prob, labels = d["frames"], d["first_mask"], d["prob"], d["labels"]
         p32 = propagate(model.eval().to(device), video, mask)
         p16 = propagate(to_fp16(model), video, mask)
         rec: dict[str, Any] = {"case": path.stem, "frames": len(video), "size": list(mask.shape),
@@ -203,7 +209,11 @@ class Kit:
         cuda, p, backend = self.device.type == "cuda", self.plan, BACKEND[mode]
         records: list[RowResult] = []
         try:
-            base = _memory_mark(cuda)
+            if cuda:  # start a peak-memory window; the peak is read relative to what is allocated now
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() if cuda else 0
             model = copy.deepcopy(self.model(row.config)).to(self.device)
             stream = TorchStream(to_fp16(model) if precision == "fp16" else model, p.height, p.width, p.objects)
             stream.start(self.frames[0], self.masks)
@@ -244,16 +254,6 @@ class Kit:
         log.info("%s %s %s: median %.2f ms, p90 %.2f ms (%d steps)", row.config.name, backend, precision,
                  r.median_ms, r.p90_ms, len(steps))
         return r
-
-
-def _memory_mark(cuda: bool) -> int:
-    """Start a peak-memory window: bytes allocated now (the peak is read relative to it)."""
-    if not cuda:
-        return 0
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    return torch.cuda.memory_allocated()
 
 
 def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[str, Any]:

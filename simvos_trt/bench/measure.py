@@ -1,8 +1,5 @@
-"""Time the runtime's per-frame step (``VideoSession.step``) on a synthetic video.
-
-Two passes over the same frames: the headline pass times whole steps with nothing inside them;
-the split pass runs the steps again through ``TimingBackend``, which times every graph call
-(synchronised), for the per-stage split. Why: ``bench/README.md``.
+"""Time the runtime's per-frame step (``VideoSession.step``) on a synthetic video: the headline pass times
+whole steps with nothing inside them, the split pass times every graph call through ``TimingBackend``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import functools
-import json
 import logging
 import socket
 import sys
@@ -130,21 +129,16 @@ def environment(device: int) -> dict[str, Any]:
 
 
 def export(config: Any, folder: Path, height: int, width: int, max_objects: int, checkpoint: Path | None,
-           state: Any = None) -> Path:
-    """Export ``config`` (weights: ``checkpoint``, else the state dict ``state``, else seeded random) to
-    ``folder`` as FP16; an export of the same model and settings already there is reused (and so are its engines)."""
+           golden: Any = None) -> Path:
+    """Export ``config`` (weights: ``checkpoint``, else the ``golden`` model, else seeded random) to ``folder``
+    as FP16; an export of the same model and settings already there is reused (and so are its engines)."""
     from ..bench.runner import GraphSpec, ensure_graphs
     from ..manifest import Weights
-    from ..model.checkpoint import load_official_checkpoint, load_official_state
-    from ..model.simvos import SimVOS
-
-    def golden() -> SimVOS:
-        model = SimVOS(config)
-        load_official_state(model, state, source="the golden checkpoint recipe")
-        return model
+    from ..model.checkpoint import load_official_checkpoint
 
     weights, model = ((Weights.from_file("official", checkpoint), lambda: load_official_checkpoint(checkpoint, config))
-                      if checkpoint is not None else (Weights("golden"), golden) if state is not None else (None, None))
+                      if checkpoint is not None else (Weights("golden"), lambda: golden) if golden is not None
+                      else (None, None))
     spec = GraphSpec(config, height, width, max_objects, precision="fp16", weights=weights)
     return ensure_graphs(spec, folder.parent, lambda event: log.info("%s", event), folder, model)
 
@@ -176,19 +170,14 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
     """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
-    from ..config import SimVOSConfig, preset
+    from ..bench.gpukit import load_golden
     from ..eval.engines import label_agreement
-    from ..model.checkpoint import synthetic_state_dict
     from ..runtime import VideoSegmenter
 
-    meta = json.loads(path.read_text())
-    with np.load(path.with_suffix(".npz")) as d:
-        frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
-    config = SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], token_refinement=meta["token_refinement"],
-                          kf=meta["kf"], kb=meta["kb"], train_grid=tuple(meta["train_grid"]))
+    meta, model, d = load_golden(path)
+    frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
     H, W = meta["padded_size"]
-    folder = export(config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None,
-                    state=synthetic_state_dict(preset("T"), seed=1))
+    folder = export(model.config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None, model)
     engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
     with VideoSegmenter.open(folder, "tensorrt", device=device) as seg:
         got = [np.asarray(x) for x in seg.segment(frames, first_mask)]
