@@ -334,11 +334,13 @@ class TorchStream:
         agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
         return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
 
+    def _decode(self, frame: torch.Tensor, memories: list[torch.Tensor]) -> Tensors:
+        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
+        return self._aggregate(self.model.decode(query, memories, self.grid))
+
     def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
                  memory_first: torch.Tensor) -> Tensors:
-        memory_prev = self._memory(prev_frame, prev_objects)
-        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
-        return self._aggregate(self.model.decode(query, [memory_first, memory_prev], self.grid))
+        return self._decode(frame, [memory_first, self._memory(prev_frame, prev_objects)])
 
     @torch.inference_mode()
     def start(self, frame: torch.Tensor, masks: torch.Tensor) -> None:
@@ -349,9 +351,7 @@ class TorchStream:
     def first_step(self, frame: torch.Tensor) -> None:
         """The first propagated frame, decoded against the first memory alone."""
         self.frame.copy_(frame)
-        query = self.model.encode_query(self._input(self.frame), self.pos)
-        labels, objects = self._aggregate(self.model.decode(query, [self.memory_first], self.grid))
-        self._keep(labels, objects)
+        self._keep(*self._decode(self.frame, [self.memory_first]))
 
     @torch.inference_mode()
     def step(self) -> None:

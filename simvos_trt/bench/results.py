@@ -168,14 +168,11 @@ class ResultFolder:
         and every pass's median is remembered in ``pass_medians_ms``; then write the files."""
         old = next((i for i, r in enumerate(self.rows) if r.key() == row.key()), None)
         if old is None:
-            self.add(row)
-            return
+            return self.add(row)
         prev = self.rows[old]
-        medians = prev.pass_medians_ms + row.pass_medians_ms
         faster = row.ok and (not prev.ok or (row.median_ms or 0.0) < (prev.median_ms or 0.0))
-        keep = row if faster else prev
-        keep.pass_medians_ms = medians
-        self.rows[old] = keep
+        self.rows[old] = dataclasses.replace(row if faster else prev,
+                                             pass_medians_ms=prev.pass_medians_ms + row.pass_medians_ms)
         self.flush()
 
     def derived(self) -> list[RowResult]:

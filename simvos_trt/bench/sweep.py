@@ -190,11 +190,8 @@ def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[Swe
     merged: dict[SimVOSConfig, SweepRow] = {}
     for rows in groups:
         for row in rows:
-            old = merged.get(row.config)
-            if old is None:
-                merged[row.config] = row
-            else:
-                merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
+            old = merged.get(row.config, row)
+            merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
     if not any(r.is_baseline for r in merged.values()):
         base = baseline_row(backbone)
         merged = {base.config: base, **merged}
