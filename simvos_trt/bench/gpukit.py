@@ -1,8 +1,6 @@
-"""The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files.
-
-Phases within time budgets: the machine's stamp; the golden videos on the device (float32 and FP16)
-against the official outputs; the paper's Tables 2-3 rows timed per (mode, precision) as whole steps of
-``TorchStream`` on fixed device buffers; the report. ``DRY_PLAN`` runs the same on a CPU, tiny.
+"""The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files, in
+phases within time budgets (stamp, golden videos, the paper's rows timed per mode and precision as whole
+``TorchStream`` steps, report); ``DRY_PLAN`` runs the same on a CPU, tiny.
 """
 
 from __future__ import annotations
@@ -91,9 +89,6 @@ class Phase:
         self.skipped.append(f"{item}: needs ~{estimate_s:.0f} s, {max(self.left(), 0):.0f} s left")
         return False
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "end"}  # without the clock
-
 
 class Budget:
     """Phase i ends by start + the budgets of phases 0..i, so unused time rolls forward; the budgets
@@ -119,7 +114,8 @@ class Budget:
                 ph.status = "done" if not ph.skipped else "partial"
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.phases.values()]
+        """Every phase's record, without its clock."""
+        return [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in self.phases.values()]
 
 
 def set_ieee_fp32() -> str:
@@ -130,19 +126,27 @@ def set_ieee_fp32() -> str:
             f"{torch.backends.cudnn.allow_tf32}; matmul precision {torch.get_float32_matmul_precision()})")
 
 
+def load_golden(path: Path, frames: int | None = None) -> tuple[dict[str, Any], SimVOS, dict[str, np.ndarray]]:
+    """A golden video of ``tests/data/golden``: its meta, its tiny float32 model with the golden checkpoint's
+    recipe, and its arrays (``frames``, ``prob`` and ``labels`` cut to the first ``frames`` frames)."""
+    meta = json.loads(path.read_text())
+    with np.load(path.with_suffix(".npz")) as d:
+        arrays = {k: d[k] if k == "first_mask" else d[k][:frames] for k in d.files}
+    model = SimVOS(SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
+                                token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"])))
+    load_official_state(model, synthetic_state_dict(preset("T"), seed=1), source="the golden checkpoint recipe")
+    return meta, model, arrays
+
+
 def golden_checks(folder: Path, device: torch.device, frames: int | None, ph: Phase) -> list[dict[str, Any]]:
     """Each golden video through ``propagate`` on ``device`` in float32 and FP16, against the official outputs."""
-    state = synthetic_state_dict(preset("T"), seed=1)  # the golden checkpoint's recipe (tests/data/golden)
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")):
         if not ph.fits(path.stem, float(np.mean([r["seconds"] for r in out])) if out else 0.0):
             continue
-        t0, meta = time.monotonic(), json.loads(path.read_text())
-        with np.load(path.with_suffix(".npz")) as d:
-            video, mask, prob, labels = d["frames"][:frames], d["first_mask"], d["prob"][:frames], d["labels"][:frames]
-        model = SimVOS(SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], kf=meta["kf"], kb=meta["kb"],
-                                    token_refinement=meta["token_refinement"], train_grid=tuple(meta["train_grid"])))
-        load_official_state(model, state, source="the golden recipe")
+        t0 = time.monotonic()
+        _, model, d = load_golden(path, frames)
+        video, mask, prob, labels = d["frames"], d["first_mask"], d["prob"], d["labels"]
         p32 = propagate(model.eval().to(device), video, mask)
         p16 = propagate(to_fp16(model), video, mask)
         rec: dict[str, Any] = {"case": path.stem, "frames": len(video), "size": list(mask.shape),
@@ -202,11 +206,14 @@ class Kit:
 
     def measure(self, row: SweepRow, mode: str, precision: str, ph: Phase) -> None:
         """Time ``row`` in ``mode`` (eager, cudagraph, compile; on CUDA compile is also timed captured)."""
-        cuda, p = self.device.type == "cuda", self.plan
+        cuda, p, backend = self.device.type == "cuda", self.plan, BACKEND[mode]
         records: list[RowResult] = []
-        backend = BACKEND[mode]
         try:
-            base = _memory_mark(cuda)
+            if cuda:  # start a peak-memory window; the peak is read relative to what is allocated now
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() if cuda else 0
             model = copy.deepcopy(self.model(row.config)).to(self.device)
             stream = TorchStream(to_fp16(model) if precision == "fp16" else model, p.height, p.width, p.objects)
             stream.start(self.frames[0], self.masks)
@@ -249,16 +256,6 @@ class Kit:
         return r
 
 
-def _memory_mark(cuda: bool) -> int:
-    """Start a peak-memory window: bytes allocated now (the peak is read relative to it)."""
-    if not cuda:
-        return 0
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    return torch.cuda.memory_allocated()
-
-
 def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[str, Any]:
     """Run every phase within ``seconds``, writing results.json, results.csv and report.txt into ``out``
     after each phase and fps_vs_L.png at the end; returns the results' meta (stamp, golden, phases)."""
@@ -267,9 +264,8 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     budget = Budget(plan.phases, seconds)
     settings = {k: getattr(plan, k) for k in ("height", "width", "objects", "frames", "warmup")}
     meta: dict[str, Any] = {"kit": {"dry_run": dry_run, "seconds": seconds, "plan": dataclasses.asdict(plan),
-                                    "golden_rule": GOLDEN_RULE},
-                            "golden": [], "settings": {**settings, "precision": "fp32 and fp16",
-                                                       "weights": "random (seed 1)"}}
+                                    "golden_rule": GOLDEN_RULE}, "golden": [],
+                            "settings": {**settings, "precision": "fp32 and fp16", "weights": "random (seed 1)"}}
     with budget.phase("machine"):
         meta["kit"]["fp32"] = set_ieee_fp32()
         meta["host"] = machine(device)
@@ -338,11 +334,13 @@ class TorchStream:
         agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
         return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
 
+    def _decode(self, frame: torch.Tensor, memories: list[torch.Tensor]) -> Tensors:
+        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
+        return self._aggregate(self.model.decode(query, memories, self.grid))
+
     def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
                  memory_first: torch.Tensor) -> Tensors:
-        memory_prev = self._memory(prev_frame, prev_objects)
-        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
-        return self._aggregate(self.model.decode(query, [memory_first, memory_prev], self.grid))
+        return self._decode(frame, [memory_first, self._memory(prev_frame, prev_objects)])
 
     @torch.inference_mode()
     def start(self, frame: torch.Tensor, masks: torch.Tensor) -> None:
@@ -353,9 +351,7 @@ class TorchStream:
     def first_step(self, frame: torch.Tensor) -> None:
         """The first propagated frame, decoded against the first memory alone."""
         self.frame.copy_(frame)
-        query = self.model.encode_query(self._input(self.frame), self.pos)
-        labels, objects = self._aggregate(self.model.decode(query, [self.memory_first], self.grid))
-        self._keep(labels, objects)
+        self._keep(*self._decode(self.frame, [self.memory_first]))
 
     @torch.inference_mode()
     def step(self) -> None:

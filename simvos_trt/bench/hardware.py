@@ -43,28 +43,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _optional(name: str) -> Any:
+    """The module ``name`` if it is installed and imports, else None."""
+    try:
+        return importlib.import_module(name) if importlib.util.find_spec(name) else None
+    except ImportError:
+        return None
+
+
+def _cuda_torch() -> Any:
+    """torch when it is installed and sees a CUDA GPU, else None."""
+    torch = _optional("torch")
+    return torch if torch is not None and torch.cuda.is_available() else None
+
+
 def core_counts() -> dict[str, int | None]:
     """Logical, physical (psutil, if installed) and usable (CPU affinity) core counts."""
-    physical = None
-    if importlib.util.find_spec("psutil") is not None:
-        import psutil  # type: ignore[import-untyped,unused-ignore]
-
-        physical = psutil.cpu_count(logical=False)
+    psutil = _optional("psutil")
+    physical = psutil.cpu_count(logical=False) if psutil else None
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"logical": os.cpu_count(), "physical": physical, "usable": usable}
 
 
-def _module_version(name: str) -> str | None:
-    try:
-        return str(importlib.import_module(name).__version__) if importlib.util.find_spec(name) else None
-    except (ImportError, AttributeError):  # e.g. only tensorrt-stubs installed
-        return None
+def _version(name: str) -> str | None:
+    version = getattr(_optional(name), "__version__", None)  # None for tensorrt-stubs alone
+    return None if version is None else str(version)
 
 
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries that decide the speed (None: not installed)."""
     return {"simvos_trt": __version__, "numpy": np.__version__, "python": platform.python_version(),
-            **{name: _module_version(name) for name in ("torch", "onnxruntime", "tensorrt")}}
+            **{name: _version(name) for name in ("torch", "onnxruntime", "tensorrt")}}
 
 
 def gpu_name(device: int = 0) -> str | None:
@@ -73,12 +82,8 @@ def gpu_name(device: int = 0) -> str | None:
         return Cuda().gpu(device)[0]
     except (SimVOSError, ImportError) as exc:
         log.debug("no GPU through cuda-python: %s", exc)
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if torch.cuda.is_available() and device < torch.cuda.device_count():
-            return str(torch.cuda.get_device_name(device))
-    return None
+    torch = _cuda_torch()
+    return str(torch.cuda.get_device_name(device)) if torch and device < torch.cuda.device_count() else None
 
 
 def device_memory_mb(device: int = 0) -> float | None:
@@ -88,13 +93,11 @@ def device_memory_mb(device: int = 0) -> float | None:
         return float(total - free) / 2**20
     except (SimVOSError, ImportError) as exc:
         log.debug("no device memory through cuda-python: %s", exc)
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if torch.cuda.is_available():
-            free, total = torch.cuda.mem_get_info(device)
-            return (total - free) / 2**20
-    return None
+    torch = _cuda_torch()
+    if torch is None:
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    return (total - free) / 2**20
 
 
 def nvidia_driver() -> str | None:
@@ -160,8 +163,7 @@ class GpuPeak:
 def load_gpu_peaks() -> tuple[GpuPeak, ...]:
     """Every GPU of ``simvos_trt/data/gpu_peaks.json``, in matching order."""
     data = json.loads(resources.files("simvos_trt").joinpath("data/gpu_peaks.json").read_text(encoding="utf-8"))
-    return tuple(GpuPeak(g["name"], tuple(g["match"]), float(g["fp16_tensor"]), float(g["fp16_tensor_fp32_acc"]),
-                         float(g["fp32"]), g["source"]) for g in data["gpus"])
+    return tuple(GpuPeak(**{**g, "match": tuple(g["match"])}) for g in data["gpus"])
 
 
 def find_gpu_peak(name: str | None) -> GpuPeak | None:
@@ -190,10 +192,7 @@ class GemmPeak:
         return max(self.gflops.values())
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["sizes"] = list(self.sizes)
-        d["best"] = self.best
-        return d
+        return {**asdict(self), "sizes": list(self.sizes), "best": self.best}
 
 
 def _best_rate(matmul: Callable[[], object], n: int, repeats: int) -> float:
@@ -212,14 +211,11 @@ def gemm_peak(sizes: tuple[int, ...] = (1024, 1536, 2048), repeats: int = 5) -> 
     gflops: dict[str, float] = {}
     best_size: dict[str, int] = {}
     threads: dict[str, int | None] = {"numpy": None}
-    libs: list[tuple[str, Callable[[np.ndarray, np.ndarray], Callable[[], object]]]] = [
-        ("numpy", lambda a, b: lambda: a @ b)]
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        threads["torch"] = torch.get_num_threads()
-        libs.append(("torch", lambda a, b: _torch_mm(torch.from_numpy(a), torch.from_numpy(b))))
-    for lib, make in libs:
+    libs: dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], object]]] = {"numpy": lambda a, b: lambda: a @ b}
+    torch = _optional("torch")
+    if torch is not None:
+        threads["torch"], libs["torch"] = torch.get_num_threads(), _torch_mm
+    for lib, make in libs.items():
         for n in sizes:
             a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
             rate = _best_rate(make(a, b), n, repeats)
@@ -229,9 +225,10 @@ def gemm_peak(sizes: tuple[int, ...] = (1024, 1536, 2048), repeats: int = 5) -> 
     return GemmPeak(gflops, best_size, tuple(sizes), repeats, threads)
 
 
-def _torch_mm(a: Any, b: Any) -> Callable[[], object]:
+def _torch_mm(a_host: np.ndarray, b_host: np.ndarray) -> Callable[[], object]:
     import torch
 
+    a, b = torch.from_numpy(a_host), torch.from_numpy(b_host)
     out = torch.empty_like(a)
 
     def run() -> object:

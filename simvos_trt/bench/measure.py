@@ -1,8 +1,5 @@
-"""Time the runtime's per-frame step (``VideoSession.step``) on a synthetic video.
-
-Two passes over the same frames: the headline pass times whole steps with nothing inside them;
-the split pass runs the steps again through ``TimingBackend``, which times every graph call
-(synchronised), for the per-stage split. Why: ``bench/README.md``.
+"""Time the runtime's per-frame step (``VideoSession.step``) on a synthetic video: the headline pass times
+whole steps with nothing inside them, the split pass times every graph call through ``TimingBackend``.
 """
 
 from __future__ import annotations
@@ -265,7 +262,7 @@ def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu
     session.start(video.frames[0], video.first_mask)
     step: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    device_peak: float | None = None
+    peaks: list[float] = []  # device memory in use after each step, MiB
     for i, frame in enumerate(video.frames[1 : 1 + warmup + frames]):
         if proxy is not None:
             proxy.reset()
@@ -275,13 +272,12 @@ def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu
             sync()
         seconds = time.perf_counter() - t0
         used = device_memory_mb() if on_gpu else None
-        if used is not None:
-            device_peak = used if device_peak is None else max(device_peak, used)
+        peaks += [] if used is None else [used]
         if i >= warmup:
             step.append(1000 * seconds)
             for k, v in (proxy.stage_seconds() if proxy else {}).items():
                 stages[k].append(1000 * v)
-    return step, stages, device_peak
+    return step, stages, max(peaks, default=None)
 
 
 def measure_session(backend: Backend, video: Video, *, warmup: int, frames: int,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as _dt
 import io
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -166,14 +168,11 @@ class ResultFolder:
         and every pass's median is remembered in ``pass_medians_ms``; then write the files."""
         old = next((i for i, r in enumerate(self.rows) if r.key() == row.key()), None)
         if old is None:
-            self.add(row)
-            return
+            return self.add(row)
         prev = self.rows[old]
-        medians = prev.pass_medians_ms + row.pass_medians_ms
         faster = row.ok and (not prev.ok or (row.median_ms or 0.0) < (prev.median_ms or 0.0))
-        keep = row if faster else prev
-        keep.pass_medians_ms = medians
-        self.rows[old] = keep
+        self.rows[old] = dataclasses.replace(row if faster else prev,
+                                             pass_medians_ms=prev.pass_medians_ms + row.pass_medians_ms)
         self.flush()
 
     def derived(self) -> list[RowResult]:
@@ -204,6 +203,12 @@ def read_results(folder: str | Path) -> tuple[dict[str, Any], list[RowResult]]:
         raise InputError(f"{path} is not a simvos-bench result file ({exc})") from exc
     doc.pop("format")
     return doc, rows
+
+
+def dated_name(host: str, what: str, date: _dt.date | None = None) -> str:
+    """``<date>-<host>-<what>``, the host name made safe for a path: a result folder's name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", host)[:40] or "host"
+    return f"{(date or _dt.date.today()).isoformat()}-{safe}-{what}"
 
 
 def write_text(folder: str | Path, name: str, text: str) -> Path:
@@ -378,16 +383,12 @@ def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, li
     return text, pairs
 
 
-def _group(r: RowResult) -> str:
-    return f"TR {r.kf}/{r.kb}" if r.token_refinement else "no TR"
-
-
 def _lines(rows: Sequence[RowResult]) -> dict[tuple[str, str], list[RowResult]]:
     """(backend, TR group) -> measured rows sorted by L (the ViT-L row left out)."""
     lines: dict[tuple[str, str], list[RowResult]] = defaultdict(list)
     for r in rows:
         if r.ok and r.backbone != "large":
-            lines[(r.backend, _group(r))].append(r)
+            lines[(r.backend, f"TR {r.kf}/{r.kb}" if r.token_refinement else "no TR")].append(r)
     return {k: sorted(v, key=lambda r: r.layer_index) for k, v in lines.items()}
 
 
@@ -406,31 +407,29 @@ def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> 
     backends = sorted({b for b, _ in lines})
     colours = {b: f"C{i}" for i, b in enumerate(backends)}
     fig, (ax_fps, ax_x) = plt.subplots(1, 2, figsize=(12, 5))
-    reference_done: set[str] = set()
-    labelled: set[str] = set()
+    labelled: set[str] = set()  # backends with their crosses in the legend
+    references: set[str] = set()  # groups (and "points") with their reference lines drawn
     for (backend, group), pts in sorted(lines.items()):
         L = [r.layer_index for r in pts]
+        paper = [r for r in pts if r.paper_speedup is not None]
         if len(set(L)) < 2:  # a single point: a Table 3 variant
-            first = backend not in labelled
-            labelled.add(backend)
-            for ax, values in ((ax_fps, [r.fps for r in pts]), (ax_x, [r.speedup for r in pts])):
-                ax.plot(L, values, "x", ms=8, color=colours[backend],
-                        label=f"{backend}, other Kf/Kb" if first else None)
-            paper = [r.paper_speedup for r in pts if r.paper_speedup is not None]
+            label = None if backend in labelled else f"{backend}, other Kf/Kb"
+            ax_fps.plot(L, [r.fps for r in pts], "x", ms=8, color=colours[backend], label=label)
+            ax_x.plot(L, [r.speedup for r in pts], "x", ms=8, color=colours[backend], label=label)
             if paper:
-                ax_x.plot(L[: len(paper)], paper, "x", ms=8, color="black",
-                          label="paper (A100), other Kf/Kb" if "points" not in reference_done else None)
-                reference_done.add("points")
+                ax_x.plot([r.layer_index for r in paper], [r.paper_speedup for r in paper], "x", ms=8, color="black",
+                          label=None if "points" in references else "paper (A100), other Kf/Kb")
+                references.add("points")
+            labelled.add(backend)
             continue
         style, marker = ("-", "o") if group == "no TR" else ("--", "s")
         kwargs = {"marker": marker, "color": colours[backend], "label": f"{backend}, {group}"}
         ax_fps.plot(L, [r.fps for r in pts], style, **kwargs)
         ax_x.plot(L, [r.speedup for r in pts], style, **kwargs)
-        if group not in reference_done:
-            reference_done.add(group)
+        if group not in references:
+            references.add(group)
             ax_x.plot(L, [r.flop_ratio for r in pts], style, color="0.6", lw=1, label=f"FLOP ratio, {group}")
-            with_paper = [r for r in pts if r.paper_speedup is not None]
-            ax_x.plot([r.layer_index for r in with_paper], [r.paper_speedup for r in with_paper], style,
+            ax_x.plot([r.layer_index for r in paper], [r.paper_speedup for r in paper], style,
                       marker=marker, color="black", mfc="none", label=f"paper (A100), {group}")
     ax_fps.set(xlabel="layer index L (blocks run per frame)", ylabel="frames per second (median step)",
                title="FPS against L (cf. paper Fig. 5)")
@@ -443,7 +442,6 @@ def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return Path(path)

@@ -1,12 +1,11 @@
 """Run a sweep: for every row, its export folder (reused when its graph key matches, see ``GraphSpec``)
-and TensorRT engines prepared once, then the row measured on every backend and written at once.
-
-A backend that cannot run here gives ``unavailable`` rows, an error in one measurement a ``failed``
-row, and the sweep goes on; an interrupted sweep keeps the rows written so far.
+and TensorRT engines prepared once, then the row measured on every backend and written at once; a backend
+that cannot run gives ``unavailable`` rows, an error a ``failed`` row, and the sweep goes on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import BackendError, MissingDependencyError, SimVOSError
-from ..manifest import Manifest, ManifestError, Weights, read_manifest
+from ..manifest import ManifestError, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from .costs import frame_costs
 from .measure import STAGES, Measurement, Video, measure_folder, moving_shapes
@@ -66,8 +65,7 @@ class GraphsReady:
 
 @dataclass(frozen=True)
 class GraphExported:
-    """One graph written while exporting a row's folder (``export_folder``'s progress): its name, the seconds
-    it took and its size in bytes."""
+    """One graph written while exporting a row's folder: its name, seconds and size in bytes."""
 
     name: str
     seconds: float
@@ -88,7 +86,7 @@ Progress = Callable[[Event], None]
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """What a row's export folder must hold: seeded random weights of ``config`` at H x W."""
+    """What an export folder must hold: ``config`` at H x W with ``weights`` (default: random, ``seed``)."""
 
     config: SimVOSConfig
     height: int
@@ -98,40 +96,40 @@ class GraphSpec:
     opset: int = OPSET
     uint8_input: bool = True
     precision: str = "fp32"
+    weights: Weights | None = None
+
+    def provenance(self) -> Weights:
+        return self.weights or Weights("random", seed=self.seed)
 
     def key(self) -> tuple[Any, ...]:
-        """The graph key compared with an existing folder's manifest (``manifest_key``)."""
+        """The graph key compared with an existing folder's manifest (``reusable``)."""
         return (self.config, self.height, self.width, self.max_objects, self.opset, self.uint8_input,
-                self.precision, __version__, Weights("random", seed=self.seed))
+                self.precision, __version__, self.provenance())
 
     def folder(self, engines: str | Path) -> Path:
         size = f"{self.height}x{self.width}"
         return Path(engines) / "bench" / f"{self.config.name}-{size}-b{self.max_objects}-{self.precision}"
 
 
-def manifest_key(m: Manifest) -> tuple[Any, ...]:
-    """The graph key of an existing export, from its manifest."""
-    return (m.config, m.height, m.width, m.max_objects, m.opset, m.uint8_input, m.precision,
-            m.versions.get("simvos_trt"), m.checkpoint)
-
-
 def reusable(spec: GraphSpec, folder: Path) -> bool:
     """True if ``folder`` is an intact export (files present, sha256s match) with ``spec``'s key."""
     try:
-        manifest = read_manifest(folder, verify=True)
+        m = read_manifest(folder, verify=True)
     except ManifestError as exc:
         log.info("%s: not reusable (%s)", folder, exc)
         return False
-    same = manifest_key(manifest) == spec.key()
+    same = spec.key() == (m.config, m.height, m.width, m.max_objects, m.opset, m.uint8_input, m.precision,
+                          m.versions.get("simvos_trt"), m.checkpoint)
     if not same:
         log.info("%s: graph key differs; exporting again", folder)
     return same
 
 
-def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress) -> Path:
-    """The export folder of ``spec`` under ``engines``: reused if its key matches, exported (atomically)
-    otherwise."""
-    folder = spec.folder(engines)
+def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress, folder: Path | None = None,
+                  model: Callable[[], Any] | None = None) -> Path:
+    """The export folder of ``spec`` (``folder``, else under ``engines``): reused if its key matches, else
+    exported (atomically) from ``model()`` (default: the seeded random model)."""
+    folder = folder or spec.folder(engines)
     if reusable(spec, folder):
         say(GraphsReady(str(folder), "reused"))
         return folder
@@ -142,31 +140,26 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress) -> Path:
     say(GraphsReady(str(folder), "exporting"))
     settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
                               spec.precision)
-    export_folder(random_model(spec.config, seed=spec.seed), folder, settings, force=True,
+    export_folder(model() if model else random_model(spec.config, seed=spec.seed), folder, settings, force=True,
                   progress=lambda _, info: say(GraphExported(info["name"], info["seconds"], info["bytes"])),
-                  checkpoint=Weights("random", seed=spec.seed))
+                  checkpoint=spec.provenance())
     say(GraphsReady(str(folder), "exported", time.perf_counter() - t0))
     return folder
 
 
-def ensure_engines(folder: Path, say: Progress) -> None:
-    """Build (or reuse, by ``build_engines``' cache key) the TensorRT engines of ``folder``.
-
-    Raises MissingDependencyError / BackendError without TensorRT or a GPU.
-    """
+def ensure_engines(folder: Path, say: Progress, device: int = 0) -> None:
+    """Build (or reuse, by ``build_engines``' cache key) the TensorRT engines of ``folder``; raises
+    MissingDependencyError / BackendError without TensorRT or a GPU."""
     from ..export.trt_build import build_engines
     from ..trt.plan import BuildSettings
 
-    build_engines(folder, BuildSettings(), progress=say)
+    build_engines(folder, BuildSettings(), device=device, progress=say)
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """How every row is measured: frame size (the video's too), objects (and the exports' limit), measured and
-    warm-up steps, backends, the graphs' precision (TensorRT builds from the same graphs), ``device`` for ONNX
-    Runtime and torch (``auto``: cuda when they can; TensorRT is always cuda), the export folder root, ONNX
-    Runtime threads (None: every core), the weights' seed, and passes over the sweep (each row keeps its fastest).
-    """
+    """How every row is measured (``simvos-bench``'s options of the same names; ``threads`` None: every core,
+    ``repeats``: passes over the sweep, each row keeping its fastest)."""
 
     height: int = 128
     width: int = 224
@@ -268,11 +261,6 @@ def fill(record: RowResult, m: Measurement) -> RowResult:
     return record
 
 
-def _mark(record: RowResult, status: str, message: str) -> RowResult:
-    record.status, record.message = status, message
-    return record
-
-
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
               progress: Progress | None = None, measure: Measure = measure_folder,
               video: Video | None = None) -> None:
@@ -309,9 +297,9 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
             for b in s.backends if n == 0 else runnable:
                 record, reason = row_record(row, b, s), reasons[i, b]
                 if reason is not None:
-                    result = _mark(record, UNAVAILABLE, reason)
+                    result = dataclasses.replace(record, status=UNAVAILABLE, message=reason)
                 elif folder is None:
-                    result = _mark(record, FAILED, export_error)
+                    result = dataclasses.replace(record, status=FAILED, message=export_error)
                 else:
                     result = _measure_one(record, folder, b, s, video, measure, say)
                 if not result.ok:
@@ -328,8 +316,8 @@ def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings
         m = measure(folder, backend, video, warmup=s.warmup, frames=s.frames, on_gpu=s.device_of(backend) == "cuda",
                     **s.backend_options(backend))
     except (MissingDependencyError, BackendError) as exc:
-        return _mark(record, UNAVAILABLE, str(exc))
+        return dataclasses.replace(record, status=UNAVAILABLE, message=str(exc))
     except (SimVOSError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as exc:
         log.exception("measuring %s on %s failed", record.config, backend)
-        return _mark(record, FAILED, f"{type(exc).__name__}: {exc}")
+        return dataclasses.replace(record, status=FAILED, message=f"{type(exc).__name__}: {exc}")
     return fill(record, m)

@@ -73,11 +73,9 @@ class PaperTables:
 
 def load_paper_tables() -> PaperTables:
     """Read the paper's tables shipped with the package."""
-    text = resources.files("simvos_trt").joinpath("data/paper_tables.json").read_text(encoding="utf-8")
-    d = json.loads(text)
-    return PaperTables(title=d["title"], venue=d["venue"], arxiv=d["arxiv"], gpu=d["gpu"],
-                       dataset=d["dataset"], resolution=d["resolution"], notes=tuple(d["notes"]),
-                       rows=tuple(PaperRow(**r) for r in d["rows"]))
+    d = json.loads(resources.files("simvos_trt").joinpath("data/paper_tables.json").read_text(encoding="utf-8"))
+    identity = {k: d[k] for k in ("title", "venue", "arxiv", "gpu", "dataset", "resolution")}
+    return PaperTables(**identity, notes=tuple(d["notes"]), rows=tuple(PaperRow(**r) for r in d["rows"]))
 
 
 @dataclass(frozen=True)
@@ -192,11 +190,8 @@ def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[Swe
     merged: dict[SimVOSConfig, SweepRow] = {}
     for rows in groups:
         for row in rows:
-            old = merged.get(row.config)
-            if old is None:
-                merged[row.config] = row
-            else:
-                merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
+            old = merged.get(row.config, row)
+            merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
     if not any(r.is_baseline for r in merged.values()):
         base = baseline_row(backbone)
         merged = {base.config: base, **merged}

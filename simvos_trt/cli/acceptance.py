@@ -1,6 +1,4 @@
-"""simvos-acceptance: the GPU acceptance run in one command: SimVOS-BS and -B exported as FP16 graphs, TensorRT
-engines built and verified against ONNX Runtime, the golden videos' labels compared, throughput measured, and
-``acceptance.json`` + ``README.md`` written, stamped with the hardware (steps: ``bench/README.md``).
+"""simvos-acceptance: the GPU acceptance run in one command (steps: ``bench/README.md``).
 
 Exit codes: 0 passed; 1 a check failed; 2 bad options or an error; 3 TensorRT, cuda-python, a GPU or torch missing.
 """
@@ -9,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
+import functools
 import logging
-import re
 import socket
 import sys
 import time
@@ -22,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bench.results import dated_name
 from ..bench.sweep import load_paper_tables
 from ..errors import BackendError, MissingDependencyError, require
 from ..io import Owner, claim_folder, write_atomic, write_json_atomic, write_owner
@@ -107,9 +105,8 @@ def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
 
 def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Path:
     """``benchmarks/results/<date>-<host>-acceptance``."""
-    date = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", host or socket.gethostname()) or "host"
-    return Path("benchmarks") / "results" / f"{date}-{name}-acceptance"
+    date = (now or _dt.datetime.now(_dt.UTC)).date()
+    return Path("benchmarks") / "results" / dated_name(host or socket.gethostname(), "acceptance", date)
 
 
 def environment(device: int) -> dict[str, Any]:
@@ -132,45 +129,27 @@ def environment(device: int) -> dict[str, Any]:
 
 
 def export(config: Any, folder: Path, height: int, width: int, max_objects: int, checkpoint: Path | None,
-           state: Any = None) -> Path:
-    """Export ``config`` (weights: ``checkpoint``, else the state dict ``state``, else seeded random) to
-    ``folder``; an export of the same model and settings already there is reused (and so are its engines)."""
-    from ..export.onnx_export import ExportSettings, export_folder
-    from ..manifest import ManifestError, Weights, read_manifest
-    from ..model.checkpoint import load_official_checkpoint, load_official_state, random_model
-    from ..model.simvos import SimVOS
-    from ..precision import Precision
+           golden: Any = None) -> Path:
+    """Export ``config`` (weights: ``checkpoint``, else the ``golden`` model, else seeded random) to ``folder``
+    as FP16; an export of the same model and settings already there is reused (and so are its engines)."""
+    from ..bench.runner import GraphSpec, ensure_graphs
+    from ..manifest import Weights
+    from ..model.checkpoint import load_official_checkpoint
 
-    record = (Weights.from_file("official", checkpoint) if checkpoint is not None
-              else Weights("golden") if state is not None else Weights("random", seed=1))
-    try:
-        m = read_manifest(folder)
-        if (m.config, m.height, m.width, m.max_objects, m.checkpoint, m.precision) == (
-                config, height, width, max_objects, record, "fp16"):
-            log.info("reusing the export %s", folder)
-            return folder
-    except ManifestError:
-        pass
-    if checkpoint is not None:
-        model = load_official_checkpoint(checkpoint, config)
-    elif state is not None:
-        model = SimVOS(config)
-        load_official_state(model, state, source="the golden checkpoint recipe")
-    else:
-        model = random_model(config, seed=1)
-    export_folder(model, folder, ExportSettings(height, width, max_objects=max_objects, precision=Precision.FP16),
-                  checkpoint=record, force=True)
-    return folder
+    weights, model = ((Weights.from_file("official", checkpoint), lambda: load_official_checkpoint(checkpoint, config))
+                      if checkpoint is not None else (Weights("golden"), lambda: golden) if golden is not None
+                      else (None, None))
+    spec = GraphSpec(config, height, width, max_objects, precision="fp16", weights=weights)
+    return ensure_graphs(spec, folder.parent, lambda event: log.info("%s", event), folder, model)
 
 
 def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int] | None = None) -> dict[str, Any]:
     """Build the engines of ``folder`` (reusing matching ones) and verify them against ONNX Runtime."""
+    from ..bench.runner import ensure_engines
     from ..eval.engines import verify_engines
-    from ..export.trt_build import build_engines
-    from ..trt.plan import BuildSettings
 
     t0 = time.perf_counter()
-    build_engines(folder, BuildSettings(), device=device)
+    ensure_engines(folder, lambda event: None, device)
     say(f"  engines built in {time.perf_counter() - t0:.0f} s; verifying against ONNX Runtime (CPU) ...")
     report = verify_engines(folder, objects=objects, device=device)
     say(report.table())
@@ -191,19 +170,14 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
     """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
-    from ..config import SimVOSConfig, preset
+    from ..bench.gpukit import load_golden
     from ..eval.engines import label_agreement
-    from ..model.checkpoint import synthetic_state_dict
     from ..runtime import VideoSegmenter
 
-    meta = json.loads(path.read_text())
-    with np.load(path.with_suffix(".npz")) as d:
-        frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
-    config = SimVOSConfig(backbone="tiny", layer_index=meta["layer_index"], token_refinement=meta["token_refinement"],
-                          kf=meta["kf"], kb=meta["kb"], train_grid=tuple(meta["train_grid"]))
+    meta, model, d = load_golden(path)
+    frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
     H, W = meta["padded_size"]
-    folder = export(config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None,
-                    state=synthetic_state_dict(preset("T"), seed=1))
+    folder = export(model.config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None, model)
     engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
     with VideoSegmenter.open(folder, "tensorrt", device=device) as seg:
         got = [np.asarray(x) for x in seg.segment(frames, first_mask)]
@@ -218,9 +192,8 @@ def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="The GPU acceptance run: export SimVOS-BS and -B, build "
-                                "FP16 TensorRT engines, verify them against ONNX Runtime, compare the golden videos' "
-                                "labels, measure throughput, and write a report stamped with the hardware.",
+    p = argparse.ArgumentParser(prog=PROG, description="The GPU acceptance run: FP16 engines of SimVOS-BS and -B "
+                                "verified, golden labels compared, throughput measured, a report written.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint-bs", type=Path, help="official SimVOS-BS checkpoint [default: random weights]")
     p.add_argument("--checkpoint-b", type=Path, help="official SimVOS-B checkpoint [default: random weights]")
@@ -252,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..config import preset
 
-    def say(text: str) -> None:
-        print(text, flush=True)
-
+    say = functools.partial(print, flush=True)
     try:
         stamp = environment(args.device)  # before anything is written
     except (MissingDependencyError, BackendError) as exc:

@@ -1,13 +1,6 @@
-"""simvos-bench: measure the runtime's per-frame step over the paper's configurations.
+"""simvos-bench: measure the runtime's per-frame step over the paper's configurations (examples:
+``bench/README.md``); each backend's results go to ``<results>/<date>-<host>-<backend>/``, rewritten after every row.
 
-    simvos-bench                                   # Table 2, tiny ViT at 128x224, ONNX Runtime (minutes on a CPU)
-    simvos-bench --table 2 --table 3 --backbone base --backend onnxruntime,torch
-    simvos-bench --layers 0,2,4 --k 384/384,128/128 --backbone base --size 192x336
-    simvos-bench --paper --table 2 --table 3       # ViT-B/L, 480x864, 2 objects, TensorRT FP16 (a GPU)
-    simvos-bench --compare benchmarks/results/A benchmarks/results/B
-
-Each backend's results go to ``<results>/<date>-<host>-<backend>/`` (results.json, results.csv,
-report.txt, fps_vs_L.png), rewritten after every row; exports are reused from ``<engines>/bench/``.
 Exit codes: 0 done; 1 some rows failed; 2 bad options; 3 no backend could run here; 130 interrupted.
 """
 
@@ -15,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import json
 import re
 import sys
@@ -25,7 +17,7 @@ from typing import Any
 
 from ..bench import runner
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, format_report, plot_sweep, write_text
+from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep, write_text
 from ..bench.runner import BACKEND_NAMES as BACKENDS
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import SweepRow, build_sweep, check_size, grid_rows, parse_ks, table_rows
@@ -76,25 +68,21 @@ def positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="simvos-bench",
-        description="Measure SimVOS's per-frame step (query and memory encoders, joint decoder, soft aggregation "
-        "and the host work around them) over the paper's Table 2/3 configurations or a custom grid, on one or "
-        "more backends, and report FPS, speedups against the paper's and the FLOP model's, and a Figure 5 plot.",
+        description="Measure SimVOS's per-frame step over the paper's Table 2/3 configurations or a custom grid "
+        "and report FPS, speedups against the paper's and the FLOP model's, and a Figure 5 plot.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("what to sweep (default: --table 2)")
     g.add_argument("--table", type=int, choices=(2, 3), action="append",
-                   help="the paper's Table 2 (L with and without token refinement, B, L) or 3 (Kf/Kb at L=4); "
-                   "repeatable")
+                   help="the paper's Table 2 (L, with and without TR) or 3 (Kf/Kb at L=4); repeatable")
     g.add_argument("--layers", type=int_list, metavar="L,...", help="custom grid: layer indices, e.g. 0,2,4")
     g.add_argument("--k", default="384/384", metavar="KF/KB,...",
                    help="custom grid: token-refinement sizes in the paper's terms, e.g. 384/384,128/128")
     g.add_argument("--refinement", choices=("both", "on", "off"), default="both",
                    help="custom grid: rows without token refinement, with it, or both")
     g.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
-                   help="the ViT the paper's ViT-B rows run on [default tiny; base with --paper]; the ViT-L row "
-                   "runs only with base")
+                   help="the ViT of the paper's ViT-B rows [default tiny; base with --paper]")
     g.add_argument("--scale-k", action=argparse.BooleanOptionalAction, default=True,
-                   help="scale Kf/Kb by N/1620 (tokens per frame here over the paper's 480x864) so token "
-                   "refinement keeps its proportions at small sizes")
+                   help="scale Kf/Kb by the tokens per frame over the paper's 1620")
     g.add_argument("--paper", action="store_true",
                    help="the paper's setting: ViT-B/L at 480x864, 2 objects, TensorRT FP16 (explicit options win)")
     r = p.add_argument_group("how to run")
@@ -108,11 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame size, multiples of 16 [default 128x224; 480x864 with --paper]")
     r.add_argument("--objects", type=positive, default=2, help="objects in the synthetic video")
     r.add_argument("--frames", type=positive, default=10, help="measured frames per row")
-    r.add_argument("--warmup", type=int, default=2, help="warm-up frames per row (>= 1 keeps the "
-                   "single-memory first step out of the measurement)")
-    r.add_argument("--repeats", type=positive, default=1,
-                   help="passes over the whole sweep; each row reports its fastest pass (by median step time), "
-                   "which filters out load from elsewhere on shared machines")
+    r.add_argument("--warmup", type=int, default=2, help="warm-up frames per row")
+    r.add_argument("--repeats", type=positive, default=1, help="passes over the sweep; each row keeps its fastest")
     r.add_argument("--threads", type=positive, default=None, help="ONNX Runtime intra-op threads [its default]")
     r.add_argument("--seed", type=int, default=1, help="seed of the random weights and of the video")
     r.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
@@ -166,8 +151,7 @@ def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
 
 def result_folder(root: Path, host: str, backend: str) -> Path:
     """``<root>/<date>-<host>-<backend>``, with -2, -3, ... when that exists already."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", host)[:40] or "host"
-    name = f"{_dt.date.today().isoformat()}-{safe}-{backend}"
+    name = dated_name(host, backend)
     folder, n = root / name, 2
     while folder.exists():
         folder, n = root / f"{name}-{n}", n + 1
@@ -269,16 +253,15 @@ def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, in
                         "rows": [dataclasses.asdict(r) for r in writer.derived()]}
         if not args.json:
             print(f"\n{report}\nwritten to {writer.folder}/")
-    rows = everything
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         print(f"done in {seconds:.0f} s" + (" (interrupted: the rows measured so far are kept)" if interrupted else ""))
     if interrupted:
         return EXIT_INTERRUPTED
-    if any(r.status == "failed" for r in rows):
+    if any(r.status == "failed" for r in everything):
         return EXIT_FAILED
-    return EXIT_OK if any(r.ok for r in rows) else EXIT_MISSING
+    return EXIT_OK if any(r.ok for r in everything) else EXIT_MISSING
 
 
 if __name__ == "__main__":
