@@ -143,7 +143,7 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress) -> Path:
     settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
                               spec.precision)
     export_folder(random_model(spec.config, seed=spec.seed), folder, settings, force=True,
-                  progress=lambda _, info: say(GraphExported(info["name"], info["seconds"], info["bytes"])),
+                  progress=lambda event: say(GraphExported(event.name, event.seconds, event.bytes)),
                   checkpoint=Weights("random", seed=spec.seed))
     say(GraphsReady(str(folder), "exported", time.perf_counter() - t0))
     return folder
