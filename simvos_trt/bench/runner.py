@@ -141,7 +141,7 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress, folder: P
     settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
                               spec.precision)
     export_folder(model() if model else random_model(spec.config, seed=spec.seed), folder, settings, force=True,
-                  progress=lambda _, info: say(GraphExported(info["name"], info["seconds"], info["bytes"])),
+                  progress=lambda event: say(GraphExported(event.name, event.seconds, event.bytes)),
                   checkpoint=spec.provenance())
     say(GraphsReady(str(folder), "exported", time.perf_counter() - t0))
     return folder

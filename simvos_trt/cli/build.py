@@ -33,33 +33,31 @@ def flag(parser: argparse._ActionsContainer, *names: str, text: str, default: bo
     parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=text)
 
 
+def output_flags(parser: argparse._ActionsContainer) -> None:
+    flag(parser, "--json", text="print the result as JSON instead of tables")
+    flag(parser, "-v", "--verbose", text="log library details")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simvos-build", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Build one strongly typed engine per graph of an export folder "
                                 "(FP16 or FP32 as exported), reusing engines built with the same settings.")
     p.add_argument("folder", type=Path, metavar="DIR", help="export folder (with manifest.json)")
-    p.add_argument("--library", choices=CHOICES, default="auto",
-                   help="auto: TensorRT when installed (builds on and for the GPU here), else TensorRT-RTX "
-                   "(builds ahead of time, no GPU needed, for --compute-capability)")
-    p.add_argument("--compute-capability", nargs="+", metavar="X.Y", type=parse_cc, default=None,
-                   help="TensorRT-RTX only: the GPUs the engines will run on, e.g. 8.0 (A100) 8.6 8.9 12.0; "
-                   "Hopper (9.0) is not supported by TensorRT-RTX [default 8.0]")
-    p.add_argument("--workspace", type=int, metavar="MiB", default=None,
-                   help="workspace limit in MiB (None: the library's default, the device memory)")
+    p.add_argument("--library", choices=CHOICES, default="auto", help="auto: TensorRT (builds for the GPU here) "
+                   "when installed, else TensorRT-RTX (ahead of time, for --compute-capability)")
+    p.add_argument("--compute-capability", nargs="+", metavar="X.Y", type=parse_cc,
+                   help="TensorRT-RTX only: the GPUs to run on, e.g. 8.0 (A100) 8.6 8.9 12.0, not 9.0 [default 8.0]")
+    p.add_argument("--workspace", type=int, metavar="MiB", help="workspace limit (None: the device memory)")
     p.add_argument("--opt-level", type=int, choices=range(6), default=3, metavar="0..5",
                    help="builder optimisation level: higher builds slower, may run faster")
-    flag(p, "--hardware-compatible", text="TensorRT only: AMPERE_PLUS engines that run on any Ampere or newer "
-         "GPU; can be slower (48 KiB shared memory limit, fewer tactics and fusions)")
-    flag(p, "--version-compatible", text="TensorRT only: engines that also run on later TensorRT versions; can be "
-         "slower and bigger (they embed the lean runtime)")
+    flag(p, "--hardware-compatible", text="TensorRT only: engines for any Ampere or newer GPU (can be slower)")
+    flag(p, "--version-compatible", text="TensorRT only: engines for later TensorRT versions too (slower, bigger)")
     p.add_argument("--graphs", nargs="+", metavar="NAME", help="build only these graphs [default: all]")
     flag(p, "--force", text="rebuild even engines whose cache key matches")
     p.add_argument("--device", type=int, default=0, help="CUDA device to build on (TensorRT) and verify on")
-    flag(p, "--verify", default=None, text="run each engine on the GPU and compare it with its ONNX graph on ONNX "
-         "Runtime (CPU) at 1 and the maximum objects; a mismatch beyond tolerance exits 4 [default: when a GPU is "
-         "here]")
-    flag(p, "--json", text="print the result as JSON instead of a table")
-    flag(p, "-v", "--verbose", text="log library details")
+    flag(p, "--verify", default=None, text="compare each engine with its ONNX graph on ONNX Runtime; a mismatch "
+         "exits 4 [default: when a GPU is here]")
+    output_flags(p)
     return p
 
 
@@ -71,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Validate the options, build (exit 3 without a library), verify where a GPU can, report."""
     try:
-        settings = BuildSettings(compute_capabilities=tuple(args.compute_capability or ()),
-                                 workspace_mib=args.workspace, opt_level=args.opt_level,
-                                 hardware_compatible=args.hardware_compatible,
-                                 version_compatible=args.version_compatible)
+        settings = BuildSettings(tuple(args.compute_capability or ()), args.workspace, args.opt_level,
+                                 args.hardware_compatible, args.version_compatible)
     except ValueError as exc:
         raise InputError(f"invalid options: {exc}") from exc
 

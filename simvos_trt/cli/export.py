@@ -13,15 +13,16 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..config import BACKBONES, PRESETS, SimVOSConfig
-from ..errors import ExportError, InputError, check_type
+from ..errors import BackendError, ExportError, InputError, MissingDependencyError, check_type
 from ..io import Owner, claim_folder
 from ..manifest import Weights
 from ..tables import render
-from .build import flag
+from .build import flag, output_flags
 from .common import EXIT_MISSING, EXIT_OK, run_command
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
@@ -40,12 +41,11 @@ MAX_TOKENS = 4096
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simvos-export", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Export SimVOS to static ONNX graphs, one per stage, with a manifest, "
-                                "and check them for TensorRT. Options override a --recipe, which overrides defaults.")
+                                description="Export SimVOS to checked static ONNX graphs with a manifest. Options "
+                                "override a --recipe, which overrides the defaults.")
     g = p.add_argument_group("model")
-    g.add_argument("--variant", choices=sorted(PRESETS), default=None,
-                   help=f"paper preset: B (ViT-B, L=0), L (ViT-L, L=0), BS (ViT-B, L=4, token refinement "
-                   f"384/384), T (tiny ViT, L=4, TR 16/16; tests and CPU benchmarks) [default {DEFAULTS['variant']}]")
+    g.add_argument("--variant", choices=sorted(PRESETS), help="paper preset: B, L (ViT-B/L, L=0), BS (ViT-B, L=4, "
+                   "token refinement 384/384), T (tiny, for tests and CPU benchmarks) [default BS]")
     g.add_argument("--backbone", choices=sorted(BACKBONES), help="override the variant's ViT backbone")
     g.add_argument("--layer-index", type=int, help="override L: blocks[0:L] run per frame")
     flag(g, "--token-refinement", default=None, text="override token refinement (needs L >= 1)")
@@ -60,28 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, help="engine frame width, multiple of 16 [default 864 = 854 padded]")
     s.add_argument("--max-objects", type=int, help="object-batch profile: min 1, opt 2, max this [default 8]")
     s.add_argument("--opset", type=int, help="ONNX opset, >= 17 for native LayerNormalization [default 17]")
-    flag(s, "--uint8-input", default=None, text="graphs take uint8 RGB frames and normalise inside (1 byte/pixel "
-         "from the host) [default on]; --no-uint8-input takes normalised, padded float32 frames")
-    s.add_argument("--precision", choices=("auto", "fp16", "fp32"), default=None,
-                   help="fp16: float16 graphs with LayerNorm, frame normalisation, token-refinement weights, "
-                   "probabilities and soft aggregation in float32 (for FP16 TensorRT engines); fp32: float32 "
-                   "graphs (fastest on ONNX Runtime CPUs); auto: fp16 when a TensorRT library is installed "
-                   "here, else fp32 [default auto]")
-    flag(s, "--allow-large", default=None, text=f"export frames above {MAX_TOKENS} tokens (H*W/256; 1024x1024), "
-         "whose export takes minutes to hours and memory growing with the tokens squared")
+    flag(s, "--uint8-input", default=None, text="graphs take uint8 RGB frames (else normalised, padded float32 "
+         "ones) [default on]")
+    s.add_argument("--precision", choices=("auto", "fp16", "fp32"), help="fp16 graphs (float32 islands: "
+                   "docs/precision.md) for TensorRT, fp32, or auto: fp16 where TensorRT is installed [default auto]")
+    flag(s, "--allow-large", default=None, text=f"export frames above {MAX_TOKENS} tokens (1024x1024; time and "
+         "memory grow with the tokens squared)")
     s.add_argument("--recipe", type=Path, help="a JSON recipe (see export/*.json) with any of the options above")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, help="export folder [default engines/<variant or config name>-<H>x<W>]")
     flag(o, "--force", text="replace an earlier export in --out (never a folder of other files)")
     o.add_argument("--check", type=Path, metavar="DIR",
                    help="only check an existing export folder (files, sha256s, TensorRT readiness) and exit")
-    flag(o, "--engines", default=True, text="build the engines right after the export when a TensorRT library can "
-         "build here (TensorRT-RTX needs no GPU: it builds for compute capability 8.0, the A100; see simvos-build)")
-    flag(o, "--require-engine", text="fail (exit 3) when engines cannot be built here (no TensorRT library, or "
-         "TensorRT without a GPU); by default the export stops after the checked ONNX graphs and prints the "
-         "simvos-build command to run where a builder is")
-    flag(o, "--json", text="print the result as JSON instead of tables")
-    flag(o, "-v", "--verbose", text="log library details")
+    flag(o, "--engines", default=True, text="build the engines after the export where a TensorRT library can "
+         "(TensorRT-RTX needs no GPU; see simvos-build)")
+    flag(o, "--require-engine", text="exit 3 when engines cannot be built here, instead of printing the "
+         "simvos-build command to run where they can")
+    output_flags(o)
     return p
 
 
@@ -153,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
-    from ..export.onnx_export import ExportSettings, export_folder
+    from ..export.onnx_export import ExportSettings, GraphExported, export_folder
 
     config: SimVOSConfig = opts["config"]
     settings = ExportSettings(opts["height"], opts["width"], opts["max_objects"], opts["opset"],
@@ -174,10 +169,10 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
     say(f"[2/3] exporting graphs to {out}")
     rows: list[dict[str, Any]] = []
 
-    def progress(event: str, info: dict[str, Any]) -> None:
-        rows.append(info)
-        say(f"      {info['name']:<20} {info['seconds']:6.1f} s  {info['bytes'] / 1e6:8.1f} MB  "
-            f"nodes {info['nodes_exported']} -> {info['nodes_final']}")
+    def progress(event: GraphExported) -> None:
+        rows.append(asdict(event))
+        say(f"      {event.name:<20} {event.seconds:6.1f} s  {event.bytes / 1e6:8.1f} MB  "
+            f"nodes {event.nodes_exported} -> {event.nodes_final}")
 
     reports: dict[str, Any] = {}
 
@@ -241,29 +236,26 @@ def check_cost(config: SimVOSConfig, settings: Any, allow_large: bool) -> None:
 
 def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
     """Build the engines when a library can build here (TensorRT-RTX needs no GPU); else say how, exit 0 (or 3)."""
-    from ..errors import BackendError, MissingDependencyError
+    from ..trt.engine import device_here
     from ..trt.library import select_library
     from . import build
 
     command = f"simvos-build {opts['out']}"
     try:
-        library = select_library()
-        if not library.ahead_of_time:
-            from ..trt.engine import device_here
-
+        if not select_library().ahead_of_time:
             device_here()  # TensorRT builds on the GPU it builds for
     except (MissingDependencyError, BackendError) as exc:
         if args.require_engine:
             print(f"simvos-export: error: --require-engine: {exc}\n  then run: {command}", file=sys.stderr)
             return EXIT_MISSING
-        if not args.json:
-            print(f"engines not built here ({exc}).\nWhere TensorRT and the GPU are (or TensorRT-RTX), run: {command}")
-        return EXIT_OK
-    if not args.engines and not args.require_engine:
-        if not args.json:
-            print(f"engines not built (--no-engines); build them with: {command}")
-        return EXIT_OK
-    return build.main([str(opts["out"])] + (["--json"] if args.json else []))
+        note = f"engines not built here ({exc}).\nWhere TensorRT and the GPU are (or TensorRT-RTX), run: {command}"
+    else:
+        if args.engines or args.require_engine:
+            return build.main([str(opts["out"])] + (["--json"] if args.json else []))
+        note = f"engines not built (--no-engines); build them with: {command}"
+    if not args.json:
+        print(note)
+    return EXIT_OK
 
 
 def check_graphs(folder: Path) -> dict[str, Any]:

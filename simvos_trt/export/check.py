@@ -1,9 +1,5 @@
-"""TensorRT-readiness checks for the exported ONNX graphs (DESIGN.md section 3).
-
-``check_model`` runs every rule of ``RULES`` on a graph and returns a ``CheckReport``: one ``Check``
-per rule, one ``Violation`` per offending node or tensor, saying what is wrong and how to fix it.
-The rules are described in simvos_trt/export/README.md.
-"""
+"""TensorRT-readiness checks for the exported ONNX graphs: ``check_model`` runs every rule of ``RULES`` and
+reports one ``Violation`` per offending node or tensor with its fix (rules: simvos_trt/export/README.md)."""
 
 from __future__ import annotations
 
@@ -293,20 +289,18 @@ def _rule_supported_ops(g: _Graph) -> tuple[int, list[Finding]]:
     return len(g.nodes), out
 
 
-def _forbidden_reason(g: _Graph, n: onnx.NodeProto) -> str | None:
-    if n.op_type in FORBIDDEN_OPS:
-        return FORBIDDEN_OPS[n.op_type]
-    if n.op_type.startswith(("Sequence", "Optional")) or n.op_type.endswith("Sequence"):
-        return _SEQUENCE_REASON
-    if n.op_type == "ScatterElements" and not g.is_constant(n.input[1]):
-        return (f"scatter with data-dependent indices from {g.source(n.input[1])} (one_hot/scatter_ or masked "
-                "assignment): compare with a constant index range (Equal) and select with Where")
-    return None
-
-
 def _rule_forbidden_ops(g: _Graph) -> tuple[int, list[Finding]]:
-    found = [(n, _forbidden_reason(g, n)) for n in g.nodes]
-    return len(g.nodes), [(*_at(n), f"{n.op_type}: {reason}") for n, reason in found if reason]
+    out: list[Finding] = []
+    for n in g.nodes:
+        if n.op_type in FORBIDDEN_OPS:
+            out.append((*_at(n), f"{n.op_type}: {FORBIDDEN_OPS[n.op_type]}"))
+        elif n.op_type.startswith(("Sequence", "Optional")) or n.op_type.endswith("Sequence"):
+            out.append((*_at(n), f"{n.op_type}: {_SEQUENCE_REASON}"))
+        elif n.op_type == "ScatterElements" and not g.is_constant(n.input[1]):
+            out.append((*_at(n), f"{n.op_type}: scatter with data-dependent indices from {g.source(n.input[1])} "
+                        "(one_hot/scatter_ or masked assignment): compare with a constant index range (Equal) and "
+                        "select with Where"))
+    return len(g.nodes), out
 
 
 def _rule_topk(g: _Graph) -> tuple[int, list[Finding]]:
@@ -414,8 +408,10 @@ RULES: tuple[tuple[str, str, Rule], ...] = (
 )
 
 
-def _run(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None, dynamic_dim_names: Iterable[str],
-         path: Path | None) -> CheckReport:
+def check_model(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None = None, *,
+                dynamic_dim_names: Iterable[str] = DEFAULT_DYNAMIC_DIM_NAMES, path: Path | None = None) -> CheckReport:
+    """Run every rule on a model; ``dynamic_axes`` ({graph input/output: axes}), when given, names exactly the
+    dynamic axes of every graph input and output; ``path``: the file of a model over 2 GB (external data)."""
     g = _Graph(model, tuple(dynamic_dim_names), dynamic_axes, path)
     report = CheckReport()
     for rule, description, fn in RULES:
@@ -423,13 +419,6 @@ def _run(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None, dynam
         report.checks.append(Check(rule, description, not findings, checked))
         report.violations.extend(Violation(rule, *f) for f in findings)
     return report
-
-
-def check_model(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None = None, *,
-                dynamic_dim_names: Iterable[str] = DEFAULT_DYNAMIC_DIM_NAMES) -> CheckReport:
-    """Run every rule on an in-memory model (under 2 GB); ``dynamic_axes`` ({graph input/output: axes}),
-    when given, must name exactly the dynamic axes of every graph input and output (none when unlisted)."""
-    return _run(model, dynamic_axes, dynamic_dim_names, None)
 
 
 def check_file(path: str | Path, dynamic_axes: dict[str, set[int]] | None = None, *,
@@ -444,4 +433,4 @@ def check_file(path: str | Path, dynamic_axes: dict[str, set[int]] | None = None
     except Exception as e:  # onnx.load raises OSError, DecodeError, ValidationError...
         raise ExportError(f"cannot load ONNX file {path}: {e}; check the path, and that its external data "
                           "files sit beside it") from e
-    return _run(model, dynamic_axes, dynamic_dim_names, path if external else None)
+    return check_model(model, dynamic_axes, dynamic_dim_names=dynamic_dim_names, path=path if external else None)

@@ -1,7 +1,5 @@
-"""The float16 pass: a traced float32 stage graph -> its FP16 graph, under ``simvos_trt.precision.ISLANDS``.
-
-Why the export converts the graph instead of tracing in float16: simvos_trt/export/README.md.
-"""
+"""The float16 pass: a traced float32 stage graph -> its FP16 graph, under ``simvos_trt.precision.ISLANDS``
+(why the export converts the graph instead of tracing in float16: simvos_trt/export/README.md)."""
 
 from __future__ import annotations
 
@@ -120,9 +118,8 @@ class _Rewriter:
                 _, dtype, exits_f16 = self.region(self.producer[value.name])
                 assert not exits_f16, f"{value.name}: an island output needs its exit cast"
                 value.type.tensor_type.elem_type = dtype
-        nodes = list(self.nodes)
         del graph.node[:]
-        graph.node.extend(nodes)
+        graph.node.extend(self.nodes)
         used = {i for n in graph.node for i in n.input}
         kept = [i for i in graph.initializer if i.name in used]
         del graph.initializer[:]
@@ -140,8 +137,6 @@ def _retype(node: onnx.NodeProto) -> None:
 
 
 def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The FP16 graph of a float32 stage graph (``model`` is modified in place and returned).
-
-    Raises ExportError for an op the pass does not handle, or a weight beyond float16's range.
-    """
+    """The FP16 graph of a float32 stage graph (``model``, modified in place); ExportError for an op the pass
+    does not handle, or a weight beyond float16's range."""
     return _Rewriter(model).run()

@@ -30,9 +30,22 @@ from .fp16 import to_float16
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, dict[str, Any]], None]
 MAX_OPSET = 20  # torch's TorchScript exporter and TensorRT 10's ONNX parser (data/trt10_onnx_ops.json)
 _PROTOBUF_LIMIT = 1_800_000_000  # stay clear of protobuf's 2 GB limit: use external data beyond
+
+
+@dataclass(frozen=True)
+class GraphExported:
+    """``export_folder``'s progress: one graph written, its seconds, bytes on disk and nodes (traced, final)."""
+
+    name: Graph
+    seconds: float
+    bytes: int
+    nodes_exported: int
+    nodes_final: int
+
+
+Progress = Callable[[GraphExported], None]
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,7 @@ class ExportSettings:
             check_type(f"--{name.replace('_', '-')}", getattr(self, name), int, "an int")
         check_type("--uint8-input", self.uint8_input, bool, "a bool")
         for name in ("height", "width"):
-            v = getattr(self, name)
-            if v < 16 or v % 16:
+            if (v := getattr(self, name)) < 16 or v % 16:
                 raise ExportError(f"--{name}: {v} is not a positive multiple of 16; e.g. 480x864 for 854x480 video")
         if not 1 <= self.max_objects <= 255:
             raise ExportError(f"--max-objects: {self.max_objects} is outside 1..255")
@@ -64,10 +76,8 @@ def _example_inputs(name: str, model: SimVOS, s: ExportSettings) -> dict[str, to
     H, W, C = s.height, s.width, model.config.embed_dim
     B = min(2, s.max_objects)
     N, M = (H // 16) * (W // 16), model.config.memory_tokens((H // 16, W // 16))
-    if s.uint8_input:
-        frame = {"frame": torch.zeros(1, H, W, 3, dtype=torch.uint8), "padding": torch.zeros(4, dtype=torch.int64)}
-    else:
-        frame = {"frame": torch.zeros(1, 3, H, W)}
+    frame = ({"frame": torch.zeros(1, H, W, 3, dtype=torch.uint8), "padding": torch.zeros(4, dtype=torch.int64)}
+             if s.uint8_input else {"frame": torch.zeros(1, 3, H, W)})
     g = torch.Generator().manual_seed(0)
     if name == Graph.QUERY_ENCODER:
         return frame
@@ -135,25 +145,16 @@ def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]],
     del model.graph.value_info[:]
     for out in model.graph.output:
         dims = out.type.tensor_type.shape.dim
-        for d, v in zip(dims, output_shapes[out.name], strict=True):
-            d.Clear()
-            if isinstance(v, str):
-                d.dim_param = v
-            else:
-                d.dim_value = v
+        for d, v in zip(dims, output_shapes[out.name], strict=True):  # dim_param and dim_value: a oneof
+            setattr(d, "dim_param" if isinstance(v, str) else "dim_value", v)
     if precision == Precision.FP16:
         model = to_float16(model)
     return infer_symbolic_shapes(model)
 
 
 def tensor_specs(values: Any) -> tuple[TensorSpec, ...]:
-    specs = []
-    for v in values:
-        t = v.type.tensor_type
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name
-        shape = tuple(d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim)
-        specs.append(TensorSpec(v.name, dtype, shape))
-    return tuple(specs)
+    return tuple(TensorSpec(v.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)).name,
+                            tuple(d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim)) for v in values)
 
 
 def save_graph(model: onnx.ModelProto, path: Path, meta: dict[str, str]) -> None:
@@ -182,15 +183,11 @@ def graph_stamp(config: SimVOSConfig, settings: ExportSettings) -> dict[str, str
 
 
 def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: Weights,
-                  variant: str | None = None, force: bool = False,
-                  progress: Progress | None = None,
+                  variant: str | None = None, force: bool = False, progress: Progress | None = None,
                   verify: Callable[[Path], None] | None = None) -> Manifest:
     """Export every stage graph of ``model`` into ``out`` (absent, empty, or with ``force`` an earlier export)
-    and write its manifest, recording ``checkpoint`` as the weights' provenance.
-
-    ``progress`` gets ("graph", {name, seconds, bytes, nodes_exported, nodes_final}) per graph; ``verify`` gets
-    the finished temporary folder before it moves into place: raising there leaves nothing behind.
-    """
+    with its manifest. ``progress`` gets a ``GraphExported`` per graph; ``verify`` gets the finished temporary
+    folder before it moves into place: raising there leaves nothing behind."""
     out = Path(out)
     claim_folder(out, Owner("simvos-export"), inputs=[checkpoint.path], force=force, replace=True)
     model = model.eval()
@@ -212,12 +209,10 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
             log.info("exported %s: %d -> %d nodes, %.1f MB", name, exported, len(graph.graph.node), size / 1e6)
             if progress:
-                progress("graph", {"name": name, "seconds": time.perf_counter() - t0, "bytes": size,
-                                   "nodes_exported": exported, "nodes_final": len(graph.graph.node)})
+                progress(GraphExported(name, time.perf_counter() - t0, size, exported, len(graph.graph.node)))
         manifest = Manifest(config=model.config, height=settings.height, width=settings.width,
-                            uint8_input=settings.uint8_input, max_objects=settings.max_objects,
-                            opset=settings.opset, checkpoint=checkpoint, graphs=graphs,
-                            precision=settings.precision.value,
+                            uint8_input=settings.uint8_input, max_objects=settings.max_objects, opset=settings.opset,
+                            checkpoint=checkpoint, graphs=graphs, precision=settings.precision.value,
                             versions=library_versions(), variant=variant,
                             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())

@@ -15,10 +15,8 @@ _CWD_LOCK = threading.Lock()
 
 
 def infer_symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with value_info inferred by ONNX Runtime's symbolic shape inference (needs sympy).
-
-    Raises ExportError when a shape cannot be inferred, ImportError without onnxruntime or sympy.
-    """
+    """``model`` with value_info inferred by ONNX Runtime's symbolic shape inference; ExportError when a shape
+    cannot be inferred, ImportError without onnxruntime or sympy."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     with _CWD_LOCK, tempfile.TemporaryDirectory(prefix="simvos-shapes-") as scratch:

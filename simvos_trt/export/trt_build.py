@@ -1,8 +1,5 @@
-"""Engines for an export folder: one strongly typed engine per graph, with TensorRT or TensorRT-RTX.
-
-Parse, check against the manifest, configure, serialise: one small function per step; the
-decisions (plans, keys, compatibility) are in ``trt.plan`` and ``trt.records`` (export/README.md, docs/tensorrt.md).
-"""
+"""Engines for an export folder: one strongly typed engine per graph, with TensorRT or TensorRT-RTX; the
+decisions (plans, keys, compatibility) are in ``trt.plan`` and ``trt.records`` (export/README.md)."""
 
 from __future__ import annotations
 
@@ -18,19 +15,9 @@ from typing import cast
 from ..errors import ExportError
 from ..io import write_atomic
 from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError, read_manifest, sha256_file
-from ..trt.engine import QUIET, device_here, host_platform, layer_precisions, make_logger, network_io
-from ..trt.library import Library, network_flags, select_library, trt
-from ..trt.plan import (
-    DEFAULT_RTX_TARGETS,
-    RTX_TARGETS,
-    BuildPlan,
-    BuildSettings,
-    Target,
-    cache_key,
-    check_options,
-    objects_range,
-    plan_build,
-)
+from ..trt.engine import QUIET, build_target, layer_precisions, make_logger, network_io
+from ..trt.library import network_flags, select_library, trt
+from ..trt.plan import RTX_TARGETS, BuildPlan, BuildSettings, Target, cache_key, objects_range, plan_build
 from ..trt.records import EngineEntry, find_entry, is_reusable, record_engines
 
 log = logging.getLogger(__name__)
@@ -95,7 +82,7 @@ def check_network_io(network: trt.INetworkDefinition, graph: GraphEntry) -> None
 
 
 def builder_config(builder: trt.Builder, plan: BuildPlan, target: Target) -> trt.IBuilderConfig:
-    """Workspace, optimisation level, TF32, compatibility and (TensorRT-RTX) target GPUs of ``plan``."""
+    """Workspace, optimisation level, TF32, compatibility, (TensorRT-RTX) target GPUs and profile of ``plan``."""
     config = builder.create_builder_config()
     if plan.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mib << 20)
@@ -110,17 +97,12 @@ def builder_config(builder: trt.Builder, plan: BuildPlan, target: Target) -> trt
         config.num_compute_capabilities = len(target.compute_capabilities)
         for i, cc in enumerate(target.compute_capabilities):
             config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)
+    if plan.profile:  # min/opt/max per input with the object axis; none for all-static graphs
+        profile = builder.create_optimization_profile()
+        for name, r in plan.profile.items():
+            profile.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
+        config.add_optimization_profile(profile)
     return config
-
-
-def add_profile(builder: trt.Builder, config: trt.IBuilderConfig, plan: BuildPlan) -> None:
-    """One optimisation profile with min/opt/max per input name; none for all-static graphs."""
-    if not plan.profile:
-        return
-    profile = builder.create_optimization_profile()
-    for name, r in plan.profile.items():
-        profile.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
-    config.add_optimization_profile(profile)
 
 
 def use_timing_cache(config: trt.IBuilderConfig, path: Path, cache: trt.ITimingCache | None) -> trt.ITimingCache:
@@ -138,25 +120,6 @@ def use_timing_cache(config: trt.IBuilderConfig, path: Path, cache: trt.ITimingC
         cache = config.create_timing_cache(b"")
     config.set_timing_cache(cache, False)
     return cache
-
-
-def serialize(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
-              errors: list[str], name: str) -> memoryview:
-    """The serialized plan; raises with TensorRT's last errors if the build fails."""
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise ExportError(f"{selected_name()} could not build {name}: {'; '.join(errors[-5:]) or 'see the log'}")
-    return memoryview(cast(bytes, plan))
-
-
-def build_target(library: Library, settings: BuildSettings, device: int = 0) -> Target:
-    """What the engines are built for: the GPU here (TensorRT), or compute capabilities (TensorRT-RTX)."""
-    check_options(settings, library.name)
-    if not library.ahead_of_time:
-        gpu = device_here(device)  # TensorRT builds on the GPU it builds for
-        return Target(library.name, library.version, host_platform(), (gpu.compute_capability,), gpu.gpu_name)
-    ccs = settings.compute_capabilities or DEFAULT_RTX_TARGETS
-    return Target(library.name, library.version, host_platform(), tuple(sorted(set(ccs))))
 
 
 @dataclass
@@ -179,16 +142,18 @@ class BuildSession:
         network, parser = network_from_onnx(self.builder, self.folder / plan.onnx_file, self.logger)
         check_network_io(network, graph)
         config = builder_config(self.builder, plan, self.target)
-        add_profile(self.builder, config, plan)
         if not self.target.ahead_of_time:  # TensorRT-RTX times no tactics ahead of time: no cache to keep
             self.timing_cache = use_timing_cache(config, self.folder / TIMING_CACHE, self.timing_cache)
-        data = serialize(self.builder, network, config, self.errors, plan.graph)
+        data = self.builder.build_serialized_network(network, config)
+        if data is None:
+            raise ExportError(f"{selected_name()} could not build {plan.graph}: "
+                              f"{'; '.join(self.errors[-5:]) or 'see the log'}")
         layers = layer_precisions(network)
         del parser  # owns the weights: only now may it go
         if self.timing_cache is not None:
             write_atomic(self.folder / TIMING_CACHE, bytes(memoryview(cast(bytes, self.timing_cache.serialize()))))
         path = self.folder / plan.engine_file
-        write_atomic(path, bytes(data))
+        write_atomic(path, bytes(memoryview(cast(bytes, data))))
         seconds = time.perf_counter() - t0
         log.info("built %s (%s): %s, %.1f s", path, plan.precision, layers, seconds)
         return EngineEntry(plan, self.target, sha256_file(path), path.stat().st_size, key, layers, seconds,
@@ -198,13 +163,9 @@ class BuildSession:
 def build_engines(folder: str | Path, settings: BuildSettings, *, library: str = "auto",
                   graphs: Sequence[str] | None = None, force: bool = False, progress: Progress | None = None,
                   device: int = 0) -> list[BuildEvent]:
-    """Build (or reuse, unless ``force``) the engines of an export folder and record each in its manifest.
-
-    ``library``: auto, tensorrt or tensorrt_rtx; ``graphs``: a subset (default all); ``progress`` gets a
-    ``BuildEvent`` before and after each engine. Raises MissingDependencyError or BackendError (no library,
-    or no GPU for TensorRT), ManifestError (not an intact export), ExportError (an option the library lacks,
-    a graph that cannot be parsed or built; earlier engines stay recorded).
-    """
+    """Build (or reuse, unless ``force``) the engines of ``graphs`` (default all) and record each in the manifest;
+    ``progress`` gets a ``BuildEvent`` before and after each. Raises MissingDependencyError or BackendError (no
+    library, or no GPU for TensorRT), ManifestError, or ExportError (earlier engines stay recorded)."""
     folder = Path(folder)
     manifest = read_manifest(folder, verify=True)
     names = list(manifest.graphs) if graphs is None else list(graphs)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..manifest import ManifestError
 from .cuda import Cuda
-from .library import selected, trt
+from .library import Library, selected, trt
+from .plan import DEFAULT_RTX_TARGETS, BuildSettings, Target, check_options
 from .records import Device, EngineEntry, check_engine, rebuild_command
 
 log = logging.getLogger(__name__)
@@ -56,25 +57,28 @@ def device_here(index: int = 0, cuda: Cuda | None = None) -> Device:
     return Device(library.name, library.version, host_platform(), name, cc)
 
 
+def build_target(library: Library, settings: BuildSettings, device: int = 0) -> Target:
+    """What the engines are built for: the GPU here (TensorRT), or compute capabilities (TensorRT-RTX)."""
+    check_options(settings, library.name)
+    if not library.ahead_of_time:
+        gpu = device_here(device)  # TensorRT builds on the GPU it builds for
+        return Target(library.name, library.version, host_platform(), (gpu.compute_capability,), gpu.gpu_name)
+    ccs = settings.compute_capabilities or DEFAULT_RTX_TARGETS
+    return Target(library.name, library.version, host_platform(), tuple(sorted(set(ccs))))
+
+
 def network_io(network: trt.INetworkDefinition) -> TensorIO:
     """name -> (is input, numpy dtype name, shape with -1 on dynamic axes) of a network's inputs and outputs."""
-    io: TensorIO = {}
-    for tensors, is_input in (([network.get_input(i) for i in range(network.num_inputs)], True),
-                              ([network.get_output(i) for i in range(network.num_outputs)], False)):
-        for t in tensors:
-            io[t.name] = (is_input, DTYPES.get(t.dtype.name, t.dtype.name), dims(t.shape))
-    return io
+    tensors = [(network.get_input(i), True) for i in range(network.num_inputs)]
+    tensors += [(network.get_output(i), False) for i in range(network.num_outputs)]
+    return {t.name: (is_input, DTYPES.get(t.dtype.name, t.dtype.name), dims(t.shape)) for t, is_input in tensors}
 
 
 def engine_io(engine: trt.ICudaEngine) -> TensorIO:
     """As ``network_io``, for a deserialized engine."""
-    io: TensorIO = {}
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        kind = engine.get_tensor_dtype(name).name
-        io[name] = (engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT, DTYPES.get(kind, kind),
-                    dims(engine.get_tensor_shape(name)))
-    return io
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    return {n: (engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT, DTYPES.get(engine.get_tensor_dtype(n).name,
+                engine.get_tensor_dtype(n).name), dims(engine.get_tensor_shape(n))) for n in names}
 
 
 def dims(shape: trt.Dims) -> tuple[int, ...]:
@@ -87,8 +91,7 @@ def layer_precisions(network: trt.INetworkDefinition) -> dict[str, int]:
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         kinds = {DTYPES.get(layer.get_output_type(j).name, "other") for j in range(layer.num_outputs)}
-        floats = sorted(k for k in kinds if k.startswith("float"))
-        key = "+".join(floats) if floats else "no_float"
+        key = "+".join(sorted(k for k in kinds if k.startswith("float"))) or "no_float"
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -104,11 +107,8 @@ class LoadedEngine:
 
 
 def load_engine(folder: str | Path, graph: str, device: Device) -> LoadedEngine:
-    """Deserialize a recorded engine after checking it was built for ``device``.
-
-    Raises BackendError or ManifestError with the rebuild command. Keep the
-    returned object (not only its ``engine``) while the engine is in use.
-    """
+    """Deserialize a recorded engine after checking it was built for ``device`` (BackendError or ManifestError
+    with the rebuild command otherwise); keep the returned object, not only its ``engine``, while in use."""
     entry, path = check_engine(folder, graph, device)
     errors: list[str] = []
     logger = make_logger(errors)

@@ -1,8 +1,5 @@
-"""Which TensorRT is installed: ``tensorrt`` (10.x, 11.x) or ``tensorrt_rtx``, imported lazily.
-
-``trt`` is a lazy module: ``tensorrt_rtx`` for mypy (docs/tensorrt.md), and at run time the library
-``select_library`` chose (default: the first installed of ``LIBRARIES``), imported on first use.
-"""
+"""Which TensorRT is installed, ``tensorrt`` (10.x, 11.x) or ``tensorrt_rtx``, and ``trt``: the one
+``select_library`` chose, imported on first use (``tensorrt_rtx`` for mypy: docs/tensorrt.md)."""
 
 from __future__ import annotations
 
@@ -50,12 +47,8 @@ _selected: ModuleType | None = None
 
 
 def select_library(choice: str = "auto") -> Library:
-    """Import and select the TensorRT library ``choice`` (``auto``, ``tensorrt``, ``tensorrt_rtx``).
-
-    Raises:
-        MissingDependencyError: it is not installed (the message names the install command).
-        ValueError: an unknown choice.
-    """
+    """Import and select the TensorRT library ``choice`` (one of ``CHOICES``); MissingDependencyError, naming the
+    install command, when it is not installed."""
     global _selected
     if choice not in CHOICES:
         raise ValueError(f"TensorRT library: got {choice!r}, expected one of {CHOICES}")

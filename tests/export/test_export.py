@@ -16,7 +16,7 @@ from simvos_trt import processing  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import SimVOSError  # noqa: E402
 from simvos_trt.export.onnx_export import ExportSettings, export_folder, stage_modules  # noqa: E402
-from simvos_trt.manifest import Weights, read_manifest  # noqa: E402
+from simvos_trt.manifest import GRAPHS, Weights, read_manifest  # noqa: E402
 from simvos_trt.model import load_official_checkpoint, propagate, random_model  # noqa: E402
 
 
@@ -170,7 +170,11 @@ def test_float_input_graphs(tmp_path, tiny_checkpoint):
     """--no-uint8-input: the graphs take the host-normalised, padded float32 frame."""
     case = load_golden("tiny_L4_tr")
     model = load_official_checkpoint(tiny_checkpoint, case.config())
-    export_folder(model, tmp_path / "f", ExportSettings(128, 192, 2, uint8_input=False), checkpoint=Weights("official"))
+    events = []
+    export_folder(model, tmp_path / "f", ExportSettings(128, 192, 2, uint8_input=False), checkpoint=Weights("official"),
+                  progress=events.append)
+    assert [e.name for e in events] == list(GRAPHS)  # one typed GraphExported per graph, in order
+    assert all(e.bytes > 0 and e.seconds >= 0 and e.nodes_final > 0 for e in events)
     driver = OrtDriver(tmp_path / "f")
     spec = driver.manifest.graphs["memory_encoder"].inputs
     assert [(t.name, t.dtype, t.shape) for t in spec] == [("frame", "float32", (1, 3, 128, 192)),
