@@ -13,8 +13,9 @@ from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest
 
 #: Bump when the way engines are built changes in a way the other key fields miss.
 KEY_VERSION = 2
-#: TensorRT-RTX's ahead-of-time targets (``trt.ComputeCapability``); Hopper is not among them.
-RTX_TARGETS = {(7, 5): "SM75", (8, 0): "SM80", (8, 6): "SM86", (8, 9): "SM89", (12, 0): "SM120",
+#: TensorRT-RTX's ahead-of-time targets (``trt.ComputeCapability``) that build these graphs: Hopper is not
+#: among them, and for Turing (7.5) TensorRT-RTX 1.7 refuses the encoders' attention MatMul (measured).
+RTX_TARGETS = {(8, 0): "SM80", (8, 6): "SM86", (8, 9): "SM89", (12, 0): "SM120",
                (12, 1): "SM121"}
 DEFAULT_RTX_TARGETS = ((8, 0),)  # the A100 of the paper's measurements
 
@@ -80,7 +81,8 @@ class BuildSettings:
         unknown = [cc_text(c) for c in self.compute_capabilities if c not in RTX_TARGETS]
         if unknown:
             raise ValueError(f"compute capability {', '.join(unknown)}: TensorRT-RTX builds for "
-                             f"{', '.join(cc_text(c) for c in RTX_TARGETS)} (Hopper, 9.0, is not among them)")
+                             f"{', '.join(cc_text(c) for c in RTX_TARGETS)} (not Turing, 7.5: the encoders' "
+                             "attention does not compile for it; not Hopper, 9.0)")
 
     @property
     def hardware_compatibility(self) -> str:

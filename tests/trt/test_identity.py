@@ -43,7 +43,8 @@ def entry_for(plan, target=TRT):
 
 
 @pytest.mark.parametrize("bad, field", [({"workspace_mib": 0}, "workspace"), ({"opt_level": 6}, "opt_level"),
-                                        ({"compute_capabilities": ((9, 0),)}, "Hopper")])
+                                        ({"compute_capabilities": ((9, 0),)}, "Hopper"),
+                                        ({"compute_capabilities": ((7, 5),)}, "Turing")])
 def test_settings_reject_bad_values_naming_the_field(bad, field):
     with pytest.raises(ValueError, match=field):
         BuildSettings(**bad)
