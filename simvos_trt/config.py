@@ -92,10 +92,7 @@ class SimVOSConfig:
         unknown = sorted(set(d) - fields)
         if unknown:
             raise ValueError(f"unknown configuration fields {unknown}; expected {sorted(fields)}")
-        d = dict(d)
-        if "train_grid" in d:
-            d["train_grid"] = tuple(d["train_grid"])
-        return cls(**d)
+        return cls(**d)  # __post_init__ makes train_grid a tuple
 
 
 #: The paper's variants plus a tiny one for tests and CPU benchmarks.

@@ -1,7 +1,5 @@
-"""The manifest of an export folder: what was exported, from what, and how to feed it.
-
-The contract between export and runtime (docs/design.md); pure Python, written last, atomically.
-"""
+"""The manifest of an export folder: what was exported, from what, and how to feed it; the contract between
+export and runtime (docs/design.md), pure Python, written last, atomically."""
 
 from __future__ import annotations
 

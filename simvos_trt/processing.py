@@ -35,8 +35,7 @@ def padding_for(height: int, width: int, multiple: int = PATCH) -> Padding:
     """
     if height < 1 or width < 1:
         raise InputError(f"frame size must be positive, got {height}x{width}")
-    ph = (-height) % multiple
-    pw = (-width) % multiple
+    ph, pw = (-height) % multiple, (-width) % multiple
     return Padding(left=pw // 2, right=pw - pw // 2, top=ph // 2, bottom=ph - ph // 2)
 
 

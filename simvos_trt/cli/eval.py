@@ -1,9 +1,5 @@
 """simvos-eval: DAVIS 2017 J&F of an export folder, of a folder of predictions, or the difference of two runs.
 
-    simvos-eval --davis-root DAVIS --engine-dir engines/BS-480x864 --backend tensorrt
-    simvos-eval --davis-root DAVIS --results results/BS-480x864-tensorrt --per-sequence
-    simvos-eval --compare results/BS-480x864-torch results/BS-480x864-tensorrt
-
 Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted (the same command resumes).
 """
 
@@ -90,12 +86,8 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     from ..eval.davis import csv_paths, dataset_folders, evaluate, write_csvs
     from ..eval.metrics import GLOBAL_COLUMNS
 
-    if args.engine_dir is not None:
-        results, info = segment(args)
-        out = results
-    else:
-        results, info = args.results, {}
-        out = args.out or results
+    results, info = segment(args) if args.engine_dir is not None else (args.results, {})
+    out = args.out or results  # segment() already wrote into --out when given
     check_not_input(csv_paths(out, args.split)[0], dataset_folders(args.davis_root))
     _say(args, f"scoring {results}")
     evaluation = evaluate(args.davis_root, results, args.split)
@@ -151,12 +143,8 @@ def format_comparison(r: dict[str, Any]) -> str:
 
 
 def _work(args: argparse.Namespace) -> int:
-    if args.compare is not None:
-        result = compare(args)
-        text = format_comparison(result)
-    else:
-        result = score(args)
-        text = format_scores(result, args.per_sequence)
+    result = compare(args) if args.compare is not None else score(args)
+    text = format_comparison(result) if args.compare is not None else format_scores(result, args.per_sequence)
     print(json.dumps(result, indent=1) if args.json else text)
     return EXIT_OK
 

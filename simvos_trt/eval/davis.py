@@ -1,8 +1,5 @@
-"""Score a folder of predicted palette PNGs against a DAVIS-layout dataset, as the official toolkit does.
-
-Layout, protocol, and each point where the toolkit stops (here an InputError naming the sequence,
-frame and fix): ``README.md`` beside this file.
-"""
+"""Score a folder of predicted palette PNGs against a DAVIS-layout dataset, as the official toolkit does
+(layout, protocol and each point where the toolkit stops: ``README.md`` beside this file)."""
 
 from __future__ import annotations
 
@@ -164,23 +161,16 @@ def count_objects(first_annotation: np.ndarray) -> int:
     return int(labels.max()) if labels.size else 0
 
 
-def score_frame(gt: np.ndarray, pred: np.ndarray, num_objects: int,
-                bound_th: float = BOUND_TH) -> tuple[np.ndarray, np.ndarray]:
-    """(K,) J and (K,) F of objects 1..K in one (H, W) frame; void and ids above K are background."""
-    j, f = np.zeros(num_objects), np.zeros(num_objects)
-    for k in range(1, num_objects + 1):
-        gt_k, pred_k = gt == k, pred == k  # (H, W) bool
-        j[k - 1] = region_similarity(gt_k, pred_k)
-        f[k - 1] = boundary_f_measure(gt_k, pred_k, bound_th)
-    return j, f
-
-
 def _score(sequence: str, frames: Sequence[str], pairs: Iterator[tuple[np.ndarray, np.ndarray]], k: int,
            bound_th: float) -> list[ObjectResult]:
-    """Per-object results of K objects from the (annotation, prediction) pairs of the scored ``frames``."""
+    """Per-object results of objects 1..K from the (annotation, prediction) pairs of the scored ``frames``;
+    void and ids above K are background."""
     j, f = np.zeros((k, len(frames))), np.zeros((k, len(frames)))
     for i, (gt, pred) in enumerate(pairs):
-        j[:, i], f[:, i] = score_frame(gt, pred, k, bound_th)
+        for o in range(k):
+            gt_o, pred_o = gt == o + 1, pred == o + 1  # (H, W) bool
+            j[o, i] = region_similarity(gt_o, pred_o)
+            f[o, i] = boundary_f_measure(gt_o, pred_o, bound_th)
     return [ObjectResult(sequence, o + 1, tuple(frames), j[o], f[o], statistics(j[o]), statistics(f[o]))
             for o in range(k)]
 

@@ -1,10 +1,5 @@
-"""Verify TensorRT engines after a build: every engine against ONNX Runtime, and a video's labels.
-
-    report = verify_engines("engines/BS-480x864")            # TensorRT + GPU; ONNX Runtime on the CPU
-    print(report.table()); report.passed; report.failure()   # the worst tensor, named
-
-The comparison rules (Polygraphy's, plus ``rel_l2``) and the tolerances: ``README.md`` beside this file.
-"""
+"""Verify TensorRT engines after a build: every engine against ONNX Runtime (``verify_engines``) and a
+video's labels (``video_agreement``); the comparison rules and tolerances: ``README.md`` beside this file."""
 
 from __future__ import annotations
 

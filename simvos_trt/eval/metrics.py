@@ -1,8 +1,5 @@
-"""DAVIS 2017 region (J) and boundary (F) measures and their per-object statistics, numerically the
-official toolkit's (``README.md`` beside this file compares each definition with the toolkit's).
-
-Masks are (H, W) arrays, non-zero is foreground; per-frame values are float64.
-"""
+"""DAVIS 2017 region (J) and boundary (F) measures and their per-object statistics, numerically the official
+toolkit's (``README.md`` here compares the definitions); masks are (H, W), non-zero is foreground."""
 
 from __future__ import annotations
 
@@ -55,16 +52,12 @@ def seg2bmap(mask: np.ndarray, width: int | None = None, height: int | None = No
         raise InputError(f"seg2bmap needs one (H, W) mask, got shape {seg.shape}")
     h, w = seg.shape
     b = np.zeros_like(seg)
-    # Interior: differs from the east, south or south-east neighbour.
     core = seg[:-1, :-1]
     b[:-1, :-1] = (core ^ seg[:-1, 1:]) | (core ^ seg[1:, :-1]) | (core ^ seg[1:, 1:])
     b[-1, :-1] = seg[-1, :-1] ^ seg[-1, 1:]  # last row: east neighbour only
     b[:-1, -1] = seg[:-1, -1] ^ seg[1:, -1]  # last column: south neighbour only
-    width = w if width is None else width
-    height = h if height is None else height
-    if (width, height) == (w, h):
-        return b
-    return _shift_bmap(b, width, height)
+    width, height = w if width is None else width, h if height is None else height
+    return b if (width, height) == (w, h) else _shift_bmap(b, width, height)
 
 
 def _shift_bmap(b: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -180,9 +173,7 @@ def global_scores(j: Sequence[Statistics], f: Sequence[Statistics]) -> GlobalSco
         raise InputError(f"need one F statistic per J statistic, got {len(j)} J and {len(f)} F")
 
     def avg(xs: list[float]) -> float:
-        if not xs:
-            return math.nan
-        return float(np.mean(np.asarray(xs, dtype=np.float64)))
+        return float(np.mean(np.asarray(xs, dtype=np.float64))) if xs else math.nan
 
     jm, fm = avg([s.mean for s in j]), avg([s.mean for s in f])
     return GlobalScores(jf_mean=(jm + fm) / 2.0,

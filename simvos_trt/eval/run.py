@@ -1,7 +1,5 @@
-"""Run a segmenter over a DAVIS root, resumably, and compare the CSV files of two scored runs.
-
-The results layout, resuming and the folder's owner record: ``README.md`` beside this file.
-"""
+"""Run a segmenter over a DAVIS root, resumably, and compare the CSV files of two scored runs (the results
+layout, resuming and the folder's owner record: ``README.md`` beside this file)."""
 
 from __future__ import annotations
 
@@ -57,11 +55,6 @@ class SequenceRun:
 Progress = Callable[[int, int, SequenceRun], None]
 
 
-def is_complete(out: Path, name: str, frames: list[Path]) -> bool:
-    """Whether ``<out>/<name>/<frame>.png`` exists for every frame."""
-    return all((out / name / f"{p.stem}.png").is_file() for p in frames)
-
-
 def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path, resolution: str = RESOLUTION) -> int:
     """Segment one sequence from its first annotation (void as background; no object: all background);
     write a PNG per frame, after removing the temporary files of an interrupted write; return the count."""
@@ -113,7 +106,7 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
     runs = []
     for i, name in enumerate(names, start=1):
         frames = frame_paths(root, name)
-        if not force and is_complete(out, name, frames):
+        if not force and all((out / name / f"{p.stem}.png").is_file() for p in frames):
             run = SequenceRun(name, len(frames), 0.0, skipped=True)
         else:
             t0 = time.perf_counter()

@@ -14,7 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import load_golden  # noqa: E402
+from goldens import load_golden  # noqa: E402
+
 from simvos_trt.bench.gpukit import DRY_PLAN, Budget, TorchStream, video_tensors  # noqa: E402
 from simvos_trt.bench.results import read_results  # noqa: E402
 from simvos_trt.config import preset  # noqa: E402

@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_davis import make_dataset
 
 from simvos_trt.cli.eval import main
 from simvos_trt.eval.davis import write_palette_png
 from simvos_trt.eval.metrics import boundary_f_measure, global_scores, region_similarity, statistics
 from simvos_trt.eval.run import segment_dataset
-from simvos_trt.eval.synthetic import make_dataset
 from simvos_trt.runtime import VideoSegmenter
 
 SEQS = ("synthetic-000", "synthetic-001")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simvos_trt.errors import InputError
-from simvos_trt.eval import davis as D
+from simvos_trt.eval import davis
 from simvos_trt.eval.metrics import Statistics, global_scores
 from simvos_trt.runtime.png import davis_palette
 
@@ -25,13 +25,13 @@ def write_sequence(root: Path, name: str, labels: np.ndarray) -> None:
     ann_dir.mkdir(parents=True)
     for t, lab in enumerate(labels):
         cv2.imwrite(str(img_dir / f"{t:05d}.jpg"), np.full((*lab.shape, 3), 128, np.uint8))
-        D.write_palette_png(ann_dir / f"{t:05d}.png", lab)
+        davis.write_palette_png(ann_dir / f"{t:05d}.png", lab)
 
 
 def write_results(results: Path, name: str, labels: np.ndarray) -> None:
     (results / name).mkdir(parents=True)
     for t, lab in enumerate(labels):
-        D.write_palette_png(results / name / f"{t:05d}.png", lab)
+        davis.write_palette_png(results / name / f"{t:05d}.png", lab)
 
 
 @pytest.fixture()
@@ -60,17 +60,17 @@ def test_palette_png_round_trip_is_atomic(tmp_path: Path):
 
     labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
     path = tmp_path / "m.png"
-    D.write_palette_png(path, np.zeros((3, 4), np.int64))
-    D.write_palette_png(path, labels)  # replaces the first file
+    davis.write_palette_png(path, np.zeros((3, 4), np.int64))
+    davis.write_palette_png(path, labels)  # replaces the first file
     with Image.open(path) as img:
         assert img.mode == "P"
         assert img.getpalette()[:6] == [0, 0, 0, 128, 0, 0]
-    np.testing.assert_array_equal(D.read_label_png(path), labels)
+    np.testing.assert_array_equal(davis.read_label_png(path), labels)
     assert [p.name for p in tmp_path.iterdir()] == ["m.png"]  # no temporary file left
     with pytest.raises(InputError, match=r"\[0, 255\]"):
-        D.write_palette_png(path, labels.astype(np.int64) + 250)
+        davis.write_palette_png(path, labels.astype(np.int64) + 250)
     with pytest.raises(InputError, match="integer"):
-        D.write_palette_png(path, labels.astype(np.float32))
+        davis.write_palette_png(path, labels.astype(np.float32))
 
 
 def test_perfect_and_partly_wrong_predictions(tiny):
@@ -78,7 +78,7 @@ def test_perfect_and_partly_wrong_predictions(tiny):
     pred = gt.copy()
     pred[2][pred[2] == 1] = 0  # frame 2: object 1 missed
     write_results(results, "seq", pred)
-    ev = D.evaluate(root, results)
+    ev = davis.evaluate(root, results)
     assert [o.name for o in ev.objects] == ["seq_1", "seq_2"]
     assert [o.frames for o in ev.objects] == [("00001", "00002", "00003")] * 2  # not 0, 4
     # object 1 per frame: J = F = (1, 0, 1): mean 2/3, recall 2/3. n = 3: linspace(1, 3, 5)
@@ -89,7 +89,7 @@ def test_perfect_and_partly_wrong_predictions(tiny):
     assert ev.objects[0].j_stats == Statistics(2 / 3, 2 / 3, -0.5)
     # global: J-Mean (2/3 + 1) / 2 = 5/6, J-Recall 5/6, J-Decay -0.5 / 2; F the same.
     assert ev.scores.row() == pytest.approx((5 / 6, 5 / 6, 5 / 6, -0.25, 5 / 6, 5 / 6, -0.25))
-    g_path, s_path = D.write_csvs(ev, results)
+    g_path, s_path = davis.write_csvs(ev, results)
     assert g_path.read_text() == ("J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n"
                                   "0.833,0.833,0.833,-0.250,0.833,0.833,-0.250\n")
     assert s_path.read_text() == "Sequence,J-Mean,F-Mean\nseq_1,0.667,0.667\nseq_2,1.000,1.000\n"
@@ -99,8 +99,8 @@ def test_in_memory_scoring_matches_the_folder(tiny):
     root, results, gt = tiny
     pred = np.roll(gt, 1, axis=2)
     write_results(results, "seq", pred)
-    from_disk = D.evaluate(root, results).objects
-    in_memory = D.score_sequence("seq", gt, pred)
+    from_disk = davis.evaluate(root, results).objects
+    in_memory = davis.score_sequence("seq", gt, pred)
     for a, b in zip(from_disk, in_memory, strict=True):
         np.testing.assert_array_equal(a.j, b.j)
         np.testing.assert_array_equal(a.f, b.f)
@@ -114,15 +114,15 @@ def test_objects_are_ids_up_to_the_first_frames_largest():
     gt[1, 0, 5] = 7  # an id above K in a later frame: ignored
     pred = np.where(gt == 255, 0, gt)
     pred[1, 0, 5] = 0
-    objs = D.score_sequence("s", gt, pred)
+    objs = davis.score_sequence("s", gt, pred)
     assert [o.object_id for o in objs] == [1, 2, 3]
     assert [float(o.j[0]) for o in objs] == [1.0, 1.0, 1.0]  # object 2: both empty -> 1
-    assert D.count_objects(np.full((2, 2), 255, np.uint8)) == 0
+    assert davis.count_objects(np.full((2, 2), 255, np.uint8)) == 0
 
 
 def test_no_objects_gives_nan_rows(tmp_path: Path):
-    ev = D.Evaluation("val", (), global_scores([], []))
-    g_path, s_path = D.write_csvs(ev, tmp_path)
+    ev = davis.Evaluation("val", (), global_scores([], []))
+    g_path, s_path = davis.write_csvs(ev, tmp_path)
     assert g_path.read_text().splitlines()[1] == ",,,,,,"  # pandas writes NaN as ''
     assert s_path.read_text() == "Sequence,J-Mean,F-Mean\n"
     assert math.isnan(ev.scores.jf_mean)
@@ -138,49 +138,49 @@ def test_root_without_a_folder(tiny, missing: str):
     target = root / missing
     shutil.rmtree(target) if target.is_dir() else target.unlink()
     with pytest.raises(InputError, match=f"{missing} is missing"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_sequence_without_first_annotation(tiny):
     root, results, _ = tiny
     (root / "Annotations/480p/seq/00000.png").unlink()
     with pytest.raises(InputError, match="sequence 'seq': frame 00000 has no first annotation"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_sequence_with_an_unannotated_frame(tiny):
     root, results, _ = tiny
     (root / "Annotations/480p/seq/00003.png").unlink()
     with pytest.raises(InputError, match=r"1 frames have no annotation, first \['00003'\]"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_sequence_of_mixed_sizes(tiny):
     root, results, _ = tiny
-    D.write_palette_png(root / "Annotations/480p/seq/00002.png", np.zeros((6, 9), np.uint8))
+    davis.write_palette_png(root / "Annotations/480p/seq/00002.png", np.zeros((6, 9), np.uint8))
     with pytest.raises(InputError, match=r"00002.png is \(6, 9\).*must share one size"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_missing_predictions(tiny):
     root, results, gt = tiny
     with pytest.raises(InputError, match="does not exist"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
     write_results(results, "seq", gt)
     (results / "seq" / "00000.png").unlink()  # first and last frames are not needed
     (results / "seq" / "00004.png").unlink()
-    assert D.evaluate(root, results).scores.jf_mean == 1.0
+    assert davis.evaluate(root, results).scores.jf_mean == 1.0
     (results / "seq" / "00002.png").unlink()
     with pytest.raises(InputError, match="sequence 'seq': 1 predicted PNGs missing.*00002.png"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_prediction_of_the_wrong_size(tiny):
     root, results, gt = tiny
     write_results(results, "seq", gt)
-    D.write_palette_png(results / "seq" / "00001.png", np.zeros((12, 16), np.uint8))
+    davis.write_palette_png(results / "seq" / "00001.png", np.zeros((12, 16), np.uint8))
     with pytest.raises(InputError, match=r"frame 00001: prediction is \(12, 16\).*\(6, 8\)"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_prediction_with_an_unknown_id(tiny):
@@ -190,7 +190,7 @@ def test_prediction_with_an_unknown_id(tiny):
     write_results(results, "seq", pred)
     with pytest.raises(InputError, match="frame 00003: predicted id 3 .* 2 objects.*"
                                              "official toolkit stops without scores"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_colour_prediction(tiny):
@@ -200,16 +200,16 @@ def test_colour_prediction(tiny):
     write_results(results, "seq", gt)
     cv2.imwrite(str(results / "seq" / "00001.png"), np.zeros((6, 8, 3), np.uint8))
     with pytest.raises(InputError, match=r"frame 00001.*colour image \(RGB\), not an index mask"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)
 
 
 def test_in_memory_shapes_are_checked():
     with pytest.raises(InputError, match="T >= 3"):
-        D.score_sequence("s", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4), np.uint8))
+        davis.score_sequence("s", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(InputError, match="at the annotation's size"):
-        D.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 5), np.uint8))
+        davis.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 5), np.uint8))
     with pytest.raises(InputError, match="frame 1: predicted id 1"):
-        D.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.ones((3, 4, 4), np.uint8))
+        davis.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.ones((3, 4, 4), np.uint8))
 
 
 def test_sequence_with_two_frames(tiny):
@@ -219,4 +219,4 @@ def test_sequence_with_two_frames(tiny):
         (root / f"Annotations/480p/seq/{t:05d}.png").unlink()
     write_results(results, "seq", gt)
     with pytest.raises(InputError, match="sequence 'seq' has 2 annotated frames"):
-        D.evaluate(root, results)
+        davis.evaluate(root, results)

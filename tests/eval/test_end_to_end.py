@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_davis import make_dataset, make_sequence
 
 from simvos_trt.cli.eval import main
-from simvos_trt.eval.synthetic import make_dataset, make_sequence
 from simvos_trt.manifest import Weights
 
 pytest.importorskip("torch")

@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from synthetic_davis import make_dataset
 
-from simvos_trt.eval import davis as D
-from simvos_trt.eval.synthetic import make_dataset
+from simvos_trt.eval import davis
 from simvos_trt.runtime.png import davis_palette
 
 
@@ -34,7 +34,7 @@ def test_layout(dataset):
         assert [p.name for p in jpgs] == [f"{t:05d}.jpg" for t in range(8)]
         assert [p.name for p in pngs] == [f"{t:05d}.png" for t in range(8)]
         assert cv2.imread(str(jpgs[0])).shape == (96, 160, 3)
-        first = D.read_label_png(pngs[0])
+        first = davis.read_label_png(pngs[0])
         assert first.shape == (96, 160) and first.dtype == np.uint8
         assert sorted(np.unique(first)) == [0, 1, 2, 3]  # every object shows in frame 0
 
@@ -55,7 +55,7 @@ def test_occlusion_and_disappearance(dataset):
         # round(0.65 * 7) = 5, half-way out at frames 1 and 6.
         assert seq.absent_frames == {3: (2, 3, 4, 5)}
         assert seq.occluded_frames  # object 2 covers part of object 1 somewhere
-        labels = np.stack([D.read_label_png(p) for p in
+        labels = np.stack([davis.read_label_png(p) for p in
                            sorted((root / "Annotations/480p" / seq.name).iterdir())])
         assert all((labels[t] == 1).any() for t in seq.occluded_frames)  # partly, not fully
 
@@ -66,7 +66,7 @@ def test_other_settings_keep_the_events(tmp_path: Path, seed: int, frames: int, 
                         objects=objects, seed=seed)[0]
     assert 3 in made.absent_frames and 0 not in made.absent_frames[3]
     assert frames - 1 not in made.absent_frames[3]
-    first = D.read_label_png(tmp_path / "Annotations/480p/synthetic-000/00000.png")
+    first = davis.read_label_png(tmp_path / "Annotations/480p/synthetic-000/00000.png")
     assert sorted(np.unique(first)) == list(range(objects + 1))
 
 
@@ -90,9 +90,9 @@ def test_arguments_are_checked(tmp_path: Path):
 
 def test_ground_truth_scores_one(dataset, tmp_path: Path):
     root, _ = dataset
-    ev = D.evaluate(root, root / "Annotations/480p")
+    ev = davis.evaluate(root, root / "Annotations/480p")
     assert ev.scores.row() == (1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0)
-    g_path, _ = D.write_csvs(ev, tmp_path)
+    g_path, _ = davis.write_csvs(ev, tmp_path)
     assert g_path.read_text().splitlines()[1] == "1.000,1.000,1.000,0.000,1.000,1.000,0.000"
 
 
@@ -101,8 +101,8 @@ def test_all_background_prediction(dataset, tmp_path: Path):
     for seq in made:
         (tmp_path / seq.name).mkdir()
         for t in range(8):
-            D.write_palette_png(tmp_path / seq.name / f"{t:05d}.png", np.zeros((96, 160), np.uint8))
-    ev = D.evaluate(root, tmp_path)
+            davis.write_palette_png(tmp_path / seq.name / f"{t:05d}.png", np.zeros((96, 160), np.uint8))
+    ev = davis.evaluate(root, tmp_path)
     # Scored frames 1..6. Objects 1 and 2 are in every frame: an empty prediction gives
     # J = 0 (empty intersection) and F = 0 (predicted boundary empty, gt's not).
     # Object 3 is absent in frames 2..5: both empty there, J = F = 1; per frame
@@ -114,7 +114,7 @@ def test_all_background_prediction(dataset, tmp_path: Path):
         np.testing.assert_array_equal(o.f, o.j)
     # 6 objects: J-Mean = (0 + 0 + 2/3) * 2 / 6 = 2/9, same recall, decay 0; F the same.
     assert ev.scores.row() == pytest.approx((2 / 9, 2 / 9, 2 / 9, 0, 2 / 9, 2 / 9, 0))
-    g_path, s_path = D.write_csvs(ev, tmp_path)
+    g_path, s_path = davis.write_csvs(ev, tmp_path)
     assert g_path.read_text().splitlines()[1] == "0.222,0.222,0.222,0.000,0.222,0.222,0.000"
     assert s_path.read_text().splitlines()[1:4] == [
         "synthetic-000_1,0.000,0.000", "synthetic-000_2,0.000,0.000",

@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from conftest import GOLDEN_CASES, load_golden  # noqa: E402
+from goldens import GOLDEN_CASES, load_golden  # noqa: E402
+
 from simvos_trt import processing  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import SimVOSError  # noqa: E402

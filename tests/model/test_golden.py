@@ -5,7 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import GOLDEN_CASES, SHARED_GOLDEN, load_golden  # noqa: E402
+from goldens import GOLDEN_CASES, SHARED_GOLDEN, load_golden  # noqa: E402
+
 from simvos_trt.config import preset  # noqa: E402
 from simvos_trt.model import load_official_checkpoint, propagate, synthetic_state_dict  # noqa: E402
 

@@ -6,7 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import load_golden  # noqa: E402
+from goldens import load_golden  # noqa: E402
+
 from simvos_trt.model import load_official_checkpoint, propagate  # noqa: E402
 from simvos_trt.model.precision import ISLAND_MODULES, Float32Island, to_fp16  # noqa: E402
 from simvos_trt.precision import ISLANDS  # noqa: E402

@@ -5,7 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import load_golden  # noqa: E402
+from goldens import load_golden  # noqa: E402
+
 from simvos_trt import processing  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import InputError  # noqa: E402

@@ -1,29 +1,16 @@
-"""Export folders shared by the runtime tests (session-scoped: exporting takes seconds).
-
-``GOLDEN_CASES`` and ``load_golden`` are re-exported from the root conftest (loaded by
-path), so ``from conftest import ...`` works whichever conftest module Python holds.
-"""
+"""Export folders shared by the runtime tests (session-scoped: exporting takes seconds)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from goldens import load_golden
 
 from simvos_trt.manifest import Weights
-
-_spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).parents[1] / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_root = sys.modules.setdefault("_root_conftest", importlib.util.module_from_spec(_spec))
-if not hasattr(_root, "load_golden"):
-    _spec.loader.exec_module(_root)
-GOLDEN_CASES = _root.GOLDEN_CASES
-load_golden = _root.load_golden
 
 #: Engine size and object limit of the small exports (tiny ViT, L=1, no token refinement).
 SMALL = (32, 48)

@@ -8,9 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from goldens import GOLDEN_CASES, load_golden  # noqa: E402
 from test_parity import run_video  # noqa: E402
-
-from conftest import GOLDEN_CASES, load_golden  # noqa: E402
 
 
 @pytest.mark.slow

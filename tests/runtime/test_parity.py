@@ -10,7 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import GOLDEN_CASES, SMALL, load_golden, moving_video  # noqa: E402
+from goldens import GOLDEN_CASES, load_golden  # noqa: E402
+
+from conftest import SMALL, moving_video  # noqa: E402
 from simvos_trt.errors import InputError  # noqa: E402
 from simvos_trt.model import propagate  # noqa: E402
 from simvos_trt.runtime import VideoSegmenter  # noqa: E402

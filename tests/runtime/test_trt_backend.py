@@ -719,7 +719,8 @@ def test_verification_names_an_engine_that_differs(monkeypatch, cuda, small_expo
 @pytest.mark.parametrize("name", ["tiny_L0", "tiny_L4_tr", "tiny_L2_tr_odd"])
 def test_golden_videos_tensorrt_vs_onnxruntime(name, golden_exports, tmp_path):
     """The golden videos through TensorRT engines and through ONNX Runtime on the same graphs: labels agree."""
-    from conftest import load_golden
+    from goldens import load_golden
+
     from simvos_trt.export.trt_build import build_engines
 
     folder = tmp_path / name

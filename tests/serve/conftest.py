@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from goldens import load_golden
 
 from simvos_trt.manifest import Weights
 from simvos_trt.serve.launch import serve_python
@@ -30,7 +31,7 @@ def _load(name: str, path: Path):
 
 
 _runtime = _load("_runtime_conftest", Path(__file__).parents[1] / "runtime" / "conftest.py")
-GOLDEN_CASES, load_golden, moving_video = _runtime.GOLDEN_CASES, _runtime.load_golden, _runtime.moving_video
+moving_video = _runtime.moving_video
 
 #: Engine sizes and object limits of the two exports.
 GOLDEN_SIZE, GOLDEN_MAX_OBJECTS = (128, 192), 4

@@ -1,5 +1,5 @@
-"""A tiny synthetic dataset in the DAVIS 2017 layout, for tests and demos: K >= 3 textured shapes with
-an occlusion (2 hides 1) and a disappearance (3 leaves and comes back); see ``README.md`` here."""
+"""A tiny synthetic dataset in the DAVIS 2017 layout, a test helper: K >= 3 textured shapes with an
+occlusion (2 hides 1) and a disappearance (3 leaves and comes back); see ``simvos_trt/eval/README.md``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .davis import RESOLUTION, write_palette_png
+from simvos_trt.eval.davis import RESOLUTION, write_palette_png
 
 log = logging.getLogger(__name__)
 
