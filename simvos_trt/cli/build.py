@@ -23,23 +23,13 @@ from ..errors import BackendError, InputError, MissingDependencyError
 from ..export.trt_build import BuildEvent, BuildStatus, build_engines
 from ..trt.library import CHOICES
 from ..trt.plan import BuildSettings, Target, cc_text, parse_cc
-from .common import EXIT_MISSING, EXIT_OK, run_command
+from .common import EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
 
 EXIT_VERIFY = 4
 
 
-def flag(parser: argparse._ActionsContainer, *names: str, text: str, default: bool | None = False) -> None:
-    """A boolean option that also takes ``--no-NAME``."""
-    parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=text)
-
-
-def output_flags(parser: argparse._ActionsContainer) -> None:
-    flag(parser, "--json", text="print the result as JSON instead of tables")
-    flag(parser, "-v", "--verbose", text="log library details")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simvos-build", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = argparse.ArgumentParser(prog="simvos-build", formatter_class=HelpFormatter,
                                 description="Build one strongly typed engine per graph of an export folder "
                                 "(FP16 or FP32 as exported), reusing engines built with the same settings.")
     p.add_argument("folder", type=Path, metavar="DIR", help="export folder (with manifest.json)")
@@ -57,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=int, default=0, help="CUDA device to build on (TensorRT) and verify on")
     flag(p, "--verify", default=None, text="compare each engine with its ONNX graph on ONNX Runtime; a mismatch "
          "exits 4 [default: when a GPU is here]")
-    output_flags(p)
+    add_output_options(p)
     return p
 
 

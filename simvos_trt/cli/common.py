@@ -14,14 +14,25 @@ from ..io import interrupt_on_sigterm
 EXIT_OK, EXIT_ERROR, EXIT_MISSING, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except for options that stay unset unless given (default None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def flag(parser: Any, *names: str, text: str, default: bool | None = False) -> None:
+    """A boolean option that also takes ``--no-NAME``."""
+    parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=text)
+
+
 def add_output_options(parser: Any, *, json: bool = True, progress: bool = False) -> None:
-    """The switches commands share: ``--json``, ``--no-progress`` (sets ``progress``), ``-v/--verbose``."""
+    """The switches commands share: ``--json``, ``--progress/--no-progress``, ``-v/--verbose``."""
     if json:
-        parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+        flag(parser, "--json", text="print the result as JSON instead of tables")
     if progress:
-        parser.add_argument("--no-progress", dest="progress", action="store_false",
-                            help="no progress lines on stderr")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log library details on stderr")
+        flag(parser, "--progress", default=True, text="progress lines on stderr")
+    flag(parser, "-v", "--verbose", text="log library details on stderr")
 
 
 def run_command(prog: str, args: argparse.Namespace, work: Callable[[argparse.Namespace], int], *,

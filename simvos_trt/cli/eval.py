@@ -14,7 +14,7 @@ from typing import Any
 
 from ..io import check_not_input
 from ..tables import fmt, render
-from .common import EXIT_OK, add_output_options, run_command
+from .common import EXIT_OK, add_output_options, flag, run_command
 
 PROG = "simvos-eval"
 INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same command resumes "
@@ -37,12 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: TensorRT when usable, else ONNX Runtime [default auto]")
     s.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per graph (default: all cores)")
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
-    s.add_argument("--force", action="store_true", help="segment complete sequences again (they are skipped, "
+    flag(s, "--force", text="segment complete sequences again (they are skipped, "
                    "so a run resumes) and replace another export's or backend's results in --out")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, metavar="DIR", help="where the PNGs and CSV files go [default: "
                    "results/<engine-dir name>-<backend>, or the --results folder]")
-    o.add_argument("--per-sequence", action="store_true", help="also print the J-Mean and F-Mean of every object")
+    flag(o, "--per-sequence", text="also print the J-Mean and F-Mean of every object")
     add_output_options(o, progress=True)
     return p
 

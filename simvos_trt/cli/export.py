@@ -22,8 +22,7 @@ from ..errors import BackendError, ExportError, InputError, MissingDependencyErr
 from ..io import Owner, claim_folder
 from ..manifest import Weights
 from ..tables import render
-from .build import flag, output_flags
-from .common import EXIT_MISSING, EXIT_OK, run_command
+from .common import EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
                             "uint8_input": True, "seed": 1, "precision": "auto"}
@@ -40,7 +39,7 @@ MAX_TOKENS = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simvos-export", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = argparse.ArgumentParser(prog="simvos-export", formatter_class=HelpFormatter,
                                 description="Export SimVOS to checked static ONNX graphs with a manifest. Options "
                                 "override a --recipe, which overrides the defaults.")
     g = p.add_argument_group("model")
@@ -76,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
          "(TensorRT-RTX needs no GPU; see simvos-build)")
     flag(o, "--require-engine", text="exit 3 when engines cannot be built here, instead of printing the "
          "simvos-build command to run where they can")
-    output_flags(o)
+    add_output_options(o)
     return p
 
 
