@@ -53,21 +53,11 @@ class FrameCost:
         """The per-frame cost: query + memory + joint."""
         return self.query + self.memory + self.joint
 
-    @property
-    def attention(self) -> int:
-        return self.frame.attention
-
-    @property
-    def linear(self) -> int:
-        return self.frame.linear
-
-    @property
-    def decoder(self) -> int:
-        return self.frame.decoder
-
-    @property
-    def total(self) -> int:
-        return self.frame.total
+    def __getattr__(self, kind: str) -> int:
+        """``attention``, ``linear``, ``decoder`` and ``total``: those of the per-frame cost (``frame``)."""
+        if kind not in ("attention", "linear", "decoder", "total"):
+            raise AttributeError(kind)
+        return int(getattr(self.frame, kind))
 
 
 def _conv(cin: int, cout: int, k: int, hout: int, wout: int) -> int:

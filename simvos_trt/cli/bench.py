@@ -17,14 +17,14 @@ from typing import Any
 
 from ..bench import runner
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep, write_text
+from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep
 from ..bench.runner import BACKEND_NAMES as BACKENDS
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import SweepRow, build_sweep, check_size, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
-from ..io import ensure_writable
+from ..io import ensure_writable, write_atomic
 from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, run_command
 
 EXIT_FAILED = 1
@@ -210,9 +210,9 @@ def run(args: argparse.Namespace) -> int:
 def progress_line(event: Any) -> str | None:
     """The progress line of a sweep event (``bench.runner.Event``), or None."""
     match event:
-        case runner.PassStarted(index, count) if count > 1:
+        case runner.Started(index, count, None) if count > 1:
             return f"pass {index + 1}/{count}"
-        case runner.RowStarted(index, count, row):
+        case runner.Started(index, count, row) if row is not None:
             return f"[{index + 1}/{count}] {row.label} [{row.config.name}]"
         case runner.GraphsReady(folder, "exporting"):
             return f"    exporting graphs to {folder} ..."
@@ -247,7 +247,7 @@ def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, in
             continue
         writer.flush()
         report = format_report(writer.meta, writer.derived())
-        write_text(writer.folder, "report.txt", report + "\n")
+        write_atomic(writer.folder / "report.txt", report + "\n")
         plot = plot_sweep(everything, writer.folder / PLOT_FILE, title)
         out[backend] = {"folder": str(writer.folder), "plot": str(plot) if plot else None,
                         "rows": [dataclasses.asdict(r) for r in writer.derived()]}
