@@ -306,16 +306,13 @@ def kit_report(meta: dict[str, Any], rows: list[RowResult]) -> str:
     body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
              *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
     fp16 = peak["fp16_tensor"] * 1000 if peak else None
-
-    def share(r: RowResult) -> float | None:
-        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
-
     columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
                ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
                ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
                ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
                ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
-               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
+               ("% FP16 peak", lambda r: 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None, ".1f"),
+               ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
     lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
               render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
     return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"

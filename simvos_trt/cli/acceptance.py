@@ -249,8 +249,7 @@ def run(args: argparse.Namespace) -> int:
         section.update(build_and_verify(folder, args.device, say, args.verify_objects))
         write_report(out, report)
         say(f"{name}: throughput, {args.frames} frames with {args.objects} objects ...")
-        section["throughput"] = throughput(folder, args)
-        t = section["throughput"]
+        t = section["throughput"] = throughput(folder, args)
         say(f"  median {t['median_ms']:.2f} ms, p90 {t['p90_ms']:.2f} ms, {t['fps']:.1f} FPS")
         write_report(out, report)
     cases = sorted(args.golden.glob("*.json")) if args.golden.is_dir() else []
