@@ -53,21 +53,11 @@ class FrameCost:
         """The per-frame cost: query + memory + joint."""
         return self.query + self.memory + self.joint
 
-    @property
-    def attention(self) -> int:
-        return self.frame.attention
-
-    @property
-    def linear(self) -> int:
-        return self.frame.linear
-
-    @property
-    def decoder(self) -> int:
-        return self.frame.decoder
-
-    @property
-    def total(self) -> int:
-        return self.frame.total
+    def __getattr__(self, kind: str) -> int:
+        """``attention``, ``linear``, ``decoder`` and ``total``: those of the per-frame cost (``frame``)."""
+        if kind not in ("attention", "linear", "decoder", "total"):
+            raise AttributeError(kind)
+        return int(getattr(self.frame, kind))
 
 
 def _conv(cin: int, cout: int, k: int, hout: int, wout: int) -> int:
@@ -109,10 +99,16 @@ def _decoder(config: SimVOSConfig, grid: tuple[int, int]) -> int:
     return fpn2 + fpn1 + compress + up_16_8 + up_8_4 + pred
 
 
-def _grid(height: int, width: int, objects: int) -> tuple[int, int]:
+def check_size(height: int, width: int, prefix: str = "") -> None:
+    """Raise InputError (its message after ``prefix``) unless both sides are positive multiples of 16."""
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 16 or v % 16:
-            raise InputError(f"{name}: got {v!r}, expected a positive multiple of 16 (e.g. 480x864)")
+            raise InputError(f"{prefix}{name} {v!r} is not a positive multiple of 16 (the patch size); "
+                             "e.g. 128x224 or 480x864")
+
+
+def _grid(height: int, width: int, objects: int) -> tuple[int, int]:
+    check_size(height, width)
     check_int("objects", objects, 1)
     return height // 16, width // 16
 

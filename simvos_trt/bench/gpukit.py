@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import SimVOSConfig, preset
+from ..io import write_atomic
 from ..model import propagate, random_model, synthetic_state_dict
 from ..model.checkpoint import load_official_state
 from ..model.layers import FrameInput
@@ -28,7 +29,7 @@ from ..model.simvos import SimVOS, soft_aggregate
 from .costs import frame_costs
 from .hardware import find_gpu_peak, machine
 from .measure import Measurement, moving_shapes
-from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, kit_report, plot_sweep, write_text
+from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, kit_report, plot_sweep
 from .runner import SweepSettings, fill, row_record
 from .sweep import SweepRow, build_sweep, table_rows
 
@@ -277,7 +278,7 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     def save() -> None:
         meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
         writer.flush()
-        write_text(out, "report.txt", kit_report(meta, writer.derived()))
+        write_atomic(out / "report.txt", kit_report(meta, writer.derived()))
 
     save()
     with budget.phase("golden") as ph:

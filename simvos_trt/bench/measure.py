@@ -8,7 +8,7 @@ import importlib.util
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +46,16 @@ def synchronizer(backend: Backend) -> Callable[[], None] | None:
     return cast(Callable[[], None], sync)
 
 
+def _delegate(name: str) -> Any:
+    """A method that calls the wrapped backend's method ``name``."""
+
+    def method(self: TimingBackend, *args: Any) -> Any:
+        return getattr(self.inner, name)(*args)
+
+    method.__name__ = name
+    return method
+
+
 class TimingBackend(Backend):
     """Delegates to ``inner`` (opened by this proxy's ``open``) and records the synchronised wall time of each
     ``run`` on ``clock``: the split pass, never the headline timing."""
@@ -57,10 +67,6 @@ class TimingBackend(Backend):
         self.clock = clock
         self.calls: list[Call] = []
         self._sync: Callable[[], None] | None = None
-
-    def synchronize(self) -> None:
-        """The wrapped backend's ``synchronize``."""
-        self.inner.synchronize()
 
     def now(self) -> float:
         """The clock, read after waiting for the wrapped backend's device work."""
@@ -96,23 +102,8 @@ class TimingBackend(Backend):
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         raise AssertionError("TimingBackend.run delegates to the wrapped backend's run")
 
-    def object_limit(self, graph: str) -> int:
-        return self.inner.object_limit(graph)
-
-    def concat(self, handles: Sequence[Handle]) -> Handle:
-        return self.inner.concat(handles)
-
-    def take(self, handle: Handle, start: int, stop: int) -> Handle:
-        return self.inner.take(handle, start, stop)
-
-    def to_host(self, handle: Handle) -> np.ndarray:
-        return self.inner.to_host(handle)
-
-    def from_host(self, array: np.ndarray) -> Handle:
-        return self.inner.from_host(array)
-
-    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
-        return self.inner.dtype_and_shape(handle)
+    synchronize, object_limit, concat, take, to_host, from_host, dtype_and_shape = map(_delegate, (
+        "synchronize", "object_limit", "concat", "take", "to_host", "from_host", "dtype_and_shape"))
 
     def __getattr__(self, name: str) -> Any:
         """Anything else the wrapped backend offers (``providers``, ...)."""
@@ -242,6 +233,12 @@ class Measurement:
     def fps(self) -> float:
         """Frames per second at the median step time."""
         return 1000.0 / self.median_ms
+
+    def figures(self) -> dict[str, Any]:
+        """Median, p90 and mean ms, FPS, ``<stage>_ms`` (``STAGES`` and host), memory peaks, ``step_ms``."""
+        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms, "fps": self.fps,
+                **{f"{k}_ms": self.stage_ms(k) for k in (*STAGES, "host")}, "peak_rss_mb": self.peak_rss_mb,
+                "device_memory_mb": self.device_memory_mb, "step_ms": list(self.step)}
 
     def stage_ms(self, stage: str) -> float | None:
         """Median per-frame time of ``stage`` (one of ``STAGES`` or ``host``); None without a split pass."""

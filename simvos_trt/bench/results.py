@@ -211,13 +211,6 @@ def dated_name(host: str, what: str, date: _dt.date | None = None) -> str:
     return f"{(date or _dt.date.today()).isoformat()}-{safe}-{what}"
 
 
-def write_text(folder: str | Path, name: str, text: str) -> Path:
-    """Write a text file into a result folder atomically; returns its path."""
-    path = Path(folder) / name
-    write_atomic(path, text)
-    return path
-
-
 Column = tuple[str, Callable[[RowResult], Any], str]  # header, value, format
 
 
@@ -313,16 +306,13 @@ def kit_report(meta: dict[str, Any], rows: list[RowResult]) -> str:
     body = [[configuration(r), fmt(r.paper_fps, ".1f"), fmt(r.gflop, ".1f"),
              *(fmt(fps.get((r.key(), *m)), ".2f") for m in modes)] for r in {r.key(): r for r in rows}.values()]
     fp16 = peak["fp16_tensor"] * 1000 if peak else None
-
-    def share(r: RowResult) -> float | None:
-        return 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None
-
     columns = (("mode", lambda r: f"{r.backend} {r.precision}", ""), ("steps", lambda r: r.frames, ""),
                ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
                ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
                ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
                ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
-               ("% FP16 peak", share, ".1f"), ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
+               ("% FP16 peak", lambda r: 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None, ".1f"),
+               ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
     lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
               render(header, body, markdown=True), "", "every timed row:", table(rows, columns), "", *STEP_NOTE]
     return "\n".join(lines + [f"failed: {configuration(r)} {r.backend} {r.precision}: {r.message}"
@@ -410,27 +400,26 @@ def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> 
     labelled: set[str] = set()  # backends with their crosses in the legend
     references: set[str] = set()  # groups (and "points") with their reference lines drawn
     for (backend, group), pts in sorted(lines.items()):
-        L = [r.layer_index for r in pts]
-        paper = [r for r in pts if r.paper_speedup is not None]
-        if len(set(L)) < 2:  # a single point: a Table 3 variant
-            label = None if backend in labelled else f"{backend}, other Kf/Kb"
-            ax_fps.plot(L, [r.fps for r in pts], "x", ms=8, color=colours[backend], label=label)
-            ax_x.plot(L, [r.speedup for r in pts], "x", ms=8, color=colours[backend], label=label)
+        L, paper = [r.layer_index for r in pts], [r for r in pts if r.paper_speedup is not None]
+        single = len(set(L)) < 2  # a single point: a Table 3 variant, drawn as crosses
+        if single:
+            style, kwargs = "x", {"ms": 8, "label": None if backend in labelled else f"{backend}, other Kf/Kb"}
+        else:
+            style, marker = ("-", "o") if group == "no TR" else ("--", "s")
+            kwargs = {"marker": marker, "label": f"{backend}, {group}"}
+        for ax, figure in ((ax_fps, "fps"), (ax_x, "speedup")):
+            ax.plot(L, [getattr(r, figure) for r in pts], style, color=colours[backend], **kwargs)
+        paper_xy = ([r.layer_index for r in paper], [r.paper_speedup for r in paper])
+        if single:
+            labelled.add(backend)
             if paper:
-                ax_x.plot([r.layer_index for r in paper], [r.paper_speedup for r in paper], "x", ms=8, color="black",
+                ax_x.plot(*paper_xy, "x", ms=8, color="black",
                           label=None if "points" in references else "paper (A100), other Kf/Kb")
                 references.add("points")
-            labelled.add(backend)
-            continue
-        style, marker = ("-", "o") if group == "no TR" else ("--", "s")
-        kwargs = {"marker": marker, "color": colours[backend], "label": f"{backend}, {group}"}
-        ax_fps.plot(L, [r.fps for r in pts], style, **kwargs)
-        ax_x.plot(L, [r.speedup for r in pts], style, **kwargs)
-        if group not in references:
+        elif group not in references:
             references.add(group)
             ax_x.plot(L, [r.flop_ratio for r in pts], style, color="0.6", lw=1, label=f"FLOP ratio, {group}")
-            ax_x.plot([r.layer_index for r in paper], [r.paper_speedup for r in paper], style,
-                      marker=marker, color="black", mfc="none", label=f"paper (A100), {group}")
+            ax_x.plot(*paper_xy, style, marker=marker, color="black", mfc="none", label=f"paper (A100), {group}")
     ax_fps.set(xlabel="layer index L (blocks run per frame)", ylabel="frames per second (median step)",
                title="FPS against L (cf. paper Fig. 5)")
     ax_x.set(xlabel="layer index L", ylabel="speedup over SimVOS-B (L=0)", title="speedup over B")

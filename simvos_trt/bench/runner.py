@@ -21,7 +21,7 @@ from ..errors import BackendError, MissingDependencyError, SimVOSError
 from ..manifest import ManifestError, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from .costs import frame_costs
-from .measure import STAGES, Measurement, Video, measure_folder, moving_shapes
+from .measure import Measurement, Video, measure_folder, moving_shapes
 from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
 from .sweep import SweepRow
 
@@ -38,20 +38,13 @@ Measure = Callable[..., Measurement]
 
 
 @dataclass(frozen=True)
-class PassStarted:
-    """Pass ``index`` of ``count`` over the whole sweep begins."""
+class Started:
+    """Row ``index`` of ``count`` is being prepared and measured; without ``row``, pass ``index`` of ``count``
+    over the whole sweep begins."""
 
     index: int
     count: int
-
-
-@dataclass(frozen=True)
-class RowStarted:
-    """Row ``index`` of ``count`` is being prepared and measured."""
-
-    index: int
-    count: int
-    row: SweepRow
+    row: SweepRow | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +73,7 @@ class RowMeasured:
     index: int
 
 
-Event: TypeAlias = "PassStarted | RowStarted | GraphsReady | GraphExported | BuildEvent | RowMeasured"
+Event: TypeAlias = "Started | GraphsReady | GraphExported | BuildEvent | RowMeasured"
 Progress = Callable[[Event], None]
 
 
@@ -253,12 +246,7 @@ def row_record(row: SweepRow, backend: str, settings: SweepSettings) -> RowResul
 
 def fill(record: RowResult, m: Measurement) -> RowResult:
     """``record`` with the measured figures of ``m``."""
-    record.median_ms, record.p90_ms, record.mean_ms, record.fps = m.median_ms, m.p90_ms, m.mean_ms, m.fps
-    for stage in (*STAGES, "host"):
-        setattr(record, f"{stage}_ms", m.stage_ms(stage))
-    record.peak_rss_mb, record.device_memory_mb = m.peak_rss_mb, m.device_memory_mb
-    record.device, record.step_ms, record.pass_medians_ms = m.device, list(m.step), [m.median_ms]
-    return record
+    return dataclasses.replace(record, **m.figures(), device=m.device, pass_medians_ms=[m.median_ms])
 
 
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
@@ -280,12 +268,12 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
             log.info("backend %s unavailable: %s", b, reason)
         reasons.update({(i, b): reason for i in range(len(rows))})
     for n in range(s.repeats):
-        say(PassStarted(n, s.repeats))
+        say(Started(n, s.repeats))
         for i, row in enumerate(rows):
             runnable = [b for b in s.backends if reasons[i, b] is None]
             if n > 0 and not runnable:
                 continue
-            say(RowStarted(i, len(rows), row))
+            say(Started(i, len(rows), row))
             folder, export_error = None, ""
             if runnable:
                 try:

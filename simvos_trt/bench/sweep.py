@@ -104,14 +104,6 @@ def scale_k(k: int, tokens: int) -> int:
     return max(1, round(k * tokens / PAPER_TOKENS))
 
 
-def check_size(height: int, width: int) -> None:
-    """Raise InputError unless both sides are positive multiples of 16."""
-    for name, v in (("height", height), ("width", width)):
-        if v < 16 or v % 16:
-            raise InputError(f"--size {height}x{width}: the {name} {v} is not a positive multiple of 16 "
-                             f"(the patch size); e.g. 128x224 or 480x864")
-
-
 def map_config(paper: SimVOSConfig, backbone: str, size: tuple[int, int], scale: bool) -> SimVOSConfig | None:
     """The paper's configuration on ``backbone`` at ``size`` (None: the ViT-L row off ``base``)."""
     if paper.backbone == "large" and backbone != "base":

@@ -161,11 +161,10 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     from ..bench.measure import STAGES, measure_folder, moving_shapes
 
     video = moving_shapes(args.height, args.video_width, objects=args.objects, frames=1 + args.warmup + args.frames)
-    m = measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
-                       device=args.device, cuda_graphs=args.cuda_graphs)
-    return {"median_ms": m.median_ms, "p90_ms": m.p90_ms, "mean_ms": m.mean_ms, "fps": m.fps,
-            "stages_ms": {k: m.stage_ms(k) for k in (*STAGES, "host")},
-            "device_memory_mb": m.device_memory_mb, "peak_rss_mb": m.peak_rss_mb, "step_ms": list(m.step)}
+    figures = measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
+                             device=args.device, cuda_graphs=args.cuda_graphs).figures()
+    stages = {k: figures.pop(f"{k}_ms") for k in (*STAGES, "host")}
+    return {**figures, "stages_ms": stages}
 
 
 def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
@@ -250,8 +249,7 @@ def run(args: argparse.Namespace) -> int:
         section.update(build_and_verify(folder, args.device, say, args.verify_objects))
         write_report(out, report)
         say(f"{name}: throughput, {args.frames} frames with {args.objects} objects ...")
-        section["throughput"] = throughput(folder, args)
-        t = section["throughput"]
+        t = section["throughput"] = throughput(folder, args)
         say(f"  median {t['median_ms']:.2f} ms, p90 {t['p90_ms']:.2f} ms, {t['fps']:.1f} FPS")
         write_report(out, report)
     cases = sorted(args.golden.glob("*.json")) if args.golden.is_dir() else []

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ..bench import runner
+from ..bench.costs import check_size
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep, write_text
+from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep
 from ..bench.runner import BACKEND_NAMES as BACKENDS
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
-from ..bench.sweep import SweepRow, build_sweep, check_size, grid_rows, parse_ks, table_rows
+from ..bench.sweep import REFINEMENT_CHOICES, SweepRow, build_sweep, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
-from ..io import ensure_writable
+from ..io import ensure_writable, write_atomic
 from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, run_command
 
 EXIT_FAILED = 1
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layers", type=int_list, metavar="L,...", help="custom grid: layer indices, e.g. 0,2,4")
     g.add_argument("--k", default="384/384", metavar="KF/KB,...",
                    help="custom grid: token-refinement sizes in the paper's terms, e.g. 384/384,128/128")
-    g.add_argument("--refinement", choices=("both", "on", "off"), default="both",
+    g.add_argument("--refinement", choices=REFINEMENT_CHOICES, default="both",
                    help="custom grid: rows without token refinement, with it, or both")
     g.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
                    help="the ViT of the paper's ViT-B rows [default tiny; base with --paper]")
@@ -142,7 +143,7 @@ def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
 
 def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
     size = tuple(args.size)
-    check_size(*size)
+    check_size(*size, prefix=f"--size {size[0]}x{size[1]}: ")
     groups = [table_rows(t, args.backbone, size, args.scale_k) for t in dict.fromkeys(args.table or [])]
     if args.layers is not None:
         groups.append(grid_rows(args.layers, parse_ks(args.k), args.refinement, args.backbone, size, args.scale_k))
@@ -210,9 +211,9 @@ def run(args: argparse.Namespace) -> int:
 def progress_line(event: Any) -> str | None:
     """The progress line of a sweep event (``bench.runner.Event``), or None."""
     match event:
-        case runner.PassStarted(index, count) if count > 1:
+        case runner.Started(index, count, None) if count > 1:
             return f"pass {index + 1}/{count}"
-        case runner.RowStarted(index, count, row):
+        case runner.Started(index, count, row) if row is not None:
             return f"[{index + 1}/{count}] {row.label} [{row.config.name}]"
         case runner.GraphsReady(folder, "exporting"):
             return f"    exporting graphs to {folder} ..."
@@ -247,7 +248,7 @@ def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, in
             continue
         writer.flush()
         report = format_report(writer.meta, writer.derived())
-        write_text(writer.folder, "report.txt", report + "\n")
+        write_atomic(writer.folder / "report.txt", report + "\n")
         plot = plot_sweep(everything, writer.folder / PLOT_FILE, title)
         out[backend] = {"folder": str(writer.folder), "plot": str(plot) if plot else None,
                         "rows": [dataclasses.asdict(r) for r in writer.derived()]}

@@ -10,7 +10,7 @@ import pytest
 from simvos_trt.bench import runner
 from simvos_trt.bench.measure import Measurement, moving_shapes
 from simvos_trt.bench.results import CSV_FILE, ResultFolder, read_results
-from simvos_trt.bench.runner import RowMeasured, RowStarted, SweepSettings, run_sweep
+from simvos_trt.bench.runner import RowMeasured, Started, SweepSettings, run_sweep
 from simvos_trt.bench.sweep import build_sweep, grid_rows
 
 SIZE = (32, 48)
@@ -61,7 +61,7 @@ def test_every_row_is_measured_and_written(sweep, tmp_path):
     assert [r.status for r in saved] == ["ok"] * 3
     assert [r.speedup for r in saved] == pytest.approx([1.0, 2.0, 2.5])
     assert saved[1].host_ms == pytest.approx(10.0 - 1 - 1 - 7 - 0.5)
-    assert [type(e) for e in events].count(RowStarted) == 3
+    assert [isinstance(e, Started) and e.row is not None for e in events].count(True) == 3
     assert [e.row for e in events if isinstance(e, RowMeasured)] == writer.rows
 
 

@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
+from simvos_trt.bench.costs import check_size
 from simvos_trt.bench.sweep import (
     PAPER_SIZE,
     PAPER_TOKENS,
     build_sweep,
-    check_size,
     grid_rows,
     load_paper_tables,
     parse_ks,
