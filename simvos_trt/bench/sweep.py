@@ -143,15 +143,17 @@ def grid_rows(layers: Sequence[int], ks: Sequence[tuple[int, int]], refinement: 
     for r in load_paper_tables().rows:
         papers.setdefault(r.config(), []).append(r)
     rows = []
+    # The paper's rows are ViT-B and ViT-L: a ViT-L grid is checked and labelled against the ViT-L rows.
+    paper_backbone, target = ("large", "base") if backbone == "large" else ("base", backbone)
     for L in layers:
         wanted: list[SimVOSConfig] = []
         try:
             if L == 0 or refinement in ("both", "off"):
-                wanted.append(SimVOSConfig(backbone="base", layer_index=L))
+                wanted.append(SimVOSConfig(backbone=paper_backbone, layer_index=L))
             if L > 0 and refinement in ("both", "on"):
-                wanted += [SimVOSConfig(backbone="base", layer_index=L, token_refinement=True, kf=kf, kb=kb)
+                wanted += [SimVOSConfig(backbone=paper_backbone, layer_index=L, token_refinement=True, kf=kf, kb=kb)
                            for kf, kb in ks]
-            mapped = [map_config(c, backbone, size, scale) for c in wanted]
+            mapped = [map_config(c, target, size, scale) for c in wanted]
         except ValueError as exc:
             raise InputError(f"--layers/--k: {exc}") from exc
         for paper_config, config in zip(wanted, mapped, strict=True):

@@ -25,7 +25,7 @@ from ..errors import BackendError, MissingDependencyError, require
 from ..io import Owner, claim_folder, write_atomic, write_json_atomic, write_owner
 from ..tables import fmt, render
 from .common import EXIT_ERROR as EXIT_ERROR
-from .common import EXIT_MISSING, run_command
+from .common import EXIT_MISSING, HelpFormatter, flag, run_command
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, A
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="The GPU acceptance run: FP16 engines of SimVOS-BS and -B "
                                 "verified, golden labels compared, throughput measured, a report written.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--checkpoint-bs", type=Path, help="official SimVOS-BS checkpoint [default: random weights]")
     p.add_argument("--checkpoint-b", type=Path, help="official SimVOS-B checkpoint [default: random weights]")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", type=Path, default=Path("engines/acceptance"), help="export folders and engines")
     p.add_argument("--out", type=Path, help="report folder [default: benchmarks/results/<date>-<host>-acceptance]")
     p.add_argument("--device", type=int, default=0, help="CUDA device")
-    p.add_argument("-v", "--verbose", action="store_true", help="log library and TensorRT details")
+    flag(p, "-v", "--verbose", text="log library and TensorRT details")
     return p
 
 

@@ -26,7 +26,7 @@ from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
 from ..io import ensure_writable, write_atomic
-from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, run_command
+from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
 
 EXIT_FAILED = 1
 DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]], "precision": "fp32"}
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="simvos-bench",
         description="Measure SimVOS's per-frame step over the paper's Table 2/3 configurations or a custom grid "
         "and report FPS, speedups against the paper's and the FLOP model's, and a Figure 5 plot.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     g = p.add_argument_group("what to sweep (default: --table 2)")
     g.add_argument("--table", type=int, choices=(2, 3), action="append",
                    help="the paper's Table 2 (L, with and without TR) or 3 (Kf/Kb at L=4); repeatable")
@@ -82,10 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="custom grid: rows without token refinement, with it, or both")
     g.add_argument("--backbone", choices=sorted(BACKBONES), default=None,
                    help="the ViT of the paper's ViT-B rows [default tiny; base with --paper]")
-    g.add_argument("--scale-k", action=argparse.BooleanOptionalAction, default=True,
-                   help="scale Kf/Kb by the tokens per frame over the paper's 1620")
-    g.add_argument("--paper", action="store_true",
-                   help="the paper's setting: ViT-B/L at 480x864, 2 objects, TensorRT FP16 (explicit options win)")
+    flag(g, "--scale-k", default=True, text="scale Kf/Kb by the tokens per frame over the paper's 1620")
+    flag(g, "--paper", text="the paper's setting: ViT-B/L at 480x864, 2 objects, TensorRT FP16 (explicit options win)")
     r = p.add_argument_group("how to run")
     r.add_argument("--backend", type=backend_list, action="append", metavar="NAME[,NAME]",
                    help="onnxruntime, torch, tensorrt; repeatable [default onnxruntime; tensorrt with --paper]")
@@ -108,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="where result folders go")
     o.add_argument("--compare", nargs=2, type=Path, metavar=("DIR1", "DIR2"),
                    help="only compare two result folders (FPS per configuration, ratio) and exit")
-    o.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    o.add_argument("-v", "--verbose", action="store_true", help="log library details")
+    add_output_options(o)
     return p
 
 

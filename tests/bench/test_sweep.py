@@ -76,10 +76,14 @@ def test_grid_rows():
     off = grid_rows([0, 4], [(384, 384)], "off", "tiny", (64, 64))
     assert [r.config for r in off] == [dataclasses.replace(preset("B"), backbone="tiny"),
                                        SimVOSConfig(backbone="tiny", layer_index=4)]
+    large = grid_rows([0, 20], [], "off", "large", PAPER_SIZE)  # ViT-L has 24 blocks, not base's 12
+    assert [r.label for r in large] == ["SimVOS-L (L=0)", "L=20"] and large[0].paper.fps == 2.0
+    assert large[1].config == SimVOSConfig(backbone="large", layer_index=20)
 
 
 @pytest.mark.parametrize("call, match", [
     (lambda: grid_rows([13], [(384, 384)], "both", "base"), "layer_index"),
+    (lambda: grid_rows([25], [], "off", "large"), "layer_index"),
     (lambda: grid_rows([2], [(384, 384)], "sometimes", "base"), "refinement"),
     (lambda: table_rows(4), "--table 4"),
     (lambda: parse_ks("384/abc"), "Kf/Kb"),
