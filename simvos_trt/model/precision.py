@@ -21,10 +21,8 @@ ISLAND_MODULES: dict[str, type[nn.Module]] = {
 
 
 class Float32Island(nn.Module):
-    """Runs ``inner`` in float32: float inputs cast up on entry, float outputs cast to ``out_dtype``.
-
-    ``out_dtype`` None keeps float32 outputs; bool and integer tensors pass unchanged.
-    """
+    """Runs ``inner`` in float32: float inputs cast up on entry, float outputs cast to ``out_dtype`` (None:
+    kept float32); bool and integer tensors pass unchanged."""
 
     def __init__(self, inner: nn.Module, out_dtype: torch.dtype | None) -> None:
         super().__init__()

@@ -1,8 +1,5 @@
-"""Where a video's frames sit inside the engine's fixed (H, W) input, and the way back.
-
-Frames at the official padded size are padded as the official inference pads them; others are
-resized (aspect ratio kept) and padded evenly. Rules and frame conversions: docs/runtime.md.
-"""
+"""Where a video's frames sit inside the engine's fixed (H, W) input, and the way back: padded as the
+official inference pads, or resized (aspect ratio kept) and padded evenly. Rules: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -81,13 +78,10 @@ def _as_rgb(frame: np.ndarray, bgr: bool) -> np.ndarray:
 def write_frame(dst: np.ndarray, frame: np.ndarray, placement: Placement, bgr: bool) -> None:
     """Write a checked frame into the engine-size uint8 RGB buffer ``dst`` (He, We, 3); the padding band
     keeps what ``dst`` held (uint8 graphs zero it after normalisation themselves)."""
-    if placement.resized:
-        h, w = placement.scaled
-        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
-        if frame.ndim == 2:
-            frame = frame[:, :, None]
-    p = placement.padding
     h, w = placement.scaled
+    if placement.resized:
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)  # (H, W, 1) comes back as (h, w)
+    p = placement.padding
     dst[p.top : p.top + h, p.left : p.left + w] = _as_rgb(frame, bgr)
 
 

@@ -86,14 +86,11 @@ class RemoteVideo(Video):
         self._ids: np.ndarray | None = None
         self._open = False
 
-    def __enter__(self) -> RemoteVideo:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.close()
         except ServeError:
-            if exc is None:
+            if exc[1] is None:  # no error in the block: a failed end is the error
                 raise
 
     @property

@@ -90,6 +90,4 @@ def _parameter_fields() -> list[Field[Any]]:
 
 def server_message(message: str) -> str | None:
     """The server's own error text inside a Triton error message (None if it has none)."""
-    if ERROR_MARKER not in message:
-        return None
-    return message.rsplit(ERROR_MARKER, 1)[1].splitlines()[0].strip()
+    return message.rsplit(ERROR_MARKER, 1)[1].splitlines()[0].strip() if ERROR_MARKER in message else None

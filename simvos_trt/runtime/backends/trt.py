@@ -1,7 +1,5 @@
-"""The TensorRT backend: prebuilt engines (TensorRT or TensorRT-RTX) run through cuda-python.
-
-Handles are ``DeviceTensor``s on one CUDA stream; one lock makes it thread-safe. Design: docs/runtime.md.
-"""
+"""The TensorRT backend: prebuilt engines (TensorRT or TensorRT-RTX) run through cuda-python, handles
+``DeviceTensor``s on one CUDA stream, one lock for thread safety. Design: docs/runtime.md."""
 
 from __future__ import annotations
 
