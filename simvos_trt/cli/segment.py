@@ -81,8 +81,8 @@ class Progress:
             self.stream.write("\n")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Segment ``args.input``; returns the summary."""
+def segment(args: argparse.Namespace) -> int:
+    """Segment ``args.input``, then print the summary."""
     from ..runtime import VideoSegmenter
     from ..runtime.png import davis_palette, read_index_png, write_index_png
     from ..runtime.video_io import FrameSource, OverlayWriter
@@ -126,10 +126,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress.update(frames)
         progress.update(frames, final=True)
     ms = np.array(times) * 1e3
-    return {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,
-            "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
-            "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
-            "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}
+    summary = {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,
+               "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
+               "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
+               "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return EXIT_OK
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -142,13 +144,6 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     return run_command(PROG, build_parser().parse_args(argv), segment,
                        interrupted="interrupted; the PNGs written so far are complete")
-
-
-def segment(args: argparse.Namespace) -> int:
-    """Segment, then print the summary."""
-    summary = run(args)
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    return EXIT_OK
 
 
 if __name__ == "__main__":

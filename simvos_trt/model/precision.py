@@ -49,8 +49,7 @@ def to_fp16(module: nn.Module) -> nn.Module:
             for cls, out_dtype in kinds:
                 if isinstance(child, cls):
                     setattr(parent, name, Float32Island(child, out_dtype))
-    kept = {id(t) for m in module.modules() if isinstance(m, Float32Island)
-            for t in (*m.parameters(), *m.buffers())}
+    kept = {id(t) for m in module.modules() if isinstance(m, Float32Island) for t in (*m.parameters(), *m.buffers())}
     for tensor in (*module.parameters(), *module.buffers()):
         if id(tensor) not in kept and tensor.is_floating_point():
             tensor.data = tensor.data.half()

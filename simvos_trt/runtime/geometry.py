@@ -47,8 +47,7 @@ def place(height: int, width: int, engine_height: int, engine_width: int) -> Pla
     h = min(engine_height, max(1, round(height * scale)))
     w = min(engine_width, max(1, round(width * scale)))
     ph, pw = engine_height - h, engine_width - w
-    return Placement(height, width, (h, w), Padding(left=pw // 2, right=pw - pw // 2,
-                                                       top=ph // 2, bottom=ph - ph // 2))
+    return Placement(height, width, (h, w), Padding(left=pw // 2, right=pw - pw // 2, top=ph // 2, bottom=ph - ph // 2))
 
 
 def frame_size(frame: np.ndarray) -> tuple[int, int]:
@@ -98,8 +97,7 @@ def prob_to_frame(prob: np.ndarray, placement: Placement) -> np.ndarray:
     crop = processing.unpad(prob, placement.padding)  # (K+1, h, w)
     if not placement.resized:
         return np.ascontiguousarray(crop)
-    size = (placement.width, placement.height)
-    planes = [cv2.resize(np.ascontiguousarray(crop[i : i + 4].transpose(1, 2, 0)), size,
+    planes = [cv2.resize(np.ascontiguousarray(crop[i : i + 4].transpose(1, 2, 0)), (placement.width, placement.height),
                          interpolation=cv2.INTER_LINEAR) for i in range(0, crop.shape[0], 4)]
     planes = [p[:, :, None] if p.ndim == 2 else p for p in planes]
     return np.ascontiguousarray(np.concatenate(planes, axis=2).transpose(2, 0, 1))  # (K+1, H, W)

@@ -7,7 +7,7 @@ import abc
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 
@@ -16,9 +16,6 @@ from ..errors import InputError, check_type
 from ..manifest import Graph
 from .backends.base import Backend, Closing, Handle
 from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
-
-if TYPE_CHECKING:
-    from ..manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +62,10 @@ class Video(Closing, abc.ABC):
     @overload
     def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ..., return_prob: bool) -> Result: ...
 
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False,
-              return_prob: bool = False) -> Result:
-        """Begin (or restart) the video with its first frame and (H, W) index mask (0 background,
-        objects any ids 1..255). Returns a copy of the mask as (H, W) uint8, and with ``return_prob``
-        the (K+1, H, W) float32 soft aggregation of its one-hot planes. InputError: a bad frame or
-        mask, or more objects than the export can take."""
+    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False, return_prob: bool = False) -> Result:
+        """Begin (or restart) the video with its first frame and (H, W) index mask (0 background, objects any ids
+        1..255). Returns a copy of the mask as (H, W) uint8, and with ``return_prob`` the (K+1, H, W) float32 soft
+        aggregation of its one-hot planes. InputError: a bad frame or mask, or more objects than the export takes."""
         check_flags(bgr=bgr, return_prob=return_prob)
         return self._start(frame, check_mask(mask, frame_size(frame)), bgr, return_prob)
 
@@ -106,7 +101,7 @@ class VideoSession(Video):
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._manifest: Manifest = backend.manifest
+        self._manifest = backend.manifest
         self.state: VideoState | None = None
 
     @property
@@ -130,8 +125,7 @@ class VideoSession(Video):
         stage_frame(state, frame)
         masks = place_mask(mask, ids, placement)  # (K, 1, He, We)
         frame_h = be.from_host(state.frame)
-        state.memory_first = [self._memory(frame_h, state.padding, be.from_host(masks[a:b]))
-                              for a, b in chunks]
+        state.memory_first = [self._memory(frame_h, state.padding, be.from_host(masks[a:b])) for a, b in chunks]
         state.index = 1
         self.state = state
         if not return_prob:
@@ -149,7 +143,8 @@ class VideoSession(Video):
                              "size (start a new video for another size)")
         if st.pending is not None:  # the previous frame's memory, before its buffer is reused
             prev_frame, prev_objects = st.pending
-            st.memory_prev = [self._memory(prev_frame, st.padding, _take(be, prev_objects, st.chunks, c))
+            one = len(st.chunks) == 1  # a single chunk takes the whole handle, uncopied
+            st.memory_prev = [self._memory(prev_frame, st.padding, prev_objects if one else be.take(prev_objects, *c))
                               for c in st.chunks]
             st.pending = None
         stage_frame(st, frame)
@@ -268,6 +263,3 @@ def plan_chunks(objects: int, backend: Backend, token_refinement: bool) -> tuple
     limit = min(decoder, encoder)
     return tuple((a, min(a + limit, objects)) for a in range(0, objects, limit))
 
-
-def _take(backend: Backend, handle: Handle, chunks: tuple[Chunk, ...], chunk: Chunk) -> Handle:
-    return handle if len(chunks) == 1 else backend.take(handle, *chunk)

@@ -11,18 +11,7 @@ import numpy as np
 from ..errors import InputError, ServeError, require
 from ..runtime.backends.base import Closing
 from ..runtime.session import Result, Video, segment_frames
-from .protocol import (
-    FRAME,
-    LABELS,
-    MASK,
-    MODEL,
-    OBJECT_IDS,
-    PROB,
-    ROUTING_HEADER,
-    FrameRequest,
-    grpc_address,
-    server_message,
-)
+from .protocol import LABELS, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, grpc_address, server_message
 
 
 class SegmentationClient(Closing):
@@ -63,11 +52,10 @@ class SegmentationClient(Closing):
         """Send one request as it is; returns its output tensors by name, or raises ServeError with the
         server's reason."""
         inputs = []
-        for name, array in ((FRAME, request.frame), (MASK, request.mask)):
-            if array is not None:
-                tensor = self._grpc.InferInput(name, list(array.shape), self._dtype(array.dtype))
-                tensor.set_data_from_numpy(np.ascontiguousarray(array))
-                inputs.append(tensor)
+        for name, array in request.tensors().items():
+            tensor = self._grpc.InferInput(name, list(array.shape), self._dtype(array.dtype))
+            tensor.set_data_from_numpy(np.ascontiguousarray(array))
+            inputs.append(tensor)
         try:
             result = self._client.infer(MODEL, inputs, parameters=request.parameters(), client_timeout=self.timeout,
                                         headers={ROUTING_HEADER: request.video_id})

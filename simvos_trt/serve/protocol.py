@@ -69,6 +69,10 @@ class FrameRequest:
         return {f.name: getattr(self, f.name) for f in _parameter_fields()
                 if getattr(self, f.name) != f.default or f.name == "video_id"}
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The tensors this request carries, by name."""
+        return {name: array for name, array in ((FRAME, self.frame), (MASK, self.mask)) if array is not None}
+
     @classmethod
     def parse(cls, tensors: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> FrameRequest:
         """Check a request's parameters (names and types) and build it; raises InputError."""

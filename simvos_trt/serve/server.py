@@ -107,12 +107,10 @@ class SegmentationServer(Closing):
         if self._triton is not None:
             self._triton.stop()
             self._triton = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-        if self._segmenter is not None:
-            self._segmenter.close()
-            self._segmenter = None
+        for part in (self._store, self._segmenter):  # the videos before the graphs they run on
+            if part is not None:
+                part.close()
+        self._store = self._segmenter = None
         if self._libdir is not None:
             self._libdir.cleanup()
             self._libdir = None

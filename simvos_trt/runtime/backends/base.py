@@ -46,8 +46,7 @@ class Backend(Closing, abc.ABC):
     def __init__(self, folder: str | Path, manifest: Manifest) -> None:
         missing = [g for g in GRAPHS if g not in manifest.graphs]
         if missing:
-            raise ManifestError(f"{folder}: the manifest lists no graph {missing}; "
-                                "export again with simvos-export")
+            raise ManifestError(f"{folder}: the manifest lists no graph {missing}; export again with simvos-export")
         self.folder = Path(folder)
         self.manifest = manifest
         self._is_open = False
