@@ -1,9 +1,6 @@
 """simvos-segment: segment the objects of a video's first-frame mask in every frame, with the graphs of an
 export folder (simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an overlay video,
-and prints a summary (frames, objects, ms/frame).
-
-    simvos-segment --engine-dir engines/T-480x864 --input bear/ --mask bear/00000.png --out results/bear
-"""
+and prints a summary (frames, objects, ms/frame)."""
 
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ import numpy as np
 
 from ..io import Owner, check_not_input, claim_folder, write_owner
 from ..runtime.backends import AUTO, BACKENDS
-from .common import EXIT_OK, run_command
+from .common import EXIT_OK, add_output_options, run_command
 
 if TYPE_CHECKING:
     from ..runtime.session import Video
@@ -45,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder: one palette PNG per frame, named after the frame (00000.png, ... for a "
                    "video), with the mask's ids and palette, each written atomically; only a new or empty folder, "
                    "or one of an earlier simvos-segment run (its old masks removed first), is written")
-    p.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
-                   help="replace the masks of another video in --out [default off]")
+    p.add_argument("--force", action="store_true", help="replace the masks of another video in --out")
     p.add_argument("--overlay", type=Path, metavar="OUT.mp4",
                    help="also write an MP4 (mp4v: an odd last row or column is dropped) of the masks blended in")
     p.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
@@ -54,15 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "ONNX Runtime; torch needs the 'torch' extra and the exported checkpoint [default auto]")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
-    p.add_argument("--bgr", action=argparse.BooleanOptionalAction, default=True,
-                   help="the decoded frames are in OpenCV's BGR order; --no-bgr passes the channels as they are "
-                   "(for files stored with red and blue swapped) [default on]")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="show a progress line with frames/s on stderr [default on]")
-    p.add_argument("--json", action=argparse.BooleanOptionalAction, default=False,
-                   help="print the summary as JSON instead of one line [default off]")
-    p.add_argument("-v", "--verbose", action=argparse.BooleanOptionalAction, default=False,
-                   help="log library details on stderr [default off]")
+    p.add_argument("--no-bgr", dest="bgr", action="store_false",
+                   help="pass the decoded channels as they are instead of from OpenCV's BGR order (for files "
+                   "stored with red and blue swapped)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of one line")
+    add_output_options(p, json=False, progress=True)
     return p
 
 
@@ -76,25 +68,21 @@ class Progress:
         self.shown = 0
 
     def update(self, done: int, final: bool = False) -> None:
+        """Show ``done`` frames when due; ``final`` also ends the line on a terminal."""
         now = time.perf_counter()
-        due = final or now - self.last >= (0.2 if self.tty else 5.0)
-        if not self.enabled or done == self.shown or not due:
-            return
-        self.last, self.shown = now, done
-        fps = done / max(now - self.t0, 1e-9)
-        total = f"/{self.total}" if self.total else ""
-        line = f"{PROG}: {done}{total} frames, {fps:.1f} frames/s"
-        self.stream.write("\r" + line if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the line on a terminal."""
-        if self.tty and self.shown:
+        if self.enabled and done != self.shown and (final or now - self.last >= (0.2 if self.tty else 5.0)):
+            self.last, self.shown = now, done
+            fps = done / max(now - self.t0, 1e-9)
+            total = f"/{self.total}" if self.total else ""
+            line = f"{PROG}: {done}{total} frames, {fps:.1f} frames/s"
+            self.stream.write("\r" + line if self.tty else line + "\n")
+            self.stream.flush()
+        if final and self.tty and self.shown:
             self.stream.write("\n")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Segment ``args.input``; returns the summary."""
+def segment(args: argparse.Namespace) -> int:
+    """Segment ``args.input``, then print the summary."""
     from ..runtime import VideoSegmenter
     from ..runtime.png import davis_palette, read_index_png, write_index_png
     from ..runtime.video_io import FrameSource, OverlayWriter
@@ -110,8 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for old in args.out.glob("*.png"):
             old.unlink()
     write_owner(args.out, owner)
-    use_threads = args.threads is not None and args.backend in (AUTO, "onnxruntime")
-    options = {"threads": args.threads} if use_threads else {}
+    options = {"threads": args.threads} if args.threads is not None and args.backend in (AUTO, "onnxruntime") else {}
     times: list[float] = []
     frames = 0
     with contextlib.ExitStack() as stack:
@@ -124,9 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             seg = stack.enter_context(VideoSegmenter.open(args.engine_dir, args.backend, **options))
             session, backend = seg.video(), seg.backend.name
-        overlay = None
-        if args.overlay:
-            overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24.0, palette))
+        overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24, palette)) if args.overlay else None
         progress = Progress(source.count, sys.stderr, args.progress)
         for frames, (name, frame) in enumerate(source, start=1):
             t0 = time.perf_counter()
@@ -140,12 +125,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 overlay.write(frame, labels)
             progress.update(frames)
         progress.update(frames, final=True)
-        progress.close()
     ms = np.array(times) * 1e3
-    return {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,
-            "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
-            "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
-            "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}
+    summary = {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,
+               "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
+               "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
+               "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return EXIT_OK
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -158,13 +144,6 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     return run_command(PROG, build_parser().parse_args(argv), segment,
                        interrupted="interrupted; the PNGs written so far are complete")
-
-
-def segment(args: argparse.Namespace) -> int:
-    """Segment, then print the summary."""
-    summary = run(args)
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,10 +1,6 @@
 """simvos-serve: serve video object segmentation on Triton Inference Server (HTTP, gRPC, Prometheus metrics,
 health endpoints): model 'simvos', one sequence of requests per video (the wire protocol is in
-simvos_trt/serve/README.md). Prints one line when ready; stops on SIGINT or SIGTERM.
-
-    simvos-serve --engine-dir engines/T-480x864
-    simvos-serve --engine-dir engines/BS-480x864 --backend tensorrt --instances 2 --http-port 9000
-"""
+simvos_trt/serve/README.md). Prints one line when ready; stops on SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -43,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-log", type=Path, default=None, metavar="FILE",
                    help="file for Triton's own log (default: a file in the temporary folder, named in the ready "
                    "line; PyTriton keeps in memory every line Triton prints on stdout, so it is not printed)")
-    p.add_argument("-v", "--verbose", action=argparse.BooleanOptionalAction, default=False,
-                   help="log every video opened and closed, and every refused request, on stderr [default off]")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log every video opened and closed, and every refused request, on stderr")
     return p
 
 

@@ -1,10 +1,9 @@
-"""Building SimVOS from weights: official SimVOS checkpoints, MAE/timm backbones, or seeded random.
-
-Loading is strict: every key the configuration uses must be there with its shape (model/README.md).
-"""
+"""Building SimVOS from weights: official SimVOS checkpoints, MAE/timm backbones, or seeded random; loading
+is strict: every key the configuration uses must be there with its shape (model/README.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -31,10 +30,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state_dict read with ``torch.load(weights_only=True)``, unwrapped from ``{"model": ...}`` or
     ``{"state_dict": ...}`` and a ``module.`` prefix; InputError says what is wrong with a bad file."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"checkpoint {path} does not exist; check the path")
     if not path.is_file():
-        raise InputError(f"checkpoint {path} is not a file")
+        raise InputError(f"checkpoint {path} {'is not a file' if path.exists() else 'does not exist'}; check the path")
     if path.stat().st_size == 0:
         raise InputError(f"checkpoint {path} is empty (0 bytes): the download or copy did not finish; "
                          "fetch the file again")
@@ -150,10 +147,8 @@ def official_layout(config: SimVOSConfig) -> dict[str, tuple[int, ...]]:
 
 
 def _with_tr(config: SimVOSConfig) -> SimVOSConfig:
-    # The official model always holds both token-refinement branches.
-    return SimVOSConfig(backbone=config.backbone, layer_index=max(config.layer_index, 1),
-                        token_refinement=True, kf=config.kf, kb=config.kb,
-                        train_grid=config.train_grid)
+    """The official model always holds both token-refinement branches."""
+    return dataclasses.replace(config, layer_index=max(config.layer_index, 1), token_refinement=True)
 
 
 _NORM = re.compile(r"(^|\.)(norm|norm1|norm2|ln|input_norm|fc_norm)\.(weight|bias)$")

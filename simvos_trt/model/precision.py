@@ -21,10 +21,8 @@ ISLAND_MODULES: dict[str, type[nn.Module]] = {
 
 
 class Float32Island(nn.Module):
-    """Runs ``inner`` in float32: float inputs cast up on entry, float outputs cast to ``out_dtype``.
-
-    ``out_dtype`` None keeps float32 outputs; bool and integer tensors pass unchanged.
-    """
+    """Runs ``inner`` in float32: float inputs cast up on entry, float outputs cast to ``out_dtype`` (None:
+    kept float32); bool and integer tensors pass unchanged."""
 
     def __init__(self, inner: nn.Module, out_dtype: torch.dtype | None) -> None:
         super().__init__()
@@ -51,8 +49,7 @@ def to_fp16(module: nn.Module) -> nn.Module:
             for cls, out_dtype in kinds:
                 if isinstance(child, cls):
                     setattr(parent, name, Float32Island(child, out_dtype))
-    kept = {id(t) for m in module.modules() if isinstance(m, Float32Island)
-            for t in (*m.parameters(), *m.buffers())}
+    kept = {id(t) for m in module.modules() if isinstance(m, Float32Island) for t in (*m.parameters(), *m.buffers())}
     for tensor in (*module.parameters(), *module.buffers()):
         if id(tensor) not in kept and tensor.is_floating_point():
             tensor.data = tensor.data.half()

@@ -12,17 +12,9 @@ from .simvos import SimVOS, soft_aggregate
 
 @torch.inference_mode()
 def propagate(model: SimVOS, frames: np.ndarray, first_mask: np.ndarray) -> np.ndarray:
-    """Segment every frame of a video given the first frame's objects.
-
-    Args:
-        model: a SimVOS in evaluation mode (its device and dtype; soft aggregation runs in float32).
-        frames: (T, H, W, 3) uint8 RGB, any H and W.
-        first_mask: (H, W) uint8 index mask of frame 0 (0 background, objects any ids 1..255); channel i
-            (1-based) is ``processing.object_ids(first_mask)[i - 1]``.
-    Returns:
-        (T, K+1, H, W) float32 probabilities, background first, at the original size (frame 0: the soft
-        aggregation of the first mask).
-    """
+    """(T, K+1, H, W) float32 probabilities (background first, channel i of ``processing.object_ids(first_mask)
+    [i - 1]``; frame 0: the first mask's soft aggregation) of ``frames`` (T, H, W, 3) uint8 RGB given the (H, W)
+    uint8 index mask of frame 0, on the evaluation-mode ``model``'s device and dtype (aggregation in float32)."""
     processing.check_video(frames, first_mask)
     device = model.patch_embed.proj.weight.device
     dtype = model.patch_embed.proj.weight.dtype  # float16 under precision.to_fp16

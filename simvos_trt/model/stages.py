@@ -1,7 +1,5 @@
-"""The exported graphs: one thin module per stage, tensor-only inputs, static spatial shapes.
-
-The object batch is the only dynamic axis; the graphs' inputs and outputs: model/README.md.
-"""
+"""The exported graphs: one thin module per stage, tensor-only inputs, static spatial shapes, the object
+batch the only dynamic axis (inputs and outputs: model/README.md)."""
 
 from __future__ import annotations
 
@@ -33,10 +31,8 @@ class QueryEncoder(nn.Module):
 
 
 class MemoryEncoder(QueryEncoder):
-    """frame [+ padding] + masks (B, 1, H, W) -> memory (B, M, C).
-
-    Called as ``(frame, padding, masks)`` with uint8 input, ``(frame, masks)`` otherwise.
-    """
+    """frame [+ padding] + masks (B, 1, H, W) -> memory (B, M, C): ``(frame, padding, masks)`` with uint8
+    input, ``(frame, masks)`` otherwise."""
 
     def forward(self, frame: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         padding, masks = rest if self.frame_input is not None else (None, *rest)

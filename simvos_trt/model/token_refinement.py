@@ -47,15 +47,8 @@ def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def refinement_weights(masks: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Foreground and background weight maps of every object, as the official inference forms them
-    (model/README.md); one object's weights depend on every object's mask.
-
-    Args:
-        masks: (B, 1, H, W) float32 probabilities (or 0/1 masks) of ALL objects of the video.
-        grid: (h, w) token grid.
-    Returns:
-        (fg, bg), each (B, 1, h, w) float32.
-    """
+    """(fg, bg) weight maps, each (B, 1, h, w) float32 on the token ``grid``, of the (B, 1, H, W) float32 masks of
+    ALL objects of the video, as the official inference forms them (each depends on every mask: model/README.md)."""
     planes = masks.permute(1, 0, 2, 3)  # (1, B, H, W)
     bg = torch.ones_like(masks[0:1]) - torch.sum(planes, dim=1, keepdim=True)  # (1, 1, H, W)
     bg = torch.where(bg == 1, bg, torch.zeros_like(bg))

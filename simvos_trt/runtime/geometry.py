@@ -1,8 +1,5 @@
-"""Where a video's frames sit inside the engine's fixed (H, W) input, and the way back.
-
-Frames at the official padded size are padded as the official inference pads them; others are
-resized (aspect ratio kept) and padded evenly. Rules and frame conversions: docs/runtime.md.
-"""
+"""Where a video's frames sit inside the engine's fixed (H, W) input, and the way back: padded as the
+official inference pads, or resized (aspect ratio kept) and padded evenly. Rules: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -50,8 +47,7 @@ def place(height: int, width: int, engine_height: int, engine_width: int) -> Pla
     h = min(engine_height, max(1, round(height * scale)))
     w = min(engine_width, max(1, round(width * scale)))
     ph, pw = engine_height - h, engine_width - w
-    return Placement(height, width, (h, w), Padding(left=pw // 2, right=pw - pw // 2,
-                                                       top=ph // 2, bottom=ph - ph // 2))
+    return Placement(height, width, (h, w), Padding(left=pw // 2, right=pw - pw // 2, top=ph // 2, bottom=ph - ph // 2))
 
 
 def frame_size(frame: np.ndarray) -> tuple[int, int]:
@@ -81,13 +77,10 @@ def _as_rgb(frame: np.ndarray, bgr: bool) -> np.ndarray:
 def write_frame(dst: np.ndarray, frame: np.ndarray, placement: Placement, bgr: bool) -> None:
     """Write a checked frame into the engine-size uint8 RGB buffer ``dst`` (He, We, 3); the padding band
     keeps what ``dst`` held (uint8 graphs zero it after normalisation themselves)."""
-    if placement.resized:
-        h, w = placement.scaled
-        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
-        if frame.ndim == 2:
-            frame = frame[:, :, None]
-    p = placement.padding
     h, w = placement.scaled
+    if placement.resized:
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)  # (H, W, 1) comes back as (h, w)
+    p = placement.padding
     dst[p.top : p.top + h, p.left : p.left + w] = _as_rgb(frame, bgr)
 
 
@@ -104,8 +97,7 @@ def prob_to_frame(prob: np.ndarray, placement: Placement) -> np.ndarray:
     crop = processing.unpad(prob, placement.padding)  # (K+1, h, w)
     if not placement.resized:
         return np.ascontiguousarray(crop)
-    size = (placement.width, placement.height)
-    planes = [cv2.resize(np.ascontiguousarray(crop[i : i + 4].transpose(1, 2, 0)), size,
+    planes = [cv2.resize(np.ascontiguousarray(crop[i : i + 4].transpose(1, 2, 0)), (placement.width, placement.height),
                          interpolation=cv2.INTER_LINEAR) for i in range(0, crop.shape[0], 4)]
     planes = [p[:, :, None] if p.ndim == 2 else p for p in planes]
     return np.ascontiguousarray(np.concatenate(planes, axis=2).transpose(2, 0, 1))  # (K+1, H, W)

@@ -57,7 +57,6 @@ class VideoSegmenter(Closing):
 
     def segment(self, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
                 return_prob: bool = False) -> Iterator[Result]:
-        """Segment a video lazily: ``frames`` (H, W, 3) uint8 (an iterable or a (T, H, W, 3) array, BGR with
-        ``bgr``), ``first_mask`` the (H, W) index mask of frame 0. Yields per frame (H, W) uint8 labels in
-        the mask's ids (frame 0: the mask itself), and with ``return_prob`` the (K+1, H, W) probabilities."""
+        """Segment ``frames`` (an iterable of (H, W, 3) uint8 or a (T, H, W, 3) array) lazily from frame 0's index
+        mask: yields each frame's ``step`` result (frame 0: the mask itself, as ``start``)."""
         return segment_frames(self.video(), frames, first_mask, bgr=bgr, return_prob=return_prob)

@@ -1,8 +1,5 @@
-"""One video's streaming state (``VideoState``) and its per-frame step (``VideoSession``).
-
-The memory schedule is the official inference's (``model.propagate``); objects are a batch axis cut
-into chunks; the previous frame's memory is encoded lazily at the next step. Design: docs/runtime.md.
-"""
+"""One video's streaming state (``VideoState``) and its per-frame step (``VideoSession``), with the official
+inference's memory schedule (``model.propagate``). Design: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -10,18 +7,15 @@ import abc
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 
 from .. import processing
 from ..errors import InputError, check_type
 from ..manifest import Graph
-from .backends import Backend, Handle
+from .backends.base import Backend, Closing, Handle
 from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
-
-if TYPE_CHECKING:
-    from ..manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -30,42 +24,27 @@ Chunk = tuple[int, int]
 
 @dataclass
 class VideoState:
-    """What one video carries from frame to frame.
+    """What one video carries from frame to frame (handles are the backend's; He, We: the engine size)."""
 
-    Attributes:
-        placement, bgr: where its frames sit in the engine input; whether they come in BGR order.
-        ids, lut: (K,) uint8 object ids of the first mask, increasing (channel i, 1-based, is ``ids[i - 1]``),
-            and (K+1,) uint8 channel -> id (0 for the background).
-        chunks: the object ranges [a, b) run as one batch.
-        frame: host staging buffer: (1, He, We, 3) uint8, or (1, 3, He, We) normalised in the graph's type.
-        padding: (4,) int64 handle of the placement's padding (uint8 graphs), else None.
-        memory_first, memory_prev: per chunk, (B, M, C) handles of the first frame's memory and of the
-            previous frame's (None before frame 2).
-        pending: (frame, objects (K, 1, He, We) f32) handles of the last frame, its memory not yet encoded.
-        index: frames seen so far (1 after ``start``).
-    """
-
-    placement: Placement
-    ids: np.ndarray
-    lut: np.ndarray
-    chunks: tuple[Chunk, ...]
-    bgr: bool
-    frame: np.ndarray
-    padding: Handle | None
-    memory_first: list[Handle]
-    memory_prev: list[Handle] | None = None
-    pending: tuple[Handle, Handle] | None = None
-    index: int = 0
+    placement: Placement  # where its frames sit in the engine input
+    ids: np.ndarray  # (K,) uint8 object ids of the first mask, increasing: channel i (1-based) is ids[i - 1]
+    lut: np.ndarray  # (K+1,) uint8 channel -> id (0 for the background)
+    chunks: tuple[Chunk, ...]  # the object ranges [a, b) run as one batch
+    bgr: bool  # whether its frames come in BGR order
+    frame: np.ndarray  # host staging buffer: (1, He, We, 3) uint8, or (1, 3, He, We) normalised in the graph's type
+    padding: Handle | None  # (4,) int64 handle of the placement's padding (uint8 graphs), else None
+    memory_first: list[Handle]  # per chunk, the (B, M, C) memory of the first frame
+    memory_prev: list[Handle] | None = None  # per chunk, the (B, M, C) memory of the previous frame (from frame 2)
+    pending: tuple[Handle, Handle] | None = None  # the last frame and its (K, 1, He, We) f32 objects, not yet encoded
+    index: int = 0  # frames seen so far (1 after ``start``)
 
 
 Result = np.ndarray | tuple[np.ndarray, np.ndarray]
 
 
-class Video(abc.ABC):
-    """A video segmented frame by frame: ``start`` with the first frame and mask, then ``step``.
-
-    Frames are (H, W, 3) uint8 RGB (conversions: docs/runtime.md), all of the first frame's size.
-    """
+class Video(Closing, abc.ABC):
+    """A video segmented frame by frame: ``start`` with the first frame and mask, then ``step``; frames are
+    (H, W, 3) uint8 RGB (conversions: docs/runtime.md), all of the first frame's size."""
 
     @property
     @abc.abstractmethod
@@ -83,12 +62,10 @@ class Video(abc.ABC):
     @overload
     def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ..., return_prob: bool) -> Result: ...
 
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False,
-              return_prob: bool = False) -> Result:
-        """Begin (or restart) the video with its first frame and (H, W) index mask (0 background,
-        objects any ids 1..255). Returns a copy of the mask as (H, W) uint8, and with ``return_prob``
-        the (K+1, H, W) float32 soft aggregation of its one-hot planes. InputError: a bad frame or
-        mask, or more objects than the export can take."""
+    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False, return_prob: bool = False) -> Result:
+        """Begin (or restart) the video with its first frame and (H, W) index mask (0 background, objects any ids
+        1..255). Returns a copy of the mask as (H, W) uint8, and with ``return_prob`` the (K+1, H, W) float32 soft
+        aggregation of its one-hot planes. InputError: a bad frame or mask, or more objects than the export takes."""
         check_flags(bgr=bgr, return_prob=return_prob)
         return self._start(frame, check_mask(mask, frame_size(frame)), bgr, return_prob)
 
@@ -124,7 +101,7 @@ class VideoSession(Video):
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._manifest: Manifest = backend.manifest
+        self._manifest = backend.manifest
         self.state: VideoState | None = None
 
     @property
@@ -148,8 +125,7 @@ class VideoSession(Video):
         stage_frame(state, frame)
         masks = place_mask(mask, ids, placement)  # (K, 1, He, We)
         frame_h = be.from_host(state.frame)
-        state.memory_first = [self._memory(frame_h, state.padding, be.from_host(masks[a:b]))
-                              for a, b in chunks]
+        state.memory_first = [self._memory(frame_h, state.padding, be.from_host(masks[a:b])) for a, b in chunks]
         state.index = 1
         self.state = state
         if not return_prob:
@@ -167,7 +143,8 @@ class VideoSession(Video):
                              "size (start a new video for another size)")
         if st.pending is not None:  # the previous frame's memory, before its buffer is reused
             prev_frame, prev_objects = st.pending
-            st.memory_prev = [self._memory(prev_frame, st.padding, _take(be, prev_objects, st.chunks, c))
+            one = len(st.chunks) == 1  # a single chunk takes the whole handle, uncopied
+            st.memory_prev = [self._memory(prev_frame, st.padding, prev_objects if one else be.take(prev_objects, *c))
                               for c in st.chunks]
             st.pending = None
         stage_frame(st, frame)
@@ -286,6 +263,3 @@ def plan_chunks(objects: int, backend: Backend, token_refinement: bool) -> tuple
     limit = min(decoder, encoder)
     return tuple((a, min(a + limit, objects)) for a in range(0, objects, limit))
 
-
-def _take(backend: Backend, handle: Handle, chunks: tuple[Chunk, ...], chunk: Chunk) -> Handle:
-    return handle if len(chunks) == 1 else backend.take(handle, *chunk)

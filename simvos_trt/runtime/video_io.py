@@ -1,7 +1,5 @@
-"""Video input and output for the command line: frame folders, video files, overlay videos.
-
-Frames are (H, W, 3) uint8 BGR, read one at a time; a damaged image or a truncated video is an error.
-"""
+"""Video input and output for the command line: frame folders, video files, overlay videos; frames are
+(H, W, 3) uint8 BGR, read one at a time; a damaged image or a truncated video is an error."""
 
 from __future__ import annotations
 
@@ -42,11 +40,8 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 class FrameSource:
-    """The frames of a folder of images (natural name order, ``exclude`` left out) or of a video file.
-
-    Iterating yields (name, (H, W, 3) uint8 BGR frame): the file stem, or ``00000``, ... for a video.
-    ``count``: the number of frames (a video's estimate, 0 if unknown); ``fps``: a video's frame rate.
-    """
+    """The frames, as (name: the file stem or ``00000``..., (H, W, 3) uint8 BGR), of a folder of images (natural
+    name order, ``exclude`` left out) or a video file; ``count`` (a video's estimate, 0: unknown), ``fps``."""
 
     def __init__(self, path: str | os.PathLike[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.path = Path(path)
@@ -81,14 +76,10 @@ class FrameSource:
             for f in self.files:
                 yield f.stem, read_frame(f)
             return
-        cap = cv2.VideoCapture(str(self.path))
+        cap, index = cv2.VideoCapture(str(self.path)), 0
         try:
-            index = 0
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                yield f"{index:05d}", frame
+            while (read := cap.read())[0]:
+                yield f"{index:05d}", read[1]
                 index += 1
         finally:
             cap.release()

@@ -1,9 +1,5 @@
-"""simvos-serve: the streaming runtime behind NVIDIA Triton Inference Server, and its Python client.
-
-    with SegmentationClient("localhost:8001") as client:     # a running simvos-serve's gRPC port
-        for labels in client.segment(frames, first_mask):    # as VideoSegmenter.segment; protocol: README.md
-            ...
-"""
+"""simvos-serve: the streaming runtime behind NVIDIA Triton Inference Server, and its Python client
+``SegmentationClient`` (as ``VideoSegmenter``, remotely; protocol: README.md)."""
 
 from .client import RemoteVideo, SegmentationClient
 from .launch import ServerProcess

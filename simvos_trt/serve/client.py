@@ -11,18 +11,7 @@ import numpy as np
 from ..errors import InputError, ServeError, require
 from ..runtime.backends.base import Closing
 from ..runtime.session import Result, Video, segment_frames
-from .protocol import (
-    FRAME,
-    LABELS,
-    MASK,
-    MODEL,
-    OBJECT_IDS,
-    PROB,
-    ROUTING_HEADER,
-    FrameRequest,
-    grpc_address,
-    server_message,
-)
+from .protocol import LABELS, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, grpc_address, server_message
 
 
 class SegmentationClient(Closing):
@@ -63,11 +52,10 @@ class SegmentationClient(Closing):
         """Send one request as it is; returns its output tensors by name, or raises ServeError with the
         server's reason."""
         inputs = []
-        for name, array in ((FRAME, request.frame), (MASK, request.mask)):
-            if array is not None:
-                tensor = self._grpc.InferInput(name, list(array.shape), self._dtype(array.dtype))
-                tensor.set_data_from_numpy(np.ascontiguousarray(array))
-                inputs.append(tensor)
+        for name, array in request.tensors().items():
+            tensor = self._grpc.InferInput(name, list(array.shape), self._dtype(array.dtype))
+            tensor.set_data_from_numpy(np.ascontiguousarray(array))
+            inputs.append(tensor)
         try:
             result = self._client.infer(MODEL, inputs, parameters=request.parameters(), client_timeout=self.timeout,
                                         headers={ROUTING_HEADER: request.video_id})
@@ -86,14 +74,11 @@ class RemoteVideo(Video):
         self._ids: np.ndarray | None = None
         self._open = False
 
-    def __enter__(self) -> RemoteVideo:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.close()
         except ServeError:
-            if exc is None:
+            if exc[1] is None:  # no error in the block: a failed end is the error
                 raise
 
     @property

@@ -69,6 +69,10 @@ class FrameRequest:
         return {f.name: getattr(self, f.name) for f in _parameter_fields()
                 if getattr(self, f.name) != f.default or f.name == "video_id"}
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The tensors this request carries, by name."""
+        return {name: array for name, array in ((FRAME, self.frame), (MASK, self.mask)) if array is not None}
+
     @classmethod
     def parse(cls, tensors: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> FrameRequest:
         """Check a request's parameters (names and types) and build it; raises InputError."""
@@ -90,6 +94,4 @@ def _parameter_fields() -> list[Field[Any]]:
 
 def server_message(message: str) -> str | None:
     """The server's own error text inside a Triton error message (None if it has none)."""
-    if ERROR_MARKER not in message:
-        return None
-    return message.rsplit(ERROR_MARKER, 1)[1].splitlines()[0].strip()
+    return message.rsplit(ERROR_MARKER, 1)[1].splitlines()[0].strip() if ERROR_MARKER in message else None

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, SimVOSError, require
 from ..runtime import AUTO, VideoSegmenter
+from ..runtime.backends.base import Closing
 from .protocol import ERROR_MARKER, FRAME, GRPC_PORT, HTTP_PORT, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
 from .sessions import VideoStore
 
@@ -43,7 +44,7 @@ class ServeConfig:
             raise InputError(f"instances must be >= 1, got {self.instances}")
 
 
-class SegmentationServer:
+class SegmentationServer(Closing):
     """Serves one export folder on Triton until closed: ``with SegmentationServer(config) as s: s.wait(stop)``."""
 
     def __init__(self, config: ServeConfig) -> None:
@@ -62,9 +63,6 @@ class SegmentationServer:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _start(self) -> None:
         from pytriton.model_config import ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig
@@ -75,7 +73,7 @@ class SegmentationServer:
             check_port(port, flag)
         options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in (AUTO, "onnxruntime") else {}
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
-        self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos).__enter__()
+        self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos)
         self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")
         os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [link_libpython(Path(self._libdir.name)),
                                                              os.environ.get("LD_LIBRARY_PATH")]))
@@ -109,12 +107,10 @@ class SegmentationServer:
         if self._triton is not None:
             self._triton.stop()
             self._triton = None
-        if self._store is not None:
-            self._store.__exit__(None, None, None)
-            self._store = None
-        if self._segmenter is not None:
-            self._segmenter.close()
-            self._segmenter = None
+        for part in (self._store, self._segmenter):  # the videos before the graphs they run on
+            if part is not None:
+                part.close()
+        self._store = self._segmenter = None
         if self._libdir is not None:
             self._libdir.cleanup()
             self._libdir = None

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..runtime import VideoSegmenter, VideoSession
+from ..runtime.backends.base import Closing
 from .protocol import LABELS, OBJECT_IDS, PROB, FrameRequest
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,9 @@ class OpenVideo:
     last_used: float = field(default_factory=time.monotonic)
 
 
-class VideoStore:
+class VideoStore(Closing):
     """Open videos by id, shared by every model instance's thread; a video is closed by its ``end``
-    request, a failed start, or ``idle_timeout`` seconds without a request (README.md)."""
+    request, a failed start, or ``idle_timeout`` seconds without a request (README.md); ``close`` stops it."""
 
     def __init__(self, segmenter: VideoSegmenter, *, idle_timeout: float = 60.0, max_videos: int = 64) -> None:
         if idle_timeout <= 0 or max_videos < 1:
@@ -43,12 +44,9 @@ class VideoStore:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="simvos-idle-videos", daemon=True)
-
-    def __enter__(self) -> VideoStore:
         self._reaper.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self._stop.set()
         self._reaper.join()
         with self._lock:

@@ -64,7 +64,7 @@ def test_video_with_overlay_and_json(small_export, clip, tmp_path, capsys):
         writer.write(np.ascontiguousarray(f[:, :, ::-1]))
     writer.release()
     out, overlay = tmp_path / "masks", tmp_path / "overlay.mp4"
-    args = ["--input", str(video), "--out", str(out), "--overlay", str(overlay), "--json", "--progress"]
+    args = ["--input", str(video), "--out", str(out), "--overlay", str(overlay), "--json"]
     assert cli(small_export, root, *args) == 0
     std = capsys.readouterr()
     summary = json.loads(std.out)

@@ -1,8 +1,5 @@
-"""Runtime backends: the same graph contract over ONNX Runtime, PyTorch and TensorRT.
-
-    with create_backend("onnxruntime", folder, read_manifest(folder), threads=2) as backend:
-        out = backend.run(Graph.QUERY_ENCODER, {"frame": frame, "padding": padding})
-"""
+"""Runtime backends: the same graph contract (``Backend.run``) over ONNX Runtime, PyTorch and TensorRT,
+made by ``create_backend``."""
 
 from __future__ import annotations
 
@@ -68,11 +65,8 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
             log.log(logging.WARNING if runtime_here else logging.INFO,
                     "backend auto: not using TensorRT (%s); using ONNX Runtime", reason)
         name = "tensorrt" if reason is None else "onnxruntime"
-        dropped = sorted(set(options) - OPTIONS[name])
-        if dropped:
-            log.info("backend auto -> %s: ignoring the options %s", name, dropped)
+        log.info("backend auto -> %s (ignoring the options %s)", name, sorted(set(options) - OPTIONS[name]))
         options = {k: v for k, v in options.items() if k in OPTIONS[name]}
-        log.info("backend auto -> %s", name)
     if name == "onnxruntime":
         from .ort import OrtBackend
 

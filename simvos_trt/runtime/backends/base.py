@@ -1,8 +1,5 @@
-"""The backend interface: run one exported graph on backend-native tensor handles.
-
-A backend loads an export folder's graphs on enter and frees them on exit; tensors stay in the
-backend's own type (a *handle*) between stages, and only ``to_host`` brings one back. Design: docs/runtime.md.
-"""
+"""The backend interface: run one exported graph on backend-native tensor handles (they stay in the
+backend's type between stages; only ``to_host`` brings one back). Design: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import abc
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self
 
 import numpy as np
 
@@ -22,8 +19,6 @@ log = logging.getLogger(__name__)
 #: A backend-native tensor (np.ndarray, onnxruntime.OrtValue, torch.Tensor, ...).
 Handle = Any
 
-_C = TypeVar("_C", bound="Closing")
-
 #: Object ids are uint8 labels 1..255, so no video has more objects than this.
 MAX_IDS = 255
 
@@ -31,7 +26,7 @@ MAX_IDS = 255
 class Closing:
     """A context manager that calls ``close()`` on exit."""
 
-    def __enter__(self: _C) -> _C:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -51,8 +46,7 @@ class Backend(Closing, abc.ABC):
     def __init__(self, folder: str | Path, manifest: Manifest) -> None:
         missing = [g for g in GRAPHS if g not in manifest.graphs]
         if missing:
-            raise ManifestError(f"{folder}: the manifest lists no graph {missing}; "
-                                "export again with simvos-export")
+            raise ManifestError(f"{folder}: the manifest lists no graph {missing}; export again with simvos-export")
         self.folder = Path(folder)
         self.manifest = manifest
         self._is_open = False

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MissingDependencyError, check_int
-from ...manifest import GraphEntry, Manifest, ManifestError
+from ...manifest import Manifest, ManifestError
 from .base import Backend, Handle
 
 log = logging.getLogger(__name__)
@@ -61,27 +61,17 @@ class OrtBackend(Backend):
         if self._threads:
             opts.intra_op_num_threads = self._threads
         for name, entry in self.manifest.graphs.items():
-            self._sessions[name] = ort.InferenceSession(str(self.folder / entry.file), opts, providers=providers)
-            self._check_graph(name, entry)
+            session = self._sessions[name] = ort.InferenceSession(str(self.folder / entry.file), opts,
+                                                                  providers=providers)
+            found = [(t.name, tuple(t.shape)) for t in (*session.get_inputs(), *session.get_outputs())]
+            if found != [(t.name, t.shape) for t in (*entry.inputs, *entry.outputs)]:
+                raise ManifestError(f"{self.folder}: {entry.file} has the tensors {found}, not those its manifest "
+                                    "records: the manifest was edited or belongs to another export; export again")
             self._outputs[name] = [t.name for t in entry.outputs]
         log.info("onnxruntime %s, providers %s, io binding %s", ort.__version__, providers, self._io_binding)
 
-    def _check_graph(self, name: str, entry: GraphEntry) -> None:
-        """ManifestError when the graph file's tensors are not the ones the manifest records."""
-        session = self._sessions[name]
-        found = [(t.name, tuple(t.shape)) for t in (*session.get_inputs(), *session.get_outputs())]
-        if found != [(t.name, t.shape) for t in (*entry.inputs, *entry.outputs)]:
-            raise ManifestError(f"{self.folder}: {entry.file} has the tensors {found}, not those its manifest "
-                                "records: the manifest was edited or belongs to another export; export again")
-
     def _close(self) -> None:
         self._sessions.clear()
-
-    @property
-    def providers(self) -> list[str]:
-        """The providers the sessions use (empty while closed)."""
-        sessions = list(self._sessions.values())
-        return list(sessions[0].get_providers()) if sessions else []
 
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         session, names = self._sessions[graph], self._outputs[graph]

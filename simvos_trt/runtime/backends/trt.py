@@ -1,7 +1,5 @@
-"""The TensorRT backend: prebuilt engines (TensorRT or TensorRT-RTX) run through cuda-python.
-
-Handles are ``DeviceTensor``s on one CUDA stream; one lock makes it thread-safe. Design: docs/runtime.md.
-"""
+"""The TensorRT backend: prebuilt engines (TensorRT or TensorRT-RTX) run through cuda-python, handles
+``DeviceTensor``s on one CUDA stream, one lock for thread safety. Design: docs/runtime.md."""
 
 from __future__ import annotations
 
@@ -26,8 +24,7 @@ from .trt_runner import EngineRunner
 
 log = logging.getLogger(__name__)
 
-#: Inputs the session uploads from the host (the others are stage outputs), and how many
-#: buffers of each are allocated on open (the pending frame lives while the next is uploaded).
+#: Inputs uploaded from the host, and the buffers of each allocated on open (a pending frame outlives one upload).
 HOST_INPUTS = {"frame": 2, "padding": 1, "masks": 1}
 _H2D, _D2H, _D2D = "cudaMemcpyHostToDevice", "cudaMemcpyDeviceToHost", "cudaMemcpyDeviceToDevice"
 

@@ -19,16 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class DeviceBuffer:
-    """One device allocation, busy while a live ``DeviceTensor`` points into it (``host``, ``event``: an
+    """One device allocation, busy while a live ``DeviceTensor`` (in ``users``) points into it (``host``, ``event``: an
     upload buffer's pinned staging buffer and event)."""
 
     def __init__(self, ptr: int, nbytes: int, label: str, host: int = 0, event: Any = None) -> None:
         self.ptr, self.nbytes, self.label, self.host, self.event = ptr, nbytes, label, host, event
         self.users: weakref.WeakSet[DeviceTensor] = weakref.WeakSet()
-
-    @property
-    def busy(self) -> bool:
-        return len(self.users) > 0
 
 
 class DeviceTensor:
@@ -65,7 +61,7 @@ class BufferPool:
     def acquire(self, nbytes: int) -> DeviceBuffer:
         """The smallest free buffer of at least ``nbytes``; allocates one when every buffer is busy."""
         for attempt in range(2):
-            free = [b for b in self.buffers if not b.busy and b.nbytes >= nbytes]
+            free = [b for b in self.buffers if not b.users and b.nbytes >= nbytes]
             if free:
                 return min(free, key=lambda b: b.nbytes)
             if len(self.buffers) < self.limit:
