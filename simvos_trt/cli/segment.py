@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io import Owner, check_not_input, claim_folder, write_owner
 from ..runtime.backends import AUTO, BACKENDS
-from .common import EXIT_OK, add_output_options, run_command
+from .common import EXIT_OK, add_output_options, flag, run_command
 
 if TYPE_CHECKING:
     from ..runtime.session import Video
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder: one palette PNG per frame, named after the frame (00000.png, ... for a "
                    "video), with the mask's ids and palette, each written atomically; only a new or empty folder, "
                    "or one of an earlier simvos-segment run (its old masks removed first), is written")
-    p.add_argument("--force", action="store_true", help="replace the masks of another video in --out")
+    flag(p, "--force", text="replace the masks of another video in --out")
     p.add_argument("--overlay", type=Path, metavar="OUT.mp4",
                    help="also write an MP4 (mp4v: an odd last row or column is dropped) of the masks blended in")
     p.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
@@ -50,10 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "ONNX Runtime; torch needs the 'torch' extra and the exported checkpoint [default auto]")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
-    p.add_argument("--no-bgr", dest="bgr", action="store_false",
-                   help="pass the decoded channels as they are instead of from OpenCV's BGR order (for files "
-                   "stored with red and blue swapped)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of one line")
+    flag(p, "--bgr", default=True, text="decoded frames are in OpenCV's BGR order; --no-bgr passes the channels as "
+         "they are (for files stored with red and blue swapped)")
+    flag(p, "--json", text="print the summary as JSON instead of one line")
     add_output_options(p, json=False, progress=True)
     return p
 

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from ..runtime.backends import AUTO, BACKENDS
-from .common import EXIT_OK, run_command
+from .common import EXIT_OK, flag, run_command
 
 PROG = "simvos-serve"
 
@@ -39,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-log", type=Path, default=None, metavar="FILE",
                    help="file for Triton's own log (default: a file in the temporary folder, named in the ready "
                    "line; PyTriton keeps in memory every line Triton prints on stdout, so it is not printed)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="log every video opened and closed, and every refused request, on stderr")
+    flag(p, "-v", "--verbose", text="log every video opened and closed, and every refused request, on stderr")
     return p
 
 
