@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import check_int, check_type
 
-PATCH_SIZE = 16
-MLP_RATIO = 4
-
 #: name -> (embed_dim C, depth, num_heads) of the ViT backbones SimVOS uses.
-BACKBONES: dict[str, tuple[int, int, int]] = {
-    "tiny": (192, 12, 3),
-    "base": (768, 12, 12),
-    "large": (1024, 24, 16),
-}
+BACKBONES: dict[str, tuple[int, int, int]] = {"tiny": (192, 12, 3), "base": (768, 12, 12), "large": (1024, 24, 16)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +22,8 @@ class SimVOSConfig:
     kf: int = 384  # foreground prototypes per memory frame (``tlearner``)
     kb: int = 384  # background prototypes per memory frame (``tlearner_back``)
     train_grid: tuple[int, int] = (24, 24)  # token grid of the checkpoint's pos_embed_new (384x384 training)
+    patch_size: ClassVar[int] = 16
+    mlp_ratio: ClassVar[int] = 4
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -62,14 +57,6 @@ class SimVOSConfig:
     def num_heads(self) -> int:
         """Attention heads per block."""
         return BACKBONES[self.backbone][2]
-
-    @property
-    def patch_size(self) -> int:
-        return PATCH_SIZE
-
-    @property
-    def mlp_ratio(self) -> int:
-        return MLP_RATIO
 
     def memory_tokens(self, grid: tuple[int, int]) -> int:
         """M, the tokens one memory frame contributes at token grid ``grid`` (h, w)."""

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 RESOLUTION = "480p"
 VOID = 255
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
-_TOOLKIT_TOO_MANY = ("the official toolkit stops without scores here ('In your PNG files there "
-                     "is an index higher than the number of objects in the sequence!')")
 
 
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
@@ -195,8 +193,9 @@ def _check_labels(pred: np.ndarray, num_objects: int, where: str) -> np.ndarray:
     top = int(pred.max()) if pred.size else 0
     if top > num_objects:
         raise InputError(f"{where}: predicted id {top} but the first annotation has {num_objects} objects "
-                         f"(ids 1..{num_objects}); {_TOOLKIT_TOO_MANY}. Write 0 for background and only "
-                         "the first frame's ids")
+                         f"(ids 1..{num_objects}); the official toolkit stops without scores here ('In your PNG "
+                         "files there is an index higher than the number of objects in the sequence!'). Write 0 "
+                         "for background and only the first frame's ids")
     return pred
 
 
