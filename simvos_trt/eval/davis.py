@@ -244,8 +244,7 @@ def _check_results_present(results: Path, seqs: Iterable[SequenceFiles]) -> None
 def evaluate(davis_root: str | os.PathLike[str], results: str | os.PathLike[str],
              split: str = "val", sequences: Sequence[str] | None = None,
              resolution: str = RESOLUTION, bound_th: float = BOUND_TH) -> Evaluation:
-    """Score ``<results>/<seq>/<frame>.png`` against a DAVIS root: every sequence of ``split``
-    (or only ``sequences``), in order."""
+    """Score ``<results>/<seq>/<frame>.png`` against a DAVIS root: every sequence of ``split`` (or ``sequences``)."""
     root, results = Path(davis_root), Path(results)
     check_root(root, split, resolution)
     names = list(dict.fromkeys(sequences)) if sequences is not None else read_split(root, split)

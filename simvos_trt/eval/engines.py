@@ -96,10 +96,6 @@ class TensorCheck:
 _STATISTICS: dict[str, Callable[[np.ndarray], Any]] = {"max": np.max, "mean": np.mean, "median": np.median}
 
 
-def _stat(x: np.ndarray, check: str, quantile: float) -> float:
-    return float(_STATISTICS[check](x) if check in _STATISTICS else np.quantile(x, quantile))
-
-
 def _ratio(value: float, limit: float) -> float:
     if np.isnan(value):
         return float("inf")
@@ -129,8 +125,9 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
             np.minimum(absdiff / max(tolerance.atol, EPSILON), reldiff / max(tolerance.rtol, EPSILON)),
             initial=0.0))
     else:
-        a = _stat(absdiff, tolerance.check, tolerance.quantile) if absdiff.size else 0.0
-        q = _stat(reldiff, tolerance.check, tolerance.quantile) if reldiff.size else 0.0
+        stat = _STATISTICS.get(tolerance.check, partial(np.quantile, q=tolerance.quantile))
+        a = float(stat(absdiff)) if absdiff.size else 0.0
+        q = float(stat(reldiff)) if reldiff.size else 0.0
         excess = min(_ratio(a, tolerance.atol), _ratio(q, tolerance.rtol))
     passed = bool(not outside.any()) if tolerance.check == "elemwise" else excess <= 1.0
     return make(passed=passed, excess=excess, max_abs=float(np.nanmax(absdiff, initial=0.0)),
@@ -190,13 +187,8 @@ class EngineReport:
         worst = self.worst
         return {"folder": self.folder, "precision": self.precision, "passed": self.passed,
                 "failure": self.failure(), "worst": worst.name if worst else None,
-                "checks": [{k: _finite(v) for k, v in asdict(c).items()} | {"shape": list(c.shape)}
-                           for c in self.checks]}
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no infinity or NaN: they become None."""
-    return None if isinstance(value, float) and not np.isfinite(value) else value
+                "checks": [{k: None if isinstance(v, float) and not np.isfinite(v) else v  # JSON has no inf, NaN
+                            for k, v in asdict(c).items()} | {"shape": list(c.shape)} for c in self.checks]}
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,9 @@ import numpy as np
 
 from ..errors import InputError
 
-#: The toolkit's default boundary tolerance: a fraction of the image diagonal.
-BOUND_TH = 0.008
-#: The toolkit's threshold of the recall statistic (a frame is recalled when value > 0.5).
-RECALL_THRESHOLD = 0.5
-#: The toolkit's number of decay bins.
-DECAY_BINS = 4
+BOUND_TH = 0.008  # the toolkit's default boundary tolerance: a fraction of the image diagonal
+RECALL_THRESHOLD = 0.5  # the toolkit's threshold of the recall statistic (a frame is recalled when value > 0.5)
+DECAY_BINS = 4  # the toolkit's number of decay bins
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
