@@ -69,9 +69,7 @@ class SimVOSConfig:
         return f"{self.backbone}-L{self.layer_index}{tr}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["train_grid"] = list(self.train_grid)
-        return d
+        return dataclasses.asdict(self) | {"train_grid": list(self.train_grid)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimVOSConfig:
@@ -93,7 +91,6 @@ PRESETS: dict[str, SimVOSConfig] = {
 
 def preset(name: str) -> SimVOSConfig:
     """The preset called ``name`` (``B``, ``L``, ``BS`` or ``T``)."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"variant: got {name!r}, expected one of {sorted(PRESETS)}") from None
+    if name not in PRESETS:
+        raise ValueError(f"variant: got {name!r}, expected one of {sorted(PRESETS)}")
+    return PRESETS[name]

@@ -169,8 +169,7 @@ class EngineReport:
                 f"ONNX Runtime beyond tolerance; worst: {self.worst.summary()}")
 
     def raise_if_failed(self) -> None:
-        message = self.failure()
-        if message is not None:
+        if (message := self.failure()) is not None:
             raise ExportError(message)
 
     def table(self, markdown: bool = False) -> str:
@@ -280,11 +279,10 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
 
     folder = Path(folder)
     m = read_manifest(folder, verify=False)
-    counts = sorted(set(objects or (1, m.max_objects)))
     report = EngineReport(str(folder), m.precision)
     with TensorRTBackend(folder, m, device=device, graphs=graphs) as backend:
         refs = _ort_sessions(folder, m, backend.graphs)
-        for n in counts:
+        for n in sorted(set(objects or (1, m.max_objects))):
             for graph, inputs in graph_inputs(folder, n, seed).items():
                 if graph not in refs:
                     continue

@@ -84,9 +84,7 @@ def disk(radius: float) -> np.ndarray:
 def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> float:
     """Dilation radius of the boundary match (``bound_pix``): ``bound_th`` pixels when >= 1, else
     ceil(bound_th * diagonal): 8 at 480x854."""
-    if bound_th >= 1:
-        return float(bound_th)
-    return float(np.ceil(bound_th * np.linalg.norm((height, width))))
+    return float(bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm((height, width))))
 
 
 def boundary_f_measure(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> float:
