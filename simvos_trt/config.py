@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from .errors import check_int, check_type
 
-#: name -> (embed_dim C, depth, num_heads) of the ViT backbones SimVOS uses.
+#: name -> (embed_dim C: the ViT width, depth: its blocks, num_heads: attention heads per block) of each backbone.
 BACKBONES: dict[str, tuple[int, int, int]] = {"tiny": (192, 12, 3), "base": (768, 12, 12), "large": (1024, 24, 16)}
 
 
@@ -45,17 +45,14 @@ class SimVOSConfig:
 
     @property
     def embed_dim(self) -> int:
-        """C, the ViT width."""
         return BACKBONES[self.backbone][0]
 
     @property
     def depth(self) -> int:
-        """Number of ViT blocks."""
         return BACKBONES[self.backbone][1]
 
     @property
     def num_heads(self) -> int:
-        """Attention heads per block."""
         return BACKBONES[self.backbone][2]
 
     def memory_tokens(self, grid: tuple[int, int]) -> int:

@@ -163,8 +163,4 @@ def _alive(pid: int) -> bool:
 def interrupt_on_sigterm() -> None:
     """Make SIGTERM raise KeyboardInterrupt, so a terminated command cleans up as after Ctrl-C."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
