@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import check_int, check_type
 
-PATCH_SIZE = 16
-MLP_RATIO = 4
-
-#: name -> (embed_dim C, depth, num_heads) of the ViT backbones SimVOS uses.
-BACKBONES: dict[str, tuple[int, int, int]] = {
-    "tiny": (192, 12, 3),
-    "base": (768, 12, 12),
-    "large": (1024, 24, 16),
-}
+#: name -> (embed_dim C: the ViT width, depth: its blocks, num_heads: attention heads per block) of each backbone.
+BACKBONES: dict[str, tuple[int, int, int]] = {"tiny": (192, 12, 3), "base": (768, 12, 12), "large": (1024, 24, 16)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +22,8 @@ class SimVOSConfig:
     kf: int = 384  # foreground prototypes per memory frame (``tlearner``)
     kb: int = 384  # background prototypes per memory frame (``tlearner_back``)
     train_grid: tuple[int, int] = (24, 24)  # token grid of the checkpoint's pos_embed_new (384x384 training)
+    patch_size: ClassVar[int] = 16
+    mlp_ratio: ClassVar[int] = 4
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -50,26 +45,15 @@ class SimVOSConfig:
 
     @property
     def embed_dim(self) -> int:
-        """C, the ViT width."""
         return BACKBONES[self.backbone][0]
 
     @property
     def depth(self) -> int:
-        """Number of ViT blocks."""
         return BACKBONES[self.backbone][1]
 
     @property
     def num_heads(self) -> int:
-        """Attention heads per block."""
         return BACKBONES[self.backbone][2]
-
-    @property
-    def patch_size(self) -> int:
-        return PATCH_SIZE
-
-    @property
-    def mlp_ratio(self) -> int:
-        return MLP_RATIO
 
     def memory_tokens(self, grid: tuple[int, int]) -> int:
         """M, the tokens one memory frame contributes at token grid ``grid`` (h, w)."""
@@ -82,9 +66,7 @@ class SimVOSConfig:
         return f"{self.backbone}-L{self.layer_index}{tr}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["train_grid"] = list(self.train_grid)
-        return d
+        return dataclasses.asdict(self) | {"train_grid": list(self.train_grid)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimVOSConfig:
@@ -106,7 +88,6 @@ PRESETS: dict[str, SimVOSConfig] = {
 
 def preset(name: str) -> SimVOSConfig:
     """The preset called ``name`` (``B``, ``L``, ``BS`` or ``T``)."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"variant: got {name!r}, expected one of {sorted(PRESETS)}") from None
+    if name not in PRESETS:
+        raise ValueError(f"variant: got {name!r}, expected one of {sorted(PRESETS)}")
+    return PRESETS[name]

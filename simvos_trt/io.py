@@ -125,15 +125,10 @@ def claim_folder(out: PathLike, owner: Owner, *, inputs: Iterable[PathLike | Non
     return found
 
 
-# ---------------------------------------------------------------- replacing a folder whole
-
-_STAGING = r"\.(?:partial|old)-(\d+)-[^/]+"
-
-
 def staging_folder(out: Path) -> Path:
     """A new hidden folder beside ``out`` to build it in; stale ones of killed runs are removed first."""
     for path in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
-        m = re.fullmatch(re.escape(f".{out.name}") + _STAGING, path.name)
+        m = re.fullmatch(re.escape(f".{out.name}") + r"\.(?:partial|old)-(\d+)-[^/]+", path.name)
         if m and not _alive(int(m.group(1))):
             log.warning("removing %s, left by an export that was killed", path)
             shutil.rmtree(path, ignore_errors=True)
@@ -168,8 +163,4 @@ def _alive(pid: int) -> bool:
 def interrupt_on_sigterm() -> None:
     """Make SIGTERM raise KeyboardInterrupt, so a terminated command cleans up as after Ctrl-C."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt

@@ -96,10 +96,8 @@ class GraphEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "sha256": self.sha256, "precision": self.precision,
-                "inputs": [t.to_dict() for t in self.inputs],
-                "outputs": [t.to_dict() for t in self.outputs],
-                "nodes_exported": self.nodes_exported, "nodes_final": self.nodes_final,
-                "engine": self.engine}
+                "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+                "nodes_exported": self.nodes_exported, "nodes_final": self.nodes_final, "engine": self.engine}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GraphEntry:

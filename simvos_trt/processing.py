@@ -48,8 +48,7 @@ def normalize(frame: np.ndarray) -> np.ndarray:
 
 def pad(x: np.ndarray, padding: Padding) -> np.ndarray:
     """Zero-pad the last two axes of ``x`` (..., H, W) by ``padding``."""
-    widths = [(0, 0)] * (x.ndim - 2) + [(padding.top, padding.bottom), (padding.left, padding.right)]
-    return np.pad(x, widths)
+    return np.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding.top, padding.bottom), (padding.left, padding.right)])
 
 
 def unpad(x: np.ndarray, padding: Padding) -> np.ndarray:

@@ -122,8 +122,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     return {"split": args.split, "run_a": str(c.a.folder), "run_b": str(c.b.folder),
             "objects": [{"object": o.name, "J&F A": _num(o.jf_a, 4), "J&F B": _num(o.jf_b, 4),
                          "delta": _num(o.delta, 4)} for o in c.objects],
-            "global": {col: {"A": _num(c.a.global_row[col], 3), "B": _num(c.b.global_row[col], 3),
-                             "delta": _num(d, 3)} for col, d in c.global_delta().items()},
+            "global": {col: {"A": _num(a, 3), "B": _num(c.b.global_row[col], 3),
+                             "delta": _num(c.b.global_row[col] - a, 3)} for col, a in c.a.global_row.items()},
             "max_abs_delta": None if worst is None else {"object": worst.name, "delta": _num(worst.delta, 4)}}
 
 

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 RESOLUTION = "480p"
 VOID = 255
 SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
-_TOOLKIT_TOO_MANY = ("the official toolkit stops without scores here ('In your PNG files there "
-                     "is an index higher than the number of objects in the sequence!')")
 
 
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
@@ -195,8 +193,9 @@ def _check_labels(pred: np.ndarray, num_objects: int, where: str) -> np.ndarray:
     top = int(pred.max()) if pred.size else 0
     if top > num_objects:
         raise InputError(f"{where}: predicted id {top} but the first annotation has {num_objects} objects "
-                         f"(ids 1..{num_objects}); {_TOOLKIT_TOO_MANY}. Write 0 for background and only "
-                         "the first frame's ids")
+                         f"(ids 1..{num_objects}); the official toolkit stops without scores here ('In your PNG "
+                         "files there is an index higher than the number of objects in the sequence!'). Write 0 "
+                         "for background and only the first frame's ids")
     return pred
 
 
@@ -245,8 +244,7 @@ def _check_results_present(results: Path, seqs: Iterable[SequenceFiles]) -> None
 def evaluate(davis_root: str | os.PathLike[str], results: str | os.PathLike[str],
              split: str = "val", sequences: Sequence[str] | None = None,
              resolution: str = RESOLUTION, bound_th: float = BOUND_TH) -> Evaluation:
-    """Score ``<results>/<seq>/<frame>.png`` against a DAVIS root: every sequence of ``split``
-    (or only ``sequences``), in order."""
+    """Score ``<results>/<seq>/<frame>.png`` against a DAVIS root: every sequence of ``split`` (or ``sequences``)."""
     root, results = Path(davis_root), Path(results)
     check_root(root, split, resolution)
     names = list(dict.fromkeys(sequences)) if sequences is not None else read_split(root, split)
@@ -267,9 +265,7 @@ def _csv_number(x: float) -> str:
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     write_atomic(path, buf.getvalue())
 
 

@@ -14,12 +14,9 @@ import numpy as np
 
 from ..errors import InputError
 
-#: The toolkit's default boundary tolerance: a fraction of the image diagonal.
-BOUND_TH = 0.008
-#: The toolkit's threshold of the recall statistic (a frame is recalled when value > 0.5).
-RECALL_THRESHOLD = 0.5
-#: The toolkit's number of decay bins.
-DECAY_BINS = 4
+BOUND_TH = 0.008  # the toolkit's default boundary tolerance: a fraction of the image diagonal
+RECALL_THRESHOLD = 0.5  # the toolkit's threshold of the recall statistic (a frame is recalled when value > 0.5)
+DECAY_BINS = 4  # the toolkit's number of decay bins
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,9 +84,7 @@ def disk(radius: float) -> np.ndarray:
 def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> float:
     """Dilation radius of the boundary match (``bound_pix``): ``bound_th`` pixels when >= 1, else
     ceil(bound_th * diagonal): 8 at 480x854."""
-    if bound_th >= 1:
-        return float(bound_th)
-    return float(np.ceil(bound_th * np.linalg.norm((height, width))))
+    return float(bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm((height, width))))
 
 
 def boundary_f_measure(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> float:

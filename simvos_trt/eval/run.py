@@ -150,10 +150,6 @@ class Comparison:
     b: RunScores
     objects: tuple[ObjectDelta, ...]
 
-    def global_delta(self) -> dict[str, float]:
-        """B - A of every global column."""
-        return {c: self.b.global_row[c] - self.a.global_row[c] for c in GLOBAL_COLUMNS}
-
 
 def _read_csv(path: Path, header: tuple[str, ...]) -> list[list[str]]:
     """Rows of a CSV whose first row must be ``header``."""
