@@ -2,10 +2,7 @@
 
     simvos-build engines/BS-480x864                          # the graphs' precision (simvos-export --precision)
     simvos-build engines/BS-480x864 --library tensorrt_rtx --compute-capability 8.0 8.6
-    simvos-build engines/BS-480x864 --graphs query_encoder aggregate --force
-
-Exit codes: 0 done; 2 bad folder, options or a failed build; 3 no TensorRT library (or,
-for TensorRT, no GPU) here; 4 verification failed; 130 interrupted.
+    simvos-build engines/BS-480x864 --graphs query_encoder aggregate --force   # exit codes: docs/tensorrt.md
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from typing import Any
 from ..errors import BackendError, InputError, MissingDependencyError
 from ..export.trt_build import BuildEvent, BuildStatus, build_engines
 from ..trt.library import CHOICES
-from ..trt.plan import BuildSettings, Target, cc_text, parse_cc
+from ..trt.plan import BuildSettings, cc_text, parse_cc
 from .common import EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
 
 EXIT_VERIFY = 4
@@ -63,15 +60,14 @@ def run(args: argparse.Namespace) -> int:
                                  args.hardware_compatible, args.version_compatible)
     except ValueError as exc:
         raise InputError(f"invalid options: {exc}") from exc
-
-    def say(text: str) -> None:
-        if not args.json:
-            print(text, flush=True)
-
+    say: Callable[[str], None] = (lambda text: None) if args.json else (lambda text: print(text, flush=True))
     t0 = time.perf_counter()
 
     def progress(event: BuildEvent) -> None:
-        say(f"  {event.graph:<20} building ..." if event.status == BuildStatus.START else "  " + row(event))
+        entry = event.entry
+        what = f"{entry.plan.precision:<5} {entry.file}" if entry is not None else ""
+        say(f"  {event.graph:<20} building ..." if event.status == BuildStatus.START else
+            f"  {event.graph:<20} {event.status:<7} {event.seconds:7.1f} s {event.bytes / 1e6:8.1f} MB  {what}")
 
     say(f"simvos-build {args.folder}:")
     events = build_engines(args.folder, settings, library=args.library, graphs=args.graphs, force=args.force,
@@ -79,9 +75,14 @@ def run(args: argparse.Namespace) -> int:
     target = next(e.entry.target for e in events if e.entry is not None)
     verification = verify(args, say)
     if args.json:
-        doc = report(args.folder, settings, target, events, time.perf_counter() - t0)
-        doc["verification"] = verification.to_dict() if verification else None
-        print(json.dumps(doc, indent=1))
+        engines = [{"graph": e.graph, "status": e.status, "seconds": round(e.seconds, 3), "bytes": e.bytes,
+                    "file": e.entry.file if e.entry else None, "precision": e.entry.plan.precision if e.entry else None,
+                    "layers": e.entry.layers if e.entry else None, "cache_key": e.entry.cache_key if e.entry else None}
+                   for e in events]
+        settings_doc = {**asdict(settings), "compute_capabilities": [cc_text(c) for c in settings.compute_capabilities]}
+        print(json.dumps({"folder": str(args.folder), "settings": settings_doc, "target": target.to_dict(),
+                          "seconds": round(time.perf_counter() - t0, 3), "engines": engines,
+                          "verification": verification.to_dict() if verification else None}, indent=1))
     else:
         built = sum(e.status == BuildStatus.BUILT for e in events)
         say(f"done in {time.perf_counter() - t0:.1f} s: {built} built, {len(events) - built} reused, "
@@ -110,26 +111,6 @@ def verify(args: argparse.Namespace, say: Callable[[str], None]) -> Any:
     report = verify_engines(args.folder, graphs=args.graphs, device=args.device)
     say(report.table())
     return report
-
-
-def row(event: BuildEvent) -> str:
-    """One table line for a finished engine."""
-    entry = event.entry
-    what = f"{entry.plan.precision:<5} {entry.file}" if entry is not None else ""
-    return f"{event.graph:<20} {event.status:<7} {event.seconds:7.1f} s {event.bytes / 1e6:8.1f} MB  {what}"
-
-
-def report(folder: Path, settings: BuildSettings, target: Target, events: list[BuildEvent],
-           seconds: float) -> dict[str, Any]:
-    """The --json document: settings, target, one record per engine."""
-    return {"folder": str(folder), "settings": {**asdict(settings), "compute_capabilities": [
-                cc_text(c) for c in settings.compute_capabilities]},
-            "target": target.to_dict(), "seconds": round(seconds, 3),
-            "engines": [{"graph": e.graph, "status": e.status, "seconds": round(e.seconds, 3), "bytes": e.bytes,
-                         "file": e.entry.file if e.entry else None,
-                         "precision": e.entry.plan.precision if e.entry else None,
-                         "layers": e.entry.layers if e.entry else None,
-                         "cache_key": e.entry.cache_key if e.entry else None} for e in events]}
 
 
 if __name__ == "__main__":

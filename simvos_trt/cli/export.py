@@ -1,9 +1,7 @@
 """simvos-export: SimVOS -> static ONNX graphs (+ manifest), checked for TensorRT.
 
-    simvos-export --variant BS                      # random weights, benchmarking only
-    simvos-export --variant BS --checkpoint simvos_bs.pth --height 480 --width 864
-    simvos-export --recipe export/bs.json
-    simvos-export --check engines/bs                # re-check an existing export folder
+    simvos-export --variant BS --checkpoint simvos_bs.pth --height 480 --width 864  # without: random weights
+    simvos-export --recipe export/bs.json     # or: simvos-export --check engines/bs (re-check an export folder)
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("out", "checkpoint", "mae"), (str, type(None))),
     **dict.fromkeys(("layer_index", "kf", "kb", "height", "width", "max_objects", "opset", "seed"), (int,)),
     **dict.fromkeys(("token_refinement", "uint8_input", "allow_large"), (bool,))}
-RECIPE_KEYS = set(RECIPE_TYPES)
 _JSON_TYPE = {str: "a string", int: "an integer", bool: "true or false"}
 #: Frames above this many tokens (1024x1024; 480x864 has 1,620) need --allow-large: cost grows as tokens squared.
 MAX_TOKENS = 4096
@@ -85,7 +82,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.recipe is not None:
         merged.update(read_recipe(args.recipe))
         merged["recipe"] = args.recipe
-    for key in RECIPE_KEYS - {"description"}:
+    for key in RECIPE_TYPES.keys() - {"description"}:
         value = getattr(args, key, None)
         if value is not None:
             merged[key] = value
@@ -106,9 +103,9 @@ def read_recipe(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"--recipe {path} holds a JSON {type(data).__name__}, expected an object such as "
                          '{"variant": "BS", "height": 480}')
-    unknown = sorted(set(data) - RECIPE_KEYS)
+    unknown = sorted(data.keys() - RECIPE_TYPES.keys())
     if unknown:
-        raise InputError(f"--recipe {path}: unknown keys {unknown}; allowed: {sorted(RECIPE_KEYS)}")
+        raise InputError(f"--recipe {path}: unknown keys {unknown}; allowed: {sorted(RECIPE_TYPES)}")
     for key, value in data.items():
         check_type(f"--recipe {path}: {key}", value, RECIPE_TYPES[key],
                    " or ".join(_JSON_TYPE.get(t, "null") for t in RECIPE_TYPES[key]))

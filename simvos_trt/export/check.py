@@ -70,11 +70,9 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """True when every rule passed."""
         return all(c.passed for c in self.checks)
 
     def violations_of(self, rule: str) -> list[Violation]:
-        """The violations one rule reported."""
         return [v for v in self.violations if v.rule == rule]
 
     def format_violations(self) -> str:

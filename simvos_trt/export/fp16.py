@@ -13,8 +13,6 @@ from ..precision import FLOAT32_INPUTS, ISLANDS, Island
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 #: Float inputs that are parameters, not data: they keep their type (ONNX requires float32 scales).
 _PARAMETER_INPUTS = {"Resize": {1, 2}}
-#: Ops whose output type is an attribute: rewritten when they compute in float16.
-_TYPED_OPS = {"Cast", "ConstantOfShape"}
 _UNSUPPORTED = {"Constant", "EyeLike", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
                 "Bernoulli", "Multinomial", "CastLike"}
 
@@ -102,14 +100,13 @@ class _Rewriter:
             for i, name in enumerate(node.input):
                 if name and i not in skip and self.types.get(name) == F32:
                     node.input[i] = self.input_for(name, dtype, key)
-            if dtype == F16 and node.op_type in _TYPED_OPS:
-                _retype(node)
+            for attr in node.attribute if dtype == F16 else ():  # ops whose output type is an attribute
+                if node.op_type == "Cast" and attr.name == "to" and attr.i == F32:
+                    attr.i = F16
+                elif node.op_type == "ConstantOfShape" and attr.name == "value" and attr.t.data_type == F32:
+                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
             self.nodes.append(node)  # after the Casts it reads: the order stays topological
-        self._finish()
-        return self.model
-
-    def _finish(self) -> None:
-        graph = self.graph
+        graph = self.graph  # finish: the inputs' and outputs' types, the new nodes, only the used initializers
         for value in graph.input:
             if value.name in self.f16_inputs:
                 value.type.tensor_type.elem_type = F16
@@ -125,15 +122,7 @@ class _Rewriter:
         del graph.initializer[:]
         graph.initializer.extend(kept)
         del graph.value_info[:]
-
-
-def _retype(node: onnx.NodeProto) -> None:
-    """A float16 node whose output type is an attribute: float32 -> float16."""
-    for attr in node.attribute:
-        if node.op_type == "Cast" and attr.name == "to" and attr.i == F32:
-            attr.i = F16
-        if node.op_type == "ConstantOfShape" and attr.name == "value" and attr.t.data_type == F32:
-            attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
+        return self.model
 
 
 def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -22,7 +22,7 @@ from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import ExportError, check_type
 from ..io import MANIFEST, Owner, claim_folder, staging_folder, swap_into_place, write_json_atomic
-from ..manifest import OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
+from ..manifest import GRAPHS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
 from ..model.simvos import SimVOS
 from ..model.stages import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
 from ..precision import Precision, graph_precision
@@ -43,9 +43,6 @@ class GraphExported:
     bytes: int
     nodes_exported: int
     nodes_final: int
-
-
-Progress = Callable[[GraphExported], None]
 
 
 @dataclass(frozen=True)
@@ -96,39 +93,29 @@ _OUTPUTS = {Graph.QUERY_ENCODER: ["query"], Graph.MEMORY_ENCODER: ["memory"], Gr
 _OBJECT_TENSORS = {"masks", "memory", "memory_first", "memory_prev", "prob", "objects"}
 
 
-def _output_shapes(module: torch.nn.Module, inputs: dict[str, torch.Tensor],
-                   names: list[str]) -> dict[str, tuple[int | str, ...]]:
-    """Output shapes from a run on the example inputs, the object axis named."""
-    with torch.no_grad():
-        result = module(*inputs.values())
-    result = result if isinstance(result, tuple) else (result,)
-    return {n: ((OBJECTS_AXIS, *t.shape[1:]) if n in _OBJECT_TENSORS else tuple(t.shape))
-            for n, t in zip(names, result, strict=True)}
-
-
 def stage_modules(model: SimVOS, s: ExportSettings) -> dict[Graph, torch.nn.Module]:
-    """The five graph wrappers, in evaluation mode."""
-    H, W = s.height, s.width
-    mods: dict[Graph, torch.nn.Module] = {
-        Graph.QUERY_ENCODER: QueryEncoder(model, H, W, s.uint8_input),
-        Graph.MEMORY_ENCODER: MemoryEncoder(model, H, W, s.uint8_input),
-        Graph.JOINT_DECODER_1MEM: JointDecoder(model, H, W),
-        Graph.JOINT_DECODER_2MEM: JointDecoder(model, H, W),
-        Graph.AGGREGATE: Aggregate(),
-    }
-    return {k: m.eval() for k, m in mods.items()}
+    """The five graph wrappers (in ``GRAPHS`` order), in evaluation mode."""
+    H, W, u8 = s.height, s.width, s.uint8_input
+    mods = (QueryEncoder(model, H, W, u8), MemoryEncoder(model, H, W, u8), JointDecoder(model, H, W),
+            JointDecoder(model, H, W), Aggregate())
+    return {g: m.eval() for g, m in zip(GRAPHS, mods, strict=True)}
 
 
 def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str],
-                 path: Path, opset: int) -> int:
-    """Trace one wrapper to ONNX at ``path``; returns the exported node count."""
+                 path: Path, opset: int) -> tuple[int, dict[str, tuple[int | str, ...]]]:
+    """Trace one wrapper to ONNX at ``path``; returns the exported node count and the output shapes of a run
+    on ``inputs``, the object axis named."""
     dynamic = {n: {0: OBJECTS_AXIS} for n in [*inputs, *outputs] if n in _OBJECT_TENSORS}
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, tuple(inputs.values()), str(path), input_names=list(inputs),
                           output_names=outputs, dynamic_axes=dynamic, opset_version=opset,
                           dynamo=False, do_constant_folding=True)
-    return len(onnx.load(str(path), load_external_data=False).graph.node)
+        result = module(*inputs.values())
+    result = result if isinstance(result, tuple) else (result,)
+    shapes = {n: ((OBJECTS_AXIS, *t.shape[1:]) if n in _OBJECT_TENSORS else tuple(t.shape))
+              for n, t in zip(outputs, result, strict=True)}
+    return len(onnx.load(str(path), load_external_data=False).graph.node), shapes
 
 
 def fold_and_clean(path: Path, output_shapes: dict[str, tuple[int | str, ...]],
@@ -168,13 +155,6 @@ def save_graph(model: onnx.ModelProto, path: Path, meta: dict[str, str]) -> None
         onnx.save_model(model, str(path))
 
 
-def library_versions() -> dict[str, str]:
-    import onnxruntime
-
-    return {"simvos_trt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "timm": __import__("timm").__version__}
-
-
 def graph_stamp(config: SimVOSConfig, settings: ExportSettings) -> dict[str, str]:
     """The settings stamped into every graph's ``metadata_props`` (and compared by ``graph_problems``)."""
     return {"simvos_trt.config": json.dumps(config.to_dict()), "simvos_trt.frame_size": f"{settings.height}x"
@@ -183,7 +163,8 @@ def graph_stamp(config: SimVOSConfig, settings: ExportSettings) -> dict[str, str
 
 
 def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, checkpoint: Weights,
-                  variant: str | None = None, force: bool = False, progress: Progress | None = None,
+                  variant: str | None = None, force: bool = False,
+                  progress: Callable[[GraphExported], None] | None = None,
                   verify: Callable[[Path], None] | None = None) -> Manifest:
     """Export every stage graph of ``model`` into ``out`` (absent, empty, or with ``force`` an earlier export)
     with its manifest. ``progress`` gets a ``GraphExported`` per graph; ``verify`` gets the finished temporary
@@ -199,9 +180,9 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             t0 = time.perf_counter()
             path = tmp / f"{name}.onnx"
             inputs = _example_inputs(name, model, settings)
-            exported = export_graph(module, inputs, _OUTPUTS[name], path, settings.opset)
+            exported, shapes = export_graph(module, inputs, _OUTPUTS[name], path, settings.opset)
             precision = graph_precision(name, settings.precision)
-            graph = fold_and_clean(path, _output_shapes(module, inputs, _OUTPUTS[name]), precision)
+            graph = fold_and_clean(path, shapes, precision)
             save_graph(graph, path, {**meta, "simvos_trt.graph": name, "simvos_trt.graph_precision": precision.value})
             graphs[name] = GraphEntry(path.name, sha256_file(path), tensor_specs(graph.graph.input),
                                       tensor_specs(graph.graph.output), exported, len(graph.graph.node),
@@ -210,10 +191,12 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             log.info("exported %s: %d -> %d nodes, %.1f MB", name, exported, len(graph.graph.node), size / 1e6)
             if progress:
                 progress(GraphExported(name, time.perf_counter() - t0, size, exported, len(graph.graph.node)))
+        versions = {"simvos_trt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                    "onnxruntime": __import__("onnxruntime").__version__, "timm": __import__("timm").__version__}
         manifest = Manifest(config=model.config, height=settings.height, width=settings.width,
                             uint8_input=settings.uint8_input, max_objects=settings.max_objects, opset=settings.opset,
                             checkpoint=checkpoint, graphs=graphs, precision=settings.precision.value,
-                            versions=library_versions(), variant=variant,
+                            versions=versions, variant=variant,
                             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())
         if verify is not None:

@@ -14,7 +14,7 @@ from typing import cast
 
 from ..errors import ExportError
 from ..io import write_atomic
-from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError, read_manifest, sha256_file
+from ..manifest import OBJECTS_AXIS, GraphEntry, ManifestError, read_manifest, sha256_file
 from ..trt.engine import QUIET, build_target, layer_precisions, make_logger, network_io
 from ..trt.library import network_flags, select_library, trt
 from ..trt.plan import RTX_TARGETS, BuildPlan, BuildSettings, Target, cache_key, objects_range, plan_build
@@ -136,7 +136,6 @@ class BuildSession:
         self.builder = trt.Builder(self.logger)
 
     def build(self, plan: BuildPlan, graph: GraphEntry, key: str) -> EngineEntry:
-        """Build, write and describe the engine of ``plan``."""
         t0 = time.perf_counter()
         self.errors.clear()
         network, parser = network_from_onnx(self.builder, self.folder / plan.onnx_file, self.logger)
@@ -178,7 +177,11 @@ def build_engines(folder: str | Path, settings: BuildSettings, *, library: str =
     for name in names:
         plan = plan_build(name, manifest.graphs[name], objects_range(manifest), settings)
         key = cache_key(plan, target)
-        previous = _previous(manifest, name)
+        try:
+            previous = find_entry(manifest, name)
+        except ManifestError as exc:
+            log.warning("ignoring the recorded %s engine (%s); rebuilding", name, exc)
+            previous = None
         if not force and is_reusable(folder, previous, key):
             assert previous is not None
             events.append(BuildEvent(name, BuildStatus.CACHED, 0.0, previous.bytes, previous))
@@ -192,11 +195,3 @@ def build_engines(folder: str | Path, settings: BuildSettings, *, library: str =
         if progress:
             progress(events[-1])
     return events
-
-
-def _previous(manifest: Manifest, name: str) -> EngineEntry | None:
-    try:
-        return find_entry(manifest, name)
-    except ManifestError as exc:
-        log.warning("ignoring the recorded %s engine (%s); rebuilding", name, exc)
-        return None

@@ -15,7 +15,6 @@ from .records import Device, EngineEntry, check_engine, rebuild_command
 
 log = logging.getLogger(__name__)
 
-#: TensorRT DataType names -> numpy dtype names.
 DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
           "BOOL": "bool", "UINT8": "uint8"}
 
@@ -27,21 +26,18 @@ QUIET = ("CUDA driver version is insufficient", "Make sure input padding has Int
 
 def make_logger(errors: list[str]) -> trt.ILogger:
     """A TensorRT logger that forwards to ``logging`` and appends errors to ``errors``."""
+    levels = {trt.ILogger.INTERNAL_ERROR: logging.ERROR, trt.ILogger.ERROR: logging.ERROR,
+              trt.ILogger.WARNING: logging.WARNING}
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if any(q in msg for q in QUIET):
-                log.debug("TensorRT: %s", msg)
-            elif severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
+            level = logging.DEBUG if any(q in msg for q in QUIET) else levels.get(severity, logging.DEBUG)
+            if level == logging.ERROR:
                 errors.append(msg)
-                log.error("TensorRT: %s", msg)
-            elif severity == trt.ILogger.WARNING:
-                log.warning("TensorRT: %s", msg)
-            else:
-                log.debug("TensorRT: %s", msg)
+            log.log(level, "TensorRT: %s", msg)
 
     return _Logger()
 

@@ -23,8 +23,6 @@ INSTALL_HINT = ("pip install 'simvos-trt[gpu]' (TensorRT, on a machine with an N
 
 @dataclass(frozen=True)
 class Library:
-    """An installed TensorRT library."""
-
     name: str  # "tensorrt" or "tensorrt_rtx"
     version: str
 

@@ -15,8 +15,7 @@ from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest
 KEY_VERSION = 2
 #: TensorRT-RTX's ahead-of-time targets (``trt.ComputeCapability``) that build these graphs: Hopper is not
 #: among them, and for Turing (7.5) TensorRT-RTX 1.7 refuses the encoders' attention MatMul (measured).
-RTX_TARGETS = {(8, 0): "SM80", (8, 6): "SM86", (8, 9): "SM89", (12, 0): "SM120",
-               (12, 1): "SM121"}
+RTX_TARGETS = {(8, 0): "SM80", (8, 6): "SM86", (8, 9): "SM89", (12, 0): "SM120", (12, 1): "SM121"}
 DEFAULT_RTX_TARGETS = ((8, 0),)  # the A100 of the paper's measurements
 
 CC = tuple[int, int]
@@ -83,10 +82,6 @@ class BuildSettings:
             raise ValueError(f"compute capability {', '.join(unknown)}: TensorRT-RTX builds for "
                              f"{', '.join(cc_text(c) for c in RTX_TARGETS)} (not Turing, 7.5: the encoders' "
                              "attention does not compile for it; not Hopper, 9.0)")
-
-    @property
-    def hardware_compatibility(self) -> str:
-        return "ampere_plus" if self.hardware_compatible else "none"
 
 
 def check_options(settings: BuildSettings, library: str) -> None:
@@ -162,10 +157,9 @@ class BuildPlan:
 
 
 def plan_build(name: str, graph: GraphEntry, objects: tuple[int, int, int], settings: BuildSettings) -> BuildPlan:
-    """The build plan of one manifest graph."""
     return BuildPlan(graph=name, onnx_file=graph.file, onnx_sha256=graph.sha256, precision=graph.precision,
                      profile=plan_profile(graph, objects), tf32=False,
-                     hardware_compatibility=settings.hardware_compatibility,
+                     hardware_compatibility="ampere_plus" if settings.hardware_compatible else "none",
                      version_compatible=settings.version_compatible, workspace_mib=settings.workspace_mib,
                      opt_level=settings.opt_level)
 
