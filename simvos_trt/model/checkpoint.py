@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..config import BACKBONES, SimVOSConfig
 from ..errors import InputError
-from .simvos import SimVOS
+from .simvos import SimVOS, resize_tokens
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +70,12 @@ def state_dict_contents(state: Mapping[str, torch.Tensor]) -> str:
     return ", ".join(parts) or "no SimVOS weights"
 
 
-def _is_unused(key: str, config: SimVOSConfig) -> bool:
-    if key.startswith(UNUSED_PREFIXES) and key != "pos_embed_new":
-        return True
-    return not config.token_refinement and key.startswith(_TR_PREFIXES)
-
-
 def load_official_state(model: SimVOS, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Load an official-layout state_dict into ``model`` strictly (model/README.md)."""
     expected = model.state_dict()
     missing = sorted(k for k in expected if k not in state)
-    unexpected = sorted(k for k in state if k not in expected and not _is_unused(k, model.config))
+    unused = UNUSED_PREFIXES + (() if model.config.token_refinement else _TR_PREFIXES)
+    unexpected = sorted(k for k in state if k not in expected and (k == "pos_embed_new" or not k.startswith(unused)))
     wrong = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
                    for k, v in expected.items() if k in state and state[k].shape != v.shape)
     if missing or unexpected or wrong:
@@ -107,13 +101,8 @@ def load_official_checkpoint(path: str | Path, config: SimVOSConfig) -> SimVOS:
 
 def resize_grid(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(1, 1 + g*g, C) position embedding with a leading extra slot -> (1, 1 + h*w, C), bicubic."""
-    extra, tokens = pos[:, :1], pos[:, 1:]
-    g = math.isqrt(tokens.shape[1])
-    if (g, g) == tuple(grid):
-        return pos.clone()
-    tokens = tokens.reshape(1, g, g, -1).permute(0, 3, 1, 2)
-    tokens = F.interpolate(tokens, size=tuple(grid), mode="bicubic", align_corners=False)
-    return torch.cat((extra, tokens.permute(0, 2, 3, 1).flatten(1, 2)), dim=1)
+    g = math.isqrt(pos.shape[1] - 1)
+    return torch.cat((pos[:, :1], resize_tokens(pos[:, 1:], (g, g), grid)), dim=1)
 
 
 def load_mae_backbone(path: str | Path, config: SimVOSConfig, seed: int = 0) -> SimVOS:
@@ -138,17 +127,14 @@ def random_model(config: SimVOSConfig, seed: int = 1) -> SimVOS:
 
 
 def official_layout(config: SimVOSConfig) -> dict[str, tuple[int, ...]]:
-    """Every key of an official checkpoint for ``config`` with its shape, unused keys included."""
-    shapes = {k: tuple(v.shape) for k, v in SimVOS(_with_tr(config)).state_dict().items()}
+    """Every key of an official checkpoint for ``config`` with its shape, unused keys (and both token-refinement
+    branches, which the official model always holds) included."""
+    full = dataclasses.replace(config, layer_index=max(config.layer_index, 1), token_refinement=True)
+    shapes = {k: tuple(v.shape) for k, v in SimVOS(full).state_dict().items()}
     C = config.embed_dim
     shapes.update({"cls_token": (1, 1, C), "pos_embed": (1, 197, C), "fc_norm.weight": (C,),
                    "fc_norm.bias": (C,), "head.weight": (1000, C), "head.bias": (1000,)})
     return shapes
-
-
-def _with_tr(config: SimVOSConfig) -> SimVOSConfig:
-    """The official model always holds both token-refinement branches."""
-    return dataclasses.replace(config, layer_index=max(config.layer_index, 1), token_refinement=True)
 
 
 _NORM = re.compile(r"(^|\.)(norm|norm1|norm2|ln|input_norm|fc_norm)\.(weight|bias)$")

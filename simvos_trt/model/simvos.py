@@ -49,13 +49,7 @@ class SimVOS(nn.Module):
         """``pos_embed_new`` (without its unused first slot) resized bicubically to a video's token grid,
         as the official inference does: (1, N, C) float32, N = h * w."""
         gh, gw = self.config.train_grid
-        C = self.config.embed_dim
-        pos = self.pos_embed_new[:, 1 : 1 + gh * gw, :]  # (1, gh*gw, C)
-        if tuple(grid) == (gh, gw):
-            return pos
-        pos = pos.reshape(1, gh, gw, C).permute(0, 3, 1, 2)  # (1, C, gh, gw)
-        pos = F.interpolate(pos, size=tuple(grid), mode="bicubic", align_corners=False)
-        return pos.permute(0, 2, 3, 1).flatten(1, 2)  # (1, N, C)
+        return resize_tokens(self.pos_embed_new[:, 1 : 1 + gh * gw, :], (gh, gw), grid)
 
     def encode_query(self, frame: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """(1, N, C) float32 query tokens of the current frame (1, 3, H, W) float32 after the per-frame
@@ -101,6 +95,15 @@ class SimVOS(nn.Module):
         m16 = x[:, -N:, :].transpose(1, 2).reshape(B, -1, *grid)  # (B, C, h, w)
         logits = self.stcn_decoder(m16, self.fpn2(m16), self.fpn1(m16))  # (B, 1, H, W)
         return self.to_prob(logits)
+
+
+def resize_tokens(tokens: torch.Tensor, source: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """(1, h*w, C) tokens of the ``source`` grid (h, w) -> (1, N, C) on ``grid``, resized bicubically."""
+    if tuple(grid) == tuple(source):
+        return tokens
+    x = tokens.reshape(1, *source, -1).permute(0, 3, 1, 2)  # (1, C, h, w)
+    x = F.interpolate(x, size=tuple(grid), mode="bicubic", align_corners=False)
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 def soft_aggregate(prob: torch.Tensor) -> torch.Tensor:

@@ -65,23 +65,18 @@ def frame_size(frame: np.ndarray) -> tuple[int, int]:
     return frame.shape[0], frame.shape[1]
 
 
-def _as_rgb(frame: np.ndarray, bgr: bool) -> np.ndarray:
-    """An (H, W, 3) or broadcastable (H, W, 1) view of a checked frame in RGB order."""
-    if frame.ndim == 2:
-        return frame[:, :, None]
-    if frame.shape[2] == 1:
-        return frame
-    return frame[:, :, 2::-1] if bgr else frame[:, :, :3]
-
-
 def write_frame(dst: np.ndarray, frame: np.ndarray, placement: Placement, bgr: bool) -> None:
     """Write a checked frame into the engine-size uint8 RGB buffer ``dst`` (He, We, 3); the padding band
     keeps what ``dst`` held (uint8 graphs zero it after normalisation themselves)."""
     h, w = placement.scaled
     if placement.resized:
         frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)  # (H, W, 1) comes back as (h, w)
+    if frame.ndim == 2:  # grayscale broadcasts over the channels
+        frame = frame[:, :, None]
+    elif frame.shape[2] > 1:
+        frame = frame[:, :, 2::-1] if bgr else frame[:, :, :3]
     p = placement.padding
-    dst[p.top : p.top + h, p.left : p.left + w] = _as_rgb(frame, bgr)
+    dst[p.top : p.top + h, p.left : p.left + w] = frame
 
 
 def place_mask(mask: np.ndarray, ids: np.ndarray, placement: Placement) -> np.ndarray:

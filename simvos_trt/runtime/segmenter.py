@@ -40,11 +40,6 @@ class VideoSegmenter(Closing):
         """Free the graphs; sessions of this segmenter cannot step afterwards."""
         self.backend.close()
 
-    @property
-    def engine_size(self) -> tuple[int, int]:
-        """(H, W) of the graphs' frame input."""
-        return self.manifest.height, self.manifest.width
-
     def video(self) -> VideoSession:
         """A new, not yet started, video session."""
         return VideoSession(self.backend)

@@ -101,7 +101,6 @@ class VideoSession(Video):
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._manifest = backend.manifest
         self.state: VideoState | None = None
 
     @property
@@ -109,7 +108,7 @@ class VideoSession(Video):
         return self._started().ids
 
     def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
-        be, m = self._backend, self._manifest
+        be, m = self._backend, self._backend.manifest
         size = frame_size(frame)
         ids = processing.object_ids(mask)
         chunks = plan_chunks(len(ids), be, m.config.token_refinement)

@@ -16,12 +16,10 @@ FRAME, MASK = "frame", "mask"
 LABELS, PROB, OBJECT_IDS = "labels", "prob", "object_ids"
 #: Errors the server raises on purpose start with this, on the last line of Triton's message.
 ERROR_MARKER = "simvos-serve error: "
-#: A header every request of the Python client carries (gRPC metadata / HTTP header): the key for
-#: sticky routing of a video's requests to one server behind a load balancer.
+#: The header (gRPC metadata) of each client request: a key for sticky routing of a video behind a load balancer.
 ROUTING_HEADER = "x-simvos-video-id"
 #: Longest accepted video id (it is also a routing key: keep it short).
 MAX_ID_LENGTH = 128
-#: simvos-serve's default ports.
 HTTP_PORT, GRPC_PORT = 8000, 8001
 
 

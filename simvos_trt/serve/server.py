@@ -119,9 +119,9 @@ class SegmentationServer(Closing):
         """One line: what is served where."""
         c, seg = self.config, self._segmenter
         assert seg is not None, "the server is not started"
-        (h, w), name = seg.engine_size, seg.backend.name
-        return (f"model '{MODEL}' serves {c.folder} ({name}, {h}x{w}) with {c.instances} instance(s): "
-                f"HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
+        m = seg.manifest
+        return (f"model '{MODEL}' serves {c.folder} ({seg.backend.name}, {m.height}x{m.width}) with {c.instances} "
+                f"instance(s): HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
 
     def _infer(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """PyTriton's inference callable: one request at a time (no batching)."""

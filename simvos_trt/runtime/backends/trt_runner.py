@@ -68,8 +68,7 @@ class EngineRunner:
             for pool in self.pools.values():
                 pool.allocate(pool.size or 0)
         except BaseException:
-            for pool in self.pools.values():
-                pool.free()
+            self.close()
             raise
 
     def _profile_max(self, name: str) -> tuple[int, ...]:
@@ -97,31 +96,25 @@ class EngineRunner:
             self._drop_graphs()
         return self.out_shapes
 
-    def _bind_address(self, name: str, ptr: int) -> None:
-        if self.addresses.get(name) != ptr:
-            if not self.context.set_tensor_address(name, ptr):
-                raise BackendError(f"{self.graph}: TensorRT refused the address {ptr:#x} of tensor {name}")
-            self.addresses[name] = ptr
-
     def run(self, inputs: Mapping[str, DeviceTensor]) -> dict[str, DeviceTensor]:
         """Enqueue one execution on the stream; the outputs are new handles (not yet computed)."""
         out_shapes = self._bind_shapes({n: inputs[n].shape for n in self.inputs})
         outputs = {n: DeviceTensor(self.pools[n].acquire(prod(s) * np.dtype(self.io[n][1]).itemsize), s,
                                    np.dtype(self.io[n][1])) for n, s in out_shapes.items()}
         for name, tensor in (*inputs.items(), *outputs.items()):
-            self._bind_address(name, tensor.ptr)
+            if self.addresses.get(name) != tensor.ptr:
+                if not self.context.set_tensor_address(name, tensor.ptr):
+                    raise BackendError(f"{self.graph}: TensorRT refused the address {tensor.ptr:#x} of tensor {name}")
+                self.addresses[name] = tensor.ptr
         key = tuple(self.addresses[n] for n in (*self.inputs, *self.outputs))
         if self.use_graphs and key in self.graphs:
             self.cuda.call("cudaGraphLaunch", self.graphs[key], self.stream)
             return outputs
-        self._execute()
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise BackendError(f"TensorRT could not execute {self.graph} (see the TensorRT log)")
         if self.use_graphs:
             self._capture(key)
         return outputs
-
-    def _execute(self) -> None:
-        if not self.context.execute_async_v3(int(self.stream)):
-            raise BackendError(f"TensorRT could not execute {self.graph} (see the TensorRT log)")
 
     def _capture(self, key: tuple[int, ...]) -> None:
         """Capture the execution just enqueued as a CUDA graph for these addresses (replayed by ``run``)."""
