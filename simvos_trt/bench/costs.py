@@ -30,8 +30,6 @@ class StageCost:
     def __mul__(self, k: int) -> StageCost:
         return StageCost(self.attention * k, self.linear * k, self.decoder * k)
 
-    __rmul__ = __mul__
-
 
 @dataclass(frozen=True)
 class FrameCost:

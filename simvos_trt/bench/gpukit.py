@@ -331,13 +331,10 @@ class TorchStream:
     def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self.model.encode_memory(self._input(frame), masks, self.pos)  # (B, M, C); masks float32
 
-    def _aggregate(self, prob: torch.Tensor) -> Tensors:
-        agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
-        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
-
     def _decode(self, frame: torch.Tensor, memories: list[torch.Tensor]) -> Tensors:
         query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
-        return self._aggregate(self.model.decode(query, memories, self.grid))
+        agg = soft_aggregate(self.model.decode(query, memories, self.grid).float())  # (B+1, 1, H, W) float32
+        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
 
     def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
                  memory_first: torch.Tensor) -> Tensors:

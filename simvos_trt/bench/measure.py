@@ -226,19 +226,15 @@ class Measurement:
         return float(np.percentile(self.step, 90))
 
     @property
-    def mean_ms(self) -> float:
-        return float(np.mean(self.step))
-
-    @property
     def fps(self) -> float:
         """Frames per second at the median step time."""
         return 1000.0 / self.median_ms
 
     def figures(self) -> dict[str, Any]:
         """Median, p90 and mean ms, FPS, ``<stage>_ms`` (``STAGES`` and host), memory peaks, ``step_ms``."""
-        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms, "fps": self.fps,
-                **{f"{k}_ms": self.stage_ms(k) for k in (*STAGES, "host")}, "peak_rss_mb": self.peak_rss_mb,
-                "device_memory_mb": self.device_memory_mb, "step_ms": list(self.step)}
+        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "mean_ms": float(np.mean(self.step)),
+                "fps": self.fps, **{f"{k}_ms": self.stage_ms(k) for k in (*STAGES, "host")},
+                "peak_rss_mb": self.peak_rss_mb, "device_memory_mb": self.device_memory_mb, "step_ms": list(self.step)}
 
     def stage_ms(self, stage: str) -> float | None:
         """Median per-frame time of ``stage`` (one of ``STAGES`` or ``host``); None without a split pass."""

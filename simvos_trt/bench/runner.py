@@ -168,7 +168,6 @@ class SweepSettings:
     repeats: int = 1
 
     def backend_options(self, backend: str) -> dict[str, Any]:
-        """Options for ``create_backend``."""
         if backend == "onnxruntime":
             opts: dict[str, Any] = {"threads": self.threads}
             if self.device_of(backend) == "cpu":
@@ -199,9 +198,8 @@ def cuda_support(backend: str) -> str | None:
     if backend == "onnxruntime":
         import onnxruntime
 
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
-        return None
+        cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        return None if cuda else "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
     import torch
 
     return None if torch.cuda.is_available() else "this torch build has no CUDA support"

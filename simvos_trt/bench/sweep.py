@@ -173,12 +173,6 @@ def grid_label(config: SimVOSConfig) -> str:
     return f"L={config.layer_index}{tr}"
 
 
-def baseline_row(backbone: str) -> SweepRow:
-    """The SimVOS-B (L=0) row on ``backbone``, the reference of every speedup."""
-    paper = next(r for r in load_paper_tables().rows if r.variant == "B")
-    return SweepRow(paper.label, (paper.table,), dataclasses.replace(paper.config(), backbone=backbone), paper)
-
-
 def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[SweepRow]:
     """Merge row groups: one row per configuration (tables united), the B baseline first (added if absent)."""
     merged: dict[SimVOSConfig, SweepRow] = {}
@@ -187,10 +181,10 @@ def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[Swe
             old = merged.get(row.config, row)
             merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
     if not any(r.is_baseline for r in merged.values()):
-        base = baseline_row(backbone)
+        paper = next(r for r in load_paper_tables().rows if r.variant == "B")
+        base = SweepRow(paper.label, (paper.table,), dataclasses.replace(paper.config(), backbone=backbone), paper)
         merged = {base.config: base, **merged}
-    rows = list(merged.values())
-    return sorted(rows, key=lambda r: not r.is_baseline)  # stable: the baseline first, then as given
+    return sorted(merged.values(), key=lambda r: not r.is_baseline)  # stable: the baseline first, then as given
 
 
 def parse_ks(text: str) -> list[tuple[int, int]]:

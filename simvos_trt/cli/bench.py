@@ -99,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", type=positive, default=1, help="passes over the sweep; each row keeps its fastest")
     r.add_argument("--threads", type=positive, default=None, help="ONNX Runtime intra-op threads [its default]")
     r.add_argument("--seed", type=int, default=1, help="seed of the random weights and of the video")
-    r.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
-                   help="measure the CPU's float32 GEMM peak (numpy, torch) first")
+    flag(r, "--peak", default=True, text="measure the CPU's float32 GEMM peak (numpy, torch) first")
     o = p.add_argument_group("files")
     o.add_argument("--engines", type=Path, default=Path("engines"), help="where exports are kept and reused")
     o.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="where result folders go")
