@@ -114,10 +114,6 @@ class Budget:
             if ph.status == "running":
                 ph.status = "done" if not ph.skipped else "partial"
 
-    def to_list(self) -> list[dict[str, Any]]:
-        """Every phase's record, without its clock."""
-        return [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in self.phases.values()]
-
 
 def set_ieee_fp32() -> str:
     """Make float32 matrix products and convolutions IEEE float32 (no TF32, by the legacy flags that inductor
@@ -276,7 +272,8 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     kit = Kit(plan, device, writer)
 
     def save() -> None:
-        meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
+        phases = [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in budget.phases.values()]
+        meta["kit"].update(phases=phases, wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
         writer.flush()
         write_atomic(out / "report.txt", kit_report(meta, writer.derived()))
 

@@ -155,8 +155,7 @@ def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, s
 
 
 class PeakRSS:
-    """Samples the process's resident set size (psutil) in a thread; ``peak_mb`` after exit (None without
-    psutil)."""
+    """Samples the process's resident set size (psutil) in a thread; ``peak_mb`` after exit (None without it)."""
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
@@ -197,11 +196,8 @@ class PeakRSS:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Per-frame times (ms) of the measured steps, and memory peaks.
-
-    ``step``: the headline pass (whole steps, nothing inside them timed). ``stages``: each of ``STAGES``
-    per frame from the split pass, whose own step times are ``split_step``; ``host`` = split step - stages.
-    """
+    """Per-frame times (ms) and memory peaks: ``step`` from the headline pass (nothing inside a step timed),
+    ``stages`` (each of ``STAGES``) and ``split_step`` from the split pass; ``host`` = split step - stages."""
 
     step: tuple[float, ...]
     stages: dict[str, tuple[float, ...]]
@@ -244,11 +240,8 @@ class Measurement:
 
 def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu: bool,
                 proxy: TimingBackend | None = None) -> tuple[list[float], dict[str, list[float]], float | None]:
-    """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB).
-
-    Without ``proxy`` (the headline pass) each step is timed whole, with one synchronisation at its end;
-    with it, the session runs through ``proxy`` and every graph call is timed (the split pass).
-    """
+    """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB); each step
+    timed whole with one synchronisation at its end, or with ``proxy`` every graph call timed (the split pass)."""
     from ..runtime import VideoSession
 
     session, sync = VideoSession(proxy or backend), synchronizer(backend)

@@ -373,15 +373,6 @@ def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, li
     return text, pairs
 
 
-def _lines(rows: Sequence[RowResult]) -> dict[tuple[str, str], list[RowResult]]:
-    """(backend, TR group) -> measured rows sorted by L (the ViT-L row left out)."""
-    lines: dict[tuple[str, str], list[RowResult]] = defaultdict(list)
-    for r in rows:
-        if r.ok and r.backbone != "large":
-            lines[(r.backend, f"TR {r.kf}/{r.kb}" if r.token_refinement else "no TR")].append(r)
-    return {k: sorted(v, key=lambda r: r.layer_index) for k, v in lines.items()}
-
-
 def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> Path | None:
     """Write Figure 5 (FPS and speedup against L; groups at a single L, Table 3's, as crosses) to ``path``
     with matplotlib's Agg backend; None (nothing written) when no row was measured."""
@@ -390,7 +381,10 @@ def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = _lines(rows)
+    lines: dict[tuple[str, str], list[RowResult]] = defaultdict(list)  # (backend, TR group) -> rows sorted by L
+    for r in sorted(rows, key=lambda r: r.layer_index):
+        if r.ok and r.backbone != "large":  # the ViT-L row left out
+            lines[(r.backend, f"TR {r.kf}/{r.kb}" if r.token_refinement else "no TR")].append(r)
     if not lines:
         log.info("no measured row to plot")
         return None

@@ -250,12 +250,8 @@ def fill(record: RowResult, m: Measurement) -> RowResult:
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
               progress: Progress | None = None, measure: Measure = measure_folder,
               video: Video | None = None) -> None:
-    """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``.
-
-    With ``settings.repeats`` > 1 the whole sweep runs that many times; a row keeps its fastest pass
-    (``ResultFolder.put``), and a row unavailable or failed in the first pass is not retried. ``progress``
-    gets the typed ``Event``s; ``measure`` (``measure_folder``) and ``video`` (``moving_shapes``) are injectable.
-    """
+    """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``; with
+    ``repeats`` > 1 a row keeps its fastest pass (``ResultFolder.put``) and one unavailable or failed is not retried."""
     say = progress or (lambda event: None)
     s = settings
     video = video or moving_shapes(s.height, s.width, s.objects, 1 + s.warmup + s.frames, seed=s.seed)

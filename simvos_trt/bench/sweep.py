@@ -132,11 +132,8 @@ def table_rows(number: int, backbone: str = "base", size: tuple[int, int] = PAPE
 
 def grid_rows(layers: Sequence[int], ks: Sequence[tuple[int, int]], refinement: str = "both",
               backbone: str = "tiny", size: tuple[int, int] = PAPER_SIZE, scale: bool = True) -> list[SweepRow]:
-    """A custom grid: every L of ``layers``, without token refinement and/or with each (Kf, Kb).
-
-    ``refinement`` is ``both``, ``on`` (only TR rows; L=0 still gives the baseline) or
-    ``off``. K are given in the paper's terms (at 1620 tokens) and scaled like the tables'.
-    """
+    """A custom grid: every L of ``layers`` without token refinement (``refinement`` both or off; L=0 always)
+    and/or with each (Kf, Kb) of the paper's terms, scaled like the tables' (``refinement`` both or on)."""
     if refinement not in REFINEMENT_CHOICES:
         raise InputError(f"--refinement {refinement}: expected one of {REFINEMENT_CHOICES}")
     papers: dict[SimVOSConfig, list[PaperRow]] = {}

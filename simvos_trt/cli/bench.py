@@ -146,15 +146,6 @@ def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
     return build_sweep(groups, args.backbone)
 
 
-def result_folder(root: Path, host: str, backend: str) -> Path:
-    """``<root>/<date>-<host>-<backend>``, with -2, -3, ... when that exists already."""
-    name = dated_name(host, backend)
-    folder, n = root / name, 2
-    while folder.exists():
-        folder, n = root / f"{name}-{n}", n + 1
-    return folder
-
-
 def run(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise InputError(f"--warmup {args.warmup}: expected 0 or more")
@@ -194,7 +185,11 @@ def run(args: argparse.Namespace) -> int:
                 "command": " ".join(["simvos-bench", *args.argv]),
                 "cpu_gemm_peak": peak.to_dict() if peak else None,
                 "gpu_peak": dataclasses.asdict(gpu_peak) if gpu_peak else None}
-        writers[backend] = ResultFolder(result_folder(args.results, host["host"], backend), meta, gpu_peak)
+        name = dated_name(host["host"], backend)
+        folder, n = args.results / name, 2
+        while folder.exists():  # <results>/<date>-<host>-<backend>, with -2, -3, ... when that exists already
+            folder, n = args.results / f"{name}-{n}", n + 1
+        writers[backend] = ResultFolder(folder, meta, gpu_peak)
     t0 = time.perf_counter()
     interrupted = False
     try:
