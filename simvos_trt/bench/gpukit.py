@@ -319,7 +319,6 @@ class TorchStream:
         self.memory_first = torch.empty(0, device=self.device)
         self.advance: Callable[..., Tensors] = self._advance
         self.run: Callable[[], None] = self.step  # or a CUDA graph's replay after ``capture``
-        self.graph: torch.cuda.CUDAGraph | None = None
 
     def _input(self, frame: torch.Tensor) -> torch.Tensor:
         # (1, 3, H, W); contiguous as propagate's frames: a permuted layout changes FP16 CPU convolutions' rounding
@@ -374,7 +373,6 @@ class TorchStream:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.step()
-        self.graph = graph
         self.run = graph.replay
 
 

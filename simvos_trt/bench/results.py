@@ -100,11 +100,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def baseline(rows: list[RowResult], *, measured: bool = True) -> RowResult | None:
-    """The B row among ``rows`` of one backend (with ``measured``, only if it was measured)."""
-    return next((r for r in rows if (r.ok or not measured) and is_baseline(r)), None)
-
-
 def derive(rows: list[RowResult], *, cpu_peak_gflops: float | None = None,
            gpu_peak: GpuPeak | None = None) -> list[RowResult]:
     """New rows with the derived figures (defined in ``bench/README.md``): speedup, paper speedup, FLOP ratio,
@@ -113,7 +108,8 @@ def derive(rows: list[RowResult], *, cpu_peak_gflops: float | None = None,
     out = []
     for row in rows:
         same = [r for r in rows if r.backend == row.backend and r.precision == row.precision]
-        base, base_cost = baseline(same), baseline(same, measured=False)
+        base = next((r for r in same if r.ok and is_baseline(r)), None)  # the B row, if measured
+        base_cost = next((r for r in same if is_baseline(r)), None)
         r = dataclasses.replace(row)
         r.paper_speedup = _ratio(r.paper_fps, paper_b)
         r.flop_ratio = _ratio(base_cost.gflop, r.gflop) if base_cost else None

@@ -169,10 +169,8 @@ class SweepSettings:
 
     def backend_options(self, backend: str) -> dict[str, Any]:
         if backend == "onnxruntime":
-            opts: dict[str, Any] = {"threads": self.threads}
-            if self.device_of(backend) == "cpu":
-                opts["providers"] = ["CPUExecutionProvider"]
-            return opts
+            cpu = self.device_of(backend) == "cpu"
+            return {"threads": self.threads, **({"providers": ["CPUExecutionProvider"]} if cpu else {})}
         if backend == "torch":
             return {"device": self.device_of(backend)}
         return {}

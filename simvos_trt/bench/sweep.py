@@ -44,11 +44,9 @@ class PaperRow:
 
     def config(self) -> SimVOSConfig:
         """The model configuration of this row."""
-        config = SimVOSConfig(backbone=self.backbone, layer_index=self.layer_index,
-                              token_refinement=self.token_refinement)
-        if self.kf is not None and self.kb is not None:
-            config = dataclasses.replace(config, kf=self.kf, kb=self.kb)
-        return config
+        ks = {"kf": self.kf, "kb": self.kb} if self.kf is not None and self.kb is not None else {}
+        return SimVOSConfig(backbone=self.backbone, layer_index=self.layer_index,
+                            token_refinement=self.token_refinement, **ks)
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
     rows = sweep_rows(args)
     ensure_writable(args.results, "--results")
     ensure_writable(args.engines, "--engines")
-    say_ = (lambda text: None) if args.json else say
+
+    def say_(text: str | None) -> None:
+        if text is not None and not args.json:
+            print(text, flush=True)
+
     settings = SweepSettings(height=args.size[0], width=args.size[1], objects=args.objects, frames=args.frames,
                              warmup=args.warmup, backends=tuple(args.backend), precision=args.precision,
                              device=args.device, engines=args.engines, threads=args.threads, seed=args.seed,
@@ -220,11 +224,6 @@ def progress_line(event: Any) -> str | None:
         case runner.RowMeasured(r):
             return f"    {r.backend:<12} {r.status}: {r.message}"
     return None
-
-
-def say(text: str | None) -> None:
-    if text is not None:
-        print(text, flush=True)
 
 
 def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, interrupted: bool) -> int:
