@@ -30,8 +30,6 @@ class StageCost:
     def __mul__(self, k: int) -> StageCost:
         return StageCost(self.attention * k, self.linear * k, self.decoder * k)
 
-    __rmul__ = __mul__
-
 
 @dataclass(frozen=True)
 class FrameCost:
@@ -137,8 +135,7 @@ def joint_cost(config: SimVOSConfig, height: int, width: int, objects: int, memo
     if memories not in (1, 2):
         raise InputError(f"memories: got {memories!r}, expected 1 (first propagated frame) or 2")
     h, w = _grid(height, width, objects)
-    N = h * w
-    S = memories * config.memory_tokens((h, w)) + N
+    S = memories * config.memory_tokens((h, w)) + h * w
     blocks = _blocks(config, config.depth - config.layer_index, S, objects)
     return blocks + StageCost(decoder=objects * _decoder(config, (h, w)))
 

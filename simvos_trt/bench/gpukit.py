@@ -114,10 +114,6 @@ class Budget:
             if ph.status == "running":
                 ph.status = "done" if not ph.skipped else "partial"
 
-    def to_list(self) -> list[dict[str, Any]]:
-        """Every phase's record, without its clock."""
-        return [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in self.phases.values()]
-
 
 def set_ieee_fp32() -> str:
     """Make float32 matrix products and convolutions IEEE float32 (no TF32, by the legacy flags that inductor
@@ -276,7 +272,8 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
     kit = Kit(plan, device, writer)
 
     def save() -> None:
-        meta["kit"].update(phases=budget.to_list(), wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
+        phases = [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in budget.phases.values()]
+        meta["kit"].update(phases=phases, wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
         writer.flush()
         write_atomic(out / "report.txt", kit_report(meta, writer.derived()))
 
@@ -322,7 +319,6 @@ class TorchStream:
         self.memory_first = torch.empty(0, device=self.device)
         self.advance: Callable[..., Tensors] = self._advance
         self.run: Callable[[], None] = self.step  # or a CUDA graph's replay after ``capture``
-        self.graph: torch.cuda.CUDAGraph | None = None
 
     def _input(self, frame: torch.Tensor) -> torch.Tensor:
         # (1, 3, H, W); contiguous as propagate's frames: a permuted layout changes FP16 CPU convolutions' rounding
@@ -331,13 +327,10 @@ class TorchStream:
     def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self.model.encode_memory(self._input(frame), masks, self.pos)  # (B, M, C); masks float32
 
-    def _aggregate(self, prob: torch.Tensor) -> Tensors:
-        agg = soft_aggregate(prob.float())  # (B+1, 1, H, W) float32
-        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
-
     def _decode(self, frame: torch.Tensor, memories: list[torch.Tensor]) -> Tensors:
         query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
-        return self._aggregate(self.model.decode(query, memories, self.grid))
+        agg = soft_aggregate(self.model.decode(query, memories, self.grid).float())  # (B+1, 1, H, W) float32
+        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
 
     def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
                  memory_first: torch.Tensor) -> Tensors:
@@ -380,7 +373,6 @@ class TorchStream:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.step()
-        self.graph = graph
         self.run = graph.replay
 
 

@@ -65,15 +65,11 @@ def core_counts() -> dict[str, int | None]:
     return {"logical": os.cpu_count(), "physical": physical, "usable": usable}
 
 
-def _version(name: str) -> str | None:
-    version = getattr(_optional(name), "__version__", None)  # None for tensorrt-stubs alone
-    return None if version is None else str(version)
-
-
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries that decide the speed (None: not installed)."""
+    found = {name: getattr(_optional(name), "__version__", None) for name in ("torch", "onnxruntime", "tensorrt")}
     return {"simvos_trt": __version__, "numpy": np.__version__, "python": platform.python_version(),
-            **{name: _version(name) for name in ("torch", "onnxruntime", "tensorrt")}}
+            **{name: None if v is None else str(v) for name, v in found.items()}}  # None for tensorrt-stubs alone
 
 
 def gpu_name(device: int = 0) -> str | None:

@@ -155,8 +155,7 @@ def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, s
 
 
 class PeakRSS:
-    """Samples the process's resident set size (psutil) in a thread; ``peak_mb`` after exit (None without
-    psutil)."""
+    """Samples the process's resident set size (psutil) in a thread; ``peak_mb`` after exit (None without it)."""
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
@@ -197,11 +196,8 @@ class PeakRSS:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Per-frame times (ms) of the measured steps, and memory peaks.
-
-    ``step``: the headline pass (whole steps, nothing inside them timed). ``stages``: each of ``STAGES``
-    per frame from the split pass, whose own step times are ``split_step``; ``host`` = split step - stages.
-    """
+    """Per-frame times (ms) and memory peaks: ``step`` from the headline pass (nothing inside a step timed),
+    ``stages`` (each of ``STAGES``) and ``split_step`` from the split pass; ``host`` = split step - stages."""
 
     step: tuple[float, ...]
     stages: dict[str, tuple[float, ...]]
@@ -226,19 +222,15 @@ class Measurement:
         return float(np.percentile(self.step, 90))
 
     @property
-    def mean_ms(self) -> float:
-        return float(np.mean(self.step))
-
-    @property
     def fps(self) -> float:
         """Frames per second at the median step time."""
         return 1000.0 / self.median_ms
 
     def figures(self) -> dict[str, Any]:
         """Median, p90 and mean ms, FPS, ``<stage>_ms`` (``STAGES`` and host), memory peaks, ``step_ms``."""
-        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "mean_ms": self.mean_ms, "fps": self.fps,
-                **{f"{k}_ms": self.stage_ms(k) for k in (*STAGES, "host")}, "peak_rss_mb": self.peak_rss_mb,
-                "device_memory_mb": self.device_memory_mb, "step_ms": list(self.step)}
+        return {"median_ms": self.median_ms, "p90_ms": self.p90_ms, "mean_ms": float(np.mean(self.step)),
+                "fps": self.fps, **{f"{k}_ms": self.stage_ms(k) for k in (*STAGES, "host")},
+                "peak_rss_mb": self.peak_rss_mb, "device_memory_mb": self.device_memory_mb, "step_ms": list(self.step)}
 
     def stage_ms(self, stage: str) -> float | None:
         """Median per-frame time of ``stage`` (one of ``STAGES`` or ``host``); None without a split pass."""
@@ -248,11 +240,8 @@ class Measurement:
 
 def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu: bool,
                 proxy: TimingBackend | None = None) -> tuple[list[float], dict[str, list[float]], float | None]:
-    """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB).
-
-    Without ``proxy`` (the headline pass) each step is timed whole, with one synchronisation at its end;
-    with it, the session runs through ``proxy`` and every graph call is timed (the split pass).
-    """
+    """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB); each step
+    timed whole with one synchronisation at its end, or with ``proxy`` every graph call timed (the split pass)."""
     from ..runtime import VideoSession
 
     session, sync = VideoSession(proxy or backend), synchronizer(backend)

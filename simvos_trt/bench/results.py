@@ -100,11 +100,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def baseline(rows: list[RowResult], *, measured: bool = True) -> RowResult | None:
-    """The B row among ``rows`` of one backend (with ``measured``, only if it was measured)."""
-    return next((r for r in rows if (r.ok or not measured) and is_baseline(r)), None)
-
-
 def derive(rows: list[RowResult], *, cpu_peak_gflops: float | None = None,
            gpu_peak: GpuPeak | None = None) -> list[RowResult]:
     """New rows with the derived figures (defined in ``bench/README.md``): speedup, paper speedup, FLOP ratio,
@@ -113,7 +108,8 @@ def derive(rows: list[RowResult], *, cpu_peak_gflops: float | None = None,
     out = []
     for row in rows:
         same = [r for r in rows if r.backend == row.backend and r.precision == row.precision]
-        base, base_cost = baseline(same), baseline(same, measured=False)
+        base = next((r for r in same if r.ok and is_baseline(r)), None)  # the B row, if measured
+        base_cost = next((r for r in same if is_baseline(r)), None)
         r = dataclasses.replace(row)
         r.paper_speedup = _ratio(r.paper_fps, paper_b)
         r.flop_ratio = _ratio(base_cost.gflop, r.gflop) if base_cost else None
@@ -373,15 +369,6 @@ def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, li
     return text, pairs
 
 
-def _lines(rows: Sequence[RowResult]) -> dict[tuple[str, str], list[RowResult]]:
-    """(backend, TR group) -> measured rows sorted by L (the ViT-L row left out)."""
-    lines: dict[tuple[str, str], list[RowResult]] = defaultdict(list)
-    for r in rows:
-        if r.ok and r.backbone != "large":
-            lines[(r.backend, f"TR {r.kf}/{r.kb}" if r.token_refinement else "no TR")].append(r)
-    return {k: sorted(v, key=lambda r: r.layer_index) for k, v in lines.items()}
-
-
 def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> Path | None:
     """Write Figure 5 (FPS and speedup against L; groups at a single L, Table 3's, as crosses) to ``path``
     with matplotlib's Agg backend; None (nothing written) when no row was measured."""
@@ -390,7 +377,10 @@ def plot_sweep(rows: Sequence[RowResult], path: str | Path, title: str = "") -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = _lines(rows)
+    lines: dict[tuple[str, str], list[RowResult]] = defaultdict(list)  # (backend, TR group) -> rows sorted by L
+    for r in sorted(rows, key=lambda r: r.layer_index):
+        if r.ok and r.backbone != "large":  # the ViT-L row left out
+            lines[(r.backend, f"TR {r.kf}/{r.kb}" if r.token_refinement else "no TR")].append(r)
     if not lines:
         log.info("no measured row to plot")
         return None

@@ -168,12 +168,9 @@ class SweepSettings:
     repeats: int = 1
 
     def backend_options(self, backend: str) -> dict[str, Any]:
-        """Options for ``create_backend``."""
         if backend == "onnxruntime":
-            opts: dict[str, Any] = {"threads": self.threads}
-            if self.device_of(backend) == "cpu":
-                opts["providers"] = ["CPUExecutionProvider"]
-            return opts
+            cpu = self.device_of(backend) == "cpu"
+            return {"threads": self.threads, **({"providers": ["CPUExecutionProvider"]} if cpu else {})}
         if backend == "torch":
             return {"device": self.device_of(backend)}
         return {}
@@ -199,9 +196,8 @@ def cuda_support(backend: str) -> str | None:
     if backend == "onnxruntime":
         import onnxruntime
 
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
-        return None
+        cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        return None if cuda else "onnxruntime has no CUDA provider (install onnxruntime-gpu)"
     import torch
 
     return None if torch.cuda.is_available() else "this torch build has no CUDA support"
@@ -252,12 +248,8 @@ def fill(record: RowResult, m: Measurement) -> RowResult:
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
               progress: Progress | None = None, measure: Measure = measure_folder,
               video: Video | None = None) -> None:
-    """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``.
-
-    With ``settings.repeats`` > 1 the whole sweep runs that many times; a row keeps its fastest pass
-    (``ResultFolder.put``), and a row unavailable or failed in the first pass is not retried. ``progress``
-    gets the typed ``Event``s; ``measure`` (``measure_folder``) and ``video`` (``moving_shapes``) are injectable.
-    """
+    """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``; with
+    ``repeats`` > 1 a row keeps its fastest pass (``ResultFolder.put``) and one unavailable or failed is not retried."""
     say = progress or (lambda event: None)
     s = settings
     video = video or moving_shapes(s.height, s.width, s.objects, 1 + s.warmup + s.frames, seed=s.seed)

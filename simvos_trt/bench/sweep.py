@@ -44,11 +44,9 @@ class PaperRow:
 
     def config(self) -> SimVOSConfig:
         """The model configuration of this row."""
-        config = SimVOSConfig(backbone=self.backbone, layer_index=self.layer_index,
-                              token_refinement=self.token_refinement)
-        if self.kf is not None and self.kb is not None:
-            config = dataclasses.replace(config, kf=self.kf, kb=self.kb)
-        return config
+        ks = {"kf": self.kf, "kb": self.kb} if self.kf is not None and self.kb is not None else {}
+        return SimVOSConfig(backbone=self.backbone, layer_index=self.layer_index,
+                            token_refinement=self.token_refinement, **ks)
 
 
 @dataclass(frozen=True)
@@ -132,11 +130,8 @@ def table_rows(number: int, backbone: str = "base", size: tuple[int, int] = PAPE
 
 def grid_rows(layers: Sequence[int], ks: Sequence[tuple[int, int]], refinement: str = "both",
               backbone: str = "tiny", size: tuple[int, int] = PAPER_SIZE, scale: bool = True) -> list[SweepRow]:
-    """A custom grid: every L of ``layers``, without token refinement and/or with each (Kf, Kb).
-
-    ``refinement`` is ``both``, ``on`` (only TR rows; L=0 still gives the baseline) or
-    ``off``. K are given in the paper's terms (at 1620 tokens) and scaled like the tables'.
-    """
+    """A custom grid: every L of ``layers`` without token refinement (``refinement`` both or off; L=0 always)
+    and/or with each (Kf, Kb) of the paper's terms, scaled like the tables' (``refinement`` both or on)."""
     if refinement not in REFINEMENT_CHOICES:
         raise InputError(f"--refinement {refinement}: expected one of {REFINEMENT_CHOICES}")
     papers: dict[SimVOSConfig, list[PaperRow]] = {}
@@ -173,12 +168,6 @@ def grid_label(config: SimVOSConfig) -> str:
     return f"L={config.layer_index}{tr}"
 
 
-def baseline_row(backbone: str) -> SweepRow:
-    """The SimVOS-B (L=0) row on ``backbone``, the reference of every speedup."""
-    paper = next(r for r in load_paper_tables().rows if r.variant == "B")
-    return SweepRow(paper.label, (paper.table,), dataclasses.replace(paper.config(), backbone=backbone), paper)
-
-
 def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[SweepRow]:
     """Merge row groups: one row per configuration (tables united), the B baseline first (added if absent)."""
     merged: dict[SimVOSConfig, SweepRow] = {}
@@ -187,10 +176,10 @@ def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[Swe
             old = merged.get(row.config, row)
             merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
     if not any(r.is_baseline for r in merged.values()):
-        base = baseline_row(backbone)
+        paper = next(r for r in load_paper_tables().rows if r.variant == "B")
+        base = SweepRow(paper.label, (paper.table,), dataclasses.replace(paper.config(), backbone=backbone), paper)
         merged = {base.config: base, **merged}
-    rows = list(merged.values())
-    return sorted(rows, key=lambda r: not r.is_baseline)  # stable: the baseline first, then as given
+    return sorted(merged.values(), key=lambda r: not r.is_baseline)  # stable: the baseline first, then as given
 
 
 def parse_ks(text: str) -> list[tuple[int, int]]:

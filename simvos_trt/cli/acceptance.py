@@ -206,8 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10, help="frames run before measuring")
     p.add_argument("--verify-objects", type=int, nargs="+", metavar="N",
                    help="object counts at which engines are compared with ONNX Runtime [default: 1 and --max-objects]")
-    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=False,
-                   help="replay each engine as a CUDA graph in the throughput run")
+    flag(p, "--cuda-graphs", text="replay each engine as a CUDA graph in the throughput run")
     p.add_argument("--golden", type=Path, default=Path("tests/data/golden"), help="golden videos (skipped if absent)")
     p.add_argument("--engines", type=Path, default=Path("engines/acceptance"), help="export folders and engines")
     p.add_argument("--out", type=Path, help="report folder [default: benchmarks/results/<date>-<host>-acceptance]")

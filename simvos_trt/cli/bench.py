@@ -99,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", type=positive, default=1, help="passes over the sweep; each row keeps its fastest")
     r.add_argument("--threads", type=positive, default=None, help="ONNX Runtime intra-op threads [its default]")
     r.add_argument("--seed", type=int, default=1, help="seed of the random weights and of the video")
-    r.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
-                   help="measure the CPU's float32 GEMM peak (numpy, torch) first")
+    flag(r, "--peak", default=True, text="measure the CPU's float32 GEMM peak (numpy, torch) first")
     o = p.add_argument_group("files")
     o.add_argument("--engines", type=Path, default=Path("engines"), help="where exports are kept and reused")
     o.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="where result folders go")
@@ -147,22 +146,17 @@ def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
     return build_sweep(groups, args.backbone)
 
 
-def result_folder(root: Path, host: str, backend: str) -> Path:
-    """``<root>/<date>-<host>-<backend>``, with -2, -3, ... when that exists already."""
-    name = dated_name(host, backend)
-    folder, n = root / name, 2
-    while folder.exists():
-        folder, n = root / f"{name}-{n}", n + 1
-    return folder
-
-
 def run(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise InputError(f"--warmup {args.warmup}: expected 0 or more")
     rows = sweep_rows(args)
     ensure_writable(args.results, "--results")
     ensure_writable(args.engines, "--engines")
-    say_ = (lambda text: None) if args.json else say
+
+    def say_(text: str | None) -> None:
+        if text is not None and not args.json:
+            print(text, flush=True)
+
     settings = SweepSettings(height=args.size[0], width=args.size[1], objects=args.objects, frames=args.frames,
                              warmup=args.warmup, backends=tuple(args.backend), precision=args.precision,
                              device=args.device, engines=args.engines, threads=args.threads, seed=args.seed,
@@ -195,7 +189,11 @@ def run(args: argparse.Namespace) -> int:
                 "command": " ".join(["simvos-bench", *args.argv]),
                 "cpu_gemm_peak": peak.to_dict() if peak else None,
                 "gpu_peak": dataclasses.asdict(gpu_peak) if gpu_peak else None}
-        writers[backend] = ResultFolder(result_folder(args.results, host["host"], backend), meta, gpu_peak)
+        name = dated_name(host["host"], backend)
+        folder, n = args.results / name, 2
+        while folder.exists():  # <results>/<date>-<host>-<backend>, with -2, -3, ... when that exists already
+            folder, n = args.results / f"{name}-{n}", n + 1
+        writers[backend] = ResultFolder(folder, meta, gpu_peak)
     t0 = time.perf_counter()
     interrupted = False
     try:
@@ -226,11 +224,6 @@ def progress_line(event: Any) -> str | None:
         case runner.RowMeasured(r):
             return f"    {r.backend:<12} {r.status}: {r.message}"
     return None
-
-
-def say(text: str | None) -> None:
-    if text is not None:
-        print(text, flush=True)
 
 
 def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, interrupted: bool) -> int:
