@@ -125,7 +125,7 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
             np.minimum(absdiff / max(tolerance.atol, EPSILON), reldiff / max(tolerance.rtol, EPSILON)),
             initial=0.0))
     else:
-        stat = _STATISTICS.get(tolerance.check, partial(np.quantile, q=tolerance.quantile))
+        stat: Callable[[np.ndarray], Any] = _STATISTICS.get(tolerance.check, partial(np.quantile, q=tolerance.quantile))
         a = float(stat(absdiff)) if absdiff.size else 0.0
         q = float(stat(reldiff)) if reldiff.size else 0.0
         excess = min(_ratio(a, tolerance.atol), _ratio(q, tolerance.rtol))
@@ -280,7 +280,8 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
     folder = Path(folder)
     m = read_manifest(folder, verify=False)
     report = EngineReport(str(folder), m.precision)
-    with TensorRTBackend(folder, m, device=device, graphs=graphs) as backend:
+    backend = TensorRTBackend(folder, m, device=device, graphs=graphs)
+    with backend:
         refs = _ort_sessions(folder, m, backend.graphs)
         for n in sorted(set(objects or (1, m.max_objects))):
             for graph, inputs in graph_inputs(folder, n, seed).items():
