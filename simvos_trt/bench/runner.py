@@ -20,6 +20,7 @@ from ..config import SimVOSConfig
 from ..errors import BackendError, MissingDependencyError, SimVOSError
 from ..manifest import ManifestError, Weights, read_manifest
 from ..runtime.backends import BACKENDS
+from ..runtime.backends import unavailable_reason as runtime_unavailable_reason
 from .costs import frame_costs
 from .measure import Measurement, Video, measure_folder, moving_shapes
 from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
@@ -205,19 +206,11 @@ def cuda_support(backend: str) -> str | None:
 
 def unavailable_reason(backend: str, settings: SweepSettings) -> str | None:
     """Why ``backend`` cannot be measured with ``settings`` here, or None if it can be tried."""
-    from ..runtime.backends.trt import require_runtime
-
     if backend not in BACKEND_NAMES:
         return f"unknown backend {backend!r}; expected one of {BACKEND_NAMES}"
-    if backend == "tensorrt":
-        try:
-            require_runtime()
-        except (MissingDependencyError, BackendError) as exc:
-            return str(exc)
-        return None
-    module, extra = ("onnxruntime", "") if backend == "onnxruntime" else ("torch", "[torch]")
-    if importlib.util.find_spec(module) is None:
-        return f"the {backend} backend needs {module}, which is not installed: pip install 'simvos-trt{extra}'"
+    reason = runtime_unavailable_reason(backend)
+    if reason is not None or backend == "tensorrt":
+        return reason
     if settings.device == "cuda":
         reason = cuda_support(backend)
         if reason:
