@@ -14,7 +14,6 @@ from typing import Any, Literal
 from .config import SimVOSConfig
 from .errors import InputError, check_int, check_type
 from .io import MANIFEST
-from .io import write_json_atomic as write_json_atomic  # re-exported for the engine records
 
 FORMAT = "simvos-trt/2"
 OBJECTS_AXIS = "objects"

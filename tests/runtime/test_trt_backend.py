@@ -31,6 +31,7 @@ import pytest
 from conftest import SMALL, SMALL_MAX_OBJECTS, moving_video
 from simvos_trt.config import SimVOSConfig
 from simvos_trt.errors import InputError, MissingDependencyError
+from simvos_trt.io import write_json_atomic
 from simvos_trt.manifest import (
     MANIFEST,
     GraphEntry,
@@ -39,7 +40,6 @@ from simvos_trt.manifest import (
     Weights,
     read_manifest,
     sha256_file,
-    write_json_atomic,
 )
 from simvos_trt.runtime import BackendError, VideoSegmenter, create_backend
 from simvos_trt.runtime.backends import Backend

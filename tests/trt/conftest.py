@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from simvos_trt.config import preset
-from simvos_trt.manifest import MANIFEST, GraphEntry, Manifest, TensorSpec, Weights, sha256_file, write_json_atomic
+from simvos_trt.io import write_json_atomic
+from simvos_trt.manifest import MANIFEST, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
 
 #: name -> (inputs, outputs, precision); "objects" marks the object axis.
 GRAPHS = {
