@@ -36,7 +36,7 @@ def add_output_options(parser: Any, *, json: bool = True, progress: bool = False
 
 
 def run_command(prog: str, args: argparse.Namespace, work: Callable[[argparse.Namespace], int], *,
-                interrupted: str = "interrupted", missing_exit: int = EXIT_ERROR, missing_hint: str = "") -> int:
+                interrupted: str = "interrupted", missing_exit: int = EXIT_ERROR) -> int:
     """Run ``work(args)`` as command ``prog``: an error becomes one line on stderr and an exit code
     (``missing_exit`` for a missing dependency, backend or GPU), Ctrl-C or SIGTERM prints ``interrupted``."""
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
@@ -45,7 +45,7 @@ def run_command(prog: str, args: argparse.Namespace, work: Callable[[argparse.Na
     try:
         return work(args)
     except (MissingDependencyError, BackendError) as exc:
-        print(f"{prog}: error: {missing_hint}{describe_error(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
         return missing_exit
     except (SimVOSError, OSError) as exc:
         print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
