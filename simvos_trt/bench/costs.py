@@ -1,7 +1,6 @@
 """An analytic FLOP model of SimVOS per propagated frame under the runtime's three-stage caching: per stage
 (query, memory, joint) and per kind (attention, linear, decoder). A multiply-add is 2 FLOPs; element-wise ops
-are not counted. What each stage holds, and the figures at the paper's setting: ``bench/README.md``.
-"""
+are not counted. What each stage holds, and the figures at the paper's setting: ``bench/README.md``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files, in
 phases within time budgets (stamp, golden videos, the paper's rows timed per mode and precision as whole
-``TorchStream`` steps, report); ``DRY_PLAN`` runs the same on a CPU, tiny.
-"""
+``TorchStream`` steps, report); ``DRY_PLAN`` runs the same on a CPU, tiny."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The machine a benchmark runs on: the stamp of every result file (host, CPU, cores, GPU, library
 versions), device memory in use, GPU datasheet peaks (``data/gpu_peaks.json``) and the CPU's float32 GEMM
-peak. The GPU is read through ``trt.cuda`` (cuda-python), else torch; None without a usable GPU.
-"""
+peak. The GPU is read through ``trt.cuda`` (cuda-python), else torch; None without a usable GPU."""
 
 from __future__ import annotations
 
@@ -143,11 +142,11 @@ class GpuPeak:
     """Datasheet peak rates of one GPU model, TFLOP/s (dense, see gpu_peaks.json)."""
 
     name: str
-    match: tuple[str, ...]
-    fp16_tensor: float
-    fp16_tensor_fp32_acc: float
-    fp32: float
-    source: str
+    match: tuple[str, ...]  # regular expressions tried on the CUDA device name, case-insensitive
+    fp16_tensor: float  # FP16 Tensor Core rate with FP16 accumulation (the roofline's upper bound)
+    fp16_tensor_fp32_acc: float  # the same with FP32 accumulation (half of it on GeForce parts)
+    fp32: float  # FP32 on the CUDA cores (non-tensor)
+    source: str  # the datasheet or whitepaper each figure was read from
 
     def tflops(self, precision: str) -> float:
         """The peak for ``precision`` (``fp16``: Tensor Cores; ``fp32``: CUDA cores)."""

@@ -1,6 +1,5 @@
 """Time the runtime's per-frame step (``VideoSession.step``) on a synthetic video: the headline pass times
-whole steps with nothing inside them, the split pass times every graph call through ``TimingBackend``.
-"""
+whole steps with nothing inside them, the split pass times every graph call through ``TimingBackend``."""
 
 from __future__ import annotations
 

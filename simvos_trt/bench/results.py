@@ -1,7 +1,6 @@
 """Benchmark results: one ``RowResult`` per (configuration, backend), their derived figures (``derive``),
 the result folder (``results.json`` stamped with host, versions, settings and peaks; ``results.csv``, both
-rewritten atomically after every row), the text reports, comparisons and Figure 5 (``plot_sweep``).
-"""
+rewritten atomically after every row), the text reports, comparisons and Figure 5 (``plot_sweep``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Run a sweep: for every row, its export folder (reused when its graph key matches, see ``GraphSpec``)
 and TensorRT engines prepared once, then the row measured on every backend and written at once; a backend
-that cannot run gives ``unavailable`` rows, an error a ``failed`` row, and the sweep goes on.
-"""
+that cannot run gives ``unavailable`` rows, an error a ``failed`` row, and the sweep goes on."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """What a benchmark sweeps: the paper's Tables 2 and 3 (typed rows read from
 ``simvos_trt/data/paper_tables.json``) or a custom grid, mapped to a backbone and frame size.
-How rows are mapped (backbone, K scaled to the tokens per frame) is in ``bench/README.md``.
-"""
+How rows are mapped (backbone, K scaled to the tokens per frame) is in ``bench/README.md``."""
 
 from __future__ import annotations
 

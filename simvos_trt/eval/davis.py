@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import write_atomic
-from ..runtime.png import read_index_png, write_index_png
+from ..runtime.png import read_index_png
 from .metrics import (
     BOUND_TH,
     GLOBAL_COLUMNS,
@@ -37,16 +37,6 @@ SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     """The (H, W) uint8 labels of a palette or grayscale PNG, as the toolkit reads them (InputError for colour)."""
     return read_index_png(path).labels
-
-
-def write_palette_png(path: str | os.PathLike[str], labels: np.ndarray) -> None:
-    """Write (H, W) integer labels in [0, 255] as a DAVIS palette PNG, atomically."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise InputError(f"labels must be an (H, W) integer array, got {labels.dtype} {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise InputError(f"labels must lie in [0, 255] for a palette PNG, got [{labels.min()}, {labels.max()}]")
-    write_index_png(path, labels.astype(np.uint8))
 
 
 @dataclass(frozen=True)

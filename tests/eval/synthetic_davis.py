@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from simvos_trt.eval.davis import RESOLUTION, write_palette_png
+from simvos_trt.eval.davis import RESOLUTION
+from simvos_trt.runtime.png import write_index_png
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def make_sequence(root: Path, name: str, rng: np.random.Generator, frames: int, 
     for t in range(frames):  # labels: (T, H, W) uint8
         image = _render_image(shapes, labels[t], t, background, rng)
         cv2.imwrite(str(img_dir / f"{t:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        write_palette_png(ann_dir / f"{t:05d}.png", labels[t])
+        write_index_png(ann_dir / f"{t:05d}.png", labels[t])
     occluded, absent = _events(shapes, labels)
     return SyntheticSequence(name, frames, objects, occluded, absent)
 

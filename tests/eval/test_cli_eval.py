@@ -20,10 +20,10 @@ from PIL import Image
 from synthetic_davis import make_dataset
 
 from simvos_trt.cli.eval import main
-from simvos_trt.eval.davis import write_palette_png
 from simvos_trt.eval.metrics import boundary_f_measure, global_scores, region_similarity, statistics
 from simvos_trt.eval.run import segment_dataset
 from simvos_trt.runtime import VideoSegmenter
+from simvos_trt.runtime.png import write_index_png
 
 SEQS = ("synthetic-000", "synthetic-001")
 T, H, W = 6, 48, 64
@@ -45,7 +45,7 @@ def write_predictions(results: Path, preds: dict[str, np.ndarray]) -> None:
     for seq, labels in preds.items():
         (results / seq).mkdir(parents=True, exist_ok=True)
         for t, lab in enumerate(labels):
-            write_palette_png(results / seq / f"{t:05d}.png", lab)
+            write_index_png(results / seq / f"{t:05d}.png", lab)
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -298,13 +298,13 @@ def mixed_sizes(root: Path, results: Path) -> None:
 
 
 def wrong_size_prediction(root: Path, results: Path) -> None:
-    write_palette_png(results / "synthetic-001" / "00002.png", np.zeros((H, W + 2), np.uint8))
+    write_index_png(results / "synthetic-001" / "00002.png", np.zeros((H, W + 2), np.uint8))
 
 
 def id_above_objects(root: Path, results: Path) -> None:
     labels = annotations(root, "synthetic-000")[1]
     labels[0, 0] = 4
-    write_palette_png(results / "synthetic-000" / "00001.png", labels)
+    write_index_png(results / "synthetic-000" / "00001.png", labels)
 
 
 def missing_prediction(root: Path, results: Path) -> None:
@@ -411,7 +411,7 @@ def test_results_of_another_export(root, tmp_path, fake, capsys, monkeypatch):
     out = tmp_path / "out"
     assert run_engine(root, out, "--no-progress") == 0
     (out / "synthetic-999").mkdir()
-    write_palette_png(out / "synthetic-999" / "00000.png", np.zeros((H, W), np.uint8))
+    write_index_png(out / "synthetic-999" / "00000.png", np.zeros((H, W), np.uint8))
     capsys.readouterr()
     monkeypatch.setattr(FakeSegmenter, "manifest", SimpleNamespace(fingerprint="ffffffffffff"))
     assert run_engine(root, out, "--no-progress") == 2

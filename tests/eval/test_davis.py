@@ -12,7 +12,7 @@ import pytest
 from simvos_trt.errors import InputError
 from simvos_trt.eval import davis
 from simvos_trt.eval.metrics import Statistics, global_scores
-from simvos_trt.runtime.png import davis_palette
+from simvos_trt.runtime.png import davis_palette, write_index_png
 
 
 def write_sequence(root: Path, name: str, labels: np.ndarray) -> None:
@@ -25,13 +25,13 @@ def write_sequence(root: Path, name: str, labels: np.ndarray) -> None:
     ann_dir.mkdir(parents=True)
     for t, lab in enumerate(labels):
         cv2.imwrite(str(img_dir / f"{t:05d}.jpg"), np.full((*lab.shape, 3), 128, np.uint8))
-        davis.write_palette_png(ann_dir / f"{t:05d}.png", lab)
+        write_index_png(ann_dir / f"{t:05d}.png", lab)
 
 
 def write_results(results: Path, name: str, labels: np.ndarray) -> None:
     (results / name).mkdir(parents=True)
     for t, lab in enumerate(labels):
-        davis.write_palette_png(results / name / f"{t:05d}.png", lab)
+        write_index_png(results / name / f"{t:05d}.png", lab)
 
 
 @pytest.fixture()
@@ -55,22 +55,19 @@ def test_palette_known_colours():
     assert pal[255].tolist() == [224, 224, 192]
 
 
-def test_palette_png_round_trip_is_atomic(tmp_path: Path):
+def test_annotation_pngs_round_trip(tmp_path: Path):
+    """The runtime's mask writer gives DAVIS palette PNGs that the scorer reads back unchanged."""
     from PIL import Image
 
     labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
     path = tmp_path / "m.png"
-    davis.write_palette_png(path, np.zeros((3, 4), np.int64))
-    davis.write_palette_png(path, labels)  # replaces the first file
+    write_index_png(path, np.zeros((3, 4), np.uint8))
+    write_index_png(path, labels)  # replaces the first file
     with Image.open(path) as img:
         assert img.mode == "P"
         assert img.getpalette()[:6] == [0, 0, 0, 128, 0, 0]
     np.testing.assert_array_equal(davis.read_label_png(path), labels)
     assert [p.name for p in tmp_path.iterdir()] == ["m.png"]  # no temporary file left
-    with pytest.raises(InputError, match=r"\[0, 255\]"):
-        davis.write_palette_png(path, labels.astype(np.int64) + 250)
-    with pytest.raises(InputError, match="integer"):
-        davis.write_palette_png(path, labels.astype(np.float32))
 
 
 def test_perfect_and_partly_wrong_predictions(tiny):
@@ -157,7 +154,7 @@ def test_sequence_with_an_unannotated_frame(tiny):
 
 def test_sequence_of_mixed_sizes(tiny):
     root, results, _ = tiny
-    davis.write_palette_png(root / "Annotations/480p/seq/00002.png", np.zeros((6, 9), np.uint8))
+    write_index_png(root / "Annotations/480p/seq/00002.png", np.zeros((6, 9), np.uint8))
     with pytest.raises(InputError, match=r"00002.png is \(6, 9\).*must share one size"):
         davis.evaluate(root, results)
 
@@ -178,7 +175,7 @@ def test_missing_predictions(tiny):
 def test_prediction_of_the_wrong_size(tiny):
     root, results, gt = tiny
     write_results(results, "seq", gt)
-    davis.write_palette_png(results / "seq" / "00001.png", np.zeros((12, 16), np.uint8))
+    write_index_png(results / "seq" / "00001.png", np.zeros((12, 16), np.uint8))
     with pytest.raises(InputError, match=r"frame 00001: prediction is \(12, 16\).*\(6, 8\)"):
         davis.evaluate(root, results)
 

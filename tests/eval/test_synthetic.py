@@ -10,7 +10,7 @@ import pytest
 from synthetic_davis import make_dataset
 
 from simvos_trt.eval import davis
-from simvos_trt.runtime.png import davis_palette
+from simvos_trt.runtime.png import davis_palette, write_index_png
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_all_background_prediction(dataset, tmp_path: Path):
     for seq in made:
         (tmp_path / seq.name).mkdir()
         for t in range(8):
-            davis.write_palette_png(tmp_path / seq.name / f"{t:05d}.png", np.zeros((96, 160), np.uint8))
+            write_index_png(tmp_path / seq.name / f"{t:05d}.png", np.zeros((96, 160), np.uint8))
     ev = davis.evaluate(root, tmp_path)
     # Scored frames 1..6. Objects 1 and 2 are in every frame: an empty prediction gives
     # J = 0 (empty intersection) and F = 0 (predicted boundary empty, gt's not).

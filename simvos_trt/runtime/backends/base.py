@@ -68,10 +68,6 @@ class Backend(Closing, abc.ABC):
             self._close()
             self._is_open = False
 
-    @property
-    def is_open(self) -> bool:
-        return self._is_open
-
     def run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         """Run ``graph`` on ``inputs`` (name -> handle); returns output name -> handle. InputError for a missing,
         unexpected or misshapen input (objects: 1..``object_limit(graph)``), BackendError when closed."""
