@@ -1,8 +1,8 @@
-"""simvos-bench: measure the runtime's per-frame step over the paper's configurations (examples:
-``bench/README.md``); each backend's results go to ``<results>/<date>-<host>-<backend>/``, rewritten after every row.
+"""simvos-bench: measure SimVOS's per-frame step over the paper's Table 2/3 configurations or a custom grid and
+report FPS, speedups against the paper's and the FLOP model's, and a Figure 5 plot (examples:
+simvos_trt/bench/README.md); each backend's results go to <results>/<date>-<host>-<backend>/, rewritten after every row.
 
-Exit codes: 0 done; 1 some rows failed; 2 bad options; 3 no backend could run here; 130 interrupted.
-"""
+Exit codes: 0 done; 1 some rows failed; 2 bad options; 3 no backend could run here; 130 interrupted."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
 from ..io import ensure_writable, write_atomic
-from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
+from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
 
 EXIT_FAILED = 1
 DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]], "precision": "fp32"}
@@ -67,11 +67,7 @@ def positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="simvos-bench",
-        description="Measure SimVOS's per-frame step over the paper's Table 2/3 configurations or a custom grid "
-        "and report FPS, speedups against the paper's and the FLOP model's, and a Figure 5 plot.",
-        formatter_class=HelpFormatter)
+    p = command_parser("simvos-bench", __doc__)
     g = p.add_argument_group("what to sweep (default: --table 2)")
     g.add_argument("--table", type=int, choices=(2, 3), action="append",
                    help="the paper's Table 2 (L, with and without TR) or 3 (Kf/Kb at L=4); repeatable")

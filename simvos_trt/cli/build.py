@@ -1,9 +1,12 @@
-"""simvos-build: TensorRT engines for an export folder, with TensorRT or TensorRT-RTX.
+"""simvos-build: build one strongly typed TensorRT engine per graph of an export folder (FP16 or FP32 as exported),
+with TensorRT or TensorRT-RTX, reusing engines built with the same settings.
 
     simvos-build engines/BS-480x864                          # the graphs' precision (simvos-export --precision)
     simvos-build engines/BS-480x864 --library tensorrt_rtx --compute-capability 8.0 8.6
-    simvos-build engines/BS-480x864 --graphs query_encoder aggregate --force   # exit codes: docs/tensorrt.md
-"""
+    simvos-build engines/BS-480x864 --graphs query_encoder aggregate --force
+
+Exit codes: 0 done; 2 a bad folder, bad options or a failed build; 3 no TensorRT library (or, for TensorRT, no GPU)
+here; 4 verification failed; 130 interrupted."""
 
 from __future__ import annotations
 
@@ -20,15 +23,13 @@ from ..errors import BackendError, InputError, MissingDependencyError
 from ..export.trt_build import BuildEvent, BuildStatus, build_engines
 from ..trt.library import CHOICES
 from ..trt.plan import BuildSettings, cc_text, parse_cc
-from .common import EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
+from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
 
 EXIT_VERIFY = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simvos-build", formatter_class=HelpFormatter,
-                                description="Build one strongly typed engine per graph of an export folder "
-                                "(FP16 or FP32 as exported), reusing engines built with the same settings.")
+    p = command_parser("simvos-build", __doc__)
     p.add_argument("folder", type=Path, metavar="DIR", help="export folder (with manifest.json)")
     p.add_argument("--library", choices=CHOICES, default="auto", help="auto: TensorRT (builds for the GPU here) "
                    "when installed, else TensorRT-RTX (ahead of time, for --compute-capability)")

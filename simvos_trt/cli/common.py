@@ -15,10 +15,21 @@ EXIT_OK, EXIT_ERROR, EXIT_MISSING, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except for options that stay unset unless given (default None)."""
+    """Shows each option's default (none for options unset unless given); reflows prose, keeps indented examples."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         return action.help if action.default is None else super()._get_help_string(action)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text  # (zero-argument super() does not work inside the generator)
+        return "\n\n".join(p if p.startswith(" ") else fill(p, width, indent) for p in text.split("\n\n"))
+
+
+def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of command ``prog``: its module docstring's first paragraph above the options, the rest
+    (examples, exit codes) below them."""
+    about, _, more = (doc or "").partition("\n\n")
+    return argparse.ArgumentParser(prog=prog, description=about, epilog=more or None, formatter_class=HelpFormatter)
 
 
 def flag(parser: Any, *names: str, text: str, default: bool | None = False) -> None:

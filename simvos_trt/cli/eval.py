@@ -1,7 +1,7 @@
-"""simvos-eval: DAVIS 2017 J&F of an export folder, of a folder of predictions, or the difference of two runs.
+"""simvos-eval: score video object segmentation on DAVIS 2017 (semi-supervised J&F, the official toolkit's numbers
+and CSV files) of an export folder, of a folder of predictions, or the difference of two runs.
 
-Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted (the same command resumes).
-"""
+Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted (the same command resumes)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from ..io import check_not_input
 from ..tables import fmt, render
-from .common import EXIT_OK, add_output_options, flag, run_command
+from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
 
 PROG = "simvos-eval"
 INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same command resumes "
@@ -22,11 +22,10 @@ INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Score video object segmentation on DAVIS 2017 "
-                                "(semi-supervised J&F, the official toolkit's numbers and CSV files).")
+    p = command_parser(PROG, __doc__)
     p.add_argument("--davis-root", type=Path, metavar="DIR", help="DAVIS root holding JPEGImages/480p, "
                    "Annotations/480p and ImageSets/2017/<split>.txt (needed with --engine-dir and --results)")
-    p.add_argument("--split", default="val", help="split list ImageSets/2017/<split>.txt [default val]")
+    p.add_argument("--split", default="val", help="split list ImageSets/2017/<split>.txt")
     m = p.add_argument_group("what to score (one of)").add_mutually_exclusive_group(required=True)
     m.add_argument("--engine-dir", type=Path, metavar="DIR", help="export folder: segment the split, then score")
     m.add_argument("--results", type=Path, metavar="DIR", help="predicted palette PNGs <DIR>/<seq>/<frame>.png")
@@ -34,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two scored results folders: J&F of B minus A per object and globally")
     s = p.add_argument_group("segmentation (with --engine-dir)")
     s.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="auto",
-                   help="auto: TensorRT when usable, else ONNX Runtime [default auto]")
+                   help="auto: TensorRT when usable, else ONNX Runtime")
     s.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per graph (default: all cores)")
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
     flag(s, "--force", text="segment complete sequences again (they are skipped, "

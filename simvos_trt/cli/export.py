@@ -1,8 +1,11 @@
-"""simvos-export: SimVOS -> static ONNX graphs (+ manifest), checked for TensorRT.
+"""simvos-export: export SimVOS to static ONNX graphs with a manifest, checked for TensorRT, then build the engines
+where a TensorRT library can. Options override a --recipe, which overrides the defaults.
 
     simvos-export --variant BS --checkpoint simvos_bs.pth --height 480 --width 864  # without: random weights
     simvos-export --recipe export/bs.json     # or: simvos-export --check engines/bs (re-check an export folder)
-"""
+
+Exit codes: 0 done; 1 --check found problems; 2 bad options, input or a failed export; 3 --require-engine and no
+engine can be built here; 130 interrupted."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from ..errors import BackendError, ExportError, InputError, MissingDependencyErr
 from ..io import Owner, claim_folder
 from ..manifest import Weights
 from ..tables import render
-from .common import EXIT_MISSING, EXIT_OK, HelpFormatter, add_output_options, flag, run_command
+from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
                             "uint8_input": True, "seed": 1, "precision": "auto"}
@@ -36,9 +39,7 @@ MAX_TOKENS = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simvos-export", formatter_class=HelpFormatter,
-                                description="Export SimVOS to checked static ONNX graphs with a manifest. Options "
-                                "override a --recipe, which overrides the defaults.")
+    p = command_parser("simvos-export", __doc__)
     g = p.add_argument_group("model")
     g.add_argument("--variant", choices=sorted(PRESETS), help="paper preset: B, L (ViT-B/L, L=0), BS (ViT-B, L=4, "
                    "token refinement 384/384), T (tiny, for tests and CPU benchmarks) [default BS]")

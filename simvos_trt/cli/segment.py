@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io import Owner, check_not_input, claim_folder, write_owner
 from ..runtime.backends import AUTO, BACKENDS
-from .common import EXIT_OK, add_output_options, flag, run_command
+from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
 
 if TYPE_CHECKING:
     from ..runtime.session import Video
@@ -25,7 +25,7 @@ PROG = "simvos-segment"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
+    p = command_parser(PROG, __doc__)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--engine-dir", type=Path, metavar="DIR",
                        help="export folder written by simvos-export (manifest.json and the graphs)")
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write an MP4 (mp4v: an odd last row or column is dropped) of the masks blended in")
     p.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
                    help="auto: TensorRT when installed, on a GPU, with engines built for it (simvos-build), else "
-                   "ONNX Runtime; torch needs the 'torch' extra and the exported checkpoint [default auto]")
+                   "ONNX Runtime; torch needs the 'torch' extra and the exported checkpoint")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
     flag(p, "--bgr", default=True, text="decoded frames are in OpenCV's BGR order; --no-bgr passes the channels as "

@@ -13,27 +13,27 @@ import threading
 from pathlib import Path
 
 from ..runtime.backends import AUTO, BACKENDS
-from .common import EXIT_OK, flag, run_command
+from .common import EXIT_OK, command_parser, flag, run_command
 
 PROG = "simvos-serve"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
+    p = command_parser(PROG, __doc__)
     p.add_argument("--engine-dir", type=Path, required=True, metavar="DIR",
                    help="export folder written by simvos-export (manifest.json and the graphs)")
     p.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
                    help="auto: TensorRT when installed, on a GPU, with engines built for it; else ONNX Runtime")
-    p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port [default 8000]")
+    p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port")
     p.add_argument("--grpc-port", type=int, default=8001,
-                   help="Triton's gRPC port, for simvos-segment --server and the Python client [default 8001]")
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port [default 8002]")
+                   help="Triton's gRPC port, for simvos-segment --server and the Python client")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port")
     p.add_argument("--instances", type=int, default=1,
-                   help="Triton model instances: requests of that many videos run at once [default 1]")
+                   help="Triton model instances: requests of that many videos run at once")
     p.add_argument("--idle-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="close a video after this long without a request (a client gone) [default 60]")
+                   help="close a video after this long without a request (a client gone)")
     p.add_argument("--max-videos", type=int, default=64,
-                   help="open videos at most; starting one more is refused until one ends [default 64]")
+                   help="open videos at most; starting one more is refused until one ends")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
     p.add_argument("--triton-log", type=Path, default=None, metavar="FILE",
