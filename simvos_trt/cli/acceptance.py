@@ -1,15 +1,13 @@
-"""simvos-acceptance: the GPU acceptance run in one command (steps: ``bench/README.md``).
+"""simvos-acceptance: the GPU acceptance run in one command: FP16 engines of SimVOS-BS and -B verified against
+ONNX Runtime, golden labels compared, throughput measured, a report written (steps: simvos_trt/bench/README.md).
 
-Exit codes: 0 passed; 1 a check failed; 2 bad options or an error; 3 TensorRT, cuda-python, a GPU or torch missing.
-"""
+Exit codes: 0 passed; 1 a check failed; 2 bad options or an error; 3 TensorRT, cuda-python, a GPU or torch missing."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import functools
 import logging
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,15 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..bench.results import dated_name
 from ..bench.sweep import load_paper_tables
 from ..errors import BackendError, MissingDependencyError, require
 from ..io import Owner, claim_folder, write_atomic, write_json_atomic, write_owner
 from ..tables import fmt, render
 from .common import EXIT_ERROR as EXIT_ERROR
-from .common import EXIT_MISSING, HelpFormatter, flag, run_command
+from .common import EXIT_MISSING, command_parser, flag, run_command
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +99,6 @@ def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def default_out(now: _dt.datetime | None = None, host: str | None = None) -> Path:
-    """``benchmarks/results/<date>-<host>-acceptance``."""
-    date = (now or _dt.datetime.now(_dt.UTC)).date()
-    return Path("benchmarks") / "results" / dated_name(host or socket.gethostname(), "acceptance", date)
-
-
 def environment(device: int) -> dict[str, Any]:
     """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / BackendError."""
     from ..bench.hardware import host_info, nvidia_driver
@@ -154,7 +144,7 @@ def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int]
     report = verify_engines(folder, objects=objects, device=device)
     say(report.table())
     return {"build_seconds": round(time.perf_counter() - t0, 1), "verification": report.to_dict(),
-            "verification_table": report.markdown()}
+            "verification_table": report.table(markdown=True)}
 
 
 def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -170,19 +160,15 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
     """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
     from ..bench.gpukit import load_golden
-    from ..eval.engines import label_agreement
-    from ..runtime import VideoSegmenter
+    from ..eval.engines import video_agreement
 
     meta, model, d = load_golden(path)
     frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
     H, W = meta["padded_size"]
     folder = export(model.config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None, model)
     engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
-    with VideoSegmenter.open(folder, "tensorrt", device=device) as seg:
-        got = [np.asarray(x) for x in seg.segment(frames, first_mask)]
-    with VideoSegmenter.open(folder, "onnxruntime", providers=["CPUExecutionProvider"]) as ref:
-        ort = [np.asarray(x) for x in ref.segment(frames, first_mask)]
-    vs_ref, vs_ort = label_agreement(got, labels), label_agreement(got, ort)
+    vs_ref = video_agreement(folder, frames, first_mask, device=device, reference=labels)
+    vs_ort = video_agreement(folder, frames, first_mask, device=device)  # vs ONNX Runtime on the same graphs
     say(f"  golden {path.stem}: {vs_ref.mean:.4f} of the pixels as the reference, {vs_ort.mean:.4f} as ONNX Runtime")
     return {"case": path.stem, "size": [int(s) for s in frames.shape[1:3]], "engine_size": [H, W],
             "vs_reference": vs_ref.to_dict(), "vs_onnxruntime": vs_ort.to_dict(),
@@ -191,12 +177,10 @@ def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="The GPU acceptance run: FP16 engines of SimVOS-BS and -B "
-                                "verified, golden labels compared, throughput measured, a report written.",
-                                formatter_class=HelpFormatter)
+    p = command_parser(PROG, __doc__)
     p.add_argument("--checkpoint-bs", type=Path, help="official SimVOS-BS checkpoint [default: random weights]")
     p.add_argument("--checkpoint-b", type=Path, help="official SimVOS-B checkpoint [default: random weights]")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the models to accept")
     p.add_argument("--height", type=int, default=480, help="engine height")
     p.add_argument("--width", type=int, default=864, help="engine width")
     p.add_argument("--video-width", type=int, default=854, help="throughput video width (DAVIS 854x480)")
@@ -230,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
               file=sys.stderr)
         return EXIT_MISSING
-    out = args.out or default_out(host=stamp.get("host"))
+    out = args.out or Path("benchmarks/results") / dated_name(stamp["host"], "acceptance")
     claim_folder(out, Owner(PROG), inputs=[args.golden, args.checkpoint_bs, args.checkpoint_b])
     write_owner(out, Owner(PROG))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}

@@ -179,9 +179,6 @@ class EngineReport:
         return render(["graph", "objects", "output", "max abs", "max rel", "rel l2", "tolerance", "result"], body,
                       markdown)
 
-    def markdown(self) -> str:
-        return self.table(markdown=True)
-
     def to_dict(self) -> dict[str, Any]:
         worst = self.worst
         return {"folder": self.folder, "precision": self.precision, "passed": self.passed,
@@ -295,7 +292,7 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
 
 
 def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, device: int = 0,
-                    reference: Sequence[np.ndarray] | None = None) -> Agreement:
+                    reference: Sequence[np.ndarray] | np.ndarray | None = None) -> Agreement:
     """Labels of the TensorRT runtime vs ONNX Runtime on the same graphs (or vs (T, H, W) ``reference``
     labels) on a (T, H, W, 3) uint8 video from the (H, W) ``first_mask``."""
     from ..runtime import VideoSegmenter

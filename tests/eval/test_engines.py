@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 
+from simvos_trt.bench.results import dated_name
 from simvos_trt.cli import acceptance
 from simvos_trt.errors import BackendError, ExportError, MissingDependencyError
 from simvos_trt.eval.engines import (
@@ -113,7 +114,7 @@ def test_report_names_the_worst_tensor():
     assert table[0].split() == ["graph", "objects", "output", "max", "abs", "max", "rel", "rel", "l2", "tolerance",
                                 "result"]
     assert table[3].split()[:2] == ["joint_decoder_2mem", "2"] and table[3].endswith("FAILED")
-    assert report.markdown().splitlines()[1] == "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    assert report.table(markdown=True).splitlines()[1] == "| --- | --- | --- | --- | --- | --- | --- | --- |"
     json.dumps(report.to_dict(), allow_nan=False)  # finite numbers only
 
 
@@ -178,7 +179,8 @@ def sample_report(passed: bool = True) -> acceptance.AcceptanceReport:
     settings = {"height": 480, "width": 864, "max_objects": 8, "frames": 100, "warmup": 10, "objects": 2}
     report = acceptance.AcceptanceReport(stamp, settings)
     report.variants.append({"variant": "BS", "weights": "random (seed 1)", "paper_fps": 9.9,
-                            "verification": verification.to_dict(), "verification_table": verification.markdown(),
+                            "verification": verification.to_dict(),
+                            "verification_table": verification.table(markdown=True),
                             "throughput": {"median_ms": 41.5, "p90_ms": 44.0, "fps": 24.1}})
     agreement = label_agreement(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint8)).to_dict()
     report.golden.append({"case": "tiny_L0", "vs_reference": agreement, "vs_onnxruntime": agreement,
@@ -209,9 +211,9 @@ def test_a_failed_check_fails_the_report(tmp_path):
     assert "**FAILED**\n- BS: 1 of 1" in md_path.read_text()
 
 
-def test_default_report_folder():
-    now = dt.datetime(2026, 12, 1, 23, 59, tzinfo=dt.UTC)
-    assert str(acceptance.default_out(now, "gpu box.local")) == "benchmarks/results/2026-12-01-gpu-box.local-acceptance"
+def test_report_folder_names_are_safe():
+    assert dated_name("gpu box.local", "acceptance", dt.date(2026, 12, 1)) == "2026-12-01-gpu-box.local-acceptance"
+    assert dated_name("a/../b:c", "tensorrt", dt.date(2026, 1, 2)) == "2026-01-02-a-..-b-c-tensorrt"
 
 
 @pytest.mark.skipif(_gpu_missing() is None, reason="TensorRT and a GPU are here")
