@@ -160,15 +160,16 @@ def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
     """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
     from ..bench.gpukit import load_golden
-    from ..eval.engines import video_agreement
+    from ..eval.engines import label_agreement, segment_labels
 
     meta, model, d = load_golden(path)
     frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
     H, W = meta["padded_size"]
     folder = export(model.config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None, model)
     engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
-    vs_ref = video_agreement(folder, frames, first_mask, device=device, reference=labels)
-    vs_ort = video_agreement(folder, frames, first_mask, device=device)  # vs ONNX Runtime on the same graphs
+    got = segment_labels(folder, frames, first_mask, "tensorrt", device=device)  # run once, compared twice
+    vs_ref = label_agreement(got, labels)
+    vs_ort = label_agreement(got, segment_labels(folder, frames, first_mask, "onnxruntime"))
     say(f"  golden {path.stem}: {vs_ref.mean:.4f} of the pixels as the reference, {vs_ort.mean:.4f} as ONNX Runtime")
     return {"case": path.stem, "size": [int(s) for s in frames.shape[1:3]], "engine_size": [H, W],
             "vs_reference": vs_ref.to_dict(), "vs_onnxruntime": vs_ort.to_dict(),

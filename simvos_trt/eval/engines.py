@@ -291,16 +291,21 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
     return report
 
 
+def segment_labels(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, backend: str,
+                   **options: Any) -> list[np.ndarray]:
+    """(T, H, W) labels of a (T, H, W, 3) uint8 video from its first mask, by ``backend`` (ONNX Runtime: CPU)."""
+    from ..runtime import VideoSegmenter
+
+    if backend == "onnxruntime":
+        options.setdefault("providers", ["CPUExecutionProvider"])
+    with VideoSegmenter.open(folder, backend, verify=False, **options) as seg:
+        return [np.asarray(x) for x in seg.segment(frames, first_mask)]
+
+
 def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, device: int = 0,
                     reference: Sequence[np.ndarray] | np.ndarray | None = None) -> Agreement:
     """Labels of the TensorRT runtime vs ONNX Runtime on the same graphs (or vs (T, H, W) ``reference``
-    labels) on a (T, H, W, 3) uint8 video from the (H, W) ``first_mask``."""
-    from ..runtime import VideoSegmenter
-
-    folder = Path(folder)
+    labels), by ``segment_labels``."""
     if reference is None:
-        with VideoSegmenter.open(folder, "onnxruntime", verify=False, providers=["CPUExecutionProvider"]) as ref:
-            reference = [np.asarray(x) for x in ref.segment(frames, first_mask)]
-    with VideoSegmenter.open(folder, "tensorrt", verify=False, device=device) as seg:
-        labels = [np.asarray(x) for x in seg.segment(frames, first_mask)]
-    return label_agreement(labels, reference)
+        reference = segment_labels(folder, frames, first_mask, "onnxruntime")
+    return label_agreement(segment_labels(folder, frames, first_mask, "tensorrt", device=device), reference)

@@ -27,10 +27,6 @@ class Placement:
     def resized(self) -> bool:
         return self.scaled != (self.height, self.width)
 
-    @property
-    def engine_size(self) -> tuple[int, int]:
-        return self.padding.padded_size(*self.scaled)
-
     def padding_array(self) -> np.ndarray:
         """(4,) int64 [left, right, top, bottom]: the ``padding`` input of uint8 graphs."""
         p = self.padding

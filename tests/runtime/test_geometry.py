@@ -12,7 +12,8 @@ from simvos_trt.runtime.geometry import frame_size, place, place_mask, prob_to_f
 @pytest.mark.parametrize("size, engine", [((117, 203), (128, 208)), ((480, 854), (480, 864)), ((128, 192), (128, 192))])
 def test_official_padding_when_the_padded_size_is_the_engine_size(size, engine):
     pl = place(*size, *engine)
-    assert not pl.resized and pl.padding == processing.padding_for(*size) and pl.engine_size == engine
+    assert not pl.resized and pl.padding == processing.padding_for(*size)
+    assert pl.padding.padded_size(*pl.scaled) == engine
 
 
 @pytest.mark.parametrize("size, engine, scaled, padding", [
@@ -24,7 +25,7 @@ def test_official_padding_when_the_padded_size_is_the_engine_size(size, engine):
 ])
 def test_other_sizes_are_resized_to_fit_and_padded_evenly(size, engine, scaled, padding):
     pl = place(*size, *engine)
-    assert pl.resized and pl.scaled == scaled and pl.padding == padding and pl.engine_size == engine
+    assert pl.resized and pl.scaled == scaled and pl.padding == padding and pl.padding.padded_size(*pl.scaled) == engine
     np.testing.assert_array_equal(pl.padding_array(), [padding.left, padding.right, padding.top, padding.bottom])
 
 
