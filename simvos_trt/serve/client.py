@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, require
 from ..runtime.backends.base import Closing
-from ..runtime.session import Result, Video, segment_frames
+from ..runtime.video import Result, Video, segment_frames
 from .protocol import LABELS, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, grpc_address, server_message
 
 
