@@ -690,6 +690,32 @@ def test_fake_engines_over_the_onnx_graphs_match_onnx_runtime(monkeypatch, cuda,
     np.testing.assert_array_equal(got, want)
 
 
+def test_fake_engines_on_a_live_video_match_onnx_runtime(monkeypatch, cuda, small_export, tmp_path):
+    """Objects joining (decoded in a batch of their own on the next frame), corrected, removed and joining again:
+    the device-side regrouping (take, concat) of the TensorRT backend gives what ONNX Runtime gives."""
+    folder = tmp_path / "export"
+    onnx_engines(monkeypatch, cuda, small_export.folder, folder)
+    frames, mask = moving_video(7, *SMALL, objects=3)
+
+    def only(t: int, i: int) -> np.ndarray:  # object i of the first mask, moved as the video moves it
+        return np.where(np.roll(mask, t, axis=1) == i, i, 0).astype(np.uint8)
+
+    masks = {0: only(0, 1), 2: only(2, 2), 3: only(3, 1), 5: only(5, 3)}
+
+    def run(backend: str, **options: Any) -> list[np.ndarray]:
+        with VideoSegmenter.open(folder, backend, **options) as seg:
+            video = seg.video()
+            out = [video.start(frames[0], masks[0])]
+            for t in range(1, len(frames)):
+                if t == 4:
+                    video.remove_objects([2])
+                out.append(video.step(frames[t], masks.get(t)))
+            assert video.object_ids.tolist() == [1, 3]
+        return out
+
+    np.testing.assert_array_equal(np.stack(run("tensorrt")), np.stack(run("onnxruntime", threads=1)))
+
+
 def test_verify_engines_and_video_agreement_with_fake_engines(monkeypatch, cuda, small_export, tmp_path):
     from simvos_trt.eval.engines import verify_engines, video_agreement
 
