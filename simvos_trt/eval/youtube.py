@@ -133,8 +133,8 @@ def _video_files(folder: Path, all_frames: Path | None, name: str, where: str) -
     stems = {p.stem for p in frames}
     absent = [p.stem for p in listed if p.stem not in stems]
     if absent:
-        raise InputError(f"{where}: {all_frames / name} lacks {len(absent)} of the listed frames, first "
-                         f"{absent[0]}; pass the all-frames folder of the same split")
+        raise InputError(f"{where}: {len(absent)} of its listed frames are not in the all-frames folder "
+                         f"{all_frames}, first {absent[0]}; pass the all-frames folder of the same split")
     anns = sorted((folder / ANNOTATIONS / name).glob("*.png"), key=lambda p: natural_key(p.name))
     if not anns:
         raise InputError(f"{where}: no annotation in {folder / ANNOTATIONS / name}; give each object's mask "
@@ -197,13 +197,13 @@ def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folde
     for path in files.frames:
         mask = starts.get(path.stem)  # (H, W) uint8, or None
         try:
-            if session is None and mask is None:
-                labels = empty
-            elif session is None:
+            if session is None and mask is not None:
                 session = segmenter.video()
                 labels = session.start(read_frame(path), mask, bgr=True)
-            else:
+            elif session is not None:
                 labels = session.step(read_frame(path), mask=mask)
+            else:
+                labels = empty
         except InputError as exc:
             raise InputError(f"{where}, frame {path.stem}: {exc}") from exc
         if path.stem in saved:

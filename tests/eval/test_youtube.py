@@ -282,7 +282,7 @@ def test_bad_options_and_outputs(valid, tmp_path, fake, capsys):
     all_frames = root / "valid_all_frames" / "JPEGImages"
     (all_frames / "synthetic-000" / "00020.jpg").unlink()
     assert run(root, tmp_path / "o1", "--all-frames", str(all_frames)) == 2
-    assert "lacks 1 of the listed frames, first 00020" in one_line_error(capsys)
+    assert "1 of its listed frames are not in the all-frames folder" in one_line_error(capsys)
     assert run(root, tmp_path / "o2", "--zip", str(root / "valid" / "a.zip")) == 2
     err = one_line_error(capsys)
     assert "--zip" in err and "lies inside the input" in err
