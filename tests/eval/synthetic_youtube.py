@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from synthetic_davis import _background, _outline, _render_image, _wanderer
 
+from simvos_trt.eval.metrics import boundary_f_measure, global_scores, region_similarity, statistics
 from simvos_trt.runtime.png import write_index_png
 
 STEP = 5  # YouTube-VOS lists every 5th frame
@@ -30,6 +31,11 @@ class SyntheticVideo:
     @property
     def listed(self) -> list[int]:
         return list(range(0, len(self.labels), STEP))
+
+    def first_mask(self, t: int) -> np.ndarray:
+        """(H, W) uint8: the objects that first appear at frame t, as annotated there."""
+        new = [k for k, s in self.starts.items() if s == t]
+        return np.where(np.isin(self.labels[t], new), self.labels[t], 0).astype(np.uint8)
 
 
 def _render(shapes: list, starts: tuple[int, ...], t: int, height: int, width: int) -> np.ndarray:
@@ -66,6 +72,7 @@ def make_youtube(root: str | os.PathLike[str], split: str = "valid", frames: int
         rng = np.random.default_rng([seed, i])
         name = f"synthetic-{i:03d}"
         shapes, labels = _video(rng, frames, height, width, video_starts)
+        video = SyntheticVideo(name, {k: s for k, s in enumerate(video_starts, start=1)}, labels)
         background = _background(rng, height, width)
         folders = [root / split / "JPEGImages" / name, root / split / "Annotations" / name,
                    root / f"{split}_all_frames" / "JPEGImages" / name]
@@ -76,16 +83,31 @@ def make_youtube(root: str | os.PathLike[str], split: str = "valid", frames: int
             cv2.imwrite(str(folders[2] / f"{t:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if t % STEP == 0:
                 cv2.imwrite(str(folders[0] / f"{t:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-                new = [k for k, s in enumerate(video_starts, start=1) if s == t]
                 if dense and t >= min(video_starts):
                     write_index_png(folders[1] / f"{t:05d}.png", labels[t])
-                elif new:  # only the objects that first appear here
-                    first = np.where(np.isin(labels[t], new), labels[t], 0).astype(np.uint8)
-                    write_index_png(folders[1] / f"{t:05d}.png", first)
-        video = SyntheticVideo(name, {k: s for k, s in enumerate(video_starts, start=1)}, labels)
+                elif t in video_starts:  # only the objects that first appear here
+                    write_index_png(folders[1] / f"{t:05d}.png", video.first_mask(t))
         meta[name] = {"objects": {str(k): {"category": "shape", "frames": [f"{t:05d}" for t in video.listed
                                                                            if (labels[t] == k).any()]}
                                   for k in video.starts}}
         made.append(video)
     (root / split / "meta.json").write_text(json.dumps({"videos": meta}))
     return made
+
+
+def reference_scores(videos: list[SyntheticVideo], preds: dict[str, dict[int, np.ndarray]]) -> tuple[list[float], dict]:
+    """The global row and each object's (J-Mean, F-Mean) ("<video>_<id>") of predictions (video -> frame ->
+    (H, W) labels), from the metrics functions over the listed frames after the object's first appearance."""
+    j_stats, f_stats, objects = [], [], {}
+    for v in videos:
+        for k, start in v.starts.items():
+            frames = [t for t in v.listed if t > start]
+            if not frames:
+                continue
+            gt, pred = v.labels, preds[v.name]
+            j = statistics(np.array([float(region_similarity(gt[t] == k, pred[t] == k)) for t in frames]))
+            f = statistics(np.array([boundary_f_measure(gt[t] == k, pred[t] == k) for t in frames]))
+            j_stats.append(j)
+            f_stats.append(f)
+            objects[f"{v.name}_{k}"] = (j.mean, f.mean)
+    return list(global_scores(j_stats, f_stats).row()), objects

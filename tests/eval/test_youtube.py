@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 from fake_segmenter import patch_open
 from PIL import Image
-from synthetic_youtube import STEP, SyntheticVideo, make_youtube
+from synthetic_youtube import STEP, SyntheticVideo, make_youtube, reference_scores
 
 from simvos_trt.cli.eval import main
-from simvos_trt.eval.metrics import boundary_f_measure, global_scores, region_similarity, statistics
 from simvos_trt.runtime.png import write_index_png
 
 T, H, W = 31, 48, 64
@@ -167,24 +166,6 @@ def test_resume_after_an_interruption_and_an_incomplete_video(valid, tmp_path, f
 # ---------------------------------------------------------------- J&F where ground truth exists
 
 
-def expected(videos: list[SyntheticVideo], preds: dict[str, dict[int, np.ndarray]]) -> tuple[list[float], dict]:
-    """The global row and each object's (J-Mean, F-Mean), from the metrics functions over the listed frames
-    after the object's first appearance (the generator's starts)."""
-    j_stats, f_stats, objects = [], [], {}
-    for v in videos:
-        for k, start in v.starts.items():
-            frames = [t for t in v.listed if t > start]
-            if not frames:
-                continue
-            gt, pred = v.labels, preds[v.name]
-            j = statistics(np.array([float(region_similarity(gt[t] == k, pred[t] == k)) for t in frames]))
-            f = statistics(np.array([boundary_f_measure(gt[t] == k, pred[t] == k) for t in frames]))
-            j_stats.append(j)
-            f_stats.append(f)
-            objects[f"{v.name}_{k}"] = (j.mean, f.mean)
-    return list(global_scores(j_stats, f_stats).row()), objects
-
-
 def write_results(folder: Path, preds: dict[str, dict[int, np.ndarray]]) -> None:
     for name, frames in preds.items():
         (folder / "Annotations" / name).mkdir(parents=True, exist_ok=True)
@@ -204,7 +185,7 @@ def test_j_and_f_per_object_after_its_first_appearance(tmp_path, capsys):
     write_results(results, preds)
     assert main(["--youtube-root", str(root), "--split", "train", "--results", str(results), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    want_global, want = expected(videos, preds)
+    want_global, want = reference_scores(videos, preds)
     assert list(s["global"].values()) == pytest.approx(want_global, abs=1e-12)
     assert [o["object"] for o in s["per_sequence"]] == [f"synthetic-00{i}_{k}" for i in (0, 1) for k in (1, 2, 3)]
     for o in s["per_sequence"]:
