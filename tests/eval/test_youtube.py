@@ -203,6 +203,12 @@ def test_j_and_f_per_object_after_its_first_appearance(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "Per-video results:" in table and "synthetic-001_3" in table
 
+    (root / "train" / "Annotations" / "synthetic-001" / "00015.png").unlink()  # no longer every listed frame
+    assert main(["--youtube-root", str(root), "--split", "train", "--results", str(results), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert [o["object"] for o in s["per_sequence"]] == ["synthetic-000_1", "synthetic-000_2", "synthetic-000_3"]
+    assert s["global"]["J-Mean"] == pytest.approx(np.mean([want[f"synthetic-000_{k}"][0] for k in (1, 2, 3)]))
+
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, files intact
 
