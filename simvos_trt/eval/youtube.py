@@ -152,24 +152,34 @@ def _video_files(folder: Path, all_frames: Path | None, name: str, where: str) -
     return VideoFiles(name, tuple(p.stem for p in listed), tuple(frames), {p.stem: p for p in anns})
 
 
-def object_starts(files: VideoFiles, where: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """The masks given to the model: for each annotated frame where objects first appear, the (H, W) uint8
-    labels of only those objects (an object's later annotations are ground truth, never input); and the
-    first annotation's (P, 3) palette (None if grayscale)."""
-    starts: dict[str, np.ndarray] = {}
-    seen: list[int] = [0]
-    palette = None
+@dataclass(frozen=True)
+class FirstMasks:
+    """What a video's annotations give the model: for each annotated frame where objects first appear, the
+    (H, W) uint8 labels of only those objects (an object's later annotations are ground truth, never input)."""
+
+    masks: dict[str, np.ndarray]  # frame -> the objects that first appear there, in frame order
+    palette: np.ndarray | None  # (P, 3) uint8 of the first annotation (None if grayscale)
+    revisited: bool  # some object is annotated again after its first frame (ground truth, as in train)
+
+
+def first_masks(files: VideoFiles, where: str) -> FirstMasks:
+    """Read the annotations of ``files`` (``where`` starts an error message)."""
+    masks: dict[str, np.ndarray] = {}
+    seen: list[int] = []
+    palette, revisited = None, False
     for i, (stem, path) in enumerate(files.annotations.items()):
         try:
             ann = read_index_png(path)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from exc
         palette = ann.palette if i == 0 else palette
-        new = np.setdiff1d(np.unique(ann.labels), seen)  # ids first seen here
+        objects = np.setdiff1d(np.unique(ann.labels), [0])
+        new = np.setdiff1d(objects, seen)  # ids first seen here
+        revisited = revisited or len(new) < len(objects)  # some object was annotated before
         if new.size:
-            starts[stem] = np.where(np.isin(ann.labels, new), ann.labels, 0).astype(np.uint8)
+            masks[stem] = np.where(np.isin(ann.labels, new), ann.labels, 0).astype(np.uint8)
             seen += new.tolist()
-    return starts, palette
+    return FirstMasks(masks, palette, revisited)
 
 
 def segment_video(segmenter: VideoSegmenter, ds: YouTubeVOS, name: str, out: Path, *, force: bool = False,
@@ -188,14 +198,14 @@ def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folde
     """Segment every frame of ``files``: all 0 before the first object, then each object from its first mask
     (the first via ``start``, later ones joining through ``step``); write the ``saved`` frames."""
     where = ds.where(files.name)
-    starts, palette = object_starts(files, where)
-    if not starts:
+    given = first_masks(files, where)
+    if not given.masks:
         log.warning("%s: no object in its annotations; writing empty predictions", where)
     fresh_folder(folder)
     empty = np.zeros(image_size(files.frames[0]), np.uint8)  # (H, W)
     session = None
     for path in files.frames:
-        mask = starts.get(path.stem)  # (H, W) uint8, or None
+        mask = given.masks.get(path.stem)  # (H, W) uint8, or None
         try:
             if session is None and mask is not None:
                 session = segmenter.video()
@@ -207,7 +217,7 @@ def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folde
         except InputError as exc:
             raise InputError(f"{where}, frame {path.stem}: {exc}") from exc
         if path.stem in saved:
-            write_index_png(folder / f"{path.stem}.png", labels, palette)
+            write_index_png(folder / f"{path.stem}.png", labels, given.palette)
     return len(files.frames)
 
 
@@ -222,10 +232,13 @@ def segment_youtube(segmenter: VideoSegmenter, ds: YouTubeVOS, out: str | os.Pat
                    lambda name: segment_video(segmenter, ds, name, out, force=force, save_all=save_all), progress)
 
 
-def has_ground_truth(files: VideoFiles) -> bool:
-    """Whether every listed frame from the first annotated one on is annotated (the train split's layout)."""
+def has_ground_truth(files: VideoFiles, where: str) -> bool:
+    """Whether the annotations are ground truth to score against (the train split's layout): every listed frame
+    from the first annotated one on is annotated, and some object is annotated again after its first frame
+    (in valid, a video whose objects appear one per listed frame is annotated on every frame too)."""
     first = natural_key(next(iter(files.annotations)))
-    return all(stem in files.annotations for stem in files.listed if natural_key(stem) >= first)
+    dense = all(stem in files.annotations for stem in files.listed if natural_key(stem) >= first)
+    return dense and first_masks(files, where).revisited
 
 
 def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
@@ -243,8 +256,8 @@ def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
 def score_video(files: VideoFiles, results: Path, where: str, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """J and F of each object of a video with ground truth over the listed frames after its first appearance
     (an object first seen on the last listed frame has none and gives no result)."""
-    starts, _ = object_starts(files, where)
-    first = {int(k): natural_key(stem) for stem, mask in starts.items() for k in np.unique(mask) if k}
+    first = {int(k): natural_key(stem) for stem, mask in first_masks(files, where).masks.items()
+             for k in np.unique(mask) if k}
     scored = {k: [s for s in files.listed if natural_key(s) > key] for k, key in first.items()}
     j: dict[int, list[float]] = {k: [] for k in first}
     f: dict[int, list[float]] = {k: [] for k in first}
@@ -267,7 +280,7 @@ def evaluate_youtube(ds: YouTubeVOS, results: str | os.PathLike[str], bound_th: 
     """Score ``<results>/Annotations/<video>/<frame>.png`` of every video with ground truth
     (``has_ground_truth``); None when no video has any (the valid split: the server scores it)."""
     results = Path(results)
-    truth = [f for f in ds.files.values() if has_ground_truth(f)]
+    truth = [f for f in ds.files.values() if has_ground_truth(f, ds.where(f.name))]
     if not truth:
         log.info("%s: no video has ground truth beyond its first masks; nothing to score here", ds.folder)
         return None

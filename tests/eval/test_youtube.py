@@ -20,11 +20,13 @@ from PIL import Image
 from synthetic_youtube import STEP, SyntheticVideo, make_youtube, reference_scores
 
 from simvos_trt.cli.eval import main
+from simvos_trt.errors import InputError
 from simvos_trt.runtime.png import write_index_png
 
 T, H, W = 31, 48, 64
 LISTED = [f"{t:05d}" for t in range(0, T, STEP)]
 EVERY = [f"{t:05d}" for t in range(T)]
+LIMIT = 3  # objects the stand-in session takes
 
 
 class StickySession:
@@ -47,6 +49,8 @@ class StickySession:
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         if self.fail_after is not None and len(self.log) >= self.fail_after:
             raise KeyboardInterrupt
+        if mask is not None and len(np.union1d(self.labels, mask)) > LIMIT + 1:  # as the runtime, which says more
+            raise InputError(f"more objects than the export takes ({LIMIT}); export with a larger --max-objects")
         self.log.append(("step", None if mask is None else sorted(np.unique(mask[mask > 0]).tolist())))
         return self._state(mask)
 
@@ -261,6 +265,27 @@ def test_bad_dataset_fails_before_anything_is_written(valid, tmp_path, fake, cap
     assert run(root, out, "--zip", str(archive)) == 2
     assert message.format(root=root) in one_line_error(capsys)
     assert not out.exists() and not archive.exists() and fake[0] == [] and snapshot(root) == before
+
+
+def test_a_frame_the_runtime_refuses(tmp_path, fake, capsys):
+    """An object beyond the export's limit joins at frame 15: one line naming the video and frame; the PNGs
+    written before it are complete, the other video's too."""
+    root = tmp_path / "yt"
+    make_youtube(root, frames=16, height=H, width=W, starts=((0, 5), (0, 5, 10, 15)))
+    before = snapshot(root)
+    out = tmp_path / "out"
+    assert run(root, out, "--no-progress") == 2
+    err = one_line_error(capsys)
+    assert "video 'synthetic-001', frame 00015: more objects than the export takes (3)" in err
+    written = {v.name: sorted(p.stem for p in v.iterdir()) for v in sorted((out / "Annotations").iterdir())}
+    assert written == {"synthetic-000": ["00000", "00005", "00010", "00015"],
+                       "synthetic-001": ["00000", "00005", "00010"]}
+    assert snapshot(root) == before
+    # annotated on every listed frame, one new object each: valid's layout, not ground truth to score
+    (root / "valid" / "meta.json").write_text('{"videos": {"synthetic-001": {}}}')
+    write_results(out, {"synthetic-001": {15: np.zeros((H, W), np.uint8)}})
+    assert main(["--youtube-root", str(root), "--results", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["global"] is None
 
 
 def test_bad_options_and_outputs(valid, tmp_path, fake, capsys):
