@@ -148,12 +148,12 @@ def score_youtube(args: argparse.Namespace) -> dict[str, Any]:
     if args.zip is not None:
         summary["zip"] = {"path": str(args.zip), "pngs": write_zip(ds, results, args.zip)}
         _say(args, f"wrote {args.zip} ({summary['zip']['pngs']} PNGs) for the evaluation server")
+    out = args.out or results
+    check_not_input(csv_paths(out, args.split)[0], ds.inputs())
+    _say(args, f"scoring {results} where there is ground truth")
     evaluation = evaluate_youtube(ds, results)
     if evaluation is None:
         return {**summary, "csv": None, "global": None, "per_sequence": [], "per_video": []}
-    out = args.out or results
-    check_not_input(csv_paths(out, args.split)[0], ds.inputs())
-    _say(args, f"scored {results}")
     videos = [{"video": v, **{c: _num(x) for c, x in zip(GLOBAL_COLUMNS, s.row(), strict=True)}}
               for v, s in per_video(evaluation).items()]
     return {**summary, "csv": [str(p) for p in write_csvs(evaluation, out)], **_scores(evaluation),
