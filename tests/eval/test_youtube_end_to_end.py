@@ -113,3 +113,33 @@ def test_scores_resume_and_force(export, tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.glob("Annotations/*/*.png")} == stamps
     forced = segment(capsys, root, export, out, "--force", split="train")
     assert not any(r["skipped"] for r in forced["sequences"]) and forced["global"] == s["global"]
+
+
+@pytest.fixture(scope="module")
+def refining_export(tmp_path_factory) -> Path:
+    """A tiny SimVOS with token refinement exported for at most 2 objects: its memory encoder sees every
+    object of a frame, so a third object alive is refused."""
+    from simvos_trt.config import SimVOSConfig
+    from simvos_trt.export.onnx_export import ExportSettings, export_folder
+    from simvos_trt.manifest import Weights
+    from simvos_trt.model import random_model
+
+    folder = tmp_path_factory.mktemp("e2e_export") / "tiny-tr-64x96"
+    model = random_model(SimVOSConfig(backbone="tiny", layer_index=1, token_refinement=True), seed=2)
+    export_folder(model, folder, ExportSettings(H, W, max_objects=2), checkpoint=Weights("random", seed=2))
+    return folder
+
+
+def test_a_late_object_beyond_the_exports_limit(refining_export, tmp_path, capsys):
+    root = tmp_path / "yt"
+    make_youtube(root, frames=16, height=H, width=W, starts=((0, 5), (0, 5, 10)))
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    argv = ["--youtube-root", str(root), "--engine-dir", str(refining_export), "--backend", "onnxruntime",
+            "--threads", "2", "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "video 'synthetic-001', frame 00010: " in err and "--max-objects 3" in err, err
+    written = {v.name: sorted(p.stem for p in v.iterdir()) for v in sorted((out / "Annotations").iterdir())}
+    assert written == {"synthetic-000": ["00000", "00005", "00010", "00015"], "synthetic-001": ["00000", "00005"]}
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
