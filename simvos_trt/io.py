@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -12,10 +13,10 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import OutputError
 
@@ -26,18 +27,26 @@ OWNER_FILE = ".simvos-trt.json"
 PathLike = str | os.PathLike[str]
 
 
-def write_atomic(path: PathLike, data: bytes | str) -> None:
-    """Write ``data`` (str as UTF-8) to a temporary file beside ``path``, then ``os.replace`` it there."""
+@contextlib.contextmanager
+def open_atomic(path: PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: a temporary file beside it, ``os.replace``d there when the
+    block ends without an error (removed otherwise), so ``path`` is never seen half written."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            yield f
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; our files are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: PathLike, data: bytes | str) -> None:
+    """Write ``data`` (str as UTF-8) to ``path`` through ``open_atomic``."""
+    with open_atomic(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def write_json_atomic(path: PathLike, data: Any) -> None:

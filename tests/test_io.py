@@ -17,6 +17,7 @@ from simvos_trt.io import (
     Owner,
     claim_folder,
     interrupt_on_sigterm,
+    open_atomic,
     read_owner,
     staging_folder,
     swap_into_place,
@@ -109,6 +110,17 @@ def test_write_atomic_takes_text_and_bytes(tmp_path):
     assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "é\n" and (tmp_path / "b.bin").read_bytes() == b"\0\1"
     assert oct((tmp_path / "a.txt").stat().st_mode & 0o777) == "0o644"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]
+
+
+def test_open_atomic_leaves_nothing_when_the_block_fails(tmp_path):
+    (tmp_path / "a.zip").write_bytes(b"old")
+    with pytest.raises(RuntimeError), open_atomic(tmp_path / "a.zip") as f:
+        f.write(b"half")
+        raise RuntimeError("stopped")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.zip"] and (tmp_path / "a.zip").read_bytes() == b"old"
+    with open_atomic(tmp_path / "a.zip") as f:
+        f.write(b"new")
+    assert (tmp_path / "a.zip").read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
 
 
 def test_staging_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path, caplog):
