@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .. import __version__
 from ..config import SimVOSConfig
-from ..errors import BackendError, MissingDependencyError, SimVOSError
+from ..errors import DeviceUnavailableError, MissingDependencyError, SimVOSError
 from ..manifest import ManifestError, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from ..runtime.backends import unavailable_reason as runtime_unavailable_reason
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = tuple(b for b in BACKENDS if b != "auto")
 OPSET = 17
 
 #: measure(folder, backend, video, warmup=, frames=, on_gpu=, **options) -> Measurement
@@ -205,8 +204,8 @@ def cuda_support(backend: str) -> str | None:
 
 def unavailable_reason(backend: str, settings: SweepSettings) -> str | None:
     """Why ``backend`` cannot be measured with ``settings`` here, or None if it can be tried."""
-    if backend not in BACKEND_NAMES:
-        return f"unknown backend {backend!r}; expected one of {BACKEND_NAMES}"
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r}; expected one of {BACKENDS}"
     reason = runtime_unavailable_reason(backend)
     if reason is not None or backend == "tensorrt":
         return reason
@@ -287,7 +286,7 @@ def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings
             ensure_engines(folder, say)
         m = measure(folder, backend, video, warmup=s.warmup, frames=s.frames, on_gpu=s.device_of(backend) == "cuda",
                     **s.backend_options(backend))
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:  # cannot run here; any other error failed
         return dataclasses.replace(record, status=UNAVAILABLE, message=str(exc))
     except (SimVOSError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as exc:
         log.exception("measuring %s on %s failed", record.config, backend)

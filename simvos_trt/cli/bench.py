@@ -19,13 +19,13 @@ from ..bench import runner
 from ..bench.costs import check_size
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
 from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep
-from ..bench.runner import BACKEND_NAMES as BACKENDS
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import REFINEMENT_CHOICES, SweepRow, build_sweep, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
 from ..io import ensure_writable, write_atomic
+from ..runtime.backends import BACKENDS
 from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
 
 EXIT_FAILED = 1

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BACKBONES, PRESETS, SimVOSConfig
-from ..errors import BackendError, ExportError, InputError, MissingDependencyError, check_type
+from ..errors import DeviceUnavailableError, ExportError, InputError, MissingDependencyError, check_type
 from ..io import Owner, claim_folder
 from ..manifest import Weights
 from ..tables import render
-from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
+from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, progress_printer, run_command
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
                             "uint8_input": True, "seed": 1, "precision": "auto"}
@@ -156,7 +156,7 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
     inputs = [opts.get(k) for k in ("recipe", "checkpoint", "mae")]
     check_cost(config, settings, opts.get("allow_large", False))
     claim_folder(out, Owner("simvos-export"), inputs=inputs, force=force, replace=True)  # before the slow part
-    say = (lambda *a: None) if as_json else (lambda *a: print(*a, flush=True))
+    say = progress_printer(quiet=as_json)
     t0 = time.perf_counter()
     tr = f"{config.kf}/{config.kb}" if config.token_refinement else "off"
     say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement {tr}) at "
@@ -241,7 +241,7 @@ def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
     try:
         if not select_library().ahead_of_time:
             device_here()  # TensorRT builds on the GPU it builds for
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:
         if args.require_engine:
             print(f"simvos-export: error: --require-engine: {exc}\n  then run: {command}", file=sys.stderr)
             return EXIT_MISSING

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import require
+from ...errors import InputError, require
 from ...manifest import Graph, Manifest, ManifestError, sha256_file
-from .base import Backend, BackendError, Handle
+from .base import Backend, Handle
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class TorchBackend(Backend):
         if half and model is self._model:
             model = copy.deepcopy(model)  # the float16 conversion must not touch the caller's model
         if model.config != self.manifest.config:
-            raise BackendError(f"the model's configuration {model.config} differs from the export's "
+            raise InputError(f"the model's configuration {model.config} differs from the export's "
                                f"{self.manifest.config}; pass the model that was exported")
         m = self.manifest
         self._device = next(model.parameters()).device
@@ -111,7 +111,7 @@ def load_model(manifest: Manifest, device: str | None = None) -> Any:
     elif kind == "random" and ck.seed is not None:
         model = random_model(config, seed=ck.seed)
     else:
-        raise BackendError(f"cannot rebuild the exported weights from the manifest's checkpoint record {ck} "
+        raise InputError(f"cannot rebuild the exported weights from the manifest's checkpoint record {ck} "
                            "(it needs an official or MAE checkpoint's path, or random weights' seed); pass "
                            "model= to the torch backend, or use the onnxruntime backend")
     log.info("torch backend: %s weights (%s)", kind, path or f"seed {ck.seed}")
