@@ -112,7 +112,7 @@ class TimingBackend(Backend):
 
 
 @dataclass(frozen=True)
-class Video:
+class SyntheticVideo:
     """A synthetic video: ``frames`` (T, H, W, 3) uint8 and the first frame's (H, W) uint8 index mask."""
 
     frames: np.ndarray
@@ -123,7 +123,7 @@ class Video:
         return int(self.first_mask.max())
 
 
-def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, seed: int = 0) -> Video:
+def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, seed: int = 0) -> SyntheticVideo:
     """Ellipses of distinct colours bouncing over a smooth textured background; every object (ids
     1..objects) keeps a visible core in the first mask."""
     if objects < 1 or objects > 255:
@@ -150,7 +150,7 @@ def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, s
     for k in range(objects):  # an object fully hidden by later ones still gets its centre pixel
         if not (first_mask == k + 1).any():
             first_mask[int(centre[k, 1]), int(centre[k, 0])] = k + 1
-    return Video(video, first_mask)
+    return SyntheticVideo(video, first_mask)
 
 
 class PeakRSS:
@@ -237,7 +237,7 @@ class Measurement:
         return float(np.median(values)) if values else None
 
 
-def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu: bool,
+def timed_steps(backend: Backend, video: SyntheticVideo, warmup: int, frames: int, on_gpu: bool,
                 proxy: TimingBackend | None = None) -> tuple[list[float], dict[str, list[float]], float | None]:
     """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB); each step
     timed whole with one synchronisation at its end, or with ``proxy`` every graph call timed (the split pass)."""
@@ -265,7 +265,7 @@ def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu
     return step, stages, max(peaks, default=None)
 
 
-def measure_session(backend: Backend, video: Video, *, warmup: int, frames: int,
+def measure_session(backend: Backend, video: SyntheticVideo, *, warmup: int, frames: int,
                     on_gpu: bool = False) -> Measurement:
     """Measure ``backend`` (unopened or opened) on ``video``: start, ``warmup`` untimed steps, ``frames`` timed
     steps; the headline pass, then the split pass over the same frames (``timed_steps``)."""
@@ -283,7 +283,7 @@ def measure_session(backend: Backend, video: Video, *, warmup: int, frames: int,
                        max(peaks) if peaks else None, "cuda" if on_gpu else "cpu", tuple(split_step))
 
 
-def measure_folder(folder: str | Path, backend: str, video: Video, *, warmup: int, frames: int,
+def measure_folder(folder: str | Path, backend: str, video: SyntheticVideo, *, warmup: int, frames: int,
                    on_gpu: bool = False, **options: Any) -> Measurement:
     """Open the export ``folder`` with ``backend`` (``options`` for ``create_backend``) and measure it."""
     from ..manifest import read_manifest

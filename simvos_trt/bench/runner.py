@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import DeviceUnavailableError, MissingDependencyError, SimVOSError
-from ..manifest import ManifestError, Weights, read_manifest
+from ..manifest import ManifestError, Precision, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from ..runtime.backends import unavailable_reason as runtime_unavailable_reason
 from .costs import frame_costs
-from .measure import Measurement, Video, measure_folder, moving_shapes
+from .measure import Measurement, SyntheticVideo, measure_folder, moving_shapes
 from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
 from .sweep import SweepRow
 
@@ -87,7 +87,7 @@ class GraphSpec:
     seed: int = 1
     opset: int = OPSET
     uint8_input: bool = True
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     weights: Weights | None = None
 
     def provenance(self) -> Weights:
@@ -159,7 +159,7 @@ class SweepSettings:
     frames: int = 10
     warmup: int = 2
     backends: tuple[str, ...] = ("onnxruntime",)
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     device: str = "auto"
     engines: Path = Path("engines")
     threads: int | None = None
@@ -238,7 +238,7 @@ def fill(record: RowResult, m: Measurement) -> RowResult:
 
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
               progress: Progress | None = None, measure: Measure = measure_folder,
-              video: Video | None = None) -> None:
+              video: SyntheticVideo | None = None) -> None:
     """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``; with
     ``repeats`` > 1 a row keeps its fastest pass (``ResultFolder.put``) and one unavailable or failed is not retried."""
     say = progress or (lambda event: None)
@@ -279,7 +279,7 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
                 say(RowMeasured(result, n))
 
 
-def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings, video: Video,
+def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings, video: SyntheticVideo,
                  measure: Measure, say: Progress) -> RowResult:
     try:
         if backend == "tensorrt":

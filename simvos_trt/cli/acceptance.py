@@ -122,7 +122,7 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
     """Export ``config`` (weights: ``checkpoint``, else the ``golden`` model, else seeded random) to ``folder``
     as FP16; an export of the same model and settings already there is reused (and so are its engines)."""
     from ..bench.runner import GraphSpec, ensure_graphs
-    from ..manifest import Weights
+    from ..manifest import Precision, Weights
     from ..model.checkpoint import load_official_checkpoint
 
     weights: Weights | None = None
@@ -133,7 +133,7 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
     elif golden is not None:
         weights = Weights("golden")
         model = lambda: golden  # noqa: E731 - the export's weights are this model's
-    spec = GraphSpec(config, height, width, max_objects, precision="fp16", weights=weights)
+    spec = GraphSpec(config, height, width, max_objects, precision=Precision.FP16, weights=weights)
     return ensure_graphs(spec, folder.parent, lambda event: log.info("%s", event), folder, model)
 
 

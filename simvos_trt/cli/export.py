@@ -248,7 +248,8 @@ def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
         note = f"engines not built here ({exc}).\nWhere TensorRT and the GPU are (or TensorRT-RTX), run: {command}"
     else:
         if args.engines or args.require_engine:
-            return build.main([str(opts["out"])] + (["--json"] if args.json else []))
+            build_args = [str(opts["out"])] + (["--json"] if args.json else [])
+            return build.run(build.build_parser().parse_args(build_args))  # logging and signals are set up
         note = f"engines not built (--no-engines); build them with: {command}"
     if not args.json:
         print(note)

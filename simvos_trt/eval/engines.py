@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..manifest import Graph, read_manifest
+from ..manifest import Graph, Precision, read_manifest
 from ..tables import render
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,9 @@ class Tolerance:
         return f"{self.check} abs <= {self.atol:g} or rel <= {self.rtol:g}"
 
 
-def tolerance_for(output: str, dtype: np.dtype[Any], precision: str) -> Tolerance:
+def tolerance_for(output: str, dtype: np.dtype[Any], precision: Precision) -> Tolerance:
     """The tolerance of one output of an engine built from a graph of ``precision``."""
-    half = precision == "fp16"
+    half = precision == Precision.FP16
     if not np.issubdtype(dtype, np.floating):
         return Tolerance(min_agreement=0.98 if half else 0.999)
     if not half:
@@ -138,7 +138,7 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
 
 
 def compare_outputs(graph: str, objects: int, got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
-                    precision: str) -> list[TensorCheck]:
+                    precision: Precision) -> list[TensorCheck]:
     """Every output of one run against the reference; a missing output fails."""
     return [compare(graph, name, objects, got.get(name, np.empty(0)), ref, tolerance_for(name, ref.dtype, precision))
             for name, ref in want.items()]
@@ -149,7 +149,7 @@ class EngineReport:
     """Every output of every engine at each object count, against ONNX Runtime."""
 
     folder: str
-    precision: str
+    precision: Precision
     checks: list[TensorCheck] = field(default_factory=list)
 
     @property

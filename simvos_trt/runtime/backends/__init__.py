@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 #: The backends, and the options each understands (``auto`` passes each backend its own).
 OPTIONS = {"onnxruntime": frozenset({"providers", "threads", "io_binding"}),
-           "torch": frozenset({"model", "device"}),
+           "torch": frozenset({"model", "device", "compile"}),
            "tensorrt": frozenset({"device", "cuda_graphs", "max_buffers", "graphs"})}
 BACKENDS = tuple(OPTIONS)
 AUTO = "auto"
