@@ -183,9 +183,9 @@ def kit_manifest(config: SimVOSConfig, plan: KitPlan, precision: Precision) -> M
     graphs: dict[str, GraphEntry] = {}
     for graph, (inputs, outputs) in GRAPH_TENSORS.items():
         p = graph_precision(graph, precision)
-        specs = [tuple(TensorSpec(n, tensor_dtype(n, p, uint8_input=True), shapes[n]) for n in names)
-                 for names in (inputs, outputs)]
-        graphs[graph] = GraphEntry("", "", *specs, precision=p)
+        inputs_spec = tuple(TensorSpec(n, tensor_dtype(n, p, uint8_input=True), shapes[n]) for n in inputs)
+        outputs_spec = tuple(TensorSpec(n, tensor_dtype(n, p, uint8_input=True), shapes[n]) for n in outputs)
+        graphs[graph] = GraphEntry("", "", inputs_spec, outputs_spec, precision=p)
     return Manifest(config, plan.height, plan.width, uint8_input=True, max_objects=plan.objects, opset=OPSET,
                     checkpoint=Weights("random", seed=1), graphs=graphs, precision=precision)
 
@@ -244,7 +244,6 @@ class Kit:
             record = dataclasses.replace(row_record(row, backend, self.settings(precision)), status=FAILED,
                                          message=f"{type(exc).__name__}: {exc}"[:300])
         finally:
-            model = None
             if cuda:
                 torch.cuda.empty_cache()
         self.writer.add(record)

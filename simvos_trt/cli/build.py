@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def event_json(event: BuildEvent) -> dict[str, Any]:
     """One engine of ``--json``: what happened, and the built engine's file, precision, layers and cache key."""
     entry = event.entry
-    built = {"file": None, "precision": None, "layers": None, "cache_key": None}
+    built: dict[str, Any] = {"file": None, "precision": None, "layers": None, "cache_key": None}
     if entry is not None:
         built = {"file": entry.file, "precision": entry.plan.precision, "layers": entry.layers,
                  "cache_key": entry.cache_key}
