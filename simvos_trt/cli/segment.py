@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from ..errors import InputError
-from ..io import Owner, check_not_input, claim_folder, write_owner
+from ..io import Owner, check_not_input, claim_and_clear
 from ..runtime.backends import AUTO, BACKENDS
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
 
@@ -106,10 +106,7 @@ def segment(args: argparse.Namespace) -> int:
     if args.overlay:
         check_not_input(args.overlay, inputs, "--overlay")
     owner = Owner(PROG, f"video {args.input.resolve()}")
-    if claim_folder(args.out, owner, inputs=inputs, force=args.force) is not None:
-        for old in args.out.glob("*.png"):
-            old.unlink()
-    write_owner(args.out, owner)
+    claim_and_clear(args.out, owner, "*.png", inputs=inputs, force=args.force, resume=False)
     options = {"threads": args.threads} if args.threads is not None and args.backend in (AUTO, "onnxruntime") else {}
     times: list[float] = []
     frames = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import Owner, claim_folder, write_owner
+from ..io import Owner, claim_and_clear
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import read_frame
@@ -66,11 +66,7 @@ def claim_results(out: Path, owner: Owner, inputs: Iterable[str | os.PathLike[st
                   stale: str) -> None:
     """Claim ``out`` for ``owner`` (the output-folder rule); with ``force``, the PNGs (glob ``stale``) of
     another owner go first."""
-    found = claim_folder(out, owner, inputs=inputs, force=force)
-    if found is not None and found.source != owner.source:
-        for old in out.glob(stale):
-            old.unlink()
-    write_owner(out, owner)
+    claim_and_clear(out, owner, stale, inputs=inputs, force=force)
 
 
 def fresh_folder(folder: Path) -> Path:

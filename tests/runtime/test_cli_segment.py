@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from videos import SMALL, moving_video
 
-from conftest import SMALL, moving_video
 from simvos_trt.cli.segment import build_parser, main
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.runtime.png import read_index_png, write_index_png
