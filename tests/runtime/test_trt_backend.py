@@ -490,16 +490,15 @@ def test_live_handles_are_never_overwritten(monkeypatch, cuda, folder):
         want = list(ref.segment(frames, mask, return_prob=True))
         session = seg.video()
         got = [session.start(frames[0], mask, return_prob=True)]
-        first = session.state.memory_first[0]
-        first_host = seg.backend.to_host(first)
+        first = session.state.references[0][0]  # the first frame's memory: every object's reference
+        first_host = seg.backend.to_host(first).copy()
         for frame in frames[1:]:
             got.append(session.step(frame, return_prob=True))
         assert isinstance(first, DeviceTensor)
-        np.testing.assert_array_equal(seg.backend.to_host(session.state.memory_first[0]), first_host)
-        prev = session.state.memory_prev[0]
-        assert prev.buffer is not first.buffer
-        # the pool grew to the working set (first, previous, new previous memory) and stopped there
-        assert len(seg.backend._runners["memory_encoder"].pools["memory"].buffers) == 3
+        assert session.state.batches == [first]  # one batch of every object: the handle itself, never copied
+        np.testing.assert_array_equal(seg.backend.to_host(first), first_host)
+        # the pool grew to the working set (the reference, the previous memory of a step) and stopped there
+        assert len(seg.backend._runners["memory_encoder"].pools["memory"].buffers) <= 3
     for t, ((labels, prob), (want_labels, want_prob)) in enumerate(zip(got, want, strict=True)):
         np.testing.assert_array_equal(labels, want_labels, err_msg=f"frame {t}")
         np.testing.assert_allclose(prob, want_prob, atol=1e-6, err_msg=f"frame {t}")
