@@ -20,7 +20,9 @@ ERROR_MARKER = "simvos-serve error: "
 ROUTING_HEADER = "x-simvos-video-id"
 #: Longest accepted video id (it is also a routing key: keep it short).
 MAX_ID_LENGTH = 128
-HTTP_PORT, GRPC_PORT = 8000, 8001
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+#: The address a server listens on unless told otherwise (``--host``): this machine only.
+LOOPBACK = "127.0.0.1"
 
 
 def grpc_address(url: object) -> str:
@@ -88,6 +90,18 @@ class FrameRequest:
 
 def _parameter_fields() -> list[Field[Any]]:
     return [f for f in fields(FrameRequest) if f.name not in (FRAME, MASK)]
+
+
+def not_open(video_id: str, why: str | None) -> str:
+    """The server's answer to a request for a video it does not hold (``why`` it was closed, if it was)."""
+    state = f"was closed: {why}" if why else "was never started"
+    return (f"video {video_id!r} is not open (it {state}); a video's first request carries start=true with its "
+            "first frame and mask")
+
+
+def is_not_open(message: str, video_id: str) -> bool:
+    """Whether a server's error ``message`` says it does not hold ``video_id`` (never started, closed, evicted)."""
+    return message.startswith(f"video {video_id!r} is not open (")
 
 
 def server_message(message: str) -> str | None:

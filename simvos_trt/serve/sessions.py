@@ -1,4 +1,5 @@
-"""The server's open videos: one runtime ``VideoSession`` each, stepped in order, closed when idle."""
+"""The server's open videos: one runtime ``VideoSession`` each, stepped in order, bounded by ``Limits``, closed
+when idle or evicted when least recently used (README.md, "Lifecycle" and "Limits")."""
 
 from __future__ import annotations
 
@@ -13,17 +14,49 @@ import numpy as np
 from ..errors import InputError
 from ..runtime import VideoSegmenter, VideoSession
 from ..runtime.backends.base import Closing
-from .protocol import LABELS, OBJECT_IDS, PROB, FrameRequest
+from .protocol import LABELS, OBJECT_IDS, PROB, FrameRequest, not_open
 
 log = logging.getLogger(__name__)
 
 #: How many closed video ids are remembered, to say why a later request finds none.
 REMEMBERED = 4096
+#: 8K UHD, the default bound of a frame's pixels.
+UHD_8K = 7680 * 4320
+#: Handles of one TensorRT buffer pool that a started video holds between its requests (one object chunk: the
+#: server keeps a video's objects within the export's --max-objects): the first and previous memories, the
+#: pending frame and the padding upload, the pending objects. And those a running request adds for a moment
+#: (a new previous memory, frame, objects, before the old ones are dropped). tests/runtime/test_trt_backend.py
+#: checks both against the session.
+VIDEO_HANDLES, REQUEST_HANDLES = 2, 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server holds at most, each refused with a one-line error before anything is allocated."""
+
+    max_videos: int = 64  # open videos; a start beyond evicts an idle one (``evict_after``) or is refused
+    idle_timeout: float = 60.0  # seconds without a request after which a video is closed
+    evict_after: float = 5.0  # a start at ``max_videos`` evicts the least recently used video idle this long
+    max_frame_pixels: int = UHD_8K  # H x W of a frame (and mask)
+    max_response_bytes: int = 256 * 2**20  # labels, object ids and (return_prob) probabilities of one answer
+
+    def __post_init__(self) -> None:
+        if self.max_videos < 1 or self.max_frame_pixels < 1 or self.max_response_bytes < 1:
+            raise InputError(f"max_videos, max_frame_pixels and max_response_bytes must be >= 1, got "
+                             f"{self.max_videos}, {self.max_frame_pixels}, {self.max_response_bytes}")
+        if self.idle_timeout <= 0 or self.evict_after < 0:
+            raise InputError(f"idle_timeout must be > 0 and evict_after >= 0, got {self.idle_timeout}, "
+                             f"{self.evict_after}")
+
+    def tensorrt_buffers(self, instances: int) -> int:
+        """The TensorRT backend's ``max_buffers`` (per pool) that ``max_videos`` open videos and ``instances``
+        requests at once never exhaust: a start beyond ``max_videos`` is refused here, so no video fails later."""
+        return VIDEO_HANDLES * self.max_videos + REQUEST_HANDLES * instances
 
 
 @dataclass
 class OpenVideo:
-    """One open video: its session, the lock that keeps its frames in order, its next frame index."""
+    """One open video: its session, the lock held while a request runs, its next frame index."""
 
     session: VideoSession
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -32,13 +65,12 @@ class OpenVideo:
 
 
 class VideoStore(Closing):
-    """Open videos by id, shared by every model instance's thread; a video is closed by its ``end``
-    request, a failed start, or ``idle_timeout`` seconds without a request (README.md); ``close`` stops it."""
+    """Open videos by id, shared by every model instance's thread; a video is closed by its ``end`` request, a
+    failed start, ``idle_timeout`` seconds without a request, or eviction (README.md); ``close`` stops it."""
 
-    def __init__(self, segmenter: VideoSegmenter, *, idle_timeout: float = 60.0, max_videos: int = 64) -> None:
-        if idle_timeout <= 0 or max_videos < 1:
-            raise InputError(f"idle_timeout must be > 0 and max_videos >= 1, got {idle_timeout}, {max_videos}")
-        self.segmenter, self.idle_timeout, self.max_videos = segmenter, idle_timeout, max_videos
+    def __init__(self, segmenter: VideoSegmenter, limits: Limits) -> None:
+        self.segmenter, self.limits = segmenter, limits
+        self.max_objects = segmenter.manifest.max_objects
         self._videos: dict[str, OpenVideo] = {}
         self._closed: OrderedDict[str, str] = OrderedDict()  # id -> why
         self._lock = threading.Lock()
@@ -54,6 +86,7 @@ class VideoStore(Closing):
 
     def handle(self, req: FrameRequest) -> dict[str, np.ndarray]:
         """Run one request; returns its output tensors. Raises InputError for a request it refuses."""
+        self._check_pixels(req)
         video = self._open(req) if req.start else self._find(req.video_id)
         why = ""
         try:
@@ -61,6 +94,7 @@ class VideoStore(Closing):
                 raise InputError(f"video {req.video_id!r}: got frame_index {req.frame_index}, expected "
                                  f"{video.next_index}; send a video's frames in order, each after the previous "
                                  "one's response")
+            self._check_objects_and_response(video, req)
             outputs = self._run(video, req)
             video.next_index += req.frame is not None
             why = "it ended" if req.end else ""
@@ -72,7 +106,7 @@ class VideoStore(Closing):
             video.last_used = time.monotonic()
             if why:
                 with self._lock:
-                    self._forget(req.video_id, why)
+                    self._forget(req.video_id, video, why)
             video.lock.release()
 
     def _run(self, video: OpenVideo, req: FrameRequest) -> dict[str, np.ndarray]:
@@ -87,41 +121,77 @@ class VideoStore(Closing):
         outputs = {LABELS: labels, OBJECT_IDS: video.session.object_ids}
         return outputs if prob is None else {**outputs, PROB: prob}
 
+    def _check_pixels(self, req: FrameRequest) -> None:
+        """Refuse a frame or mask beyond ``max_frame_pixels``."""
+        limit = self.limits.max_frame_pixels
+        for name, array in req.tensors().items():
+            if array.ndim >= 2 and array.shape[0] * array.shape[1] > limit:
+                h, w = array.shape[:2]
+                raise InputError(f"video {req.video_id!r}: '{name}' has {h}x{w} = {h * w} pixels, more than this "
+                                 f"server takes ({limit}, --max-frame-pixels); send smaller frames")
+
+    def _check_objects_and_response(self, video: OpenVideo, req: FrameRequest) -> None:
+        """Refuse more objects than the export takes, or an answer beyond ``max_response_bytes``."""
+        if req.frame is None:
+            return
+        alive = set() if req.start else set(video.session.object_ids.tolist())
+        if req.mask is not None:
+            alive |= set(np.flatnonzero(np.bincount(req.mask.ravel(), minlength=256)[1:]) + 1)
+        if len(alive) > self.max_objects:
+            raise InputError(f"video {req.video_id!r}: {len(alive)} objects, more than this export takes at once "
+                             f"({self.max_objects}); serve an export made with simvos-export --max-objects "
+                             f"{len(alive)} (or more)")
+        h, w = req.frame.shape[:2]
+        size = h * w + len(alive) + (4 * (len(alive) + 1) * h * w if req.return_prob else 0)
+        if size > self.limits.max_response_bytes:
+            raise InputError(f"video {req.video_id!r}: the answer would take {size} bytes, more than this server "
+                             f"sends ({self.limits.max_response_bytes}, --max-response-bytes); ask without "
+                             f"return_prob or send smaller frames")
+
     def _open(self, req: FrameRequest) -> OpenVideo:
         """A new video for ``req``, its lock held."""
         with self._lock:
             if req.video_id in self._videos:
                 raise InputError(f"video {req.video_id!r} is already open; end it (end=true) before starting it "
                                  "again, or give each video its own id")
-            if len(self._videos) >= self.max_videos:
-                raise InputError(f"the server has {len(self._videos)} open videos, its limit (--max-videos); end "
-                                 "videos with end=true, or retry when idle ones have been closed")
+            if len(self._videos) >= self.limits.max_videos and not self._evict_one():
+                raise InputError(f"the server has {len(self._videos)} open videos, its limit (--max-videos), none "
+                                 f"idle for {self.limits.evict_after:g} s; end videos with end=true, or retry later")
             video = OpenVideo(self.segmenter.video())
             video.lock.acquire()
             self._videos[req.video_id] = video
             self._closed.pop(req.video_id, None)
             return video
 
+    def _evict_one(self) -> bool:
+        """Close the least recently used video idle for ``evict_after`` (the store's lock held); False if none."""
+        now = time.monotonic()
+        for video_id, video in sorted(self._videos.items(), key=lambda item: item[1].last_used):
+            idle = now - video.last_used
+            if idle < self.limits.evict_after:
+                return False
+            if video.lock.acquire(blocking=False):
+                self._forget(video_id, video, f"evicted after {idle:.0f} s without a request, the least recently "
+                             f"used of {len(self._videos)} open videos (--max-videos) when another started")
+                video.lock.release()
+                return True
+        return False
+
     def _find(self, video_id: str) -> OpenVideo:
-        """The open video ``video_id``, its lock held (waits for its previous request)."""
+        """The open video ``video_id``, its lock held; refused at once while another request of it runs."""
         with self._lock:
             video = self._videos.get(video_id)
-            why = self._closed.get(video_id)
-        if video is None:
-            state = f"was closed: {why}" if why else "was never started"
-            raise InputError(f"video {video_id!r} is not open (it {state}); a video's first request carries "
-                             "start=true with its first frame and mask")
-        video.lock.acquire()
-        with self._lock:
-            current = self._videos.get(video_id)
-        if current is not video:  # closed while this request waited for the previous one
-            video.lock.release()
-            return self._find(video_id)
-        return video
+            if video is None:
+                raise InputError(not_open(video_id, self._closed.get(video_id)))
+            if not video.lock.acquire(blocking=False):
+                raise InputError(f"video {video_id!r} is busy: its previous request is still running; send a "
+                                 "video's next request after the previous one's response")
+            return video
 
-    def _forget(self, video_id: str, why: str) -> None:
-        """Drop an open video (the store's lock held)."""
-        if self._videos.pop(video_id, None) is not None:
+    def _forget(self, video_id: str, video: OpenVideo, why: str) -> None:
+        """Drop the open video ``video`` (the store's lock held)."""
+        if self._videos.get(video_id) is video:
+            del self._videos[video_id]
             self._closed[video_id] = why
             while len(self._closed) > REMEMBERED:
                 self._closed.popitem(last=False)
@@ -129,10 +199,12 @@ class VideoStore(Closing):
 
     def _reap_loop(self) -> None:
         """Close the videos idle for longer than ``idle_timeout`` (not one in a request), until stopped."""
-        while not self._stop.wait(min(1.0, self.idle_timeout / 4)):
+        timeout = self.limits.idle_timeout
+        while not self._stop.wait(min(1.0, timeout / 4)):
             now = time.monotonic()
             with self._lock:
                 for video_id, video in list(self._videos.items()):
-                    if now - video.last_used > self.idle_timeout and video.lock.acquire(blocking=False):
-                        self._forget(video_id, f"no request for {self.idle_timeout:g} s")
+                    if now - video.last_used > timeout and video.lock.acquire(blocking=False):
+                        self._forget(video_id, video, f"no request for {timeout:g} s")
                         video.lock.release()
+

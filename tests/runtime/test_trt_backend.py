@@ -528,6 +528,32 @@ def test_two_videos_interleaved_keep_their_memories(monkeypatch, cuda, folder):
         np.testing.assert_allclose(np.stack(got[k]), np.stack(want[k]), atol=1e-6, err_msg=f"video {k}")
 
 
+def test_pools_sized_for_max_videos_never_run_out(monkeypatch, cuda, folder):
+    """simvos-serve sizes the pools from --max-videos (``Limits.tensorrt_buffers``): that many open videos with
+    the export's most objects step to the end; a fixed max_buffers=64 runs out at about 30 videos."""
+    from simvos_trt.serve.sessions import VIDEO_HANDLES, Limits
+
+    install_engines(monkeypatch, cuda, folder)
+    videos, limits = 40, Limits(max_videos=40)
+    frames, mask = moving_video(4, H, W, objects=MAX, seed=4)
+
+    def run(max_buffers: int) -> int:
+        """Step ``videos`` videos frame by frame, all open at once; returns the most buffers one pool took."""
+        with VideoSegmenter(TensorRTBackend(folder, read_manifest(folder), max_buffers=max_buffers)) as seg:
+            sessions = [seg.start(frames[0], mask) for _ in range(videos)]
+            for frame in frames[1:]:
+                for session in sessions:
+                    session.step(frame)
+            backend = seg.backend
+            pools = [p for r in backend._runners.values() for p in r.pools.values()] + [backend._uploads]
+            return max(len(p.buffers) for p in pools)
+
+    most = run(limits.tensorrt_buffers(instances=1))
+    assert VIDEO_HANDLES * videos <= most <= limits.tensorrt_buffers(instances=1)
+    with pytest.raises(BackendError, match="device buffers are all held by live handles"):
+        run(64)
+
+
 def test_cuda_graphs_replay_and_match(monkeypatch, cuda, folder):
     install_engines(monkeypatch, cuda, folder)
     frames, mask = moving_video(6, H, W, objects=2)

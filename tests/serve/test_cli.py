@@ -72,8 +72,8 @@ def test_serve_on_a_busy_port_is_one_line_exit_2(server_python, small_export):
         port = busy.getsockname()[1]
         done = serve_cli(server_python, "--engine-dir", str(small_export), "--http-port", str(port))
     assert done.returncode == 2
-    assert done.stderr == f"simvos-serve: error: --http-port {port}: cannot listen there (Address already in use); " \
-        "choose another port\n"
+    assert done.stderr == f"simvos-serve: error: --http-port {port}: cannot listen on 127.0.0.1:{port} (Address " \
+        "already in use); choose another port\n"
 
 
 def test_serve_help_explains_every_option(capsys):
