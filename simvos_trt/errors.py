@@ -25,6 +25,14 @@ class ServeError(SimVOSError):
     """The segmentation server cannot start, cannot be reached, or answered a request with an error."""
 
 
+class ServerUnreachable(ServeError):
+    """A server could not be reached, or dropped the connection during a request: the videos it held are lost."""
+
+
+class VideoLost(ServeError):
+    """A server does not hold a video it was sent: never started there (a restarted server), expired or evicted."""
+
+
 class RequestRefused(ServeError):
     """A request the server refuses, as its client reads it: the message alone, without a traceback.
 

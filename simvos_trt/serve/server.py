@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sysconfig
 import tempfile
@@ -20,12 +21,11 @@ from ..runtime import AUTO, VideoSegmenter
 from ..runtime.backends.base import Closing
 from .protocol import (
     ERROR_MARKER,
-    FRAME,
     GRPC_PORT,
     HTTP_PORT,
+    INPUTS,
     LABELS,
     LOOPBACK,
-    MASK,
     METRICS_PORT,
     MODEL,
     OBJECT_IDS,
@@ -33,6 +33,7 @@ from .protocol import (
     FrameRequest,
 )
 from .sessions import Limits, VideoStore
+from .shm import write_token
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class SegmentationServer(Closing):
         self._segmenter: VideoSegmenter | None = None
         self._store: VideoStore | None = None
         self._libdir: tempfile.TemporaryDirectory[str] | None = None
+        self._token_file: Path | None = None
         self.triton_log = config.triton_log or Path(tempfile.mkdtemp(prefix="simvos-serve-log-")) / "triton.log"
 
     def __enter__(self) -> SegmentationServer:
@@ -80,7 +82,7 @@ class SegmentationServer(Closing):
 
     def _start(self) -> None:
         from pytriton.model_config import ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
         c = self.config
         for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
@@ -97,11 +99,12 @@ class SegmentationServer(Closing):
         triton_config = TritonConfig(http_address=c.host, http_port=c.http_port, grpc_address=c.host,
                                      grpc_port=c.grpc_port, metrics_address=c.host, metrics_port=c.metrics_port,
                                      exit_timeout_secs=5, log_file=self.triton_log)
-        self._triton = Triton(config=triton_config)
+        token = secrets.token_urlsafe(32)  # PyTriton restricts shared memory, model control... to callers with it
+        self._triton = Triton(config=triton_config, security_config=TritonSecurityConfig(access_token=token))
         self._triton.bind(
             model_name=MODEL, infer_func=[self._infer] * c.instances,
-            inputs=[Tensor(name=FRAME, dtype=np.uint8, shape=(-1, -1, -1), optional=True),
-                    Tensor(name=MASK, dtype=np.uint8, shape=(-1, -1), optional=True)],
+            inputs=[Tensor(name=name, dtype=dtype, shape=shape, optional=True)
+                    for name, (dtype, shape) in INPUTS.items()],
             outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
                      Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
                      Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1))],
@@ -111,6 +114,7 @@ class SegmentationServer(Closing):
         except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
             raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
                              f"({self.triton_log})") from exc
+        self._token_file = write_token(c.grpc_port, token)  # for clients of this user on this host (shared memory)
         log.info("serving %s (%s) on Triton", c.folder, c.backend)
 
     def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
@@ -131,6 +135,9 @@ class SegmentationServer(Closing):
         if self._libdir is not None:
             self._libdir.cleanup()
             self._libdir = None
+        if self._token_file is not None:
+            self._token_file.unlink(missing_ok=True)
+            self._token_file = None
 
     def summary_line(self) -> str:
         """One line: what is served where."""

@@ -12,14 +12,29 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..runtime import VideoSegmenter, VideoSession
+from ..runtime import Keyframe, VideoSegmenter, VideoSession
 from ..runtime.backends.base import Closing
-from .protocol import LABELS, OBJECT_IDS, PROB, FrameRequest, not_open
+from .protocol import (
+    FRAME,
+    KEYFRAME_INDEX,
+    KEYFRAME_LABELS,
+    KEYFRAMES,
+    LABELS,
+    MASK,
+    OBJECT_IDS,
+    PROB,
+    REFERENCE_IDS,
+    REFERENCE_KEYFRAMES,
+    FrameRequest,
+    not_open,
+)
 
 log = logging.getLogger(__name__)
 
 #: How many closed video ids are remembered, to say why a later request finds none.
 REMEMBERED = 4096
+#: The axis of H in each input that carries images (W follows it).
+IMAGE_AXIS = {FRAME: 0, MASK: 0, KEYFRAMES: 1, KEYFRAME_LABELS: 1}
 #: 8K UHD, the default bound of a frame's pixels.
 UHD_8K = 7680 * 4320
 #: Handles of one TensorRT buffer pool that a started video holds between its requests (one object chunk: the
@@ -87,7 +102,7 @@ class VideoStore(Closing):
     def handle(self, req: FrameRequest) -> dict[str, np.ndarray]:
         """Run one request; returns its output tensors. Raises InputError for a request it refuses."""
         self._check_pixels(req)
-        video = self._open(req) if req.start else self._find(req.video_id)
+        video = self._open(req) if req.start or req.resume else self._find(req.video_id)
         why = ""
         try:
             if req.frame_index >= 0 and req.frame_index != video.next_index:
@@ -96,11 +111,10 @@ class VideoStore(Closing):
                                  "one's response")
             self._check_objects_and_response(video, req)
             outputs = self._run(video, req)
-            video.next_index += req.frame is not None
             why = "it ended" if req.end else ""
             return outputs
         except Exception:
-            why = "its start failed" if req.start else ""
+            why = "its start failed" if req.start else "its resume failed" if req.resume else ""
             raise
         finally:
             video.last_used = time.monotonic()
@@ -110,38 +124,57 @@ class VideoStore(Closing):
             video.lock.release()
 
     def _run(self, video: OpenVideo, req: FrameRequest) -> dict[str, np.ndarray]:
+        """Resume, or remove objects and segment the frame, as ``req`` asks; the next frame index is set after."""
+        session = video.session
+        if req.resume:
+            video.next_index = resume(session, req) + 1
+            return {OBJECT_IDS: session.object_ids}
+        if req.remove is not None:
+            session.remove_objects(req.remove.tolist())  # before the frame: it stays removed if the frame fails
         if req.frame is None:
-            return {}
+            return {} if req.remove is None else {OBJECT_IDS: session.object_ids}
         if req.start:
             assert req.mask is not None
-            result = video.session.start(req.frame, req.mask, bgr=req.bgr, return_prob=req.return_prob)
+            result = session.start(req.frame, req.mask, bgr=req.bgr, return_prob=req.return_prob)
         else:
-            result = video.session.step(req.frame, return_prob=req.return_prob)
+            result = session.step(req.frame, req.mask, return_prob=req.return_prob)
+        video.next_index += 1
         labels, prob = result if isinstance(result, tuple) else (result, None)
-        outputs = {LABELS: labels, OBJECT_IDS: video.session.object_ids}
+        outputs = {LABELS: labels, OBJECT_IDS: session.object_ids}
         return outputs if prob is None else {**outputs, PROB: prob}
 
     def _check_pixels(self, req: FrameRequest) -> None:
-        """Refuse a frame or mask beyond ``max_frame_pixels``."""
+        """Refuse a frame, mask or keyframe beyond ``max_frame_pixels``."""
         limit = self.limits.max_frame_pixels
         for name, array in req.tensors().items():
-            if array.ndim >= 2 and array.shape[0] * array.shape[1] > limit:
-                h, w = array.shape[:2]
-                raise InputError(f"video {req.video_id!r}: '{name}' has {h}x{w} = {h * w} pixels, more than this "
-                                 f"server takes ({limit}, --max-frame-pixels); send smaller frames")
+            axis = IMAGE_AXIS.get(name)
+            if axis is not None and array.ndim >= axis + 2:
+                h, w = array.shape[axis : axis + 2]
+                if h * w > limit:
+                    raise InputError(f"video {req.video_id!r}: '{name}' has {h}x{w} = {h * w} pixels, more than "
+                                     f"this server takes ({limit}, --max-frame-pixels); send smaller frames")
 
     def _check_objects_and_response(self, video: OpenVideo, req: FrameRequest) -> None:
         """Refuse more objects than the export takes, or an answer beyond ``max_response_bytes``."""
-        if req.frame is None:
+        if req.resume:
+            assert req.reference_ids is not None and req.keyframes is not None
+            alive = set(req.reference_ids.tolist())
+            if len(req.keyframes) > len(alive) + 1:
+                raise InputError(f"video {req.video_id!r}: resume: {len(req.keyframes)} keyframes for "
+                                 f"{len(alive)} objects; send each object's reference keyframe once, and the last "
+                                 "frame")
+        elif req.frame is None:
             return
-        alive = set() if req.start else set(video.session.object_ids.tolist())
-        if req.mask is not None:
-            alive |= set(np.flatnonzero(np.bincount(req.mask.ravel(), minlength=256)[1:]) + 1)
+        else:
+            alive = set() if req.start else set(video.session.object_ids.tolist())
+            alive -= set() if req.remove is None else set(req.remove.tolist())
+            if req.mask is not None:
+                alive |= set(np.flatnonzero(np.bincount(req.mask.ravel(), minlength=256)[1:]) + 1)
         if len(alive) > self.max_objects:
             raise InputError(f"video {req.video_id!r}: {len(alive)} objects, more than this export takes at once "
                              f"({self.max_objects}); serve an export made with simvos-export --max-objects "
                              f"{len(alive)} (or more)")
-        h, w = req.frame.shape[:2]
+        h, w = (0, 0) if req.frame is None else req.frame.shape[:2]
         size = h * w + len(alive) + (4 * (len(alive) + 1) * h * w if req.return_prob else 0)
         if size > self.limits.max_response_bytes:
             raise InputError(f"video {req.video_id!r}: the answer would take {size} bytes, more than this server "
@@ -149,12 +182,14 @@ class VideoStore(Closing):
                              f"return_prob or send smaller frames")
 
     def _open(self, req: FrameRequest) -> OpenVideo:
-        """A new video for ``req``, its lock held."""
+        """A new video for ``req``, its lock held; a resume replaces an open video of its id (its client has
+        moved on from that copy, which a request still running may finish with)."""
         with self._lock:
-            if req.video_id in self._videos:
+            replaced = self._videos.get(req.video_id)
+            if replaced is not None and not req.resume:
                 raise InputError(f"video {req.video_id!r} is already open; end it (end=true) before starting it "
                                  "again, or give each video its own id")
-            if len(self._videos) >= self.limits.max_videos and not self._evict_one():
+            if replaced is None and len(self._videos) >= self.limits.max_videos and not self._evict_one():
                 raise InputError(f"the server has {len(self._videos)} open videos, its limit (--max-videos), none "
                                  f"idle for {self.limits.evict_after:g} s; end videos with end=true, or retry later")
             video = OpenVideo(self.segmenter.video())
@@ -208,3 +243,20 @@ class VideoStore(Closing):
                         self._forget(video_id, video, f"no request for {timeout:g} s")
                         video.lock.release()
 
+
+
+def resume(session: VideoSession, req: FrameRequest) -> int:
+    """Rebuild ``session`` from a resume request (README.md, "Failover"); returns the index of its last frame."""
+    frames, labels, index = req.keyframes, req.keyframe_labels, req.keyframe_index
+    ids, owners = req.reference_ids, req.reference_keyframes
+    assert frames is not None and labels is not None and index is not None and ids is not None and owners is not None
+    n = len(frames)
+    if not len(labels) == len(index) == n >= 1 or len(ids) != len(owners) or (owners >= n).any():
+        raise InputError(f"video {req.video_id!r}: resume: '{KEYFRAMES}', '{KEYFRAME_LABELS}' and "
+                         f"'{KEYFRAME_INDEX}' need one entry per keyframe (got {n}, {len(labels)}, {len(index)}), "
+                         f"'{REFERENCE_IDS}' and '{REFERENCE_KEYFRAMES}' one per object (got {len(ids)}, "
+                         f"{len(owners)}), each the position of a keyframe (0..{n - 1})")
+    keyframes = [Keyframe(int(i), f, k) for i, f, k in zip(index, frames, labels, strict=True)]
+    references = [(keyframes[j], ids[owners == j].tolist()) for j in np.unique(owners)]
+    session.resume(references, keyframes[-1], bgr=req.bgr)
+    return keyframes[-1].index

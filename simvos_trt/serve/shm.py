@@ -5,15 +5,61 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import stat
+import tempfile
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import ServeError
 from ..runtime.backends.base import Closing
 
 log = logging.getLogger(__name__)
+
+#: The gRPC header with the token of Triton's restricted protocols: PyTriton restricts the shared-memory calls
+#: (and model control, statistics, trace, logging) to callers that send it.
+TOKEN_HEADER = "triton-grpc-protocol-triton-access-token"
+
+
+def token_file(grpc_port: int) -> Path:
+    """Where the server on this host with gRPC port ``grpc_port`` leaves its access token for its own user's
+    clients (a folder only that user may open)."""
+    return Path(tempfile.gettempdir()) / f"simvos-serve-{os.getuid()}" / f"grpc-{grpc_port}.token"
+
+
+def write_token(grpc_port: int, token: str) -> Path:
+    """Write ``token`` to ``token_file(grpc_port)`` (mode 0600, in a 0700 folder of this user's)."""
+    path = token_file(grpc_port)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    _check_private(path.parent)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    os.replace(tmp, path)
+    return path
+
+
+def read_token(grpc_port: int) -> str | None:
+    """The token of the server on this host at ``grpc_port`` (None if it left none for this user)."""
+    path = token_file(grpc_port)
+    try:
+        _check_private(path.parent)
+        return path.read_text().strip()
+    except (OSError, ServeError) as exc:
+        log.debug("no access token for gRPC port %d: %s", grpc_port, exc)
+        return None
+
+
+def _check_private(folder: Path) -> None:
+    info = folder.stat()
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise ServeError(f"{folder} is not a folder of this user's that only it may open; remove it (the server "
+                         "recreates it)")
 
 
 def is_loopback(url: str) -> bool:
@@ -28,18 +74,19 @@ def is_loopback(url: str) -> bool:
 
 
 class SharedRegion(Closing):
-    """One region registered with one server (``client``: its tritonclient gRPC client), ``nbytes`` long: a
-    request's input tensors are written at its start, its ``labels`` output follows them."""
+    """One region registered with one server (``client``: its tritonclient gRPC client; ``token``: its access
+    token), ``nbytes`` long: a request's input tensors are written at its start, its ``labels`` output follows."""
 
-    def __init__(self, client: Any, nbytes: int) -> None:
+    def __init__(self, client: Any, nbytes: int, token: str) -> None:
         import tritonclient.utils.shared_memory as shm
 
         self.client, self.nbytes, self._shm = client, nbytes, shm
         self.name = f"simvos-{uuid.uuid4().hex}"
         self.key = f"/{self.name}"
+        self._headers = {TOKEN_HEADER: token}
         self._handle = shm.create_shared_memory_region(self.name, self.key, nbytes, create_only=True)
         try:
-            client.register_system_shared_memory(self.name, self.key, nbytes)
+            client.register_system_shared_memory(self.name, self.key, nbytes, headers=self._headers)
         except BaseException:
             shm.destroy_shared_memory_region(self._handle)
             raise
@@ -49,7 +96,7 @@ class SharedRegion(Closing):
         if self._handle is None:
             return
         try:
-            self.client.unregister_system_shared_memory(self.name)
+            self.client.unregister_system_shared_memory(self.name, headers=self._headers)
         except Exception as exc:  # the server died or restarted: nothing is registered there any more
             log.debug("unregistering %s: %s", self.name, exc)
         self._shm.destroy_shared_memory_region(self._handle)

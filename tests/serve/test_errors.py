@@ -117,6 +117,17 @@ def test_request_parameters_are_checked():
     request = FrameRequest("v", start=True, frame_index=0, frame=np.zeros((2, 2, 3), np.uint8),
                            mask=np.ones((2, 2), np.uint8))
     assert request.parameters() == {"video_id": "v", "start": True, "frame_index": 0}
+    frame, mask, ids = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8), np.array([1], np.uint8)
+    with pytest.raises(InputError, match="'mask' states objects on the request's frame: send it with 'frame'"):
+        FrameRequest.parse({"mask": mask}, {"video_id": "v"})
+    with pytest.raises(InputError, match="start=true .* takes no 'remove'"):
+        FrameRequest.parse({"frame": frame, "mask": mask, "remove": ids}, {"video_id": "v", "start": True})
+    with pytest.raises(InputError, match=r"resume=true takes exactly the inputs \['keyframes', "):
+        FrameRequest.parse({"keyframes": frame[None]}, {"video_id": "v", "resume": True})
+    with pytest.raises(InputError, match="got \\['reference_ids'\\] with resume=false"):
+        FrameRequest.parse({"frame": frame, "reference_ids": ids}, {"video_id": "v"})
+    assert FrameRequest.parse({"remove": ids}, {"video_id": "v"}).tensors().keys() == {"remove"}
+    assert FrameRequest.parse({"frame": frame, "mask": mask}, {"video_id": "v"}).mask is mask
 
 
 def test_a_misspelt_parameter_is_refused_not_ignored(small_server):
@@ -129,7 +140,7 @@ def test_a_misspelt_parameter_is_refused_not_ignored(small_server):
         client.infer("simvos", [], parameters={"video_id": "v", "end": True, "return_probs": True})
     text = info.value.message()
     assert server_message(text) == ("unknown parameter 'return_probs'; expected ['bgr', 'end', "
-                                    "'frame_index', 'return_prob', 'start', 'video_id']")
+                                    "'frame_index', 'resume', 'return_prob', 'start', 'video_id']")
     # the server's own frames stay in its log: what Triton adds names only PyTriton's proxy (README.md, Errors)
     assert "simvos_trt/" not in text and "_infer" not in text
     assert "simvos_trt.errors.RequestRefused: simvos-serve error: unknown parameter" in text
