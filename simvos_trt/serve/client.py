@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, ServerUnreachable, VideoLost, require
 from ..runtime.backends.base import Closing
-from ..runtime.session import Result, segment_frames
+from ..runtime.video import Result, segment_frames
 from .protocol import (
     LABELS,
     MODEL,
