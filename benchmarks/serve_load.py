@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import socket
 import subprocess
 import sys
@@ -27,20 +26,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
+from serve_overhead import SIZES, save, server_rss_mb  # this folder: run as a script
 
 from simvos_trt.bench.hardware import host_info
 from simvos_trt.bench.measure import moving_shapes
-from simvos_trt.runtime.png import write_atomic
 from simvos_trt.serve import SegmentationClient, ServerProcess
-
-SIZES = {"T": (128, 192), "BS": (480, 864)}
-
-
-def server_rss_mb(pid: int) -> float:
-    """Resident memory of a server and its children (tritonserver, the Python backend stubs), MB."""
-    root = psutil.Process(pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
 class Load:
@@ -145,10 +135,7 @@ def main() -> None:
     out = args.out or Path(__file__).parent / "results" / f"{dt.date.today()}-{socket.gethostname()}-serve-load"
     with tempfile.TemporaryDirectory(prefix="serve-load-") as work:
         row = measure(args, Path(work))
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.json", json.dumps({"host": stamp, "result": row}, indent=1).encode())
-    write_atomic(out / "report.md", report(row, stamp).encode())
-    print(report(row, stamp))
+    save(out, {"host": stamp, "result": row}, report(row, stamp))
 
 
 if __name__ == "__main__":

@@ -186,10 +186,15 @@ def main() -> None:
             frames = args.frames or (30 if variant == "T" else 3)
             concurrency = [1, 2, 4] if variant == "T" else args.bs_concurrency
             rows.append(measure(variant, frames, concurrency, args.threads, Path(work)))
+    save(out, {"host": stamp, "rows": rows}, report(rows, stamp))
+
+
+def save(out: Path, results: dict, text: str) -> None:
+    """Write ``results`` as results.json and ``text`` as report.md into ``out``, and print the report."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.json", json.dumps({"host": stamp, "rows": rows}, indent=1).encode())
-    write_atomic(out / "report.md", report(rows, stamp).encode())
-    print(report(rows, stamp))
+    write_atomic(out / "results.json", json.dumps(results, indent=1).encode())
+    write_atomic(out / "report.md", text.encode())
+    print(text)
 
 
 if __name__ == "__main__":

@@ -67,17 +67,23 @@ class RemoteVideo(Video):
             pass  # nothing is left to end there
         finally:
             self._drop_region()
-            self._references, self._last, self._ids = {}, None, None
+            self._references, self._last = {}, None  # object_ids stay readable, as a local session's
 
     def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
         self.close()  # a restart: the video begins anew, wherever it is placed now
         self._endpoint, self._bgr = self.client.place(self.video_id), bgr
         frame = _three_axes(frame)
-        out = self._send(FrameRequest(self.video_id, start=True, frame_index=0, frame=frame, mask=mask, bgr=bgr,
-                                      return_prob=return_prob))
+        try:
+            out = self._send(FrameRequest(self.video_id, start=True, frame_index=0, frame=frame, mask=mask,
+                                          bgr=bgr, return_prob=return_prob))
+        except BaseException:  # the server closes a video whose start failed
+            self._drop_region()
+            self._endpoint = None
+            raise
         return self._remember(Keyframe(0, frame, out[LABELS]), mask, out, return_prob)
 
     def _step(self, frame: np.ndarray, mask: np.ndarray | None, return_prob: bool) -> Result:
+        self._check_open()
         assert self._last is not None
         index, frame = self._last.index + 1, _three_axes(frame)
         out = self._send(FrameRequest(self.video_id, frame_index=index, frame=frame, mask=mask,
@@ -87,13 +93,18 @@ class RemoteVideo(Video):
     def remove_objects(self, ids: Iterable[int]) -> None:
         """Take objects out of the video on its server (InputError there, removing nothing, for an id not alive;
         the client raises it as ServeError with the server's reason)."""
-        self.object_ids  # noqa: B018 - raises before start
+        self._check_open()
         gone = np.array([int(i) for i in ids], np.int64)
         if ((gone < 1) | (gone > 255)).any():
             raise InputError(f"remove_objects: ids must be object ids 1..255, got {gone.tolist()}")
         out = self._send(FrameRequest(self.video_id, remove=gone.astype(np.uint8)))
         self._ids = out[OBJECT_IDS]
         self._references = {i: k for i, k in self._references.items() if i in self._ids}
+
+    def _check_open(self) -> None:
+        self.object_ids  # noqa: B018 - raises before start
+        if self._endpoint is None:
+            raise InputError(f"video {self.video_id!r} is closed; start it again (start(frame, mask))")
 
     def _remember(self, keyframe: Keyframe, mask: np.ndarray | None, out: dict[str, np.ndarray],
                   return_prob: bool) -> Result:

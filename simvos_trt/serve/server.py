@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, RequestRefused, ServeError, SimVOSError, require
+from ..manifest import read_manifest
 from ..runtime import AUTO, VideoSegmenter
 from ..runtime.backends.base import Closing
 from .protocol import (
@@ -70,7 +71,7 @@ class SegmentationServer(Closing):
         self._store: VideoStore | None = None
         self._libdir: tempfile.TemporaryDirectory[str] | None = None
         self._token_file: Path | None = None
-        self.triton_log = config.triton_log or Path(tempfile.mkdtemp(prefix="simvos-serve-log-")) / "triton.log"
+        self.triton_log = config.triton_log
 
     def __enter__(self) -> SegmentationServer:
         try:
@@ -90,12 +91,15 @@ class SegmentationServer(Closing):
             check_port(c.host, port, flag)
         options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in (AUTO, "onnxruntime") else {}
         if c.backend in (AUTO, "tensorrt"):  # pools that max_videos open videos never exhaust
-            options["max_buffers"] = c.limits.tensorrt_buffers(c.instances)
+            max_objects = read_manifest(c.folder, verify=False).max_objects
+            options["max_buffers"] = c.limits.tensorrt_buffers(c.instances, max_objects)
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
         self._store = VideoStore(self._segmenter, c.limits)
         self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")
         os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [link_libpython(Path(self._libdir.name)),
                                                              os.environ.get("LD_LIBRARY_PATH")]))
+        if self.triton_log is None:  # a folder only this user may open (mkdtemp: 0700)
+            self.triton_log = Path(tempfile.mkdtemp(prefix="simvos-serve-log-")) / "triton.log"
         triton_config = TritonConfig(http_address=c.host, http_port=c.http_port, grpc_address=c.host,
                                      grpc_port=c.grpc_port, metrics_address=c.host, metrics_port=c.metrics_port,
                                      exit_timeout_secs=5, log_file=self.triton_log)

@@ -37,12 +37,6 @@ REMEMBERED = 4096
 IMAGE_AXIS = {FRAME: 0, MASK: 0, KEYFRAMES: 1, KEYFRAME_LABELS: 1}
 #: 8K UHD, the default bound of a frame's pixels.
 UHD_8K = 7680 * 4320
-#: Handles of one TensorRT buffer pool that a started video holds between its requests (one object chunk: the
-#: server keeps a video's objects within the export's --max-objects): the first and previous memories, the
-#: pending frame and the padding upload, the pending objects. And those a running request adds for a moment
-#: (a new previous memory, frame, objects, before the old ones are dropped). tests/runtime/test_trt_backend.py
-#: checks both against the session.
-VIDEO_HANDLES, REQUEST_HANDLES = 2, 2
 
 
 @dataclass(frozen=True)
@@ -63,10 +57,15 @@ class Limits:
             raise InputError(f"idle_timeout must be > 0 and evict_after >= 0, got {self.idle_timeout}, "
                              f"{self.evict_after}")
 
-    def tensorrt_buffers(self, instances: int) -> int:
-        """The TensorRT backend's ``max_buffers`` (per pool) that ``max_videos`` open videos and ``instances``
-        requests at once never exhaust: a start beyond ``max_videos`` is refused here, so no video fails later."""
-        return VIDEO_HANDLES * self.max_videos + REQUEST_HANDLES * instances
+    def tensorrt_buffers(self, instances: int, max_objects: int) -> int:
+        """The TensorRT backend's ``max_buffers`` (per pool) that ``max_videos`` open videos of at most
+        ``max_objects`` objects and ``instances`` requests at once never exhaust (a start beyond ``max_videos`` is
+        refused here, so no video fails later). Between its requests a video holds in one pool at most a reference
+        memory per decoder batch (a batch per object when fresh and older references alternate) and a newly stated
+        reference; a request holds for a moment a previous memory per batch, its frame, the mask's planes and the
+        composed objects. tests/runtime/test_trt_backend.py checks it against the session."""
+        per_video, per_request = max_objects + 1, max_objects + 3
+        return per_video * self.max_videos + per_request * instances
 
 
 @dataclass

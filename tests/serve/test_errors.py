@@ -110,7 +110,7 @@ def test_request_parameters_are_checked():
         FrameRequest.parse({}, {"start": True})
     with pytest.raises(InputError, match="start=true needs the first frame"):
         FrameRequest.parse({"frame": np.zeros((2, 2, 3), np.uint8)}, {"video_id": "v", "start": True})
-    with pytest.raises(InputError, match="only a request with end=true may carry none"):
+    with pytest.raises(InputError, match="only a request with end=true, 'remove' or resume=true may carry none"):
         FrameRequest.parse({}, {"video_id": "v"})
     with pytest.raises(InputError, match="video_id: got ''"):
         FrameRequest.parse({}, {"video_id": "", "end": True})

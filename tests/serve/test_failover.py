@@ -26,8 +26,8 @@ KILL_AFTER = 2  # frames answered before the kill
 
 @pytest.fixture
 def two_servers(server_python, golden_export, tmp_path):
-    with ServerProcess(golden_export, "--threads", "1", "--instances", "2", log=tmp_path / "a.log") as a, \
-            ServerProcess(golden_export, "--threads", "1", "--instances", "2", log=tmp_path / "b.log") as b:
+    with ServerProcess(golden_export, "--threads", "1", log=tmp_path / "a.log") as a, \
+            ServerProcess(golden_export, "--threads", "1", log=tmp_path / "b.log") as b:
         yield a, b
 
 
