@@ -150,8 +150,8 @@ class SegmentationClient(Closing):
         if shared:
             assert region is not None and request.frame is not None
             inputs, labels = region.request(self.grpc, tensors, request.frame.shape[:2])
-            names = [OBJECT_IDS, PROB] if request.return_prob else [OBJECT_IDS]
-            outputs = [labels, *(self.grpc.InferRequestedOutput(name) for name in names)]
+            wanted = [OBJECT_IDS, PROB] if request.return_prob else [OBJECT_IDS]
+            outputs = [labels, *(self.grpc.InferRequestedOutput(name) for name in wanted)]
         else:
             inputs, outputs = [self._input(name, array) for name, array in tensors.items()], None
         try:

@@ -110,7 +110,8 @@ class FrameRequest:
                 raise InputError(f"parameter {name!r}: got {value!r}, expected a {kind.__name__}")
         if "video_id" not in parameters:
             raise InputError("no parameter 'video_id': every request names its video")
-        return cls(**parameters, **{name: tensors[name] for name in INPUTS if name in tensors})
+        arrays: dict[str, Any] = {name: tensors[name] for name in INPUTS if name in tensors}
+        return cls(**parameters, **arrays)
 
 
 def _parameter_fields() -> list[Field[Any]]:
