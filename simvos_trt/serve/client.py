@@ -47,11 +47,32 @@ class Endpoint:
         self.required = shared_memory is True  # a failed registration is an error, not a fallback
         self.client = grpc.InferenceServerClient(url)
         self.down_since: float | None = None
+        self._free: list[SharedRegion] = []  # regions of ended videos, for the next ones
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+        for region in free:
+            region.close()
+        self.client.close()
+
+    def give_back(self, region: SharedRegion) -> None:
+        """Keep the region of a video that ended here for the next video (registering one takes two calls)."""
+        with self._lock:
+            self._free.append(region)
 
     def region(self, nbytes: int) -> SharedRegion | None:
-        """A new shared-memory region of ``nbytes`` registered here, or None when shared memory is not used."""
+        """A shared-memory region of at least ``nbytes`` registered here (one given back, or a new one), or None
+        when shared memory is not used."""
         if not self.shared_memory:
             return None
+        with self._lock:
+            fits = [r for r in self._free if r.nbytes >= nbytes]
+            if fits:
+                region = min(fits, key=lambda r: r.nbytes)
+                self._free.remove(region)
+                return region
         try:
             token = read_token(int(self.url.rpartition(":")[2]))
             if token is None:
@@ -110,7 +131,7 @@ class SegmentationClient(Closing):
 
     def close(self) -> None:
         for endpoint in self.endpoints:
-            endpoint.client.close()
+            endpoint.close()
 
     def video(self, video_id: str | None = None) -> RemoteVideo:
         """A new, not yet started, video (a random id unless given), placed when it starts."""

@@ -63,6 +63,9 @@ class RemoteVideo(Video):
         try:
             if endpoint is not None:
                 self.client.infer(FrameRequest(self.video_id, end=True), endpoint)
+                if self._region is not None:
+                    endpoint.give_back(self._region)
+                    self._region = None
         except (ServerUnreachable, VideoLost):
             pass  # nothing is left to end there
         finally:
@@ -166,6 +169,7 @@ class RemoteVideo(Video):
         return self._region
 
     def _drop_region(self) -> None:
+        """Free the video's region (its server may have lost it: it is not given back)."""
         if self._region is not None:
             self._region.close()
             self._region = None
