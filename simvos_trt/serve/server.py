@@ -9,6 +9,7 @@ import socket
 import sysconfig
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,12 @@ from .protocol import (
     FrameRequest,
 )
 from .sessions import Limits, VideoStore
-from .shm import write_token
+from .shm import unregister_orphans, write_token
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks for the shared-memory regions of clients that died.
+ORPHANS_EVERY = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class SegmentationServer(Closing):
         self._store: VideoStore | None = None
         self._libdir: tempfile.TemporaryDirectory[str] | None = None
         self._token_file: Path | None = None
+        self._token = ""
         self.triton_log = config.triton_log
 
     def __enter__(self) -> SegmentationServer:
@@ -118,14 +123,25 @@ class SegmentationServer(Closing):
         except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
             raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
                              f"({self.triton_log})") from exc
+        self._token = token
         self._token_file = write_token(c.grpc_port, token)  # for clients of this user on this host (shared memory)
         log.info("serving %s (%s) on Triton", c.folder, c.backend)
 
     def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
-        """Serve until ``stop`` is set; raises ServeError if Triton stops by itself."""
-        while not stop.wait(poll):
-            if not self._triton.is_alive():
-                raise ServeError(f"Triton Inference Server stopped unexpectedly; see its log ({self.triton_log})")
+        """Serve until ``stop`` is set; raises ServeError if Triton stops by itself. Every ``ORPHANS_EVERY``
+        seconds, unregisters the shared-memory regions of clients that died (README.md, Shared memory)."""
+        import tritonclient.grpc as grpc
+
+        c, last = self.config, time.monotonic()
+        host = LOOPBACK if c.host in ("0.0.0.0", "::") else c.host  # this machine's own Triton
+        with grpc.InferenceServerClient(f"[{host}]:{c.grpc_port}" if ":" in host else f"{host}:{c.grpc_port}") as own:
+            while not stop.wait(poll):
+                if not self._triton.is_alive():
+                    raise ServeError(f"Triton Inference Server stopped unexpectedly; see its log ({self.triton_log})")
+                if time.monotonic() - last > ORPHANS_EVERY:
+                    last = time.monotonic()
+                    for name in unregister_orphans(own, self._token):
+                        log.info("unregistered the shared-memory region %s: its client is gone", name)
 
     def close(self) -> None:
         """Stop Triton, close every video and free the graphs (idempotent)."""

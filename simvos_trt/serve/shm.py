@@ -121,3 +121,16 @@ class SharedRegion(Closing):
         """A copy of the labels the server wrote for the last ``request``."""
         offset, shape = self._labels
         return np.array(self._shm.get_contents_as_numpy(self._handle, np.uint8, shape, offset))
+
+
+def unregister_orphans(client: Any, token: str) -> list[str]:
+    """Unregister this package's regions whose segment is gone from /dev/shm (their client died: its resource
+    tracker unlinked them), so Triton unmaps them; returns their names. ``client``: a tritonclient gRPC client
+    of the server itself."""
+    headers = {TOKEN_HEADER: token}
+    status = client.get_system_shared_memory_status(headers=headers, as_json=True)
+    orphans = [r["name"] for r in status.get("regions", {}).values()
+               if r["name"].startswith("simvos-") and not (Path("/dev/shm") / r["key"].lstrip("/")).exists()]
+    for name in orphans:
+        client.unregister_system_shared_memory(name, headers=headers)
+    return orphans

@@ -95,3 +95,24 @@ def test_an_expired_video_is_reprimed_where_it_was(small_server, small_export):
         assert remote.moves == 1 and remote.server == small_server.url
     np.testing.assert_array_equal(np.stack(got), np.stack(resumed))
     assert min(_agreement(resumed[2:], full[2:])) >= AGREEMENT["small export"]
+
+
+def test_a_restarted_server_gets_its_video_back(server_python, small_export, tmp_path):
+    """A server stopped and started again at the same address: the video's next frame finds it gone there (and
+    its shared-memory region unknown) and re-primes it; the client reads the new server's token."""
+    frames, mask = moving_video(5, 32, 48, objects=2, seed=6)
+    with VideoSegmenter.open(small_export, "onnxruntime", threads=1) as local:
+        _, resumed = _runs(local, frames, {0: mask}, 1)
+    first = ServerProcess(small_export, "--threads", "1", python=server_python, log=tmp_path / "first.log")
+    again = ServerProcess(small_export, "--threads", "1", python=server_python, log=tmp_path / "again.log")
+    again.grpc_port, again.http_port, again.metrics_port, again.url = (first.grpc_port, first.http_port,
+                                                                      first.metrics_port, first.url)
+    with first:
+        client = SegmentationClient(first.url, shared_memory=True)
+        remote = client.video()
+        got = [remote.start(frames[0], mask), remote.step(frames[1])]
+    with client, again:
+        got += [remote.step(f) for f in frames[2:]]
+        assert remote.moves == 1 and remote.server == first.url
+        remote.close()
+    np.testing.assert_array_equal(np.stack(got), np.stack(resumed))

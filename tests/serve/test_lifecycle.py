@@ -31,8 +31,28 @@ os._exit(0)
 """
 
 
-def test_a_vanished_client_frees_its_video(small_server, small_client):
-    subprocess.run([sys.executable, "-c", VANISHING_CLIENT, small_server.url], check=True, timeout=60)
+def test_a_vanished_client_frees_its_video_and_its_shared_memory(small_server, small_client):
+    import tritonclient.grpc as grpc
+
+    from simvos_trt.serve.shm import TOKEN_HEADER, read_token, unregister_orphans
+
+    token = read_token(small_server.grpc_port)
+    assert token is not None
+    with grpc.InferenceServerClient(small_server.url) as own:
+        def regions() -> set[str]:
+            return set(own.get_system_shared_memory_status(headers={TOKEN_HEADER: token}, as_json=True)
+                       .get("regions", {}))
+
+        before = regions()
+        subprocess.run([sys.executable, "-c", VANISHING_CLIENT, small_server.url], check=True, timeout=60)
+        vanished = regions() - before
+        assert len(vanished) == 1  # its video's region, left registered
+        for _ in range(50):  # its resource tracker unlinks the segment when it notices the exit
+            orphans = unregister_orphans(own, token)
+            if orphans:
+                break
+            time.sleep(0.1)
+        assert set(orphans) == vanished and regions() == before
     frame, mask = np.zeros((32, 48, 3), np.uint8), np.ones((32, 48), np.uint8)
     with pytest.raises(ServeError, match="video 'vanished' is already open"):
         small_client.infer(FrameRequest("vanished", start=True, frame=frame, mask=mask))
