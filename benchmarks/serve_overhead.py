@@ -34,7 +34,7 @@ import numpy as np
 import psutil
 
 from simvos_trt.bench.hardware import host_info
-from simvos_trt.bench.measure import Video, moving_shapes
+from simvos_trt.bench.measure import SyntheticVideo, moving_shapes
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.runtime.png import write_atomic
 from simvos_trt.serve import SegmentationClient, ServerProcess
@@ -46,7 +46,7 @@ SIZES = {"T": (128, 192), "BS": (480, 864)}
 TRANSPORTS = {"grpc": False, "shm": True}
 
 
-def paired_step_times(sessions: dict[str, Any], video: Video, warmup: int) -> dict[str, list[float]]:
+def paired_step_times(sessions: dict[str, Any], video: SyntheticVideo, warmup: int) -> dict[str, list[float]]:
     """Seconds of each ``step`` of the same video in each session (in this process, through the server by each
     transport), taken in turns frame by frame so that a change in the machine's load hits all alike."""
     for session in sessions.values():
@@ -60,7 +60,7 @@ def paired_step_times(sessions: dict[str, Any], video: Video, warmup: int) -> di
     return {name: t[warmup:] for name, t in times.items()}
 
 
-def paired_start_times(makers: dict[str, Any], video: Video, n: int) -> dict[str, list[float]]:
+def paired_start_times(makers: dict[str, Any], video: SyntheticVideo, n: int) -> dict[str, list[float]]:
     """Seconds of ``start`` of a video in each way (``makers``: name -> a function giving a new video), ``n``
     times in turns: the server's cost at this frame size when the model's work is small (one memory encoding)."""
     times: dict[str, list[float]] = {name: [] for name in makers}
@@ -73,11 +73,11 @@ def paired_start_times(makers: dict[str, Any], video: Video, n: int) -> dict[str
     return {name: t[1:] for name, t in times.items()}
 
 
-def concurrent_fps(url: str, videos: list[Video]) -> float:
+def concurrent_fps(url: str, videos: list[SyntheticVideo]) -> float:
     """Propagated frames per second with one client thread per video, all at once."""
     barrier = threading.Barrier(len(videos) + 1)
 
-    def run(video: Video) -> None:
+    def run(video: SyntheticVideo) -> None:
         with SegmentationClient(url) as client, client.video() as remote:
             remote.start(video.frames[0], video.first_mask)
             barrier.wait()

@@ -11,8 +11,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 from goldens import load_golden
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.processing import object_ids
 from simvos_trt.runtime import Keyframe, VideoSegmenter
 from simvos_trt.serve import SegmentationClient, ServerProcess

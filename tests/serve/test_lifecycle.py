@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.errors import ServeError
 from simvos_trt.serve import FrameRequest, ServerProcess
 

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.errors import InputError
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.serve import FrameRequest
