@@ -116,7 +116,8 @@ def measure(variant: str, frames: int, concurrency: list[int], threads: int, wor
     with ServerProcess(folder, "--threads", str(threads), "--instances", "4", log=work / f"{variant}.log") as srv:
         with contextlib.ExitStack() as stack:
             seg = stack.enter_context(VideoSegmenter.open(folder, "onnxruntime", threads=threads))
-            clients = {name: stack.enter_context(SegmentationClient(srv.url, shared_memory=shared))
+            clients = {name: stack.enter_context(SegmentationClient(srv.url, shared_memory=shared,
+                                                                    exact_failover=False))  # the transport alone
                        for name, shared in TRANSPORTS.items()}
             remotes = {name: stack.enter_context(c.video()) for name, c in clients.items()}
             sessions = {"in_process": seg.video(), **remotes}

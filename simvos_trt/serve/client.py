@@ -22,6 +22,7 @@ from .protocol import (
     OBJECT_IDS,
     PROB,
     ROUTING_HEADER,
+    STATE,
     FrameRequest,
     grpc_address,
     is_not_open,
@@ -90,11 +91,14 @@ class Endpoint:
 class SegmentationClient(Closing):
     """A thread-safe connection to simvos-serve: ``servers`` is one gRPC endpoint HOST[:PORT] or several,
     comma-separated or as a list; ``timeout`` seconds per request; ``shared_memory`` passes a video's frames and
-    labels through Triton's system shared memory (None: for loopback addresses; True: required; False: never).
+    labels through Triton's system shared memory (None: for loopback addresses; True: required; False: never);
+    ``exact_failover`` keeps each video's state (the last frame's soft objects at the engine size, 4 bytes per
+    engine pixel and object, sent with every answer) so that a failover continues exactly as the lost server
+    would have; without it a failover rebuilds that state from the last labels (close, not equal).
     ServeError when no server can be reached or one serves no ready ``simvos`` model."""
 
-    def __init__(self, servers: str | Iterable[str], *, timeout: float = 600.0,
-                 shared_memory: bool | None = None) -> None:
+    def __init__(self, servers: str | Iterable[str], *, timeout: float = 600.0, shared_memory: bool | None = None,
+                 exact_failover: bool = True) -> None:
         require("tritonclient", "client", "the simvos-serve client")
         import tritonclient.grpc as grpc
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
@@ -102,7 +106,7 @@ class SegmentationClient(Closing):
         urls = [grpc_address(u.strip()) for u in (servers.split(",") if isinstance(servers, str) else servers)]
         if not urls or len(set(urls)) != len(urls):
             raise InputError(f"servers: got {servers!r}, expected one or more distinct HOST:PORT addresses")
-        self.timeout, self.grpc = timeout, grpc
+        self.timeout, self.grpc, self.exact_failover = timeout, grpc, exact_failover
         self._error, self._dtype = InferenceServerException, np_to_triton_dtype
         self._lock = threading.Lock()
         self.endpoints = [Endpoint(url, grpc, shared_memory) for url in urls]
@@ -171,7 +175,11 @@ class SegmentationClient(Closing):
         if shared:
             assert region is not None and request.frame is not None
             inputs, labels = region.request(self.grpc, tensors, request.frame.shape[:2])
-            wanted = [OBJECT_IDS, PROB] if request.return_prob else [OBJECT_IDS]
+            wanted = [OBJECT_IDS]
+            if request.return_prob:
+                wanted.append(PROB)
+            if request.return_state:
+                wanted.append(STATE)
             outputs = [labels, *(self.grpc.InferRequestedOutput(name) for name in wanted)]
         else:
             inputs, outputs = [self._input(name, array) for name, array in tensors.items()], None

@@ -17,11 +17,15 @@ FRAME, MASK, REMOVE = "frame", "mask", "remove"
 KEYFRAMES, KEYFRAME_LABELS, KEYFRAME_INDEX = "keyframes", "keyframe_labels", "keyframe_index"
 REFERENCE_IDS, REFERENCE_KEYFRAMES = "reference_ids", "reference_keyframes"
 RESUME_INPUTS = (KEYFRAMES, KEYFRAME_LABELS, KEYFRAME_INDEX, REFERENCE_IDS, REFERENCE_KEYFRAMES)
+#: The (K, 1, He, We) float32 soft objects of a video's last frame: an output (``return_state``), and the optional
+#: input of a resume request that makes it exact.
+STATE = "state"
 #: Every input: its numpy dtype and its Triton shape (-1: any size).
 INPUTS: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
     FRAME: (np.uint8, (-1, -1, -1)), MASK: (np.uint8, (-1, -1)), REMOVE: (np.uint8, (-1,)),
     KEYFRAMES: (np.uint8, (-1, -1, -1, -1)), KEYFRAME_LABELS: (np.uint8, (-1, -1, -1)),
-    KEYFRAME_INDEX: (np.int64, (-1,)), REFERENCE_IDS: (np.uint8, (-1,)), REFERENCE_KEYFRAMES: (np.uint8, (-1,))}
+    KEYFRAME_INDEX: (np.int64, (-1,)), REFERENCE_IDS: (np.uint8, (-1,)), REFERENCE_KEYFRAMES: (np.uint8, (-1,)),
+    STATE: (np.float32, (-1, -1, -1, -1))}
 LABELS, PROB, OBJECT_IDS = "labels", "prob", "object_ids"
 #: Errors the server raises on purpose start with this, on the last line of Triton's message.
 ERROR_MARKER = "simvos-serve error: "
@@ -58,6 +62,7 @@ class FrameRequest:
     end: bool = False
     frame_index: int = -1
     return_prob: bool = False
+    return_state: bool = False
     bgr: bool = False
     frame: np.ndarray | None = None
     mask: np.ndarray | None = None
@@ -67,6 +72,7 @@ class FrameRequest:
     keyframe_index: np.ndarray | None = None
     reference_ids: np.ndarray | None = None
     reference_keyframes: np.ndarray | None = None
+    state: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         video = f"video {self.video_id!r}"
@@ -83,6 +89,8 @@ class FrameRequest:
         if self.resume and any(t is not None for t in (self.frame, self.mask, self.remove)):
             raise InputError(f"{video}: a resume request carries no '{FRAME}', '{MASK}' or '{REMOVE}'; send the "
                              "next frame in a request of its own")
+        if self.state is not None and not self.resume:
+            raise InputError(f"{video}: '{STATE}' is an input of resume requests only")
         if self.mask is not None and self.frame is None:
             raise InputError(f"{video}: '{MASK}' states objects on the request's frame: send it with '{FRAME}'")
         if self.frame is None and not (self.end or self.resume or self.remove is not None):

@@ -13,7 +13,7 @@ from .. import processing
 from ..errors import InputError, ServeError, ServerUnreachable, VideoLost
 from ..runtime.session import Keyframe
 from ..runtime.video import Result, Video
-from .protocol import LABELS, OBJECT_IDS, PROB, FrameRequest
+from .protocol import LABELS, OBJECT_IDS, PROB, STATE, FrameRequest
 
 if TYPE_CHECKING:
     from .client import Endpoint, SegmentationClient
@@ -38,6 +38,7 @@ class RemoteVideo(Video):
         self._bgr = False
         self._references: dict[int, Keyframe] = {}  # object id -> its reference keyframe
         self._last: Keyframe | None = None
+        self._state: np.ndarray | None = None  # the last frame's soft objects (exact_failover)
 
     @property
     def server(self) -> str | None:
@@ -70,7 +71,7 @@ class RemoteVideo(Video):
             pass  # nothing is left to end there
         finally:
             self._drop_region()
-            self._references, self._last = {}, None  # object_ids stay readable, as a local session's
+            self._references, self._last, self._state = {}, None, None  # object_ids stay readable, as locally
 
     def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
         self.close()  # a restart: the video begins anew, wherever it is placed now
@@ -78,7 +79,7 @@ class RemoteVideo(Video):
         frame = _three_axes(frame)
         try:
             out = self._send(FrameRequest(self.video_id, start=True, frame_index=0, frame=frame, mask=mask,
-                                          bgr=bgr, return_prob=return_prob))
+                                          bgr=bgr, return_prob=return_prob, return_state=self.client.exact_failover))
         except BaseException:  # the server closes a video whose start failed
             self._drop_region()
             self._endpoint = None
@@ -90,7 +91,7 @@ class RemoteVideo(Video):
         assert self._last is not None
         index, frame = self._last.index + 1, _three_axes(frame)
         out = self._send(FrameRequest(self.video_id, frame_index=index, frame=frame, mask=mask,
-                                      return_prob=return_prob))
+                                      return_prob=return_prob, return_state=self.client.exact_failover))
         return self._remember(Keyframe(index, frame, out[LABELS]), mask, out, return_prob)
 
     def remove_objects(self, ids: Iterable[int]) -> None:
@@ -100,8 +101,9 @@ class RemoteVideo(Video):
         gone = np.array([int(i) for i in ids], np.int64)
         if ((gone < 1) | (gone > 255)).any():
             raise InputError(f"remove_objects: ids must be object ids 1..255, got {gone.tolist()}")
-        out = self._send(FrameRequest(self.video_id, remove=gone.astype(np.uint8)))
-        self._ids = out[OBJECT_IDS]
+        out = self._send(FrameRequest(self.video_id, remove=gone.astype(np.uint8),
+                                      return_state=self.client.exact_failover))
+        self._ids, self._state = out[OBJECT_IDS], out.get(STATE)
         self._references = {i: k for i, k in self._references.items() if i in self._ids}
 
     def _check_open(self) -> None:
@@ -114,7 +116,7 @@ class RemoteVideo(Video):
         """Keep ``keyframe`` (a copy of its frame: the caller may reuse the array) as the last frame, and as the
         reference of the objects ``mask`` states; returns the request's result."""
         keyframe = Keyframe(keyframe.index, keyframe.frame.copy(), keyframe.labels)
-        self._ids, self._last = out[OBJECT_IDS], keyframe
+        self._ids, self._last, self._state = out[OBJECT_IDS], keyframe, out.get(STATE)
         stated = [] if mask is None else processing.object_ids(mask).tolist()
         self._references = {i: keyframe if i in stated else self._references[i] for i in self._ids.tolist()}
         return (out[LABELS], out[PROB]) if return_prob else out[LABELS]
@@ -152,7 +154,8 @@ class RemoteVideo(Video):
             keyframe_labels=np.stack([k.labels for k in keyframes]),
             keyframe_index=np.array([k.index for k in keyframes], np.int64),
             reference_ids=np.array(ids, np.uint8),
-            reference_keyframes=np.array([position[id(self._references[i])] for i in ids], np.uint8)), self._endpoint)
+            reference_keyframes=np.array([position[id(self._references[i])] for i in ids], np.uint8),
+            state=self._state), self._endpoint)
         self.moves += 1
 
     def _shared(self, request: FrameRequest) -> SharedRegion | None:

@@ -32,6 +32,7 @@ from .protocol import (
     MODEL,
     OBJECT_IDS,
     PROB,
+    STATE,
     FrameRequest,
 )
 from .sessions import Limits, VideoStore
@@ -116,7 +117,8 @@ class SegmentationServer(Closing):
                     for name, (dtype, shape) in INPUTS.items()],
             outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
                      Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
-                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1))],
+                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1)),
+                     Tensor(name=STATE, dtype=np.float32, shape=(-1, -1, -1, -1))],
             config=ModelConfig(batching=False), strict=True)
         try:
             self._triton.run()

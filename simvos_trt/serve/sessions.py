@@ -25,6 +25,7 @@ from .protocol import (
     PROB,
     REFERENCE_IDS,
     REFERENCE_KEYFRAMES,
+    STATE,
     FrameRequest,
     not_open,
 )
@@ -85,6 +86,7 @@ class VideoStore(Closing):
     def __init__(self, segmenter: VideoSegmenter, limits: Limits) -> None:
         self.segmenter, self.limits = segmenter, limits
         self.max_objects = segmenter.manifest.max_objects
+        self.engine_pixels = segmenter.manifest.height * segmenter.manifest.width
         self._videos: dict[str, OpenVideo] = {}
         self._closed: OrderedDict[str, str] = OrderedDict()  # id -> why
         self._lock = threading.Lock()
@@ -125,22 +127,26 @@ class VideoStore(Closing):
     def _run(self, video: OpenVideo, req: FrameRequest) -> dict[str, np.ndarray]:
         """Resume, or remove objects and segment the frame, as ``req`` asks; the next frame index is set after."""
         session = video.session
+        outputs: dict[str, np.ndarray] = {}
         if req.resume:
             video.next_index = resume(session, req) + 1
-            return {OBJECT_IDS: session.object_ids}
-        if req.remove is not None:
+        elif req.remove is not None:
             session.remove_objects(req.remove.tolist())  # before the frame: it stays removed if the frame fails
-        if req.frame is None:
-            return {} if req.remove is None else {OBJECT_IDS: session.object_ids}
-        if req.start:
-            assert req.mask is not None
-            result = session.start(req.frame, req.mask, bgr=req.bgr, return_prob=req.return_prob)
-        else:
-            result = session.step(req.frame, req.mask, return_prob=req.return_prob)
-        video.next_index += 1
-        labels, prob = result if isinstance(result, tuple) else (result, None)
-        outputs = {LABELS: labels, OBJECT_IDS: session.object_ids}
-        return outputs if prob is None else {**outputs, PROB: prob}
+        if req.frame is not None:
+            if req.start:
+                assert req.mask is not None
+                result = session.start(req.frame, req.mask, bgr=req.bgr, return_prob=req.return_prob)
+            else:
+                result = session.step(req.frame, req.mask, return_prob=req.return_prob)
+            video.next_index += 1
+            outputs[LABELS], prob = result if isinstance(result, tuple) else (result, None)
+            if prob is not None:
+                outputs[PROB] = prob
+        if req.frame is None and req.remove is None and not req.resume:  # an end-only request
+            return outputs
+        if req.return_state:
+            outputs[STATE] = session.last_objects()
+        return {**outputs, OBJECT_IDS: session.object_ids}
 
     def _check_pixels(self, req: FrameRequest) -> None:
         """Refuse a frame, mask or keyframe beyond ``max_frame_pixels``."""
@@ -162,7 +168,7 @@ class VideoStore(Closing):
                 raise InputError(f"video {req.video_id!r}: resume: {len(req.keyframes)} keyframes for "
                                  f"{len(alive)} objects; send each object's reference keyframe once, and the last "
                                  "frame")
-        elif req.frame is None:
+        elif req.frame is None and req.remove is None:
             return
         else:
             alive = set() if req.start else set(video.session.object_ids.tolist())
@@ -175,6 +181,7 @@ class VideoStore(Closing):
                              f"{len(alive)} (or more)")
         h, w = (0, 0) if req.frame is None else req.frame.shape[:2]
         size = h * w + len(alive) + (4 * (len(alive) + 1) * h * w if req.return_prob else 0)
+        size += 4 * len(alive) * self.engine_pixels if req.return_state else 0
         if size > self.limits.max_response_bytes:
             raise InputError(f"video {req.video_id!r}: the answer would take {size} bytes, more than this server "
                              f"sends ({self.limits.max_response_bytes}, --max-response-bytes); ask without "
@@ -257,5 +264,5 @@ def resume(session: VideoSession, req: FrameRequest) -> int:
                          f"{len(owners)}), each the position of a keyframe (0..{n - 1})")
     keyframes = [Keyframe(int(i), f, k) for i, f, k in zip(index, frames, labels, strict=True)]
     references = [(keyframes[j], ids[owners == j].tolist()) for j in np.unique(owners)]
-    session.resume(references, keyframes[-1], bgr=req.bgr)
+    session.resume(references, keyframes[-1], objects=req.state, bgr=req.bgr)
     return keyframes[-1].index
