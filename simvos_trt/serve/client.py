@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a server that failed stays out of new placements (then it is tried again).
 RETRY_AFTER = 10.0
+#: The gRPC status of a server that cannot be reached or dropped the connection.
+UNAVAILABLE = "StatusCode.UNAVAILABLE"
 #: Triton's answer to a request naming a shared-memory region it does not know (a restarted server).
 UNKNOWN_REGION = "Unable to find shared memory region"
 
@@ -80,6 +82,8 @@ class Endpoint:
                 raise ServeError("it left no access token for this user (is it on this host, run by this user?)")
             return SharedRegion(self.client, nbytes, token)
         except Exception as exc:  # tritonclient's and the OS's errors: a server in another container, say
+            if getattr(exc, "status", lambda: None)() == UNAVAILABLE:  # the server is gone, not its shared memory
+                raise ServerUnreachable(f"server {self.url}: {_one_line(str(exc))}") from None
             if self.required:
                 raise ServeError(f"server {self.url}: cannot share memory with it ({_one_line(str(exc))}); is it "
                                  "on this host? Pass shared_memory=False to send tensors over gRPC") from None
@@ -189,7 +193,7 @@ class SegmentationClient(Closing):
         except self._error as exc:
             text = exc.message() or str(exc)
             reason = server_message(text)
-            if exc.status() == "StatusCode.UNAVAILABLE":
+            if exc.status() == UNAVAILABLE:
                 raise ServerUnreachable(f"server {endpoint.url}: {_one_line(text)}") from None
             if (reason is not None and is_not_open(reason, request.video_id)) or (shared and UNKNOWN_REGION in text):
                 raise VideoLost(f"server {endpoint.url}: {reason or _one_line(text)}") from None
