@@ -115,7 +115,8 @@ class VideoStore(Closing):
             why = "it ended" if req.end else ""
             return outputs
         except Exception:
-            why = "its start failed" if req.start else "its resume failed" if req.resume else ""
+            if req.start or req.resume:  # a video whose first request failed is not kept
+                why = f"its {'start' if req.start else 'resume'} failed"
             raise
         finally:
             video.last_used = time.monotonic()
@@ -185,7 +186,7 @@ class VideoStore(Closing):
         if size > self.limits.max_response_bytes:
             raise InputError(f"video {req.video_id!r}: the answer would take {size} bytes, more than this server "
                              f"sends ({self.limits.max_response_bytes}, --max-response-bytes); ask without "
-                             f"return_prob or send smaller frames")
+                             "return_prob (or return_state), or send smaller frames")
 
     def _open(self, req: FrameRequest) -> OpenVideo:
         """A new video for ``req``, its lock held; a resume replaces an open video of its id (its client has

@@ -90,8 +90,9 @@ def test_oversized_requests_are_refused_while_other_videos_go_on(small_client, v
     wide_frames, wide_mask = moving_video(2, 400, 600, objects=2, seed=1)  # 240,000 pixels: taken
     wide = small_client.video("wide")
     wide.start(wide_frames[0], wide_mask)
-    # labels 240,000 bytes + 2 object ids + 3 float32 probability planes 2,880,000 bytes
-    with pytest.raises(ServeError, match=r"the answer would take 3120002 bytes, more than this server sends "
+    # labels 240,000 bytes + 2 object ids + 3 float32 probability planes 2,880,000 bytes + the state the client
+    # keeps for failover, 2 float32 planes at the engine's 32x48, 12,288 bytes
+    with pytest.raises(ServeError, match=r"the answer would take 3132290 bytes, more than this server sends "
                        r"\(2000000, --max-response-bytes\)"):
         wide.step(wide_frames[1], return_prob=True)
     assert wide.step(wide_frames[1]).shape == (400, 600)  # the refused frame was not consumed
@@ -140,7 +141,7 @@ def test_a_misspelt_parameter_is_refused_not_ignored(small_server):
         client.infer("simvos", [], parameters={"video_id": "v", "end": True, "return_probs": True})
     text = info.value.message()
     assert server_message(text) == ("unknown parameter 'return_probs'; expected ['bgr', 'end', "
-                                    "'frame_index', 'resume', 'return_prob', 'start', 'video_id']")
+                                    "'frame_index', 'resume', 'return_prob', 'return_state', 'start', 'video_id']")
     # the server's own frames stay in its log: what Triton adds names only PyTriton's proxy (README.md, Errors)
     assert "simvos_trt/" not in text and "_infer" not in text
     assert "simvos_trt.errors.RequestRefused: simvos-serve error: unknown parameter" in text
