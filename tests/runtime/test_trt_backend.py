@@ -519,6 +519,40 @@ def test_two_videos_interleaved_keep_their_memories(monkeypatch, cuda, folder):
         np.testing.assert_allclose(np.stack(got[k]), np.stack(want[k]), atol=1e-6, err_msg=f"video {k}")
 
 
+def test_pools_sized_for_max_videos_never_run_out(monkeypatch, cuda, folder):
+    """simvos-serve sizes the pools from --max-videos (``Limits.tensorrt_buffers``): that many open videos with
+    the export's most objects, joining, corrected and removed over time, step to the end; a fixed
+    max_buffers=64 runs out at about 30 videos."""
+    from simvos_trt.serve.sessions import Limits
+
+    install_engines(monkeypatch, cuda, folder)
+    videos, limits = 40, Limits(max_videos=40)
+    frames, mask = moving_video(7, H, W, objects=MAX, seed=4)
+    # 1 and 3 from frame 0, 2 joins at 1: three decoder batches at frame 2 (old, fresh, old), then 2 is
+    # corrected and 3 joins again... the most handles a video holds
+    masks = {0: np.where(mask != 2, mask, 0).astype(np.uint8), 1: np.where(mask == 2, 2, 0).astype(np.uint8),
+             2: np.where(mask == 3, 3, 0).astype(np.uint8), 4: mask}
+
+    def run(max_buffers: int) -> dict[str, int]:
+        """Step ``videos`` videos frame by frame, all open at once; returns the buffers each pool took."""
+        with VideoSegmenter(TensorRTBackend(folder, read_manifest(folder), max_buffers=max_buffers)) as seg:
+            sessions = [seg.start(frames[0], masks[0]) for _ in range(videos)]
+            for t in range(1, len(frames)):
+                for session in sessions:
+                    if t == 5:
+                        session.remove_objects([2])
+                    session.step(frames[t], masks.get(t))
+            backend = seg.backend
+            pools = [p for r in backend._runners.values() for p in r.pools.values()]
+            return {p.label: len(p.buffers) for p in [*pools, backend._uploads, backend._scratch]}
+
+    limit = limits.tensorrt_buffers(instances=1, max_objects=MAX)
+    taken = run(limit)
+    assert 2 * videos < max(taken.values()) <= limit, taken  # more than the first and previous memories
+    with pytest.raises(BackendError, match="device buffers are all held by live handles"):
+        run(64)
+
+
 def test_cuda_graphs_replay_and_match(monkeypatch, cuda, folder):
     install_engines(monkeypatch, cuda, folder)
     frames, mask = moving_video(6, H, W, objects=2)
