@@ -9,16 +9,26 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from ..io import check_not_input
 from ..tables import fmt, render
-from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
+from .common import (
+    EXIT_OK,
+    add_output_options,
+    add_worker_options,
+    check_worker_options,
+    command_parser,
+    flag,
+    run_command,
+    worker_pool,
+)
 
 PROG = "simvos-eval"
-INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same command resumes "
-               "(finished sequences are skipped)")
+INTERRUPTED = ("interrupted; the sequences finished so far are kept (each written whole), and the same "
+               "command resumes (finished sequences are skipped)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: TensorRT when usable, else ONNX Runtime")
     s.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per graph (default: all cores)")
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
+    add_worker_options(p)
     flag(s, "--force", text="segment complete sequences again (they are skipped, "
                    "so a run resumes) and replace another export's or backend's results in --out")
     o = p.add_argument_group("output")
@@ -52,31 +63,28 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """Segment the split with ``args.engine_dir``; returns the results folder and a summary."""
-    from ..eval.davis import check_root
-    from ..eval.run import SequenceRun, segment_dataset
-    from ..runtime import VideoSegmenter
+    """Segment the split with ``args.engine_dir`` on the workers asked for; returns the results folder and a
+    summary."""
+    from ..batch import SegmenterSpec, VideoRun, davis_plan, segment_videos, videos_per_minute
 
-    def progress(index: int, total: int, run: SequenceRun) -> None:
-        done = (f"skipped, all {run.frames} PNGs present (--force redoes it)" if run.skipped
-                else f"{run.frames} frames, {run.fps:.1f} frames/s")
+    def progress(index: int, total: int, run: VideoRun) -> None:
+        done = ("skipped, finished earlier (--force redoes it)" if run.skipped
+                else f"{run.frames} frames, {run.fps:.1f} frames/s, {run.worker}")
         _say(args, f"[{index}/{total}] {run.name}: {done}")
 
-    check_root(args.davis_root, args.split)  # before the graphs load
-    options: dict[str, Any] = {}
-    if args.threads is not None and args.backend in ("auto", "onnxruntime"):
-        options["threads"] = args.threads
-    if args.device and args.backend == "torch":
-        options["device"] = args.device
-    with VideoSegmenter.open(args.engine_dir, args.backend, **options) as seg:
-        backend = seg.backend.name
+    plan = davis_plan(args.davis_root, args.split)  # the whole split, before the graphs load
+    t0 = time.perf_counter()
+    spec = SegmenterSpec(args.engine_dir, args.backend, args.threads, args.device)
+    with worker_pool(args, spec) as pool:
+        backend = pool.start(plan.task)
         out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}"
         _say(args, f"segmenting split {args.split} of {args.davis_root} with {args.engine_dir} ({backend}) "
              f"into {out}")
-        runs = segment_dataset(seg, args.davis_root, args.split, out, force=args.force, progress=progress)
+        runs = segment_videos(plan, pool, backend, out, tool=PROG, force=args.force, progress=progress)
     info = {"engine_dir": str(args.engine_dir), "backend": backend,
+            "videos_per_minute": videos_per_minute(runs, time.perf_counter() - t0),
             "sequences": [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
-                           "frames_per_second": r.fps} for r in runs]}
+                           "frames_per_second": r.fps, "worker": r.worker, "attempts": r.attempts} for r in runs]}
     return out, info
 
 
@@ -151,6 +159,7 @@ def _work(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_worker_options(parser, args)
     if args.compare is None and args.davis_root is None:
         parser.error("--davis-root is required with --engine-dir and --results")
     return run_command(PROG, args, _work, interrupted=INTERRUPTED)

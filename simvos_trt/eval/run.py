@@ -1,5 +1,5 @@
-"""Run a segmenter over a DAVIS root, resumably, and compare the CSV files of two scored runs (the results
-layout, resuming and the folder's owner record: ``README.md`` beside this file)."""
+"""Segment one DAVIS sequence (``batch`` runs the split on any number of workers, resumably), and compare the
+CSV files of two scored runs (the results layout: ``README.md`` beside this file)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import csv
 import logging
 import math
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..io import Owner, claim_folder, write_owner
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import read_frame
@@ -23,36 +20,13 @@ from .davis import (
     RESOLUTION,
     SEQUENCE_COLUMNS,
     VOID,
-    check_root,
     count_objects,
     csv_paths,
-    dataset_folders,
     frame_paths,
-    read_split,
-    sequence_files,
 )
 from .metrics import GLOBAL_COLUMNS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SequenceRun:
-    """What ``segment_dataset`` did with one sequence."""
-
-    name: str
-    frames: int  # JPEG frames of the sequence (= PNGs present afterwards)
-    seconds: float  # wall time of reading, segmenting and writing; 0 when skipped
-    skipped: bool  # every PNG was already present
-
-    @property
-    def fps(self) -> float | None:
-        """Frames per second of the whole loop (read, segment, write), None when skipped."""
-        return None if self.skipped else self.frames / max(self.seconds, 1e-9)
-
-
-#: Called after each sequence with (position 1..total, total, what was done).
-Progress = Callable[[int, int, SequenceRun], None]
 
 
 def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path, resolution: str = RESOLUTION) -> int:
@@ -85,39 +59,6 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
             raise InputError(f"{where}: {exc}") from exc
         write_index_png(seq_out / f"{path.stem}.png", labels, first.palette)
     return len(frames)
-
-
-def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], split: str,
-                    out: str | os.PathLike[str], force: bool = False,
-                    progress: Progress | None = None) -> list[SequenceRun]:
-    """Segment every sequence of ``ImageSets/2017/<split>.txt`` into ``<out>/<seq>/<frame>.png``, after
-    checking the whole split; complete sequences are skipped unless ``force``. One record per sequence."""
-    root, out = Path(root), Path(out)
-    check_root(root, split)
-    names = read_split(root, split)
-    for name in names:
-        sequence_files(root, name)
-    owner = Owner("simvos-eval", f"export {segmenter.manifest.fingerprint} on {segmenter.backend.name}")
-    found = claim_folder(out, owner, inputs=[*dataset_folders(root), segmenter.backend.folder], force=force)
-    if found is not None and found.source != owner.source:
-        for old in out.glob("*/*.png"):
-            old.unlink()
-    write_owner(out, owner)
-    runs = []
-    for i, name in enumerate(names, start=1):
-        frames = frame_paths(root, name)
-        if not force and all((out / name / f"{p.stem}.png").is_file() for p in frames):
-            run = SequenceRun(name, len(frames), 0.0, skipped=True)
-        else:
-            t0 = time.perf_counter()
-            count = segment_sequence(segmenter, root, name, out)
-            run = SequenceRun(name, count, time.perf_counter() - t0, skipped=False)
-        log.info("sequence %s: %d frames, %s", name, run.frames,
-                 "skipped (complete)" if run.skipped else f"{run.fps:.1f} frames/s")
-        runs.append(run)
-        if progress is not None:
-            progress(i, len(names), run)
-    return runs
 
 
 @dataclass(frozen=True)

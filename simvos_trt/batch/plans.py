@@ -1,0 +1,113 @@
+"""The videos of a run, checked before any worker starts: a DAVIS split (``davis_plan``), or folders and video
+files with their first masks (``videos_plan``: a list file, or a root in the JPEGImages/Annotations layout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..eval.davis import check_root, dataset_folders, read_split, sequence_files
+from ..eval.run import segment_sequence
+from ..runtime.png import davis_palette, read_index_png, write_index_png
+from ..runtime.segmenter import VideoSegmenter
+from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource
+from .videos import VideoPlan
+
+
+@dataclass(frozen=True)
+class DavisTask:
+    """One DAVIS sequence from its first annotation (``eval.run.segment_sequence``)."""
+
+    root: Path
+
+    def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int:
+        return segment_sequence(segmenter, self.root, name, out)
+
+
+def davis_plan(root: Path, split: str) -> VideoPlan:
+    """Every sequence of ``ImageSets/2017/<split>.txt``, after checking each one's files."""
+    check_root(root, split)
+    names = read_split(root, split)
+    for name in names:
+        sequence_files(root, name)
+    return VideoPlan(tuple(names), DavisTask(root), tuple(dataset_folders(root)))
+
+
+@dataclass(frozen=True)
+class Video:
+    """A video to segment: a folder of frames or a video file, and its first frame's index mask."""
+
+    frames: Path
+    mask: Path
+
+
+@dataclass(frozen=True)
+class VideosTask:
+    """One video of ``videos`` (name -> Video): a palette PNG per frame, in the mask's ids and palette."""
+
+    videos: dict[str, Video]
+    bgr: bool = True  # decoded frames are in OpenCV's BGR order
+
+    def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int:
+        video = self.videos[name]
+        try:
+            first = read_index_png(video.mask)
+            palette = first.palette if first.palette is not None else davis_palette()
+            (out / name).mkdir(parents=True)
+            session, count = segmenter.video(), 0
+            for count, (stem, frame) in enumerate(FrameSource(video.frames, exclude=[video.mask]), start=1):
+                labels = session.start(frame, first.labels, bgr=self.bgr) if count == 1 else session.step(frame)
+                write_index_png(out / name / f"{stem}.png", labels, palette)
+        except InputError as exc:
+            raise InputError(f"video {name} ({video.frames}): {exc}") from exc
+        return count
+
+
+def _from_root(root: Path) -> dict[str, Video]:
+    """``root/JPEGImages/<video>/`` frames with ``root/Annotations/<video>/<first frame>.png``."""
+    if not (root / "JPEGImages").is_dir():
+        raise InputError(f"--videos {root}: no JPEGImages folder; give a root holding JPEGImages/<video>/ frames "
+                         "and Annotations/<video>/<first frame>.png masks, or a list file")
+    videos = {}
+    for folder in sorted(p for p in (root / "JPEGImages").iterdir() if p.is_dir()):
+        frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        mask = root / "Annotations" / folder.name / f"{frames[0].stem if frames else ''}.png"
+        if not frames or not mask.is_file():
+            raise InputError(f"--videos {root}, video {folder.name}: needs frames and the first frame's mask "
+                             f"{mask.relative_to(root)}")
+        videos[folder.name] = Video(folder, mask)
+    return videos
+
+
+def _from_list(path: Path) -> dict[str, Video]:
+    """One video a line, ``FRAMES<tab>MASK`` (or two fields split by spaces), relative to the list's folder."""
+    videos: dict[str, Video] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        if len(fields) != 2:
+            raise InputError(f"--videos {path}, line {number}: expected FRAMES and MASK (tab-separated), got "
+                             f"{len(fields)} fields")
+        frames, mask = (path.parent / f.strip() for f in fields)
+        name = frames.stem if frames.is_file() else frames.name
+        if name in videos:
+            raise InputError(f"--videos {path}, line {number}: a second video named {name!r} (the output folders "
+                             "are named after the frames folder or video file); rename one")
+        for what, p in (("frames", frames), ("mask", mask)):
+            if not p.exists():
+                raise InputError(f"--videos {path}, line {number}: {what} {p} does not exist")
+        videos[name] = Video(frames, mask)
+    return videos
+
+
+def videos_plan(source: Path, bgr: bool = True) -> VideoPlan:
+    """The videos of a list file or a root folder (see the module docstring); never empty."""
+    if not source.exists():
+        raise InputError(f"--videos {source} does not exist; give a list file or a root folder")
+    videos = _from_root(source) if source.is_dir() else _from_list(source)
+    if not videos:
+        raise InputError(f"--videos {source}: no video found")
+    inputs = {source, *(v.frames for v in videos.values()), *(v.mask for v in videos.values())}
+    return VideoPlan(tuple(videos), VideosTask(videos, bgr), tuple(sorted(inputs)))

@@ -1,0 +1,198 @@
+"""Many videos into one results folder: what a worker returns for a video, and how the driver publishes it
+(a video's folder appears whole, with its record, or not at all; a folder with its record is skipped on resume)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import InputError
+from ..io import Owner, claim_folder, staging_folder, swap_into_place, write_atomic, write_json_atomic, write_owner
+from ..manifest import read_manifest
+from ..runtime.backends import AUTO
+from ..runtime.segmenter import VideoSegmenter
+
+log = logging.getLogger(__name__)
+
+#: The record inside each finished video folder.
+VIDEO_RECORD = ".simvos-video.json"
+#: A video whose worker dies this many times fails the run (the finished videos stay).
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """How a worker opens the export: ``VideoSegmenter.open(folder, backend, ...)`` with these options."""
+
+    folder: Path
+    backend: str = AUTO
+    threads: int | None = None  # ONNX Runtime intra-op threads per graph (None: all cores)
+    device: str | None = None  # torch backend only, e.g. "cuda:0"
+
+    def open(self, folder: Path | None = None) -> VideoSegmenter:
+        """The segmenter, from ``folder`` (a local copy of the export) or ``self.folder``."""
+        options: dict[str, object] = {}
+        if self.threads is not None and self.backend in (AUTO, "onnxruntime"):
+            options["threads"] = self.threads
+        if self.device and self.backend == "torch":
+            options["device"] = self.device
+        return VideoSegmenter.open(folder or self.folder, self.backend, **options)
+
+
+class VideoTask(Protocol):
+    """Segments video ``name`` with ``segmenter``, writing its files (flat) into ``out / name``; returns its
+    frame count. Must pickle: workers in other processes and on other machines run it."""
+
+    def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int: ...
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """The videos of a run, in order, the task that segments one, and the inputs no output may overwrite."""
+
+    names: tuple[str, ...]
+    task: VideoTask
+    inputs: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One segmented video, as a worker sends it back: its files' bytes, not yet written anywhere."""
+
+    name: str
+    frames: int
+    files: dict[str, bytes]  # file name in the video's folder -> contents
+    seconds: float  # wall time of reading, segmenting and encoding
+    worker: str  # which worker, for progress lines
+    attempts: int = 1  # workers it was handed to (more than 1 when a worker died)
+
+
+@dataclass(frozen=True)
+class VideoRun:
+    """What a run did with one video."""
+
+    name: str
+    frames: int
+    seconds: float  # 0 when skipped
+    skipped: bool  # finished by an earlier run
+    worker: str = ""
+    attempts: int = 0  # workers it was handed to (more than 1 when a worker died)
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second of the whole loop (read, segment, encode), None when skipped."""
+        return None if self.skipped else self.frames / max(self.seconds, 1e-9)
+
+
+#: Called after each video with (position 1..total, total, what was done).
+Progress = Callable[[int, int, VideoRun], None]
+
+
+def segment_one(segmenter: VideoSegmenter, task: VideoTask, name: str, worker: str) -> VideoResult:
+    """Run ``task`` for video ``name`` into a private temporary folder and return its files (worker side)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="simvos-video-") as tmp:
+        frames = task(segmenter, name, Path(tmp))
+        folder = Path(tmp) / name
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
+    return VideoResult(name, frames, files, time.perf_counter() - t0, worker)
+
+
+def finished(out: Path, name: str) -> bool:
+    """Whether ``out / name`` holds a published video (its record)."""
+    return (out / name / VIDEO_RECORD).is_file()
+
+
+def publish(out: Path, result: VideoResult) -> VideoRun:
+    """Write ``result`` into ``out / result.name`` as a whole: built beside it, then swapped in (replacing
+    an unfinished or earlier folder)."""
+    tmp = staging_folder(out / result.name)
+    try:
+        for file, data in result.files.items():
+            write_atomic(tmp / file, data)
+        run = VideoRun(result.name, result.frames, result.seconds, False, result.worker, result.attempts)
+        write_json_atomic(tmp / VIDEO_RECORD, {"video": run.name, "frames": run.frames, "files": sorted(result.files),
+                                               "seconds": round(run.seconds, 3), "worker": run.worker,
+                                               "attempts": run.attempts})
+        swap_into_place(tmp, out / result.name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run
+
+
+def read_record(out: Path, name: str) -> VideoRun:
+    """The record of a published video, as a skipped run."""
+    try:
+        frames = int(json.loads((out / name / VIDEO_RECORD).read_text())["frames"])
+    except (OSError, ValueError, LookupError, TypeError) as exc:
+        raise InputError(f"{out / name / VIDEO_RECORD} is damaged ({exc}); delete the folder {out / name} "
+                         "and run again to segment that video anew") from exc
+    return VideoRun(name, frames, 0.0, skipped=True)
+
+
+def _clear(out: Path) -> None:
+    """Remove the videos of another export or backend from ``out`` (a folder this tool owns)."""
+    for folder in [p for p in out.iterdir() if p.is_dir()]:
+        if (folder / VIDEO_RECORD).is_file():
+            shutil.rmtree(folder)
+        else:
+            for old in folder.glob("*.png"):
+                old.unlink()
+
+
+def videos_per_minute(runs: Sequence[VideoRun], seconds: float) -> float:
+    """Videos segmented (not skipped) per minute of ``seconds`` of wall time."""
+    return sum(not r.skipped for r in runs) * 60 / max(seconds, 1e-9)
+
+
+class Pool(Protocol):
+    """Workers that each open the export once and segment the videos handed to them."""
+
+    spec: SegmenterSpec
+
+    def start(self, task: VideoTask) -> str:
+        """Start the workers; return the backend they run (one for all)."""
+        ...
+
+    def run(self, names: Sequence[str]) -> Iterator[VideoResult]:
+        """Each video's result as it finishes, in any order (a dead worker's video is handed to another)."""
+        ...
+
+
+def segment_videos(plan: VideoPlan, pool: Pool, backend: str, out: str | os.PathLike[str], *, tool: str,
+                   force: bool = False, progress: Progress | None = None) -> list[VideoRun]:
+    """Segment ``plan.names`` on ``pool`` (started with ``plan.task``; its workers run ``backend``) into
+    ``<out>/<name>/``, skipping finished videos unless ``force``; one ``VideoRun`` per video, in plan order.
+    The folder records the export and backend (``tool`` owns it)."""
+    out = Path(out)
+    owner = Owner(tool, f"export {read_manifest(pool.spec.folder, verify=False).fingerprint} on {backend}")
+    found = claim_folder(out, owner, inputs=[*plan.inputs, pool.spec.folder], force=force)
+    if found is not None and found.source != owner.source:
+        _clear(out)
+    write_owner(out, owner)
+    runs = {name: read_record(out, name) for name in plan.names if not force and finished(out, name)}
+    reported = 0
+
+    def report(run: VideoRun) -> None:
+        nonlocal reported
+        reported += 1
+        if progress is not None:
+            progress(reported, len(plan.names), run)
+
+    for name in plan.names:
+        if name in runs:
+            report(runs[name])
+    for result in pool.run([name for name in plan.names if name not in runs]):
+        runs[result.name] = run = publish(out, result)
+        log.info("video %s: %d frames, %.1f frames/s on %s", run.name, run.frames, run.fps, run.worker)
+        report(run)
+    return [runs[name] for name in plan.names]
