@@ -147,24 +147,42 @@ class InProcess:
 
 
 def _serve(conn: Connection, spec: SegmenterSpec, task: VideoTask, label: str) -> None:
-    """A worker process: open the export, then segment each video name received until None. Ctrl-C is the
-    driver's to handle (it stops the workers)."""
+    """A worker process: open the export, then segment each video name received until None (or the driver is
+    gone). Ctrl-C is the driver's to handle (it stops the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     label = f"{label} (pid {os.getpid()})"
     try:
         segmenter = spec.open()
     except Exception as exc:  # noqa: BLE001 - sent to the driver, which stops the run with it
-        conn.send(Died(-1, f"{label} could not open the export: {describe_error(exc)}"))
+        _send(conn, Died(-1, f"{label} could not open the export: {describe_error(exc)}"))
         return
-    conn.send(Ready(-1, segmenter.backend.name))
     with segmenter:
-        while (name := conn.recv()) is not None:
+        ok = _send(conn, Ready(-1, segmenter.backend.name))
+        while ok and (name := _receive(conn)) is not None:
             try:
-                conn.send(Done(-1, segment_one(segmenter, task, name, label)))
+                event: Event = Done(-1, segment_one(segmenter, task, name, label))
             except (SimVOSError, OSError) as exc:
-                conn.send(Failed(-1, exc))
+                event = Failed(-1, exc)
             except Exception as exc:  # noqa: BLE001 - may not pickle: sent as a line
-                conn.send(Failed(-1, BackendError(f"{label}, video {name}: {type(exc).__name__}: {exc}")))
+                event = Failed(-1, BackendError(f"{label}, video {name}: {type(exc).__name__}: {exc}"))
+            ok = _send(conn, event)
+
+
+def _receive(conn: Connection) -> str | None:
+    """The next video name from the driver; None when it says stop or has gone."""
+    try:
+        return conn.recv()  # type: ignore[no-any-return]
+    except (EOFError, OSError):
+        return None
+
+
+def _send(conn: Connection, event: Event) -> bool:
+    """Send ``event`` to the driver; False when it has gone (it stopped the run)."""
+    try:
+        conn.send(event)
+    except OSError:
+        return False
+    return True
 
 
 class Processes:
