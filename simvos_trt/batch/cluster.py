@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import BackendError, InputError, SimVOSError, require
 from ..io import staging_folder, write_atomic
 from .pools import Died, Done, Event, Failed, Ready, schedule, start_workers
-from .videos import SegmenterSpec, VideoResult, VideoTask, segment_one
+from .videos import Opened, SegmenterSpec, VideoResult, VideoTask, segment_one
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class RayWorker:
         self.task, self.segmenter = task, spec.open(self.copy)
         self.label = f"{label} (pid {os.getpid()} on {ray.util.get_node_ip_address()})"
 
-    def ready(self) -> str:
-        return self.segmenter.backend.name
+    def ready(self) -> Opened:
+        return Opened.of(self.segmenter)
 
     def segment(self, name: str) -> VideoResult:
         return segment_one(self.segmenter, self.task, name, self.label)
@@ -147,7 +147,7 @@ class RayPool:
                              f"{each[f'num_{need.lower()}s']}; ask for fewer workers (or fewer --threads)")
         return count, each
 
-    def start(self, task: VideoTask) -> str:
+    def start(self, task: VideoTask) -> Opened:
         import ray
 
         self.count, self.each = self._options()
@@ -186,5 +186,5 @@ class RayPool:
                 error = cause if isinstance(cause, (SimVOSError, OSError)) else BackendError(_last_line(exc))
                 events.append(Failed(w, error))
             else:
-                events.append(Ready(w, value) if isinstance(value, str) else Done(w, value))
+                events.append(Ready(w, value) if isinstance(value, Opened) else Done(w, value))
         return events

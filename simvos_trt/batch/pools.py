@@ -3,6 +3,7 @@ to idle workers; a dead worker's video goes back to the queue, and a fresh worke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -15,17 +16,17 @@ from typing import Protocol
 
 from ..errors import BackendError, SimVOSError, describe_error
 from ..runtime.segmenter import VideoSegmenter
-from .videos import MAX_ATTEMPTS, SegmenterSpec, VideoResult, VideoTask, segment_one
+from .videos import MAX_ATTEMPTS, Opened, SegmenterSpec, VideoResult, VideoTask, segment_one
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Ready:
-    """Worker ``worker`` opened the export on ``backend``."""
+    """Worker ``worker`` is ready: it opened the export."""
 
     worker: int
-    backend: str
+    opened: Opened
 
 
 @dataclass(frozen=True)
@@ -71,22 +72,22 @@ class Workers(Protocol):
         ...
 
 
-def start_workers(workers: Workers) -> str:
-    """Launch every worker and wait until all are ready; the backend they run (BackendError if they differ,
+def start_workers(workers: Workers) -> Opened:
+    """Launch every worker and wait until all are ready; what they opened (BackendError if they differ,
     or a worker cannot start: its reason)."""
     for w in range(workers.count):
         workers.launch(w)
-    backends: dict[int, str] = {}
-    while len(backends) < workers.count:
+    opened: dict[int, Opened] = {}
+    while len(opened) < workers.count:
         for event in workers.wait():
             if isinstance(event, Died):
                 raise BackendError(event.why)
             if isinstance(event, Ready):
-                backends[event.worker] = event.backend
-    if len(set(backends.values())) > 1:
-        raise BackendError(f"the workers resolved the backend differently ({Counter(backends.values())}); "
-                           "pass --backend explicitly")
-    return backends[0]
+                opened[event.worker] = event.opened
+    if len(set(opened.values())) > 1:
+        raise BackendError(f"the workers opened different exports or backends ({Counter(opened.values())}); "
+                           "give every node the same export folder, and pass --backend explicitly")
+    return opened[0]
 
 
 def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPTS) -> Iterator[VideoResult]:
@@ -128,17 +129,17 @@ class InProcess:
     def __init__(self, spec: SegmenterSpec) -> None:
         self.spec = spec
         self.segmenter: VideoSegmenter | None = None
+        self.stack = contextlib.ExitStack()
 
     def __enter__(self) -> InProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.segmenter is not None:
-            self.segmenter.close()
+        self.stack.close()
 
-    def start(self, task: VideoTask) -> str:
-        self.task, self.segmenter = task, self.spec.open()
-        return self.segmenter.backend.name
+    def start(self, task: VideoTask) -> Opened:
+        self.task, self.segmenter = task, self.stack.enter_context(self.spec.open())
+        return Opened.of(self.segmenter)
 
     def run(self, names: Sequence[str]) -> Iterator[VideoResult]:
         assert self.segmenter is not None, "start() first"
@@ -157,7 +158,7 @@ def _serve(conn: Connection, spec: SegmenterSpec, task: VideoTask, label: str) -
         _send(conn, Died(-1, f"{label} could not open the export: {describe_error(exc)}"))
         return
     with segmenter:
-        ok = _send(conn, Ready(-1, segmenter.backend.name))
+        ok = _send(conn, Ready(-1, Opened.of(segmenter)))
         while ok and (name := _receive(conn)) is not None:
             try:
                 event: Event = Done(-1, segment_one(segmenter, task, name, label))
@@ -200,7 +201,7 @@ class Processes:
         for w in range(self.count):
             self._stop(w)
 
-    def start(self, task: VideoTask) -> str:
+    def start(self, task: VideoTask) -> Opened:
         self.task = task
         return start_workers(self)
 

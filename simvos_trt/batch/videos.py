@@ -16,7 +16,6 @@ from typing import Protocol
 
 from ..errors import InputError
 from ..io import Owner, claim_folder, staging_folder, swap_into_place, write_atomic, write_json_atomic, write_owner
-from ..manifest import read_manifest
 from ..runtime.backends import AUTO
 from ..runtime.segmenter import VideoSegmenter
 
@@ -52,6 +51,18 @@ class VideoTask(Protocol):
     frame count. Must pickle: workers in other processes and on other machines run it."""
 
     def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int: ...
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What a worker opened: the export (its graphs' fingerprint) on a backend (``auto`` resolved)."""
+
+    fingerprint: str
+    backend: str
+
+    @staticmethod
+    def of(segmenter: VideoSegmenter) -> Opened:
+        return Opened(segmenter.manifest.fingerprint, segmenter.backend.name)
 
 
 @dataclass(frozen=True)
@@ -106,11 +117,6 @@ def segment_one(segmenter: VideoSegmenter, task: VideoTask, name: str, worker: s
     return VideoResult(name, frames, files, time.perf_counter() - t0, worker)
 
 
-def finished(out: Path, name: str) -> bool:
-    """Whether ``out / name`` holds a published video (its record)."""
-    return (out / name / VIDEO_RECORD).is_file()
-
-
 def publish(out: Path, result: VideoResult) -> VideoRun:
     """Write ``result`` into ``out / result.name`` as a whole: built beside it, then swapped in (replacing
     an unfinished or earlier folder)."""
@@ -129,14 +135,18 @@ def publish(out: Path, result: VideoResult) -> VideoRun:
     return run
 
 
-def read_record(out: Path, name: str) -> VideoRun:
-    """The record of a published video, as a skipped run."""
+def finished(out: Path, name: str) -> VideoRun | None:
+    """The record of video ``name`` in ``out`` as a skipped run; None when it is not there or a file it lists is
+    missing (the video is segmented again)."""
     try:
-        frames = int(json.loads((out / name / VIDEO_RECORD).read_text())["frames"])
+        record = json.loads((out / name / VIDEO_RECORD).read_text())
+        complete = all((out / name / file).is_file() for file in record["files"])
+        return VideoRun(name, int(record["frames"]), 0.0, skipped=True) if complete else None
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError, LookupError, TypeError) as exc:
         raise InputError(f"{out / name / VIDEO_RECORD} is damaged ({exc}); delete the folder {out / name} "
                          "and run again to segment that video anew") from exc
-    return VideoRun(name, frames, 0.0, skipped=True)
 
 
 def _clear(out: Path) -> None:
@@ -159,8 +169,8 @@ class Pool(Protocol):
 
     spec: SegmenterSpec
 
-    def start(self, task: VideoTask) -> str:
-        """Start the workers; return the backend they run (one for all)."""
+    def start(self, task: VideoTask) -> Opened:
+        """Start the workers; return what they opened (the same for all)."""
         ...
 
     def run(self, names: Sequence[str]) -> Iterator[VideoResult]:
@@ -168,18 +178,19 @@ class Pool(Protocol):
         ...
 
 
-def segment_videos(plan: VideoPlan, pool: Pool, backend: str, out: str | os.PathLike[str], *, tool: str,
+def segment_videos(plan: VideoPlan, pool: Pool, opened: Opened, out: str | os.PathLike[str], *, tool: str,
                    force: bool = False, progress: Progress | None = None) -> list[VideoRun]:
-    """Segment ``plan.names`` on ``pool`` (started with ``plan.task``; its workers run ``backend``) into
+    """Segment ``plan.names`` on ``pool`` (started with ``plan.task``; its workers ``opened``) into
     ``<out>/<name>/``, skipping finished videos unless ``force``; one ``VideoRun`` per video, in plan order.
     The folder records the export and backend (``tool`` owns it)."""
     out = Path(out)
-    owner = Owner(tool, f"export {read_manifest(pool.spec.folder, verify=False).fingerprint} on {backend}")
+    owner = Owner(tool, f"export {opened.fingerprint} on {opened.backend}")
     found = claim_folder(out, owner, inputs=[*plan.inputs, pool.spec.folder], force=force)
     if found is not None and found.source != owner.source:
         _clear(out)
     write_owner(out, owner)
-    runs = {name: read_record(out, name) for name in plan.names if not force and finished(out, name)}
+    earlier = {} if force else {name: finished(out, name) for name in plan.names}
+    runs = {name: run for name, run in earlier.items() if run is not None}
     reported = 0
 
     def report(run: VideoRun) -> None:

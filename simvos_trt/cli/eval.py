@@ -76,11 +76,12 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     t0 = time.perf_counter()
     spec = SegmenterSpec(args.engine_dir, args.backend, args.threads, args.device)
     with worker_pool(args, spec) as pool:
-        backend = pool.start(plan.task)
+        opened = pool.start(plan.task)
+        backend = opened.backend
         out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}"
         _say(args, f"segmenting split {args.split} of {args.davis_root} with {args.engine_dir} ({backend}) "
              f"into {out}")
-        runs = segment_videos(plan, pool, backend, out, tool=PROG, force=args.force, progress=progress)
+        runs = segment_videos(plan, pool, opened, out, tool=PROG, force=args.force, progress=progress)
     info = {"engine_dir": str(args.engine_dir), "backend": backend,
             "videos_per_minute": videos_per_minute(runs, time.perf_counter() - t0),
             "sequences": [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
