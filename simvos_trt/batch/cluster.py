@@ -135,17 +135,20 @@ class RayPool:
         import ray
 
         have = ray.cluster_resources()
-        if have.get("GPU", 0) >= 1:
-            need, each = "GPU", {"num_gpus": 1, "num_cpus": 1}
-            count = self.requested or int(have["GPU"])
-        else:
-            self.spec = replace(self.spec, threads=self.spec.threads or 1)
-            need, each = "CPU", {"num_cpus": self.spec.threads}
-            count = self.requested or max(1, int(have.get("CPU", 1) // self.spec.threads))
-        if count * each[f"num_{need.lower()}s"] > have.get(need, 0):
-            raise InputError(f"--workers {count}: the cluster has {have.get(need, 0):g} {need}s, each worker needs "
-                             f"{each[f'num_{need.lower()}s']}; ask for fewer workers (or fewer --threads)")
-        return count, each
+        gpus, cpus = int(have.get("GPU", 0)), int(have.get("CPU", 0))
+        if gpus:
+            count = self.requested or gpus
+            if count > gpus:
+                raise InputError(f"--workers {count}: the cluster has {gpus} GPUs, one per worker; ask for at most "
+                                 f"{gpus} workers")
+            return count, {"num_gpus": 1, "num_cpus": 1}
+        threads = self.spec.threads or 1
+        self.spec = replace(self.spec, threads=threads)
+        count = self.requested or max(1, cpus // threads)
+        if count * threads > cpus:
+            raise InputError(f"--workers {count} of {threads} threads each need {count * threads} CPUs, the cluster "
+                             f"has {cpus}; ask for fewer workers or --threads")
+        return count, {"num_cpus": threads}
 
     def start(self, task: VideoTask) -> Opened:
         import ray
@@ -162,7 +165,8 @@ class RayPool:
         return schedule(self, names)
 
     def launch(self, worker: int) -> None:
-        self.actors[worker] = actor = self.remote.remote(self.spec, self.task, self.export, f"worker {worker + 1}")
+        actor: Any = self.remote.remote(self.spec, self.task, self.export, f"worker {worker + 1}")
+        self.actors[worker] = actor
         self.calls[actor.ready.remote()] = worker
 
     def submit(self, worker: int, name: str) -> None:

@@ -12,7 +12,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..errors import BackendError, SimVOSError, describe_error
 from ..runtime.segmenter import VideoSegmenter
@@ -226,7 +226,8 @@ class Processes:
     def wait(self) -> list[Event]:
         live = {conn: w for w, conn in enumerate(self.conns) if conn is not None}
         events: list[Event] = []
-        for conn in wait(list(live)):
+        for ready in wait(list(live)):
+            conn = cast(Connection, ready)
             w = live[conn]  # a worker's pipe is readable when it sent a message or exited (then EOF)
             try:
                 events.append(replace(conn.recv(), worker=w))

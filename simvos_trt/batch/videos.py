@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import InputError
 from ..io import Owner, claim_folder, staging_folder, swap_into_place, write_atomic, write_json_atomic, write_owner
@@ -38,7 +38,7 @@ class SegmenterSpec:
 
     def open(self, folder: Path | None = None) -> VideoSegmenter:
         """The segmenter, from ``folder`` (a local copy of the export) or ``self.folder``."""
-        options: dict[str, object] = {}
+        options: dict[str, Any] = {}
         if self.threads is not None and self.backend in (AUTO, "onnxruntime"):
             options["threads"] = self.threads
         if self.device and self.backend == "torch":
