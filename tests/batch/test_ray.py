@@ -109,8 +109,14 @@ def test_an_unreachable_address_gives_one_line(davis, export, capsys):
     assert "\n" not in err
 
 
-def test_without_ray_installed_ray_asks_for_the_extra(davis, export, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
-    code = main(["--davis-root", str(davis), "--engine-dir", str(export), "--ray", "--no-progress"])
-    assert code == 2
-    assert "pip install 'simvos-trt[ray]'" in capsys.readouterr().err
+def test_without_ray_installed_only_ray_asks_for_the_extra(davis, export, reference, tmp_path, capsys,
+                                                            monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it raises ImportError
+    for name in [m for m in sys.modules if m.startswith("simvos_trt.batch")]:
+        monkeypatch.delitem(sys.modules, name)  # imported anew, without Ray
+    argv = ["--davis-root", str(davis), "--engine-dir", str(export), "--backend", "onnxruntime", "--no-progress"]
+    assert main([*argv, "--ray"]) == 2
+    assert capsys.readouterr().err == ("simvos-eval: error: --ray needs the Python package 'ray', which is not "
+                                       "installed; install it with: pip install 'simvos-trt[ray]'\n")
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert outputs(tmp_path / "out") == outputs(reference)
