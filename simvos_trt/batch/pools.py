@@ -7,7 +7,9 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import subprocess
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -147,11 +149,13 @@ class InProcess:
             yield segment_one(self.segmenter, self.task, name, "this process")
 
 
-def _serve(conn: Connection, spec: SegmenterSpec, task: VideoTask, label: str) -> None:
-    """A worker process: open the export, then segment each video name received until None (or the driver is
-    gone). Ctrl-C is the driver's to handle (it stops the workers)."""
+def _serve(conn: Connection, spec: SegmenterSpec, task: VideoTask, label: str, gpu: str | None) -> None:
+    """A worker process: open the export (seeing only ``gpu`` if given), then segment each video name received
+    until None (or the driver is gone). Ctrl-C is the driver's to handle (it stops the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    label = f"{label} (pid {os.getpid()})"
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before any CUDA library loads
+    label = f"{label} (pid {os.getpid()}{'' if gpu is None else f', GPU {gpu}'})"
     try:
         segmenter = spec.open()
     except Exception as exc:  # noqa: BLE001 - sent to the driver, which stops the run with it
@@ -191,6 +195,7 @@ class Processes:
 
     def __init__(self, spec: SegmenterSpec, count: int) -> None:
         self.spec, self.count = spec, count
+        self.gpus = gpu_slots(count)
         self.procs: list[mp.process.BaseProcess | None] = [None] * count
         self.conns: list[Connection | None] = [None] * count
 
@@ -212,8 +217,8 @@ class Processes:
         self._stop(worker)
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(theirs, self.spec, self.task, f"process {worker + 1}"),
-                           name=f"simvos-worker-{worker + 1}", daemon=True)
+        proc = ctx.Process(target=_serve, args=(theirs, self.spec, self.task, f"process {worker + 1}",
+                                                self.gpus[worker]), name=f"simvos-worker-{worker + 1}", daemon=True)
         proc.start()
         theirs.close()
         self.procs[worker], self.conns[worker] = proc, ours
@@ -255,6 +260,20 @@ class Processes:
                 proc.kill()
                 proc.join()
         self.procs[worker] = self.conns[worker] = None
+
+
+def gpu_slots(workers: int) -> list[str | None]:
+    """The GPU each of ``workers`` processes sees, round robin over this machine's GPUs (``CUDA_VISIBLE_DEVICES``
+    if set, else those ``nvidia-smi -L`` lists); all None without a GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible is not None else []
+    if visible is None and shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            listing = ""
+        gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    return [gpus[w % len(gpus)] if gpus else None for w in range(workers)]
 
 
 def default_threads(workers: int) -> int:

@@ -13,6 +13,7 @@ import pytest
 from batch_helpers import SEQUENCES, KillOnce, outputs
 
 from simvos_trt.batch import Processes, SegmenterSpec, davis_plan, segment_videos
+from simvos_trt.batch.pools import gpu_slots
 from simvos_trt.batch.videos import VIDEO_RECORD
 from simvos_trt.cli.eval import main
 from simvos_trt.errors import BackendError, InputError
@@ -121,3 +122,10 @@ def test_option_errors(davis, export, capsys):
             main([*base, *extra])
         assert message in capsys.readouterr().err
 
+
+
+def test_each_process_gets_a_gpu_round_robin(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert gpu_slots(3) == ["3", "5", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible
+    assert gpu_slots(2) == [None, None]
