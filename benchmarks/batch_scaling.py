@@ -74,11 +74,12 @@ def report(result: dict) -> str:
     lines = [f"# Videos per minute, 1 and 2 workers ({machine})", "",
              f"SimVOS-T (random weights) at {s['size'][0]}x{s['size'][1]}, ONNX Runtime float32, {s['videos']} videos "
              f"of {s['frames']} frames, {s['objects']} objects; load average before the run: {s['load_before']}.", "",
-             "| workers | seconds | videos/min | frames/s | speedup vs 1 worker |", "|---|---|---|---|---|"]
+             "| workers | seconds | videos/min | frames/s | speedup vs 1 worker | load average after |",
+             "|---|---|---|---|---|---|"]
     base = next(r["videos_per_minute"] for r in result["rows"] if r["pool"] == "1 process")
     for r in result["rows"]:
         lines.append(f"| {r['pool']} | {r['seconds']} | {r['videos_per_minute']} | {r['frames_per_second']} | "
-                     f"{r['videos_per_minute'] / base:.2f} |")
+                     f"{r['videos_per_minute'] / base:.2f} | {r.get('load_after', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +112,8 @@ def main() -> None:
         load = os.getloadavg()
         rows = []
         for name, make in pools.items():
-            rows.append({"pool": name, **timed(make(), plan, work / name.replace(" ", "-").replace(",", ""))})
+            rows.append({"pool": name, **timed(make(), plan, work / name.replace(" ", "-").replace(",", "")),
+                         "load_after": round(os.getloadavg()[0], 1)})
             print(json.dumps(rows[-1]), flush=True)
             shutil.rmtree(work / name.replace(" ", "-").replace(",", ""))
     result = {"host": host_info(), "rows": rows,

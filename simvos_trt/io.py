@@ -130,7 +130,7 @@ def staging_folder(out: Path) -> Path:
     for path in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
         m = re.fullmatch(re.escape(f".{out.name}") + r"\.(?:partial|old)-(\d+)-[^/]+", path.name)
         if m and not _alive(int(m.group(1))):
-            log.warning("removing %s, left by an export that was killed", path)
+            log.warning("removing %s, left by a run that was killed", path)
             shutil.rmtree(path, ignore_errors=True)
         elif not m and re.fullmatch(re.escape(f".{out.name}") + r"\.(?:partial|old)-\w+", path.name):
             log.warning("%s looks left by an interrupted export of an older version; remove it", path)
