@@ -19,7 +19,7 @@ from ..runtime.backends import AUTO, BACKENDS
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
 
 if TYPE_CHECKING:
-    from ..runtime.session import Video
+    from ..runtime.video import Video
 
 PROG = "simvos-segment"
 

@@ -12,7 +12,8 @@ from conftest import SMALL, SMALL_MAX_OBJECTS
 from simvos_trt.errors import InputError, MissingDependencyError
 from simvos_trt.manifest import read_manifest
 from simvos_trt.runtime import BackendError, create_backend
-from simvos_trt.runtime.session import plan_chunks
+from simvos_trt.runtime.batches import plan_batches
+from simvos_trt.runtime.session import decoder_limit, object_limit
 
 H, W = SMALL
 C = 192
@@ -86,16 +87,23 @@ def test_object_limits(ort_backend):
     assert ort_backend.object_limit("joint_decoder_2mem") == SMALL_MAX_OBJECTS
     assert ort_backend.object_limit("aggregate") == 255
     assert ort_backend.run("aggregate", stage_inputs(7)["aggregate"])["objects"].shape == (7, 1, H, W)
-    assert plan_chunks(5, ort_backend, token_refinement=False) == ((0, 2), (2, 4), (4, 5))
+    assert decoder_limit(ort_backend) == SMALL_MAX_OBJECTS
+    assert plan_batches([False] * 5, decoder_limit(ort_backend)) == ((0, 2, False), (2, 4, False), (4, 5, False))
 
     class Limited:
         def object_limit(self, graph):
             return 4 if graph == "aggregate" else 2
 
-    with pytest.raises(InputError, match="aggregate graph takes at most 4"):
-        plan_chunks(5, Limited(), token_refinement=False)
-    with pytest.raises(InputError, match="--max-objects 3"):
-        plan_chunks(3, Limited(), token_refinement=True)
+    assert object_limit(Limited(), token_refinement=False) == 4
+    assert "aggregate graph" in object_limit(Limited(), token_refinement=False).reason
+    assert object_limit(Limited(), token_refinement=True) == 2
+    assert "memory encoder" in object_limit(Limited(), token_refinement=True).reason
+
+
+def test_decoder_batches_follow_freshness_and_the_limit():
+    assert plan_batches([], 3) == ()
+    assert plan_batches([True, True, False, True], 3) == ((0, 2, True), (2, 3, False), (3, 4, True))
+    assert plan_batches([False] * 7, 3) == ((0, 3, False), (3, 6, False), (6, 7, False))
 
 
 def test_closed_backend_refuses_to_run(small_export):
