@@ -1,5 +1,5 @@
 """The videos of a run, checked before any worker starts: a DAVIS split (``davis_plan``), or folders and video
-files with their first masks (``videos_plan``: a list file, or a root in the JPEGImages/Annotations layout)."""
+files with their masks (``videos_plan``: a list file, or a root in the JPEGImages/Annotations layout)."""
 
 from __future__ import annotations
 
@@ -36,15 +36,17 @@ def davis_plan(root: Path, split: str) -> VideoPlan:
 
 @dataclass(frozen=True)
 class Video:
-    """A video to segment: a folder of frames or a video file, and its first frame's index mask."""
+    """A video to segment: a folder of frames or a video file, its first frame's index mask, and masks of later
+    frames (named after their frame) whose objects join, or are corrected, there."""
 
     frames: Path
     mask: Path
+    later: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
 class VideosTask:
-    """One video of ``videos`` (name -> Video): a palette PNG per frame, in the mask's ids and palette."""
+    """One video of ``videos`` (name -> Video): a palette PNG per frame, in the first mask's ids and palette."""
 
     videos: dict[str, Video]
     bgr: bool = True  # decoded frames are in OpenCV's BGR order
@@ -54,10 +56,14 @@ class VideosTask:
         try:
             first = read_index_png(video.mask)
             palette = first.palette if first.palette is not None else davis_palette()
+            later = {path.stem: read_index_png(path).labels for path in video.later}
             (out / name).mkdir(parents=True)
             session, count = segmenter.video(), 0
             for count, (stem, frame) in enumerate(FrameSource(video.frames, exclude=[video.mask]), start=1):
-                labels = session.start(frame, first.labels, bgr=self.bgr) if count == 1 else session.step(frame)
+                if count == 1:
+                    labels = session.start(frame, first.labels, bgr=self.bgr)
+                else:
+                    labels = session.step(frame, later.get(stem))
                 write_index_png(out / name / f"{stem}.png", labels, palette)
         except InputError as exc:
             raise InputError(f"video {name} ({video.frames}): {exc}") from exc
@@ -65,7 +71,8 @@ class VideosTask:
 
 
 def _from_root(root: Path) -> dict[str, Video]:
-    """``root/JPEGImages/<video>/`` frames with ``root/Annotations/<video>/<first frame>.png``."""
+    """``root/JPEGImages/<video>/`` frames with ``root/Annotations/<video>/<first frame>.png`` and, as in
+    YouTube-VOS, masks of later frames where objects join."""
     if not (root / "JPEGImages").is_dir():
         raise InputError(f"--videos {root}: no JPEGImages folder; give a root holding JPEGImages/<video>/ frames "
                          "and Annotations/<video>/<first frame>.png masks, or a list file")
@@ -76,7 +83,13 @@ def _from_root(root: Path) -> dict[str, Video]:
         if not frames or not mask.is_file():
             raise InputError(f"--videos {root}, video {folder.name}: needs frames and the first frame's mask "
                              f"{mask.relative_to(root)}")
-        videos[folder.name] = Video(folder, mask)
+        stems = {p.stem for p in frames}
+        later = tuple(sorted(p for p in mask.parent.glob("*.png") if p != mask))
+        stray = [p.name for p in later if p.stem not in stems]
+        if stray:
+            raise InputError(f"--videos {root}, video {folder.name}: masks {stray[:3]} name no frame of "
+                             f"JPEGImages/{folder.name}; a mask is named after its frame")
+        videos[folder.name] = Video(folder, mask, later)
     return videos
 
 
@@ -109,5 +122,5 @@ def videos_plan(source: Path, bgr: bool = True) -> VideoPlan:
     videos = _from_root(source) if source.is_dir() else _from_list(source)
     if not videos:
         raise InputError(f"--videos {source}: no video found")
-    inputs = {source, *(v.frames for v in videos.values()), *(v.mask for v in videos.values())}
+    inputs = {source, *(v.frames for v in videos.values()), *(m for v in videos.values() for m in (v.mask, *v.later))}
     return VideoPlan(tuple(videos), VideosTask(videos, bgr), tuple(sorted(inputs)))

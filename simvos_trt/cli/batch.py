@@ -4,7 +4,8 @@ interrupted run resumes (finished videos are skipped).
 
 --videos takes a list file, one video a line: FRAMES<tab>MASK (a folder of frames or a video file, and its first
 frame's index mask; relative paths start at the list's folder), or a root folder holding JPEGImages/<video>/
-frames and Annotations/<video>/<first frame>.png masks (the YouTube-VOS layout).
+frames and Annotations/<video>/<frame>.png masks: the first frame's, and any later frame's, whose objects join
+(or are corrected) there (the YouTube-VOS layout).
 
     simvos-batch --engine-dir engines/bs --videos archive.txt --out results/archive --workers 4
     simvos-batch --engine-dir engines/bs --videos ytvos/valid --out results/ytvos --ray head-node:6379

@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from batch_helpers import SEQUENCES, outputs
+from PIL import Image
 
 from simvos_trt.cli.batch import main
+from simvos_trt.runtime.png import write_index_png
 
 NAMES = [f"synthetic-{i:03d}" for i in range(SEQUENCES)]
 
 
 def youtube_layout(davis: Path, root: Path) -> Path:
-    """The DAVIS frames and annotations as root/JPEGImages/<video>/ and root/Annotations/<video>/ (links)."""
+    """The DAVIS frames as root/JPEGImages/<video>/ (a link) and each first annotation in root/Annotations/<video>/."""
     root.mkdir()
-    for kind in ("JPEGImages", "Annotations"):
-        (root / kind).symlink_to(davis / kind / "480p", target_is_directory=True)
+    (root / "JPEGImages").symlink_to(davis / "JPEGImages" / "480p", target_is_directory=True)
+    for name in NAMES:
+        (root / "Annotations" / name).mkdir(parents=True)
+        shutil.copy(davis / "Annotations" / "480p" / name / "00000.png", root / "Annotations" / name)
     return root
 
 
@@ -71,3 +78,31 @@ def test_a_folder_that_is_not_a_root(davis, export, tmp_path, capsys):
     assert main(["--engine-dir", str(export), "--videos", str(root / "JPEGImages"), "--out",
                  str(tmp_path / "out")]) == 2
     assert "no JPEGImages folder" in capsys.readouterr().err
+
+
+def test_objects_join_at_the_frames_of_later_masks(davis, export, tmp_path, capsys):
+    """YouTube-VOS: a mask on a later frame brings its objects in there (issue 18's ``step(frame, mask)``)."""
+    from simvos_trt.runtime import VideoSegmenter
+
+    root = youtube_layout(davis, tmp_path / "videos")
+    truth = np.array(Image.open(davis / "Annotations" / "480p" / NAMES[0] / "00003.png"))
+    joining = np.where(truth == 2, 7, 0).astype(np.uint8)  # object 2 of frame 3 joins as a new id, 7
+    write_index_png(root / "Annotations" / NAMES[0] / "00003.png", joining)
+    out = tmp_path / "out"
+    assert main(["--engine-dir", str(export), "--backend", "onnxruntime", "--threads", "1", "--videos", str(root),
+                 "--out", str(out), "--no-progress"]) == 0
+    frames = [cv2.imread(str(p)) for p in sorted((davis / "JPEGImages" / "480p" / NAMES[0]).glob("*.jpg"))]
+    first = np.array(Image.open(root / "Annotations" / NAMES[0] / "00000.png"))
+    with VideoSegmenter.open(export, "onnxruntime", threads=1) as seg:
+        expected = list(seg.segment(frames, {0: first, 3: joining}, bgr=True))
+    got = [np.array(Image.open(out / NAMES[0] / f"{t:05d}.png")) for t in range(len(frames))]
+    for t, (labels, want) in enumerate(zip(got, expected, strict=True)):
+        np.testing.assert_array_equal(labels, want, err_msg=f"frame {t}")
+    assert not (got[2] == 7).any() and (got[3] == 7).sum() == (joining == 7).sum()
+
+
+def test_a_later_mask_that_names_no_frame(davis, export, tmp_path, capsys):
+    root = youtube_layout(davis, tmp_path / "videos")
+    shutil.copy(root / "Annotations" / NAMES[1] / "00000.png", root / "Annotations" / NAMES[1] / "00099.png")
+    assert main(["--engine-dir", str(export), "--videos", str(root), "--out", str(tmp_path / "out")]) == 2
+    assert f"video {NAMES[1]}: masks ['00099.png'] name no frame" in capsys.readouterr().err
