@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -48,8 +50,10 @@ def main() -> None:
     export, davis, work, blocker = map(Path, sys.argv[1:5])
     result: dict = {}
     t0 = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    logs = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's sessions (short: its socket paths must fit)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "temp_dir": logs})
+    cluster.add_node(num_cpus=1, temp_dir=logs)
     result["cluster_start_s"] = time.perf_counter() - t0
     try:
         eval_args = ["--davis-root", str(davis), "--engine-dir", str(export), "--backend", "onnxruntime",
@@ -90,6 +94,7 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(logs, ignore_errors=True)
     time.sleep(1)
     result["left_running"] = [p.name() for p in psutil.Process().children(recursive=True) if p.is_running()]
     result["total_s"] = time.perf_counter() - t0
