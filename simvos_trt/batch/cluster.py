@@ -111,9 +111,9 @@ class RayPool:
         if not ray.is_initialized():
             if self.address is not None:
                 check_reachable(self.address)
+            local: dict[str, Any] = {} if self.address else {"include_dashboard": False}  # (Ray Client refuses it)
             try:
-                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False, **local)
             except ConnectionError as exc:
                 raise InputError(f"--ray {self.address}: {_last_line(exc)}") from exc
             self.connected = True

@@ -1,7 +1,8 @@
 """The Ray part of test_ray.py, run by it inside a network namespace that holds only loopback (Ray then binds
 127.0.0.1 alone): a 2-node local cluster, and on it simvos-eval with the export shipped through the object store,
 a worker SIGKILLed in the middle of a video, an interrupted run resumed, and workers that cannot import the
-package. Writes what happened as JSON to ``<work>/result.json``; the test compares the outputs.
+package; then --ray alone, on a cluster it starts. Writes what happened as JSON to ``<work>/result.json``; the
+test compares the outputs.
 
 Usage: python ray_driver.py EXPORT DAVIS_ROOT WORK BLOCKER_DIR
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -50,10 +52,9 @@ def main() -> None:
     export, davis, work, blocker = map(Path, sys.argv[1:5])
     result: dict = {}
     t0 = time.perf_counter()
-    logs = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's sessions (short: its socket paths must fit)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                            "temp_dir": logs})
-    cluster.add_node(num_cpus=1, temp_dir=logs)
+    logs = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's files (a short path:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})  # sockets)
+    cluster.add_node(num_cpus=1)
     result["cluster_start_s"] = time.perf_counter() - t0
     try:
         eval_args = ["--davis-root", str(davis), "--engine-dir", str(export), "--backend", "onnxruntime",
@@ -94,7 +95,11 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
-        shutil.rmtree(logs, ignore_errors=True)
+    t = time.perf_counter()  # --ray alone: a cluster started for the run, and stopped after it
+    result["local"] = cli(["--davis-root", str(davis), "--engine-dir", str(export), "--backend", "onnxruntime",
+                           "--json", "--ray", "--out", str(work / "local")])
+    result["local_s"] = time.perf_counter() - t
+    shutil.rmtree(logs, ignore_errors=True)
     time.sleep(1)
     result["left_running"] = [p.name() for p in psutil.Process().children(recursive=True) if p.is_running()]
     result["total_s"] = time.perf_counter() - t0

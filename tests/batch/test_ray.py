@@ -96,6 +96,13 @@ def test_workers_that_cannot_import_the_package_give_one_line(driven):
                      "(pip install 'simvos-trt[ray]') or start the cluster from this environment"]
 
 
+def test_ray_without_an_address_starts_a_cluster_for_the_run(driven, reference):
+    local = driven["local"]
+    assert local["code"] == 0, local["stderr"]
+    assert json.loads(local["stdout"])["backend"] == "onnxruntime"
+    assert outputs(driven["work"] / "local") == outputs(reference)
+
+
 def test_every_ray_process_is_gone(driven):
     assert driven["left_running"] == []
 
