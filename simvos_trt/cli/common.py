@@ -6,10 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error
 from ..io import interrupt_on_sigterm
+
+if TYPE_CHECKING:
+    from ..batch.cluster import RayPool
+    from ..batch.pools import InProcess, Processes
+    from ..batch.videos import SegmenterSpec
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -85,14 +90,15 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check_worker_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 (argparse) on worker options that contradict each other."""
     if args.ship_export is not None and args.ray is None:
         parser.error("--ship-export needs --ray")
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers: got {args.workers}, expected at least 1")
 
 
-def worker_pool(args: argparse.Namespace, spec: Any) -> Any:
-    """The pool the worker options ask for, over the export ``spec`` (a ``batch.SegmenterSpec``), not started."""
+def worker_pool(args: argparse.Namespace, spec: SegmenterSpec) -> InProcess | Processes | RayPool:
+    """The pool the worker options ask for, over the export ``spec``, not started."""
     from dataclasses import replace
 
     from ..batch.pools import InProcess, Processes, default_threads

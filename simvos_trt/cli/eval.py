@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: TensorRT when usable, else ONNX Runtime")
     s.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per graph (default: all cores)")
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
-    add_worker_options(p)
     flag(s, "--force", text="segment complete sequences again (they are skipped, "
                    "so a run resumes) and replace another export's or backend's results in --out")
+    add_worker_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, metavar="DIR", help="where the PNGs and CSV files go [default: "
                    "results/<engine-dir name>-<backend>, or the --results folder]")
