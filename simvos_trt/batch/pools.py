@@ -93,10 +93,11 @@ def start_workers(workers: Workers) -> Opened:
 
 
 def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPTS) -> Iterator[VideoResult]:
-    """Hand ``names`` to the (started) ``workers``; yield each result as it comes. A video whose worker dies
-    is handed to the next idle worker while a fresh one starts; after ``attempts`` deaths the run fails."""
+    """Hand ``names`` to the (started) ``workers``; yield each result as it comes. A worker that dies is started
+    anew and its video handed to the next idle worker; after ``attempts`` deaths with one video the run fails,
+    as it does when a worker cannot start anew."""
     pending, tries = deque(names), Counter[str]()
-    idle, busy = list(range(workers.count)), dict[int, str]()
+    idle, busy, starting = list(range(workers.count)), dict[int, str](), set[int]()
     while pending or busy:
         while idle and pending:
             w, name = idle.pop(0), pending.popleft()
@@ -105,6 +106,7 @@ def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPT
             busy[w] = name
         for event in workers.wait():
             if isinstance(event, Ready):
+                starting.discard(event.worker)
                 idle.append(event.worker)
             elif isinstance(event, Done):
                 del busy[event.worker]
@@ -112,17 +114,21 @@ def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPT
                 yield replace(event.result, attempts=tries[event.result.name])
             elif isinstance(event, Failed):
                 raise event.error
-            elif event.worker in busy:
-                name = busy.pop(event.worker)
-                if tries[name] >= attempts:
-                    raise BackendError(f"video {name}: its worker died {tries[name]} times (last: {event.why}); "
-                                       "the finished videos are kept: fix the cause and run the same command "
-                                       "to resume")
-                log.warning("video %s: its worker died (%s); handing it to another worker", name, event.why)
-                pending.appendleft(name)
-                workers.launch(event.worker)
-            else:  # a worker that died while starting anew
+            elif event.worker in starting:
                 raise BackendError(event.why)
+            else:
+                if event.worker in busy:
+                    name = busy.pop(event.worker)
+                    if tries[name] >= attempts:
+                        raise BackendError(f"video {name}: its worker died {tries[name]} times (last: {event.why});"
+                                           " the finished videos are kept: fix the cause and run the same command "
+                                           "to resume")
+                    log.warning("video %s: its worker died (%s); handing it to another worker", name, event.why)
+                    pending.appendleft(name)
+                else:  # died between videos
+                    idle.remove(event.worker)
+                workers.launch(event.worker)
+                starting.add(event.worker)
 
 
 class InProcess:

@@ -1,5 +1,6 @@
 """Many videos on worker processes of this machine (no Ray): the same PNGs and scores as the single-process run,
-a worker killed in the middle of a video, resuming after an interrupt, errors in one line."""
+a worker killed in the middle of a video, resuming after an interrupt, errors in one line; and the scheduler's
+decisions on scripted events (deaths at moments a real process cannot be made to die on cue)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from batch_helpers import SEQUENCES, KillOnce, outputs
 
 from simvos_trt.batch import Processes, SegmenterSpec, davis_plan, segment_videos
-from simvos_trt.batch.pools import gpu_slots
-from simvos_trt.batch.videos import VIDEO_RECORD
+from simvos_trt.batch.pools import Died, Done, Ready, gpu_slots, schedule
+from simvos_trt.batch.videos import VIDEO_RECORD, Opened, VideoResult
 from simvos_trt.cli.eval import main
 from simvos_trt.errors import BackendError, InputError
 
@@ -129,3 +130,49 @@ def test_each_process_gets_a_gpu_round_robin(monkeypatch):
     assert gpu_slots(3) == ["3", "5", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible
     assert gpu_slots(2) == [None, None]
+
+
+class ScriptedWorkers:
+    """The scheduler's view of workers, driven by a script: each ``wait`` answers the next list of events, built
+    from what was submitted so far (the decisions of ``schedule`` tested without processes)."""
+
+    def __init__(self, count: int, script) -> None:
+        self.count, self.script = count, iter(script)
+        self.submitted: list[tuple[int, str]] = []
+        self.launched: list[int] = []
+
+    def launch(self, worker: int) -> None:
+        self.launched.append(worker)
+
+    def submit(self, worker: int, name: str) -> None:
+        self.submitted.append((worker, name))
+
+    def wait(self):
+        return next(self.script)(self)
+
+
+def done(worker: int):
+    def answer(ws: ScriptedWorkers):
+        name = next(n for w, n in reversed(ws.submitted) if w == worker)
+        return [Done(worker, VideoResult(name, 1, {}, 0.1, f"w{worker}"))]
+    return answer
+
+
+def test_schedule_hands_a_dead_workers_video_to_the_next_idle_one():
+    script = [lambda ws: [Died(1, "killed")],  # worker 1 dies with video b
+              done(0), lambda ws: [Ready(1, Opened("f", "onnxruntime"))], done(0), done(1)]
+    workers = ScriptedWorkers(2, script)
+    results = list(schedule(workers, ["a", "b", "c"]))
+    assert workers.submitted == [(0, "a"), (1, "b"), (0, "b"), (1, "c")] and workers.launched == [1]
+    assert [(r.name, r.attempts) for r in results] == [("a", 1), ("b", 2), ("c", 1)]
+
+
+def test_schedule_relaunches_a_worker_that_died_between_videos():
+    workers = ScriptedWorkers(2, [lambda ws: [Died(1, "killed")], done(0)])  # worker 1 had nothing to do
+    assert [r.name for r in schedule(workers, ["a"])] == ["a"] and workers.launched == [1]
+
+
+def test_schedule_stops_when_a_worker_cannot_start_anew():
+    script = [lambda ws: [Died(0, "killed")], lambda ws: [Died(0, "process 1 could not open the export: gone")]]
+    with pytest.raises(BackendError, match="could not open the export: gone"):
+        list(schedule(ScriptedWorkers(1, script), ["a"]))
