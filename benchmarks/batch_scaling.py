@@ -9,7 +9,7 @@ simvos-batch's root layout, then segments them all, from scratch, once per row: 
 2 worker processes (cores / workers ONNX Runtime threads each), and with --ray a local Ray cluster with 1 and 2
 actors (only inside a network namespace with loopback alone, as above: Ray must not listen outward here). Each row
 is the wall time of ``segment_videos`` including the workers' start (each opens the export) but not the Ray
-cluster's. Writes results.json
+cluster's; with --repeats the rows run in turns and the fastest run of each is reported. Writes results.json
 and report.md to benchmarks/results/<date>-<host>-batch/; benchmarks/README.md says how this scales on N GPUs.
 """
 
@@ -74,12 +74,12 @@ def report(result: dict) -> str:
     lines = [f"# Videos per minute, 1 and 2 workers ({machine})", "",
              f"SimVOS-T (random weights) at {s['size'][0]}x{s['size'][1]}, ONNX Runtime float32, {s['videos']} videos "
              f"of {s['frames']} frames, {s['objects']} objects; load average before the run: {s['load_before']}.", "",
-             "| workers | seconds | videos/min | frames/s | speedup vs 1 worker | load average after |",
-             "|---|---|---|---|---|---|"]
+             "| workers | seconds (fastest) | videos/min | frames/s | vs 1 process | load after | all runs (s) |",
+             "|---|---|---|---|---|---|---|"]
     base = next(r["videos_per_minute"] for r in result["rows"] if r["pool"] == "1 process")
     for r in result["rows"]:
         lines.append(f"| {r['pool']} | {r['seconds']} | {r['videos_per_minute']} | {r['frames_per_second']} | "
-                     f"{r['videos_per_minute'] / base:.2f} | {r.get('load_after', '')} |")
+                     f"{r['videos_per_minute'] / base:.2f} | {r['load_after']} | {r['all_seconds']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -90,6 +90,7 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=2, help="objects per video")
     p.add_argument("--size", default="128x224", help="frame and engine size HxW (multiples of 16)")
     p.add_argument("--ray", action="store_true", help="also a local Ray cluster with 1 and 2 actors")
+    p.add_argument("--repeats", type=int, default=1, help="runs of every row, in turns; the fastest is reported")
     p.add_argument("--out", type=Path, help="result folder [default benchmarks/results/<date>-<host>-batch]")
     args = p.parse_args()
     size = tuple(int(x) for x in args.size.split("x"))
@@ -110,12 +111,14 @@ def main() -> None:
                 pools[f"Ray, {n} actor{'s' * (n > 1)}"] = lambda n=n: RayPool(
                     SegmenterSpec(spec.folder, spec.backend, max(1, cores // n)), count=n)
         load = os.getloadavg()
-        rows = []
-        for name, make in pools.items():
-            rows.append({"pool": name, **timed(make(), plan, work / name.replace(" ", "-").replace(",", "")),
-                         "load_after": round(os.getloadavg()[0], 1)})
-            print(json.dumps(rows[-1]), flush=True)
-            shutil.rmtree(work / name.replace(" ", "-").replace(",", ""))
+        runs: dict[str, list[dict]] = {name: [] for name in pools}
+        for _ in range(args.repeats):  # the rows in turn, so that a change in the machine's load hits all alike
+            for name, make in pools.items():
+                runs[name].append({**timed(make(), plan, work / "out"), "load_after": round(os.getloadavg()[0], 1)})
+                print(json.dumps({"pool": name, **runs[name][-1]}), flush=True)
+                shutil.rmtree(work / "out")
+    rows = [{"pool": name, **min(tries, key=lambda r: r["seconds"]), "all_seconds": [r["seconds"] for r in tries]}
+            for name, tries in runs.items()]
     result = {"host": host_info(), "rows": rows,
               "setup": {"videos": args.videos, "frames": args.frames, "objects": args.objects, "size": size,
                         "load_before": [round(x, 2) for x in load]}}
