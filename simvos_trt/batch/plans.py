@@ -1,14 +1,17 @@
-"""The videos of a run, checked before any worker starts: a DAVIS split (``davis_plan``), or folders and video
-files with their masks (``videos_plan``: a list file, or a root in the JPEGImages/Annotations layout)."""
+"""The videos of a run, checked before any worker starts: a DAVIS split (``davis_plan``), a YouTube-VOS split
+(``youtube_plan``), or folders and video files with their masks (``videos_plan``: a list file, or a root in the
+JPEGImages/Annotations layout)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import InputError
-from ..eval.davis import check_root, dataset_folders, read_split, sequence_files
+from ..eval.davis import check_root, dataset_folders, frame_paths, read_split, sequence_files
 from ..eval.run import segment_sequence
+from ..eval.youtube import ANNOTATIONS, YouTubeVOS, segment_video
 from ..runtime.png import davis_palette, read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource
@@ -17,12 +20,16 @@ from .videos import VideoPlan
 
 @dataclass(frozen=True)
 class DavisTask:
-    """One DAVIS sequence from its first annotation (``eval.run.segment_sequence``)."""
+    """One DAVIS sequence from its first annotation (``eval.run.segment_sequence``): a PNG per frame."""
 
     root: Path
+    folder: ClassVar[str] = ""
 
     def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int:
         return segment_sequence(segmenter, self.root, name, out)
+
+    def expected(self, name: str) -> list[str]:
+        return [f"{p.stem}.png" for p in frame_paths(self.root, name)]
 
 
 def davis_plan(root: Path, split: str) -> VideoPlan:
@@ -32,6 +39,29 @@ def davis_plan(root: Path, split: str) -> VideoPlan:
     for name in names:
         sequence_files(root, name)
     return VideoPlan(tuple(names), DavisTask(root), tuple(dataset_folders(root)))
+
+
+@dataclass(frozen=True)
+class YouTubeTask:
+    """One YouTube-VOS video, its objects joining where they first appear (``eval.youtube.segment_video``): a
+    PNG per listed frame (every frame with ``save_all``) in ``Annotations/<video>/``."""
+
+    ds: YouTubeVOS
+    save_all: bool = False
+    folder: ClassVar[str] = ANNOTATIONS
+
+    def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int:
+        return segment_video(segmenter, self.ds, name, out, force=True, save_all=self.save_all).frames
+
+    def expected(self, name: str) -> list[str]:
+        files = self.ds.files[name]
+        return [f"{stem}.png" for stem in ([p.stem for p in files.frames] if self.save_all else files.listed)]
+
+
+def youtube_plan(ds: YouTubeVOS, save_all: bool = False) -> VideoPlan:
+    """Every video of an opened (checked) YouTube-VOS split."""
+    inputs = tuple(path for path in ds.inputs() if path is not None)
+    return VideoPlan(tuple(ds.videos), YouTubeTask(ds, save_all), inputs, ds.frames_segmented())
 
 
 @dataclass(frozen=True)
@@ -50,6 +80,10 @@ class VideosTask:
 
     videos: dict[str, Video]
     bgr: bool = True  # decoded frames are in OpenCV's BGR order
+    folder: ClassVar[str] = ""
+
+    def expected(self, name: str) -> None:
+        return None  # a video file's frames are counted as it is decoded: the run's record tells
 
     def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int:
         video = self.videos[name]

@@ -1,5 +1,5 @@
 """Many videos into one results folder: what a worker returns for a video, and how the driver publishes it
-(a video's folder appears whole, with its record, or not at all; a folder with its record is skipped on resume)."""
+(a video's folder appears whole, with its record, or not at all; a finished video is skipped on resume)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..errors import InputError
-from ..io import Owner, claim_folder, staging_folder, swap_into_place, write_atomic, write_json_atomic, write_owner
+from ..eval.run import SequenceRun, claim_results, owner_source
+from ..io import Owner, staging_folder, swap_into_place, write_atomic, write_json_atomic
 from ..runtime.backends import AUTO
 from ..runtime.segmenter import VideoSegmenter
 
@@ -47,10 +48,19 @@ class SegmenterSpec:
 
 
 class VideoTask(Protocol):
-    """Segments video ``name`` with ``segmenter``, writing its files (flat) into ``out / name``; returns its
-    frame count. Must pickle: workers in other processes and on other machines run it."""
+    """Segments video ``name`` with ``segmenter``, writing its files (flat) into ``out / folder / name``; returns
+    its frame count. Must pickle: workers in other processes and on other machines run it."""
+
+    #: The folder of the results layout that holds one folder per video ("" for DAVIS, "Annotations" for
+    #: YouTube-VOS).
+    folder: ClassVar[str]
 
     def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int: ...
+
+    def expected(self, name: str) -> list[str] | None:
+        """The files a finished video's folder holds (a folder with them all is skipped, whoever wrote it); None
+        when only the run's record can tell (a video file's frame count is known once decoded)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,13 @@ class Opened:
 
 @dataclass(frozen=True)
 class VideoPlan:
-    """The videos of a run, in order, the task that segments one, and the inputs no output may overwrite."""
+    """The videos of a run, in order, the task that segments one, the inputs no output may overwrite, and what
+    else than the export and backend decides the outputs (recorded with the folder's owner)."""
 
     names: tuple[str, ...]
     task: VideoTask
     inputs: tuple[Path, ...]
+    dataset: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,20 +99,11 @@ class VideoResult:
 
 
 @dataclass(frozen=True)
-class VideoRun:
-    """What a run did with one video."""
+class VideoRun(SequenceRun):
+    """What a run did with one video, and where: ``eval.run.SequenceRun`` with the worker."""
 
-    name: str
-    frames: int
-    seconds: float  # 0 when skipped
-    skipped: bool  # finished by an earlier run
     worker: str = ""
     attempts: int = 0  # workers it was handed to (more than 1 when a worker died)
-
-    @property
-    def fps(self) -> float | None:
-        """Frames per second of the whole loop (read, segment, encode), None when skipped."""
-        return None if self.skipped else self.frames / max(self.seconds, 1e-9)
 
 
 #: Called after each video with (position 1..total, total, what was done).
@@ -112,15 +115,16 @@ def segment_one(segmenter: VideoSegmenter, task: VideoTask, name: str, worker: s
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="simvos-video-") as tmp:
         frames = task(segmenter, name, Path(tmp))
-        folder = Path(tmp) / name
+        folder = Path(tmp) / task.folder / name
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
     return VideoResult(name, frames, files, time.perf_counter() - t0, worker)
 
 
-def publish(out: Path, result: VideoResult) -> VideoRun:
-    """Write ``result`` into ``out / result.name`` as a whole: built beside it, then swapped in (replacing
-    an unfinished or earlier folder)."""
-    tmp = staging_folder(out / result.name)
+def publish(folder: Path, result: VideoResult) -> VideoRun:
+    """Write ``result`` into ``folder`` as a whole: built beside it, then swapped in (replacing an unfinished or
+    earlier folder)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_folder(folder)
     try:
         for file, data in result.files.items():
             write_atomic(tmp / file, data)
@@ -128,38 +132,32 @@ def publish(out: Path, result: VideoResult) -> VideoRun:
         write_json_atomic(tmp / VIDEO_RECORD, {"video": run.name, "frames": run.frames, "files": sorted(result.files),
                                                "seconds": round(run.seconds, 3), "worker": run.worker,
                                                "attempts": run.attempts})
-        swap_into_place(tmp, out / result.name)
+        swap_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return run
 
 
-def finished(out: Path, name: str) -> VideoRun | None:
-    """The record of video ``name`` in ``out`` as a skipped run; None when it is not there or a file it lists is
-    missing (the video is segmented again)."""
+def finished(folder: Path, task: VideoTask, name: str) -> VideoRun | None:
+    """Video ``name``, published in ``folder`` earlier, as a skipped run: every file ``task`` expects is there,
+    or else every file its record lists. None otherwise (the video is segmented again)."""
+    files = task.expected(name)
+    if files is not None:
+        complete = all((folder / file).is_file() for file in files)
+        return VideoRun(name, len(files), 0.0, skipped=True) if complete else None
     try:
-        record = json.loads((out / name / VIDEO_RECORD).read_text())
-        complete = all((out / name / file).is_file() for file in record["files"])
+        record = json.loads((folder / VIDEO_RECORD).read_text())
+        complete = all((folder / file).is_file() for file in record["files"])
         return VideoRun(name, int(record["frames"]), 0.0, skipped=True) if complete else None
     except FileNotFoundError:
         return None
     except (OSError, ValueError, LookupError, TypeError) as exc:
-        raise InputError(f"{out / name / VIDEO_RECORD} is damaged ({exc}); delete the folder {out / name} "
-                         "and run again to segment that video anew") from exc
+        raise InputError(f"{folder / VIDEO_RECORD} is damaged ({exc}); delete the folder {folder} and run again "
+                         "to segment that video anew") from exc
 
 
-def _clear(out: Path) -> None:
-    """Remove the videos of another export or backend from ``out`` (a folder this tool owns)."""
-    for folder in [p for p in out.iterdir() if p.is_dir()]:
-        if (folder / VIDEO_RECORD).is_file():
-            shutil.rmtree(folder)
-        else:
-            for old in folder.glob("*.png"):
-                old.unlink()
-
-
-def videos_per_minute(runs: Sequence[VideoRun], seconds: float) -> float:
+def videos_per_minute(runs: Sequence[SequenceRun], seconds: float) -> float:
     """Videos segmented (not skipped) per minute of ``seconds`` of wall time."""
     return sum(not r.skipped for r in runs) * 60 / max(seconds, 1e-9)
 
@@ -181,16 +179,14 @@ class Pool(Protocol):
 def segment_videos(plan: VideoPlan, pool: Pool, opened: Opened, out: str | os.PathLike[str], *, tool: str,
                    force: bool = False, progress: Progress | None = None) -> list[VideoRun]:
     """Segment ``plan.names`` on ``pool`` (started with ``plan.task``; its workers ``opened``) into
-    ``<out>/<name>/``, skipping finished videos unless ``force``; one ``VideoRun`` per video, in plan order.
-    The folder records the export and backend (``tool`` owns it)."""
-    out = Path(out)
-    owner = Owner(tool, f"export {opened.fingerprint} on {opened.backend}")
-    found = claim_folder(out, owner, inputs=[*plan.inputs, pool.spec.folder], force=force)
-    if found is not None and found.source != owner.source:
-        _clear(out)
-    write_owner(out, owner)
-    earlier = {} if force else {name: finished(out, name) for name in plan.names}
-    runs = {name: run for name, run in earlier.items() if run is not None}
+    ``<out>/<plan.task.folder>/<name>/``, skipping finished videos unless ``force``; one ``VideoRun`` per video,
+    in plan order. The results folder is claimed as ``eval.run`` claims it (``tool`` owns it), so a run on
+    workers resumes one in a single process and the other way round."""
+    out, videos = Path(out), Path(out) / plan.task.folder
+    owner = Owner(tool, owner_source(opened.fingerprint, opened.backend, plan.dataset))
+    claim_results(out, owner, [*plan.inputs, pool.spec.folder], force, stale=str(Path(plan.task.folder, "*/*.png")))
+    earlier = {} if force else {name: finished(videos / name, plan.task, name) for name in plan.names}
+    runs: dict[str, VideoRun] = {name: run for name, run in earlier.items() if run is not None}
     reported = 0
 
     def report(run: VideoRun) -> None:
@@ -203,7 +199,7 @@ def segment_videos(plan: VideoPlan, pool: Pool, opened: Opened, out: str | os.Pa
         if name in runs:
             report(runs[name])
     for result in pool.run([name for name in plan.names if name not in runs]):
-        runs[result.name] = run = publish(out, result)
+        runs[result.name] = run = publish(videos / result.name, result)
         log.info("video %s: %d frames, %.1f frames/s on %s", run.name, run.frames, run.fps, run.worker)
         report(run)
     return [runs[name] for name in plan.names]

@@ -1,5 +1,5 @@
-"""Segment one DAVIS sequence (``batch`` runs the split on any number of workers, resumably), and compare the
-CSV files of two scored runs (the results layout: ``README.md`` beside this file)."""
+"""Run a segmenter over a DAVIS root, resumably, and compare the CSV files of two scored runs (the results
+layout, resuming and the folder's owner record: ``README.md`` beside this file)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import csv
 import logging
 import math
 import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..io import Owner, claim_and_clear
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import read_frame
@@ -20,13 +23,87 @@ from .davis import (
     RESOLUTION,
     SEQUENCE_COLUMNS,
     VOID,
+    check_root,
     count_objects,
     csv_paths,
+    dataset_folders,
     frame_paths,
+    read_split,
+    sequence_files,
 )
 from .metrics import GLOBAL_COLUMNS
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SequenceRun:
+    """What was done with one sequence (or video): the record of one unit of a dataset run."""
+
+    name: str
+    frames: int  # frames segmented; when skipped, the PNGs found
+    seconds: float  # wall time of reading, segmenting and writing; 0 when skipped
+    skipped: bool  # every PNG was already present
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second of the whole loop (read, segment, write), None when skipped."""
+        return None if self.skipped else self.frames / max(self.seconds, 1e-9)
+
+
+#: Called after each sequence with (position 1..total, total, what was done).
+Progress = Callable[[int, int, SequenceRun], None]
+
+
+def results_owner(segmenter: VideoSegmenter, dataset: str = "") -> Owner:
+    """The record of a results folder: the export (its graphs' sha256s) and backend, and what else decides
+    the predictions (``dataset``: e.g. the frames a YouTube-VOS run segments); empty for DAVIS."""
+    return Owner("simvos-eval", owner_source(segmenter.manifest.fingerprint, segmenter.backend.name, dataset))
+
+
+def owner_source(fingerprint: str, backend: str, dataset: str = "") -> str:
+    """``results_owner``'s source, from the export's fingerprint and the backend's name (also for workers)."""
+    source = f"export {fingerprint} on {backend}"
+    return f"{source}, {dataset}" if dataset else source
+
+
+def claim_results(out: Path, owner: Owner, inputs: Iterable[str | os.PathLike[str] | None], force: bool,
+                  stale: str) -> None:
+    """Claim ``out`` for ``owner`` (the output-folder rule); with ``force``, the PNGs (glob ``stale``) of
+    another owner go first."""
+    claim_and_clear(out, owner, stale, inputs=inputs, force=force)
+
+
+def fresh_folder(folder: Path) -> Path:
+    """``folder``, created, without the temporary files of an interrupted write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return folder
+
+
+def run_or_skip(name: str, outputs: list[Path], force: bool, segment: Callable[[], int]) -> SequenceRun:
+    """Skip a sequence whose ``outputs`` are all present (unless ``force``), else time ``segment()``, which
+    writes them and returns the frames it segmented."""
+    if not force and all(p.is_file() for p in outputs):
+        run = SequenceRun(name, len(outputs), 0.0, skipped=True)
+    else:
+        t0 = time.perf_counter()
+        frames = segment()
+        run = SequenceRun(name, frames, time.perf_counter() - t0, skipped=False)
+    log.info("sequence %s: %d frames, %s", name, run.frames,
+             "skipped (complete)" if run.skipped else f"{run.fps:.1f} frames/s")
+    return run
+
+
+def run_all(names: list[str], one: Callable[[str], SequenceRun], progress: Progress | None) -> list[SequenceRun]:
+    """``one(name)`` for each name in order, reporting each record to ``progress``."""
+    runs = []
+    for i, name in enumerate(names, start=1):
+        runs.append(one(name))
+        if progress is not None:
+            progress(i, len(names), runs[-1])
+    return runs
 
 
 def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path, resolution: str = RESOLUTION) -> int:
@@ -38,10 +115,7 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
     except InputError as exc:
         raise InputError(f"DAVIS root {root}, sequence '{name}': first annotation: {exc}") from exc
     mask = np.where(first.labels == VOID, 0, first.labels).astype(np.uint8)  # (H, W)
-    seq_out = out / name
-    seq_out.mkdir(parents=True, exist_ok=True)
-    for tmp in seq_out.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    seq_out = fresh_folder(out / name)
     session = segmenter.video() if count_objects(mask) else None
     if session is None:
         log.warning("sequence %s: first annotation has no object; writing empty predictions", name)
@@ -59,6 +133,26 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
             raise InputError(f"{where}: {exc}") from exc
         write_index_png(seq_out / f"{path.stem}.png", labels, first.palette)
     return len(frames)
+
+
+def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], split: str,
+                    out: str | os.PathLike[str], force: bool = False,
+                    progress: Progress | None = None) -> list[SequenceRun]:
+    """Segment every sequence of ``ImageSets/2017/<split>.txt`` into ``<out>/<seq>/<frame>.png``, after
+    checking the whole split; complete sequences are skipped unless ``force``. One record per sequence."""
+    root, out = Path(root), Path(out)
+    check_root(root, split)
+    names = read_split(root, split)
+    for name in names:
+        sequence_files(root, name)
+    owner = results_owner(segmenter)
+    claim_results(out, owner, [*dataset_folders(root), segmenter.backend.folder], force, stale="*/*.png")
+
+    def one(name: str) -> SequenceRun:
+        outputs = [out / name / f"{p.stem}.png" for p in frame_paths(root, name)]
+        return run_or_skip(name, outputs, force, lambda: segment_sequence(segmenter, root, name, out))
+
+    return run_all(names, one, progress)
 
 
 @dataclass(frozen=True)

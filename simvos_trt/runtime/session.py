@@ -101,11 +101,12 @@ class VideoSession(Video):
             st.pending = (frame, gather(be, [(objects, r) for r in keep])) if keep else None
 
     def resume(self, references: Sequence[tuple[Keyframe, Sequence[int]]], last: Keyframe, *,
-               bgr: bool = False) -> None:
+               objects: np.ndarray | None = None, bgr: bool = False) -> None:
         """Rebuild the video after frame ``last.index`` from what a client kept: each object's reference
         keyframe (``references``: (keyframe, ids) pairs) and the last frame. References are encoded as the live
-        session encodes them (exact); the previous frame's memory comes from the one-hot of ``last.labels``,
-        not the probabilities the lost session held (close, not equal). InputError for inconsistent input."""
+        session encodes them (exact). The previous frame's memory comes from ``objects``, the (K, 1, He, We)
+        float32 soft objects the lost session held (``last_objects()``; exact), or else from the one-hot of
+        ``last.labels`` (close, not equal). InputError for inconsistent input."""
         check_flags(bgr=bgr)
         size = frame_size(last.frame)
         state = self._new_state(size, bgr)
@@ -130,10 +131,26 @@ class VideoSession(Video):
             self._reference(state, self._backend.from_host(state.staging), keyframe.labels,
                             np.array(sorted(ids), dtype=np.uint8), keyframe.index)
         stage_frame(state, last.frame)
-        objects = place_mask(last.labels, state.ids, state.placement)  # (K, 1, He, We)
+        if objects is None:
+            objects = place_mask(last.labels, state.ids, state.placement)  # (K, 1, He, We)
+        elif objects.shape != (len(state.ids), 1, *self._engine_size) or objects.dtype != np.float32:
+            raise InputError(f"resume: objects {objects.dtype} {objects.shape}, expected float32 "
+                             f"({len(state.ids)}, 1, He, We) at the engine size, from last_objects()")
         state.pending = (self._backend.from_host(state.staging), self._backend.from_host(objects))
         state.index = last.index + 1
         self.state = state
+
+    def last_objects(self) -> np.ndarray:
+        """(K, 1, He, We) float32 soft objects of the last frame at the engine size: with the reference
+        keyframes, what ``resume`` needs to continue the video exactly (4 bytes per engine pixel and object)."""
+        st = self._started()
+        if st.pending is None:
+            return np.zeros((0, 1, *self._engine_size), np.float32)
+        return np.array(self._backend.to_host(st.pending[1]), dtype=np.float32)
+
+    @property
+    def _engine_size(self) -> tuple[int, int]:
+        return self._backend.manifest.height, self._backend.manifest.width
 
     def _new_state(self, size: tuple[int, int], bgr: bool) -> VideoState:
         m = self._backend.manifest

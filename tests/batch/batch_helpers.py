@@ -7,6 +7,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -61,10 +62,14 @@ class KillOnce:
     """Runs ``inner`` (a VideoTask); the first worker that takes video ``victim`` dies at its frame 3 (the marker
     file records that it happened). Every call leaves ``marks/<video>.<pid>`` holding where it ran."""
 
-    inner: object
+    inner: object  # a DAVIS task
     victim: str
     marks: Path
     always: bool = False  # kill every worker that takes the victim
+    folder: ClassVar[str] = ""
+
+    def expected(self, name: str) -> list[str]:
+        return self.inner.expected(name)
 
     def __call__(self, segmenter, name: str, out: Path) -> int:
         where = f"{os.getpid()}"

@@ -9,23 +9,33 @@ from pathlib import Path
 import pytest
 from batch_helpers import SEQUENCES, make_export
 
-from simvos_trt.batch import InProcess, SegmenterSpec, davis_plan, segment_videos
+from simvos_trt.batch import SegmenterSpec
+from simvos_trt.eval.run import segment_dataset
 
 
-def make_dataset(root: Path, **kwargs) -> None:
-    """tests/eval/synthetic_davis.py's ``make_dataset`` (that folder is not on this one's path)."""
-    spec = importlib.util.spec_from_file_location("synthetic_davis", Path(__file__).parents[1] / "eval" /
-                                                  "synthetic_davis.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # (dataclasses look it up there)
-    spec.loader.exec_module(module)
-    module.make_dataset(root, **kwargs)
+def eval_helper(name: str):
+    """The module tests/eval/<name>.py (that folder is not on this one's path)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "eval" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)  # (dataclasses look it up there)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def youtube(tmp_path_factory) -> Path:
+    """A synthetic YouTube-VOS root (split valid): objects appear at later frames."""
+    root = tmp_path_factory.mktemp("batch_yt") / "youtube"
+    eval_helper("synthetic_youtube").make_youtube(root, frames=26, height=64, width=96)
+    return root
 
 
 @pytest.fixture(scope="session")
 def davis(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("batch") / "davis"
-    make_dataset(root, sequences=SEQUENCES, frames=6, height=60, width=90, objects=3, seed=0)
+    eval_helper("synthetic_davis").make_dataset(root, sequences=SEQUENCES, frames=6, height=60, width=90, objects=3,
+                                                seed=0)
     return root
 
 
@@ -42,9 +52,8 @@ def spec(export) -> SegmenterSpec:
 
 @pytest.fixture(scope="session")
 def reference(davis, spec, tmp_path_factory) -> Path:
-    """The split segmented in this process, one video after another."""
+    """The split segmented by the single-process run (``eval.run.segment_dataset``, simvos-eval's default)."""
     out = tmp_path_factory.mktemp("batch_reference") / "out"
-    plan = davis_plan(davis, "val")
-    with InProcess(spec) as pool:
-        segment_videos(plan, pool, pool.start(plan.task), out, tool="test")
+    with spec.open() as segmenter:
+        segment_dataset(segmenter, davis, "val", out)
     return out

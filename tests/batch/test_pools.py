@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,8 +112,10 @@ def test_simvos_eval_with_workers_equals_the_single_process_run(davis, export, r
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0  # one process: the same table
     one = json.loads(capsys.readouterr().out)
     assert one["global"] == summary["global"] and one["per_sequence"] == summary["per_sequence"]
-    assert main([*argv, "--workers", "2"]) == 0  # resumes: all finished
-    assert capsys.readouterr().err.count("skipped, finished earlier") == SEQUENCES
+    assert main(argv) == 0  # one process resumes the workers' folder: all finished
+    assert capsys.readouterr().err.count("skipped, all 6 PNGs present") == SEQUENCES
+    assert main([*argv, "--out", str(tmp_path / "one"), "--workers", "2"]) == 0  # and the other way round
+    assert capsys.readouterr().err.count("skipped, all 6 PNGs present") == SEQUENCES
 
 
 def test_option_errors(davis, export, capsys):
@@ -176,3 +179,20 @@ def test_schedule_stops_when_a_worker_cannot_start_anew():
     script = [lambda ws: [Died(0, "killed")], lambda ws: [Died(0, "process 1 could not open the export: gone")]]
     with pytest.raises(BackendError, match="could not open the export: gone"):
         list(schedule(ScriptedWorkers(1, script), ["a"]))
+
+
+def test_youtube_vos_on_workers_equals_the_single_process_run(youtube, export, tmp_path, capsys):
+    """Objects that join at later frames, the listed frames saved, the server's zip: as in one process."""
+    argv = ["--youtube-root", str(youtube), "--engine-dir", str(export), "--backend", "onnxruntime", "--threads", "1",
+            "--json", "--no-progress"]
+    for name, extra in (("one", []), ("two", ["--workers", "2"])):
+        assert main([*argv, "--out", str(tmp_path / name), "--zip", str(tmp_path / f"{name}.zip"), *extra]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["zip"]["pngs"] > 0
+    pngs = {p.relative_to(tmp_path / "one"): p.read_bytes() for p in (tmp_path / "one").glob("Annotations/*/*.png")}
+    assert pngs and pngs == {p.relative_to(tmp_path / "two"): p.read_bytes()
+                             for p in (tmp_path / "two").glob("Annotations/*/*.png")}
+    zips = [zipfile.ZipFile(tmp_path / f"{name}.zip") for name in ("one", "two")]
+    assert [(i.filename, zips[0].read(i)) for i in zips[0].infolist()] == \
+        [(i.filename, zips[1].read(i)) for i in zips[1].infolist()]
+    assert {s["worker"].split(" (")[0] for s in summary["sequences"]} == {"process 1", "process 2"}

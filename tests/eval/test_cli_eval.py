@@ -16,14 +16,13 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from fake_segmenter import FakeSegmenter, patch_open
 from PIL import Image
 from synthetic_davis import make_dataset
 
-from simvos_trt.batch import InProcess, SegmenterSpec, davis_plan, segment_videos
-from simvos_trt.batch.videos import VIDEO_RECORD
 from simvos_trt.cli.eval import main
 from simvos_trt.eval.metrics import boundary_f_measure, global_scores, region_similarity, statistics
-from simvos_trt.runtime import VideoSegmenter
+from simvos_trt.eval.run import segment_dataset
 from simvos_trt.runtime.png import write_index_png
 
 SEQS = ("synthetic-000", "synthetic-001")
@@ -161,36 +160,10 @@ class FakeSession:
         return self.mask.copy()
 
 
-class FakeSegmenter:
-    backend = SimpleNamespace(name="fake", folder="engines/fake-64")
-    manifest = SimpleNamespace(fingerprint="0123456789ab")
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.frames: list[int] = []
-        self.fail_after = fail_after
-
-    def __enter__(self) -> FakeSegmenter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def video(self) -> FakeSession:
-        return FakeSession(self.frames, self.fail_after)
-
-
 @pytest.fixture()
 def fake(monkeypatch):
-    """Patch VideoSegmenter.open; returns the list of segmenters opened."""
-    opened: list[FakeSegmenter] = []
-    fail = {"after": None}
-
-    def open_(folder, backend="auto", **options):
-        opened.append(FakeSegmenter(fail["after"]))
-        return opened[-1]
-
-    monkeypatch.setattr(VideoSegmenter, "open", open_)
-    return opened, fail
+    """Patch VideoSegmenter.open; returns the list of segmenters opened and their failure switch."""
+    return patch_open(monkeypatch, FakeSession)
 
 
 def run_engine(root: Path, out: Path | None, *extra: str) -> int:
@@ -221,7 +194,7 @@ def test_engine_dir_segments_then_scores_and_resumes(root, tmp_path, fake, capsy
     before = pngs(out)
     assert run_engine(root, None) == 0
     std = capsys.readouterr()
-    assert "[2/2] synthetic-001: skipped, finished earlier" in std.err
+    assert "[2/2] synthetic-001: skipped, all 6 PNGs present" in std.err
     assert opened[1].frames == [] and pngs(out) == before
     assert json.loads(std.out)["global"] == s["global"], "skipped sequences are still scored"
 
@@ -234,26 +207,27 @@ def test_an_incomplete_sequence_is_redone(root, tmp_path, fake, capsys):
     opened, _ = fake
     out = tmp_path / "out"
     assert run_engine(root, out) == 0
+    (out / "synthetic-001" / "00004.png").unlink()  # as if stopped before frame 4
+    (out / "synthetic-001" / ".00004.png.abc.tmp").write_bytes(b"half a png")
     keep = pngs(out)
-    (out / "synthetic-001" / "00004.png").unlink()  # a file its record lists is missing
-    shutil.rmtree(out / "synthetic-000")
-    (out / "synthetic-000").mkdir()  # as an older version left an interrupted sequence: PNGs, no record
-    (out / "synthetic-000" / "00000.png").write_bytes(b"half a png")
     assert run_engine(root, out) == 0
     err = capsys.readouterr().err
-    assert "[1/2] synthetic-000: 6 frames" in err and "[2/2] synthetic-001: 6 frames" in err
-    assert len(opened[1].frames) == 2 * T
-    assert sorted(pngs(out)) == sorted(keep) and (out / "synthetic-000" / VIDEO_RECORD).is_file()
+    assert "synthetic-000: skipped" in err and "[2/2] synthetic-001: 6 frames" in err
+    assert len(opened[1].frames) == T
+    now = pngs(out)
+    assert all(now[k] == v for k, v in keep.items() if k.startswith("synthetic-000"))
+    assert "synthetic-001/00004.png" in now and not list(out.glob("*/.*.tmp"))
 
 
-def test_interrupted_run_keeps_finished_sequences_and_resumes(root, tmp_path, fake, capsys):
+def test_interrupted_run_leaves_complete_pngs_and_resumes(root, tmp_path, fake, capsys):
     opened, fail = fake
     out = tmp_path / "out"
     fail["after"] = T + 3  # the second sequence stops at its frame 3
     assert run_engine(root, out) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == [".simvos-trt.json", "synthetic-000"], "no half sequence"
-    assert len(pngs(out)) == T
+    assert sorted(p.name for p in (out / "synthetic-001").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    for p in (out / "synthetic-001").iterdir():
+        assert np.array(Image.open(p)).shape == (H, W)
     fail["after"] = None
     assert run_engine(root, out) == 0
     err = capsys.readouterr().err
@@ -261,16 +235,13 @@ def test_interrupted_run_keeps_finished_sequences_and_resumes(root, tmp_path, fa
     assert len(pngs(out)) == 2 * T
 
 
-def test_segment_videos_library_call(root, tmp_path, fake):
+def test_segment_dataset_library_call(root, tmp_path):
+    seg = FakeSegmenter(FakeSession)
     seen = []
-    plan = davis_plan(root, "val")
-    with InProcess(SegmenterSpec(Path("engines/fake-64"))) as pool:
-        opened = pool.start(plan.task)
-        runs = segment_videos(plan, pool, opened, tmp_path / "out", tool="simvos-eval",
-                              progress=lambda i, n, r: seen.append((i, n, r.name)))
-        assert [(r.name, r.frames, r.skipped) for r in runs] == [(s, T, False) for s in SEQS]
-        assert seen == [(1, 2, SEQS[0]), (2, 2, SEQS[1])] and all(r.fps > 0 for r in runs)
-        again = segment_videos(plan, pool, opened, tmp_path / "out", tool="simvos-eval")
+    runs = segment_dataset(seg, root, "val", tmp_path / "out", progress=lambda i, n, r: seen.append((i, n, r.name)))
+    assert [(r.name, r.frames, r.skipped) for r in runs] == [(s, T, False) for s in SEQS]
+    assert seen == [(1, 2, SEQS[0]), (2, 2, SEQS[1])] and all(r.fps > 0 for r in runs)
+    again = segment_dataset(seg, root, "val", tmp_path / "out")
     assert all(r.skipped and r.fps is None for r in again)
 
 
@@ -379,10 +350,13 @@ def test_compare_errors(root, tmp_path, capsys):
 def test_option_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--results", str(tmp_path)])
-    assert exc.value.code == 2 and "--davis-root is required" in capsys.readouterr().err
+    assert exc.value.code == 2 and "--davis-root or --youtube-root is required" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--davis-root", str(tmp_path), "--results", str(tmp_path), "--engine-dir", str(tmp_path)])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--davis-root", str(tmp_path), "--youtube-root", str(tmp_path), "--results", str(tmp_path)])
+    assert exc.value.code == 2 and "--youtube-root: not allowed with argument --davis-root" in capsys.readouterr().err
 
 
 def test_missing_export_folder(root, tmp_path, capsys):

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from videos import SMALL, SMALL_MAX_OBJECTS
 
-from conftest import SMALL, SMALL_MAX_OBJECTS
-from simvos_trt.errors import InputError, MissingDependencyError
+from simvos_trt.errors import DeviceUnavailableError, InputError, MissingDependencyError
 from simvos_trt.manifest import read_manifest
 from simvos_trt.runtime import BackendError, create_backend
 from simvos_trt.runtime.batches import plan_batches
@@ -114,9 +114,9 @@ def test_closed_backend_refuses_to_run(small_export):
 
 def test_unknown_and_unavailable_backends(small_export):
     m = read_manifest(small_export.folder)
-    with pytest.raises(BackendError, match="unknown backend"):
+    with pytest.raises(InputError, match="unknown backend"):
         create_backend("tflite", small_export.folder, m)
-    with pytest.raises((BackendError, MissingDependencyError), match="TensorRT backend"):
+    with pytest.raises((DeviceUnavailableError, MissingDependencyError), match="TensorRT backend"):
         create_backend("tensorrt", small_export.folder, m)
     assert create_backend("auto", small_export.folder, m).name == "onnxruntime"
 
@@ -128,5 +128,5 @@ def test_torch_backend_needs_recorded_weights(small_export, tmp_path):
     data = json.loads((folder / "manifest.json").read_text())
     data["checkpoint"] = {"kind": "official"}  # no path: the weights cannot be found again
     (folder / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(BackendError, match="pass model="):
+    with pytest.raises(InputError, match="pass model="):
         create_backend("torch", folder, read_manifest(folder)).open()
