@@ -24,33 +24,30 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Ready:
-    """Worker ``worker`` is ready: it opened the export."""
+class WorkerEvent:
+    """Something worker ``worker`` reports to the scheduler (-1 inside the worker: the pool fills it in)."""
 
     worker: int
-    opened: Opened
 
 
 @dataclass(frozen=True)
-class Done:
-    worker: int
+class Ready(WorkerEvent):
+    opened: Opened  # it opened the export
+
+
+@dataclass(frozen=True)
+class Done(WorkerEvent):
     result: VideoResult
 
 
 @dataclass(frozen=True)
-class Failed:
-    """The task raised ``error`` (bad input, not a dead worker): the run stops with it."""
-
-    worker: int
-    error: BaseException
+class Failed(WorkerEvent):
+    error: BaseException  # the task raised it (bad input, not a dead worker): the run stops with it
 
 
 @dataclass(frozen=True)
-class Died:
-    """Worker ``worker`` died (killed, out of memory, its node lost), or could not start; ``why`` says how."""
-
-    worker: int
-    why: str
+class Died(WorkerEvent):
+    why: str  # how it died (killed, out of memory, its node lost) or could not start
 
 
 Event = Ready | Done | Failed | Died

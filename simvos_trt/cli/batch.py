@@ -23,16 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.backends import AUTO, BACKENDS
-from .common import (
-    EXIT_OK,
-    add_output_options,
-    add_worker_options,
-    check_worker_options,
-    command_parser,
-    flag,
-    run_command,
-    worker_pool,
-)
+from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
+from .workers import add_worker_options, check_worker_options, worker_pool
 
 PROG = "simvos-batch"
 

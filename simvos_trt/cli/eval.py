@@ -17,16 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..io import check_not_input
 from ..tables import fmt, render
-from .common import (
-    EXIT_OK,
-    add_output_options,
-    add_worker_options,
-    check_worker_options,
-    command_parser,
-    flag,
-    run_command,
-    worker_pool,
-)
+from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
+from .workers import add_worker_options, check_worker_options, worker_pool
 
 if TYPE_CHECKING:
     from ..batch import VideoPlan
