@@ -82,13 +82,3 @@ def place_mask(mask: np.ndarray, ids: np.ndarray, placement: Placement) -> np.nd
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
     return processing.pad(processing.one_hot(mask, ids), placement.padding)[:, None]  # (K, 1, He, We)
 
-
-def prob_to_frame(prob: np.ndarray, placement: Placement) -> np.ndarray:
-    """(K+1, He, We) float32 engine-size probabilities -> (K+1, H, W): cropped, resized bilinearly."""
-    crop = processing.unpad(prob, placement.padding)  # (K+1, h, w)
-    if not placement.resized:
-        return np.ascontiguousarray(crop)
-    planes = [cv2.resize(np.ascontiguousarray(crop[i : i + 4].transpose(1, 2, 0)), (placement.width, placement.height),
-                         interpolation=cv2.INTER_LINEAR) for i in range(0, crop.shape[0], 4)]
-    planes = [p[:, :, None] if p.ndim == 2 else p for p in planes]
-    return np.ascontiguousarray(np.concatenate(planes, axis=2).transpose(2, 0, 1))  # (K+1, H, W)

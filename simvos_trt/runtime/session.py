@@ -15,7 +15,8 @@ from .. import processing
 from ..errors import InputError, check_type
 from ..manifest import Graph
 from .backends.base import Backend, Closing, Handle
-from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
+from .geometry import Placement, frame_size, place, place_mask, write_frame
+from .postprocess import at_frame_size, frame_outputs, frame_prob
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class VideoSession(Video):
         if not return_prob:
             return mask.copy()
         out = be.run(Graph.AGGREGATE, {"prob": be.from_host(masks)})
-        return mask.copy(), self._prob(out)
+        return mask.copy(), frame_prob(be, *at_frame_size(be, out, placement))
 
     def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
         st, be = self._started(), self._backend
@@ -157,13 +158,8 @@ class VideoSession(Video):
             graph = Graph.JOINT_DECODER_1MEM if st.memory_prev is None else Graph.JOINT_DECODER_2MEM
             probs.append(be.run(graph, inputs)["prob"])
         out = be.run(Graph.AGGREGATE, {"prob": be.concat(probs)})
-        result: Result
-        if return_prob or pl.resized:
-            prob = self._prob(out)
-            labels = st.lut[prob.argmax(0)]
-            result = (labels, prob) if return_prob else labels
-        else:
-            result = st.lut[processing.unpad(be.to_host(out["labels"])[0], pl.padding)]
+        labels, prob = frame_outputs(be, out, pl, st.lut, return_prob)
+        result = (labels, prob) if prob is not None else labels
         st.pending = (frame_h, out["objects"])
         st.index += 1
         return result
@@ -179,12 +175,6 @@ class VideoSession(Video):
     def _memory(self, frame: Handle, padding: Handle | None, masks: Handle) -> Handle:
         inputs = {**self._frame_inputs(frame, padding), "masks": masks}
         return self._backend.run(Graph.MEMORY_ENCODER, inputs)["memory"]
-
-    def _prob(self, out: dict[str, Handle]) -> np.ndarray:
-        """(K+1, H, W) float32 at the frame's size from the aggregate outputs."""
-        be = self._backend
-        prob = np.concatenate([be.to_host(out["background"]), be.to_host(out["objects"])])[:, 0]
-        return prob_to_frame(prob, self._started().placement)
 
 
 def segment_frames(video: Video, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
