@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError
 
@@ -25,17 +24,25 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+#: What a whole file of each format ends with: JPEG's end-of-image marker, PNG's IEND chunk (length and CRC).
+_ENDS = {b"\xff\xd8": (b"\xff\xd9", "JPEG"), b"\x89PNG": (b"IEND\xaeB`\x82", "PNG")}
+
+
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
-    """One image file as (H, W, 3) uint8 BGR; InputError when it is unreadable, truncated or corrupt
-    (decoded by Pillow first: OpenCV turns a truncated JPEG into grey rows with only a warning)."""
+    """One image file as (H, W, 3) uint8 BGR, decoded once by OpenCV; InputError when it is unreadable, truncated
+    (OpenCV turns a truncated JPEG into grey rows with only a warning: its end marker is checked first) or corrupt."""
     try:
-        with Image.open(path) as img:
-            img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"frame {path} is damaged or not an image ({exc}); replace the file") from exc
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"frame {path} cannot be read ({exc.strerror}); check the file") from exc
+    end, kind = _ENDS.get(data[:4], _ENDS.get(data[:2], (b"", "")))
+    if end and end not in data[-1024:]:  # allow a few bytes after the marker, as decoders do
+        raise InputError(f"frame {path} is damaged or not an image (the {kind} file is truncated: it lacks its "
+                         "end marker); replace the file")
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
-        raise InputError(f"frame {path}: OpenCV cannot decode it; save it as a JPEG or PNG")
+        raise InputError(f"frame {path} is damaged or not an image (OpenCV cannot decode it); replace it with a "
+                         "JPEG or PNG")
     return frame
 
 
