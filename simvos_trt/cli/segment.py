@@ -83,6 +83,7 @@ class Progress:
 def segment(args: argparse.Namespace) -> int:
     """Segment ``args.input``, then print the summary."""
     from ..runtime import VideoSegmenter
+    from ..runtime.pipeline import FrameLoop
     from ..runtime.png import davis_palette, read_index_png, write_index_png
     from ..runtime.video_io import FrameSource, OverlayWriter
 
@@ -112,16 +113,17 @@ def segment(args: argparse.Namespace) -> int:
             session, backend = seg.video(), seg.backend.name
         overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24, palette)) if args.overlay else None
         progress = Progress(source.count, sys.stderr, args.progress)
-        for frames, (name, frame) in enumerate(source, start=1):
+        loop = stack.enter_context(FrameLoop(source))  # decoding ahead, writing behind (exits before the overlay)
+        for frames, (name, frame) in enumerate(loop, start=1):
             t0 = time.perf_counter()
             if frames == 1:
                 labels = session.start(frame, first.labels, bgr=args.bgr)
             else:
                 labels = session.step(frame)
                 times.append(time.perf_counter() - t0)
-            write_index_png(args.out / f"{name}.png", labels, palette)
+            loop.submit(write_index_png, args.out / f"{name}.png", labels, palette)
             if overlay is not None:
-                overlay.write(frame, labels)
+                loop.submit_ordered(overlay.write, frame, labels)
             progress.update(frames)
         progress.update(frames, final=True)
     ms = np.array(times) * 1e3

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, require
 from ..runtime.backends.base import Closing
+from ..runtime.pipeline import Prefetch
 from ..runtime.session import Result, Video, segment_frames
 from .protocol import LABELS, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, grpc_address, server_message
 
@@ -44,9 +45,11 @@ class SegmentationClient(Closing):
 
     def segment(self, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
                 return_prob: bool = False) -> Iterator[Result]:
-        """As ``VideoSegmenter.segment``, through the server; the video is ended when the iteration ends."""
+        """As ``VideoSegmenter.segment``, through the server, the next frames taken from ``frames`` (decoded, if
+        it decodes them) while a request is under way; the video is ended when the iteration ends."""
+        ahead = Prefetch(frames) if isinstance(frames, Iterator) else frames  # lists and arrays are decoded
         with self.video() as video:
-            yield from segment_frames(video, frames, first_mask, bgr=bgr, return_prob=return_prob)
+            yield from segment_frames(video, ahead, first_mask, bgr=bgr, return_prob=return_prob)
 
     def infer(self, request: FrameRequest) -> dict[str, np.ndarray]:
         """Send one request as it is; returns its output tensors by name, or raises ServeError with the
