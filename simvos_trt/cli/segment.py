@@ -83,9 +83,8 @@ class Progress:
 def segment(args: argparse.Namespace) -> int:
     """Segment ``args.input``, then print the summary."""
     from ..runtime import VideoSegmenter
-    from ..runtime.pipeline import FrameLoop
-    from ..runtime.png import davis_palette, read_index_png, write_index_png
-    from ..runtime.video_io import FrameSource, OverlayWriter
+    from ..runtime.png import davis_palette, read_index_png
+    from ..runtime.video_io import FrameSource, OverlayWriter, segment_to_folder
 
     source = FrameSource(args.input, exclude=[args.mask])
     first = read_index_png(args.mask)
@@ -99,8 +98,6 @@ def segment(args: argparse.Namespace) -> int:
             old.unlink()
     write_owner(args.out, owner)
     options = {"threads": args.threads} if args.threads is not None and args.backend in (AUTO, "onnxruntime") else {}
-    times: list[float] = []
-    frames = 0
     with contextlib.ExitStack() as stack:
         if args.server:
             from ..serve import SegmentationClient
@@ -113,18 +110,9 @@ def segment(args: argparse.Namespace) -> int:
             session, backend = seg.video(), seg.backend.name
         overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24, palette)) if args.overlay else None
         progress = Progress(source.count, sys.stderr, args.progress)
-        loop = stack.enter_context(FrameLoop(source))  # decoding ahead, writing behind (exits before the overlay)
-        for frames, (name, frame) in enumerate(loop, start=1):
-            t0 = time.perf_counter()
-            if frames == 1:
-                labels = session.start(frame, first.labels, bgr=args.bgr)
-            else:
-                labels = session.step(frame)
-                times.append(time.perf_counter() - t0)
-            loop.submit(write_index_png, args.out / f"{name}.png", labels, palette)
-            if overlay is not None:
-                loop.submit_ordered(overlay.write, frame, labels)
-            progress.update(frames)
+        times = segment_to_folder(session, source, first.labels, args.out, palette, bgr=args.bgr, overlay=overlay,
+                                  progress=progress.update)
+        frames = len(times) + 1  # the first frame, then every step
         progress.update(frames, final=True)
     ms = np.array(times) * 1e3
     summary = {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,

@@ -6,13 +6,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..errors import InputError
+from .pipeline import FrameLoop
+from .png import write_index_png
+
+if TYPE_CHECKING:
+    from .session import Video
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +137,26 @@ class OverlayWriter:
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
+
+
+def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], first_mask: np.ndarray, out: Path,
+                      palette: np.ndarray | None, *, bgr: bool = True, overlay: OverlayWriter | None = None,
+                      progress: Callable[[int], None] | None = None) -> list[float]:
+    """Segment the named frames (``FrameSource``) with ``session`` from the first frame's ``first_mask`` into
+    ``<out>/<name>.png`` (palette PNGs, each written atomically) and ``overlay``, overlapped (``FrameLoop``);
+    ``progress`` gets the frames done. Returns the seconds of each step after the first."""
+    times = []
+    with FrameLoop(frames) as loop:  # decoding ahead, writing behind
+        for done, (name, frame) in enumerate(loop, start=1):
+            t0 = time.perf_counter()
+            if done == 1:
+                labels = session.start(frame, first_mask, bgr=bgr)
+            else:
+                labels = session.step(frame)
+                times.append(time.perf_counter() - t0)
+            loop.submit(write_index_png, out / f"{name}.png", labels, palette)
+            if overlay is not None:
+                loop.submit_ordered(overlay.write, frame, labels)
+            if progress is not None:
+                progress(done)
+    return times

@@ -36,7 +36,8 @@ def test_write_frame_converts_channels_into_the_region():
     g = np.random.default_rng(0)
     rgb = g.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     for frame, bgr in [(rgb, False), (rgb[:, :, ::-1].copy(), True),
-                       (np.concatenate([rgb, np.zeros((5, 7, 1), np.uint8)], 2), False)]:
+                       (np.concatenate([rgb, np.zeros((5, 7, 1), np.uint8)], 2), False),
+                       (np.concatenate([rgb[:, :, ::-1], np.zeros((5, 7, 1), np.uint8)], 2), True)]:
         dst = np.full((16, 16, 3), 9, np.uint8)
         write_frame(dst, frame, pl, bgr)
         np.testing.assert_array_equal(dst[5:10, 4:11], rgb)

@@ -142,16 +142,16 @@ def test_segment_writes_every_frame_in_order(small_export, frames_dir, capsys):
 
 
 def test_segment_a_failing_writer_is_a_one_line_error(small_export, frames_dir, capsys, monkeypatch):
-    import simvos_trt.runtime.png as png
+    import simvos_trt.runtime.video_io as video_io
 
-    real = png.write_index_png
+    real = video_io.write_index_png
 
     def failing(path, labels, palette=None):
         if path.stem == "00003":
             raise OSError(28, "No space left on device", str(path))
         real(path, labels, palette)
 
-    monkeypatch.setattr(png, "write_index_png", failing)
+    monkeypatch.setattr(video_io, "write_index_png", failing)
     assert segment(small_export, frames_dir) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "No space left on device" in err and "00003.png" in err
