@@ -108,3 +108,21 @@ def test_backends_agree_and_only_labels_reach_the_host(small_export):
         labels = session.step(frames[1])
     assert spy.downloads == [("uint8", (1, *frames.shape[1:3]))]
     np.testing.assert_array_equal(labels, results["host"][1][0])
+
+
+@pytest.mark.parametrize("size, engine", [((1080, 1920), (480, 864)), ((100, 61), (48, 32))])
+def test_the_resample_graph_builds_with_tensorrt_rtx(size, engine):
+    """The real builder (TensorRT-RTX, ahead of time for SM80, no GPU needed) parses and builds the graph as a
+    strongly typed network with the tensors of ``Resample.entry``; running it needs a GPU."""
+    pytest.importorskip("tensorrt_rtx", reason="needs TensorRT-RTX (pip install 'simvos-trt[rtx]')")
+    from simvos_trt.trt.engine import build_from_onnx
+    from simvos_trt.trt.library import select_library
+
+    select_library("tensorrt_rtx")
+    plan = resample_plan(engine, place(*size, *engine))
+    He, We = engine
+    data, io = build_from_onnx(plan.onnx_model(), {"objects": ((1, 1, He, We), (2, 1, He, We), (8, 1, He, We))},
+                               ((8, 0),))
+    assert len(data) > 1000
+    assert io == {t.name: (t in plan.entry.inputs, t.dtype, tuple(-1 if d == "objects" else d for d in t.shape))
+                  for t in (*plan.entry.inputs, *plan.entry.outputs)}
