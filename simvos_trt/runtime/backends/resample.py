@@ -81,21 +81,21 @@ class Resample:
 
 
 def resample_on_host(plan: Resample, background: np.ndarray, objects: np.ndarray) -> dict[str, np.ndarray]:
-    """``plan`` with numpy and OpenCV: one plane at a time (contiguous, SIMD), the argmax kept as a running
-    maximum; the same outputs as the graph."""
+    """``plan`` with numpy and OpenCV, the same outputs as the graph: one plane at a time (contiguous, SIMD)
+    resized into the output, the argmax kept as a running maximum."""
     top, left, h, w = plan.box
     H, W = plan.size
     planes = [*background[:, 0], *objects[:, 0]]  # K+1 of (He, We)
-    resized = []
-    best = labels = None
+    maps = np.empty((len(planes), 1, H, W), np.float32)  # (K+1, 1, H, W)
+    labels = np.zeros((1, H, W), np.uint8)
+    best = None
     for c, plane in enumerate(planes):
-        out = cv2.resize(plane[top : top + h, left : left + w], (W, H), interpolation=cv2.INTER_LINEAR)  # (H, W)
-        resized.append(out)
+        out = maps[c, 0]
+        written = cv2.resize(plane[top : top + h, left : left + w], (W, H), dst=out, interpolation=cv2.INTER_LINEAR)
+        assert written is out or np.shares_memory(written, out), "OpenCV did not resize into the output"
         if best is None:
-            best, labels = out.copy(), np.zeros((H, W), np.uint8)
+            best = out.copy()
         else:
-            np.putmask(labels, out > best, np.uint8(c))  # strictly greater: the first channel wins ties
+            np.putmask(labels[0], out > best, np.uint8(c))  # strictly greater: the first channel wins ties
             np.maximum(best, out, out=best)
-    assert labels is not None
-    return {"frame_background": resized[0][None, None], "frame_objects": np.stack(resized[1:])[:, None],
-            "labels": labels[None]}
+    return {"frame_background": maps[:1], "frame_objects": maps[1:], "labels": labels}
