@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -157,10 +158,11 @@ def run_ceiling(args: argparse.Namespace) -> int:
         if line is not None and not args.json:
             print(line, flush=True)
 
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine slows every figure
     rows = measure_ceiling(settings, say)
     host = host_info()
     meta = {"host": host, "settings": {**dataclasses.asdict(settings), "engines": str(settings.engines)},
-            "command": " ".join(["simvos-bench", *args.argv])}
+            "command": " ".join(["simvos-bench", *args.argv]), "load": load}
     folder = new_folder(args.results, host["host"], "host-ceiling")
     folder.mkdir(parents=True)
     record = ceiling_record(rows, meta)
