@@ -726,7 +726,11 @@ def test_resized_videos_are_resampled_on_the_device(monkeypatch, cuda, small_exp
         entry = GraphEntry("resample.onnx", "", *(tuple(TensorSpec(t.name, dtypes[t.type], tuple(t.shape)) for t in ts)
                                                    for ts in (sess.get_inputs(), sess.get_outputs())))
         names = [t.name for t in entry.outputs]
-        built.append(FakeEngine(entry, manifest.max_objects, lambda x: dict(zip(names, sess.run(names, x))), cuda))
+
+        def compute(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return dict(zip(names, sess.run(names, x), strict=True))
+
+        built.append(FakeEngine(entry, manifest.max_objects, compute, cuda))
         return f"resample:{len(built) - 1}".encode(), {}
 
     class Runtime(trt.Runtime):
