@@ -101,8 +101,8 @@ class TimingBackend(Backend):
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         raise AssertionError("TimingBackend.run delegates to the wrapped backend's run")
 
-    synchronize, object_limit, concat, take, to_host, from_host, dtype_and_shape = map(_delegate, (
-        "synchronize", "object_limit", "concat", "take", "to_host", "from_host", "dtype_and_shape"))
+    synchronize, object_limit, concat, take, to_host, from_host, dtype_and_shape, resample = map(_delegate, (
+        "synchronize", "object_limit", "concat", "take", "to_host", "from_host", "dtype_and_shape", "resample"))
 
     def __getattr__(self, name: str) -> Any:
         """Anything else the wrapped backend offers (``providers``, ...)."""
