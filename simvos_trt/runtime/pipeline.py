@@ -82,7 +82,7 @@ class Prefetch(Generic[T]):
 
 class Writers:
     """Writes behind the caller: ``submit`` to a pool of ``threads`` (any order), ``submit_ordered`` to one
-    thread (in submission order: a video's frames); with ``backlog`` writes waiting, ``submit`` waits too."""
+    thread (in submission order: a video's frames); with ``backlog`` writes not finished, ``submit`` waits."""
 
     def __init__(self, threads: int = 2, backlog: int = 8) -> None:
         self._pools = (ThreadPoolExecutor(threads, thread_name_prefix="writer"),
@@ -104,8 +104,9 @@ class Writers:
         pool.submit(fn, *args).add_done_callback(self._done)
 
     def _done(self, future: Future[object]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self._errors.append(future.exception())  # type: ignore[arg-type]
+        exc = future.exception()
+        if exc is not None:
+            self._errors.append(exc)
         self._slots.release()
 
     def check(self) -> None:
@@ -113,11 +114,11 @@ class Writers:
         if self._errors:
             raise self._errors[0]
 
-    def close(self, cancel: bool = False) -> None:
-        """Wait for the writes (those not started are dropped if ``cancel``); then ``check`` unless ``cancel``."""
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for every write handed over (at most ``backlog``), then ``check`` if ``raise_error``."""
         for pool in self._pools:
-            pool.shutdown(wait=True, cancel_futures=cancel)
-        if not cancel:
+            pool.shutdown(wait=True)
+        if raise_error:
             self.check()
         elif self._errors:
             log.debug("writes failed after the loop's own error: %s", self._errors)
@@ -125,9 +126,9 @@ class Writers:
 
 class FrameLoop(Generic[T]):
     """``with FrameLoop(items) as loop: for item in loop: ...; loop.submit(write, ...)``: ``items`` prefetched
-    (``Prefetch``), writes behind (``Writers``). On a normal exit it waits for every write and raises the first
-    error; on an error or Ctrl-C in the block it drops the writes not started, lets those under way finish
-    (each writes its file atomically: only complete files are left) and lets the block's exception through."""
+    (``Prefetch``), writes behind (``Writers``). On leaving, the prefetch stops and every write handed over
+    finishes (each writes its file atomically: complete files only, every frame segmented before an error or
+    Ctrl-C included); then the first failed write is raised, unless the block raised (its exception wins)."""
 
     def __init__(self, items: Iterable[T], *, prefetch: int = 4, threads: int = 2, backlog: int = 8) -> None:
         self.frames = Prefetch(items, prefetch)
@@ -149,4 +150,4 @@ class FrameLoop(Generic[T]):
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.frames.close()
-        self.writers.close(cancel=exc_type is not None)
+        self.writers.close(raise_error=exc_type is None)
