@@ -90,14 +90,15 @@ def measure_input(export: Path, size: tuple[int, int], s: CeilingSettings, scrat
     clip = scratch / f"{size[0]}x{size[1]}" / "frames"
     mask = write_clip(clip, size, s)
     files = sorted(clip.iterdir())
-    frames = [read_frame(f) for f in files]  # (H, W, 3) uint8 BGR
+    distinct = [read_frame(f) for f in files[:DISTINCT]]  # (H, W, 3) uint8 BGR; the files cycle through them
+    frames = [distinct[i % len(distinct)] for i in range(len(files))]
     steps, ends, cpu = [], [], []
     with VideoSegmenter(NullBackend(export, read_manifest(export))) as seg:
         for _ in range(s.repeats):
             session = seg.start(frames[0], mask, bgr=True)
             for f in frames[1 : 1 + s.warmup]:
                 session.step(f)
-            steps += [1e3 * t for t in timed_steps(session, frames[1 + s.warmup :])]
+            steps += [1e3 * t for t in step_seconds(session, frames[1 + s.warmup :])]
             out = scratch / "out"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -114,7 +115,7 @@ def measure_input(export: Path, size: tuple[int, int], s: CeilingSettings, scrat
                       per_item_ms(lambda m: write_index_png(png, m), [null_labels] * 20), *TARGETS[size])
 
 
-def timed_steps(session: Any, frames: list[np.ndarray]) -> list[float]:
+def step_seconds(session: Any, frames: list[np.ndarray]) -> list[float]:
     """Seconds of each ``session.step`` (nothing else inside the clock)."""
     times = []
     for f in frames:
