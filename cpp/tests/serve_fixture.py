@@ -1,0 +1,95 @@
+"""The Python side of the C++ tests: the golden export, a real simvos-serve, the Python client's outputs.
+
+    SIMVOS_SERVE_PYTHON=.venv-serve/bin/python .venv/bin/python cpp/tests/serve_fixture.py WORKDIR
+
+Writes under WORKDIR (kept between runs: the export takes a while): ``export/`` (the golden checkpoint, T
+configuration, 128x192, at most 4 objects, as tests/serve/conftest.py's golden_export), ``golden/`` (the golden
+video tiny_L4_tr as PNG and as JPEG frames, its mask with ids {1, 9} and a 10-entry palette), ``pillow/`` (label
+maps as raw bytes beside the PNGs Pillow writes of them), then starts a server on free ports, writes the
+Python client's masks (``python-png/``, ``python-jpg/``: ``simvos-segment --server``) and prints
+``ready GRPC_URL HTTP_PORT``. Stops the server and exits when its stdin closes (the C++ test ends).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's simvos_trt and tests/goldens.py
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # the server's
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from goldens import load_golden  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from simvos_trt.runtime.png import encode_index_png  # noqa: E402
+
+GOLDEN_CASE, SIZE, MAX_OBJECTS = "tiny_L4_tr", (128, 192), 4
+
+
+def make_export(folder: Path) -> Path:
+    if (folder / "manifest.json").is_file():
+        return folder
+    import torch
+
+    from simvos_trt.config import preset
+    from simvos_trt.export.onnx_export import ExportSettings, export_folder
+    from simvos_trt.manifest import Weights
+    from simvos_trt.model import load_official_checkpoint, synthetic_state_dict
+
+    checkpoint = folder.parent / "tiny_official_layout.pth"
+    torch.save(synthetic_state_dict(preset("T"), seed=1), checkpoint)
+    model = load_official_checkpoint(checkpoint, load_golden(GOLDEN_CASE).config())
+    export_folder(model, folder, ExportSettings(*SIZE, max_objects=MAX_OBJECTS), checkpoint=Weights("official"))
+    return folder
+
+
+def make_video(folder: Path) -> None:
+    case = load_golden(GOLDEN_CASE)
+    for kind in ("png", "jpg"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(case.frames):
+            cv2.imwrite(str(folder / kind / f"{i:05d}.{kind}"), frame[:, :, ::-1])
+    mask = np.where(case.first_mask == 2, 9, case.first_mask).astype(np.uint8)
+    image = Image.frombytes("P", mask.shape[::-1], mask.tobytes())
+    image.putpalette([0, 0, 0, 250, 10, 10] + [20, 20, 20] * 7 + [10, 250, 10])  # 10 entries, not DAVIS's 256
+    image.save(folder / "mask.png")
+
+
+def make_pillow_pairs(folder: Path) -> None:
+    """Label maps (``NAME.HxW.raw``) and Pillow's PNG of each (``NAME.png``): one IDAT chunk, several of
+    65536 bytes, and chunks of 4 * width bytes (a width over 16384)."""
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(3)
+    blocks = np.zeros((480, 854), np.uint8)
+    blocks[100:300, 200:500], blocks[250:, 600:] = 1, 9
+    for name, labels in {"blocks": blocks, "noise": rng.integers(0, 4, (1080, 1920), dtype=np.uint8),
+                         "wide": rng.integers(0, 3, (40, 20000), dtype=np.uint8)}.items():
+        (folder / f"{name}.{labels.shape[0]}x{labels.shape[1]}.raw").write_bytes(labels.tobytes())
+        (folder / f"{name}.png").write_bytes(encode_index_png(labels))
+
+
+def main(workdir: Path) -> None:
+    from simvos_trt.cli import segment
+    from simvos_trt.serve import ServerProcess
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    export = make_export(workdir / "export")
+    make_video(workdir / "golden")
+    make_pillow_pairs(workdir / "pillow")
+    with ServerProcess(export, "--threads", "1", "--instances", "2", log=workdir / "server.log") as server:
+        for kind in ("png", "jpg"):
+            out = workdir / f"python-{kind}"
+            argv = ["--server", server.url, "--input", str(workdir / "golden" / kind), "--mask",
+                    str(workdir / "golden" / "mask.png"), "--out", str(out), "--force", "--no-progress"]
+            if segment.main(argv) != 0:
+                raise SystemExit(f"simvos-segment --server failed on {kind} frames")
+        print(f"ready {server.url} {server.http_port}", flush=True)
+        sys.stdin.read()  # until the C++ test closes the pipe (or dies)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,219 @@
+// What needs no simvos-serve: addresses, error texts, frame order, index PNGs, unreachable and garbage servers.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <thread>
+
+#include "frames.hpp"
+#include "index_png.hpp"
+#include "server_fixture.hpp"
+#include "simvos/client.hpp"
+
+namespace fs = std::filesystem;
+using simvos::testing::run;
+
+namespace {
+
+//! A socket listening on 127.0.0.1 (port chosen by the system); closed when destroyed.
+struct Listener {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int port = 0;
+  Listener() {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), size), 0);
+    EXPECT_EQ(listen(fd, 8), 0);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+    port = ntohs(address.sin_port);
+  }
+  ~Listener() { close(fd); }
+  std::string url() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+//! A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+std::string closed_url() { return Listener().url(); }
+
+//! A server answering every connection with junk, then closing it.
+class GarbageServer {
+ public:
+  GarbageServer() : thread_([this] { serve(); }) {}
+  ~GarbageServer() {
+    stop_ = true;
+    shutdown(listener_.fd, SHUT_RDWR);
+    thread_.join();
+  }
+  std::string url() const { return listener_.url(); }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      const int client = accept(listener_.fd, nullptr, nullptr);
+      if (client < 0) return;
+      const char junk[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\njunk!\x00\xff\x13\x37garbage";
+      (void)!write(client, junk, sizeof junk);
+      close(client);
+    }
+  }
+  Listener listener_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+//! A one-frame video folder and its mask, for the tool.
+fs::path tiny_clip(const std::string& name) {
+  const fs::path root = fs::temp_directory_path() / ("simvos-cpp-" + name + "-" + std::to_string(getpid()));
+  fs::create_directories(root / "frames");
+  cv::imwrite((root / "frames" / "00000.png").string(), cv::Mat(16, 24, CV_8UC3, cv::Scalar(10, 20, 30)));
+  simvos::Labels mask{16, 24, std::vector<std::uint8_t>(16 * 24, 1)};
+  simvos::png::write_index_png((root / "mask.png").string(), mask, simvos::png::davis_palette(), 0);
+  return root;
+}
+
+std::string tool() { return SIMVOS_SEGMENT_CPP; }
+
+}  // namespace
+
+TEST(Address, NormalisesAsThePythonClient) {
+  EXPECT_EQ(simvos::grpc_address("127.0.0.1:8001"), "127.0.0.1:8001");
+  EXPECT_EQ(simvos::grpc_address("gpu-3"), "gpu-3:8001");
+  EXPECT_EQ(simvos::grpc_address("[::1]"), "[::1]:8001");
+  EXPECT_EQ(simvos::grpc_address("[::1]:9000"), "[::1]:9000");
+  EXPECT_EQ(simvos::parse_servers("a:1,b"), (std::vector<std::string>{"a:1", "b:8001"}));
+}
+
+TEST(Address, RefusesWhatIsNotHostPort) {
+  for (const char* bad : {"", " ", "host:", "host:0", "host:65536", "host:8o01", "::1", "a b:1", "[::1", "[]:1",
+                          ":8001", "[::1]x", "host:123456"})
+    EXPECT_THROW(simvos::grpc_address(bad), simvos::InputError) << "'" << bad << "'";
+  for (const char* bad : {"", "a:1,", ",a:1", "a:1,,b:2"})
+    EXPECT_THROW(simvos::parse_servers(bad), simvos::InputError) << "'" << bad << "'";
+  try {
+    simvos::Client client("host:99999");
+    FAIL() << "no error";
+  } catch (const simvos::InputError& error) {
+    EXPECT_STREQ(error.what(), "server 'host:99999': the port '99999' is not in 1..65535; expected HOST:PORT "
+                               "(simvos-serve's gRPC port, default 8001, an IPv6 address in brackets: [::1]:8001)");
+  }
+}
+
+TEST(ServerMessage, IsTheFirstLineAfterTheLastMarker) {
+  EXPECT_EQ(simvos::server_message("Traceback (most recent call last):\n  simvos-serve error: old\n"
+                                   "InputError: simvos-serve error: video 'v' is not open \nmore"),
+            "video 'v' is not open");
+  EXPECT_EQ(simvos::server_message("inference input 'frame' data-type is 'FP32'"), "");
+}
+
+TEST(Frames, NaturalOrderAsPython) {
+  // sorted(names, key=simvos_trt.runtime.video_io.natural_key), worked out by hand
+  std::vector<std::string> names{"frame10.jpg", "B.png", "frame2.jpg", "10.jpg", "a.png", "2.jpg", "frame02b.jpg"};
+  std::sort(names.begin(), names.end(), simvos::natural_less);
+  EXPECT_EQ(names, (std::vector<std::string>{"2.jpg", "10.jpg", "a.png", "B.png", "frame2.jpg", "frame02b.jpg",
+                                             "frame10.jpg"}));
+}
+
+TEST(IndexPng, RoundTripKeepsLabelsAndPalette) {
+  simvos::Labels labels{3, 5, {0, 1, 9, 9, 0, 1, 1, 0, 255, 0, 9, 0, 0, 0, 1}};
+  simvos::png::Palette palette{};
+  palette[27] = 7;  // entry 9 = (7, 8, 9)
+  palette[28] = 8;
+  palette[29] = 9;
+  const fs::path path = fs::temp_directory_path() / ("simvos-roundtrip-" + std::to_string(getpid()) + ".png");
+  simvos::png::write_index_png(path.string(), labels, palette, 10);
+  const simvos::png::IndexImage back = simvos::png::read_index_png(path.string());
+  fs::remove(path);
+  EXPECT_EQ(back.labels.data, labels.data);
+  ASSERT_EQ(back.palette_size, 256);
+  const simvos::png::Palette davis = simvos::png::davis_palette();
+  EXPECT_TRUE(std::equal(back.palette.begin(), back.palette.begin() + 30, palette.begin()));
+  EXPECT_TRUE(std::equal(back.palette.begin() + 30, back.palette.end(), davis.begin() + 30));
+  EXPECT_EQ(davis[3], 128);  // 1 -> (128, 0, 0)
+  EXPECT_EQ(davis[7], 128);  // 2 -> (0, 128, 0)
+}
+
+TEST(IndexPng, RefusesWhatIsNotAnIndexMask) {
+  const fs::path dir = fs::temp_directory_path() / ("simvos-badmasks-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  cv::imwrite((dir / "colour.png").string(), cv::Mat(4, 4, CV_8UC3, cv::Scalar(1, 2, 3)));
+  cv::imwrite((dir / "deep.png").string(), cv::Mat(4, 4, CV_16UC1, cv::Scalar(300)));
+  std::string bytes = simvos::png::encode_index_png({4, 4, std::vector<std::uint8_t>(16, 1)}, {}, 0);
+  std::ofstream(dir / "cut.png", std::ios::binary) << bytes.substr(0, bytes.size() - 30);
+  std::ofstream(dir / "text.png") << "not a png";
+  const std::pair<const char*, const char*> cases[] = {{"colour.png", "is a colour image"},
+                                                       {"deep.png", "of more than 8 bits"},
+                                                       {"cut.png", "cannot read"},
+                                                       {"text.png", "as a PNG"},
+                                                       {"missing.png", "does not exist"}};
+  for (const auto& [name, message] : cases) {
+    try {
+      simvos::png::read_index_png((dir / name).string());
+      ADD_FAILURE() << name << ": no error";
+    } catch (const simvos::InputError& error) {
+      EXPECT_NE(std::string(error.what()).find(message), std::string::npos) << error.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Client, UnreachableServerIsAServeError) {
+  const std::string url = closed_url();
+  try {
+    simvos::Client client(url);
+    FAIL() << "no error";
+  } catch (const simvos::ServeError& error) {
+    EXPECT_EQ(std::string(error.what()).rfind("server " + url + ": cannot reach it (", 0), 0u) << error.what();
+    EXPECT_EQ(error.server(), url);
+    EXPECT_EQ(error.server_message(), "");
+  }
+  EXPECT_THROW(simvos::Client(closed_url() + "," + closed_url()), simvos::ServeError);
+}
+
+TEST(Client, GarbageServerIsAServeErrorNotACrash) {
+  const GarbageServer garbage;
+  simvos::ClientOptions options;
+  options.connect_timeout_s = 5;
+  try {
+    simvos::Client client(garbage.url(), options);
+    FAIL() << "no error";
+  } catch (const simvos::ServeError& error) {
+    EXPECT_EQ(std::string(error.what()).rfind("server " + garbage.url() + ": ", 0), 0u) << error.what();
+  }
+}
+
+TEST(Tool, ErrorsAreOneLineExit2) {
+  const fs::path clip = tiny_clip("errors");
+  const std::string inputs = " --input " + (clip / "frames").string() + " --mask " + (clip / "mask.png").string();
+  const std::string out = " --out " + (clip / "out").string();
+  const std::pair<std::string, std::string> cases[] = {
+      {"--server " + closed_url() + inputs + out, "cannot reach it"},
+      {"--server 'a b:1'" + inputs + out, "server 'a b:1': contains a space"},
+      {"--server 127.0.0.1:1" + inputs, "the argument --out is required"},
+      {"--server 127.0.0.1:1 --input " + (clip / "nothing").string() + " --mask x.png" + out, "does not exist"},
+      {"--server 127.0.0.1:1 --bogus", "unrecognized argument '--bogus'"}};
+  for (const auto& [arguments, message] : cases) {
+    std::string stdout_text, stderr_text;
+    EXPECT_EQ(run(tool() + " " + arguments, &stdout_text, &stderr_text), 2) << arguments;
+    EXPECT_EQ(stdout_text, "");
+    EXPECT_EQ(stderr_text.rfind("simvos-segment-cpp: error: ", 0), 0u) << stderr_text;
+    EXPECT_EQ(std::count(stderr_text.begin(), stderr_text.end(), '\n'), 1) << stderr_text;
+    EXPECT_NE(stderr_text.find(message), std::string::npos) << stderr_text;
+  }
+  fs::remove_all(clip);
+}
+
+TEST(Tool, HelpExplainsEveryOption) {
+  std::string text;
+  ASSERT_EQ(run(tool() + " --help", &text), 0);
+  for (const char* option : {"--server", "--input", "--mask", "--out", "--force", "--bgr", "--no-bgr", "--json",
+                             "--help", "exit codes"})
+    EXPECT_NE(text.find(option), std::string::npos) << option;
+}
