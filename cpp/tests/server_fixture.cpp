@@ -50,7 +50,7 @@ class Fixture : public ::testing::Environment {
         reason_ = "no Python at " + path + ": set " + variable + " (README, \"C++\": the venvs the tests use)";
         return;
       }
-    served_.workdir = SIMVOS_TEST_WORKDIR;
+    served_.workdir = env_or("SIMVOS_TEST_WORKDIR", SIMVOS_TEST_WORKDIR);  // the export is kept there
     fs::create_directories(served_.workdir);
     const fs::path log = served_.workdir / "fixture.log";
     int to_child[2], from_child[2];
