@@ -149,7 +149,15 @@ std::vector<std::string> Client::servers() const {
 }
 
 Video::Video(std::shared_ptr<detail::Pool> pool, std::string id) : pool_(std::move(pool)), id_(std::move(id)) {}
-Video::Video(Video&&) noexcept = default;
+Video::Video(Video&& other) noexcept
+    : pool_(std::move(other.pool_)),
+      id_(std::move(other.id_)),
+      server_(other.server_),
+      started_(std::exchange(other.started_, false)),
+      open_(std::exchange(other.open_, false)),  // the moved-from Video has nothing to end
+      index_(other.index_),
+      object_ids_(std::move(other.object_ids_)) {}
+
 Video& Video::operator=(Video&& other) noexcept {
   if (this != &other) {
     try {

@@ -92,7 +92,9 @@ TEST(Video, StartStepEndThroughTheLibrary) {
   EXPECT_EQ(start.labels.data, mask.labels.data);  // the first answer is the mask itself
   EXPECT_EQ(video.object_ids(), (std::vector<std::uint8_t>{1, 9}));
   EXPECT_EQ(video.server(), served->url);
-  const simvos::Result next = video.step(view(second), true);
+  simvos::Video moved = std::move(video);  // the moved-from video must not end the video when destroyed
+  video = client.video();
+  const simvos::Result next = moved.step(view(second), true);
   const auto [height, width] = std::pair{next.labels.height, next.labels.width};
   ASSERT_EQ(next.prob.size(), 3u * height * width);
   const std::size_t pixels = static_cast<std::size_t>(height) * width;
@@ -103,9 +105,20 @@ TEST(Video, StartStepEndThroughTheLibrary) {
   }
   const auto python = simvos::png::read_index_png((served->workdir / "python-png" / "00001.png").string());
   EXPECT_EQ(next.labels.data, python.labels.data);
-  video.end();
-  EXPECT_FALSE(video.is_open());
-  EXPECT_THROW(video.step(view(second)), simvos::InputError);
+  moved.end();
+  EXPECT_FALSE(moved.is_open());
+  EXPECT_THROW(moved.step(view(second)), simvos::InputError);
+}
+
+TEST(Video, DestroyingAnOpenVideoEndsItOnTheServer) {
+  SIMVOS_SERVED(served);
+  simvos::Client client(served->url);
+  const cv::Mat frame = golden_frame(*served, 0);
+  const simvos::png::IndexImage mask = simvos::png::read_index_png((served->workdir / "golden" / "mask.png").string());
+  client.video("scoped").start(view(frame), mask.labels.view());
+  simvos::Video again = client.video("scoped");  // the server refuses a second start of an open id
+  EXPECT_NO_THROW(again.start(view(frame), mask.labels.view()));
+  EXPECT_THROW(client.video("scoped").start(view(frame), mask.labels.view()), simvos::ServeError);
 }
 
 TEST(Video, ServerRefusalCarriesTheServersMessage) {
@@ -177,7 +190,7 @@ TEST(Client, VideosSkipAServerThatCannotBeReachedAtStart) {
   EXPECT_EQ(client.servers(), (std::vector<std::string>{dead, served->url}));
   const cv::Mat frame = golden_frame(*served, 0);
   const simvos::png::IndexImage mask = simvos::png::read_index_png((served->workdir / "golden" / "mask.png").string());
-  for (int i = 0; i < 8; ++i) {  // ids placed on either server by their hash: every video ends up on the live one
+  for (int i = 0; i < 8; ++i) {  // half of these ids hash to the dead server: every video ends up on the live one
     simvos::Video video = client.video("skip-" + std::to_string(i));
     video.start(view(frame), mask.labels.view());
     EXPECT_EQ(video.server(), served->url);
