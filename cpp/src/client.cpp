@@ -1,10 +1,10 @@
 // Client and Video over gRPC: one request per frame (simvos_trt/serve/README.md).
 #include <grpcpp/grpcpp.h>
 
+#include <cctype>
 #include <chrono>
 #include <climits>
 #include <cstdio>
-#include <cstring>
 #include <random>
 #include <utility>
 
@@ -51,9 +51,11 @@ ServeError status_error(const std::string& server, const grpc::Status& status, d
     return ServeError(server, "server " + server + ": cannot reach it (" + one_line(text) +
                                   "); start one with simvos-serve --engine-dir DIR and give its gRPC port (default 8001; "
                                   "the HTTP port, default 8000, does not speak gRPC)");
-  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
-    return ServeError(server, "server " + server + ": no answer within " + std::to_string(timeout_s) +
-                                  " s (ClientOptions::timeout_s)");
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%g", timeout_s);
+    return ServeError(server, "server " + server + ": no answer within " + seconds + " s (ClientOptions::timeout_s)");
+  }
   return ServeError(server, "server " + server + ": " + one_line(text));
 }
 
@@ -188,6 +190,7 @@ const std::string& Video::server() const {
 }
 
 Result Video::start(const ImageView& frame, const ImageView& mask, const StartOptions& options) {
+  if (open_) throw InputError("video '" + id_ + "' has started already; end() it first, or start a new video");
   wire::check_frame(frame, "frame");
   wire::check_mask(mask, frame);
   const std::size_t count = pool_->servers.size();

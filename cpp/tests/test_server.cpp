@@ -118,6 +118,7 @@ TEST(Video, DestroyingAnOpenVideoEndsItOnTheServer) {
   client.video("scoped").start(view(frame), mask.labels.view());
   simvos::Video again = client.video("scoped");  // the server refuses a second start of an open id
   EXPECT_NO_THROW(again.start(view(frame), mask.labels.view()));
+  EXPECT_THROW(again.start(view(frame), mask.labels.view()), simvos::InputError);  // not sent: it is open
   EXPECT_THROW(client.video("scoped").start(view(frame), mask.labels.view()), simvos::ServeError);
 }
 
