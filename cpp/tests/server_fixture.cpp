@@ -33,6 +33,7 @@ class Fixture : public ::testing::Environment {
     return ready_ ? &served_ : nullptr;
   }
   const std::string& reason() const { return reason_; }
+  bool venvs_missing() const { return venvs_missing_; }
 
   void TearDown() override {
     if (stdin_ >= 0) close(stdin_);  // serve_fixture.py stops its server and exits
@@ -47,7 +48,8 @@ class Fixture : public ::testing::Environment {
     const std::string serve_python = env_or("SIMVOS_SERVE_PYTHON", SIMVOS_DEFAULT_SERVE_PYTHON);
     for (const auto& [path, variable] : {std::pair{python, "SIMVOS_PYTHON"}, {serve_python, "SIMVOS_SERVE_PYTHON"}})
       if (access(path.c_str(), X_OK) != 0) {
-        reason_ = "no Python at " + path + ": set " + variable + " (README, \"C++\": the venvs the tests use)";
+        reason_ = "no Python at " + path + ": set " + variable + " (README, \"C++ client\": the venvs the tests use)";
+        venvs_missing_ = true;
         return;
       }
     served_.workdir = env_or("SIMVOS_TEST_WORKDIR", SIMVOS_TEST_WORKDIR);  // the export is kept there
@@ -83,10 +85,14 @@ class Fixture : public ::testing::Environment {
       }
     }
     if (out != nullptr) std::fclose(out);
-    if (!ready_) reason_ = "serve_fixture.py did not start a server; see " + log.string() + ":\n" + read_bytes(log);
+    if (!ready_) {
+      const std::string text = read_bytes(log);
+      reason_ = "serve_fixture.py did not start a server; the end of " + log.string() + ":\n" +
+                text.substr(text.size() > 2000 ? text.size() - 2000 : 0);
+    }
   }
 
-  bool tried_ = false, ready_ = false;
+  bool tried_ = false, ready_ = false, venvs_missing_ = false;
   Served served_;
   std::string reason_;
   pid_t pid_ = -1;
@@ -99,7 +105,7 @@ Fixture* const fixture = static_cast<Fixture*>(::testing::AddGlobalTestEnvironme
 
 const Served* served() { return fixture->get(); }
 std::string why() { return fixture->reason(); }
-bool required() { return env_or("SIMVOS_REQUIRE_SERVER", "0") == "1"; }
+bool skippable() { return fixture->venvs_missing() && env_or("SIMVOS_REQUIRE_SERVER", "0") != "1"; }
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream file(path, std::ios::binary);

@@ -18,8 +18,9 @@ struct Served {
 //! The fixture, started by the first call; null when it cannot run (why() says why).
 const Served* served();
 std::string why();
-//! SIMVOS_REQUIRE_SERVER=1 (CI): a fixture that cannot run fails the tests instead of skipping them.
-bool required();
+//! Whether the tests may skip: the venvs are missing, and SIMVOS_REQUIRE_SERVER=1 (CI) does not forbid it;
+//! a fixture that fails otherwise fails them.
+bool skippable();
 
 //! Runs a command line through /bin/sh; returns its exit status, its stdout and stderr in `out`, `err`.
 int run(const std::string& command, std::string* out = nullptr, std::string* err = nullptr);
@@ -28,10 +29,10 @@ std::string read_bytes(const std::filesystem::path& path);
 
 }  // namespace simvos::testing
 
-//! At the top of a test: `name`, the fixture, or the test is skipped (failed when required()).
-#define SIMVOS_SERVED(name)                                              \
-  const ::simvos::testing::Served* name = ::simvos::testing::served();   \
-  if (name == nullptr) {                                                 \
-    if (::simvos::testing::required()) FAIL() << ::simvos::testing::why(); \
-    GTEST_SKIP() << ::simvos::testing::why();                            \
+//! At the top of a test: `name`, the fixture, or the test is skipped (or failed, unless skippable()).
+#define SIMVOS_SERVED(name)                                                 \
+  const ::simvos::testing::Served* name = ::simvos::testing::served();      \
+  if (name == nullptr) {                                                    \
+    if (!::simvos::testing::skippable()) FAIL() << ::simvos::testing::why(); \
+    GTEST_SKIP() << ::simvos::testing::why();                               \
   }
