@@ -31,8 +31,16 @@ GOLDEN_CASE, SIZE, MAX_OBJECTS = "tiny_L4_tr", (128, 192), 4
 
 
 def make_export(folder: Path) -> Path:
-    if (folder / "manifest.json").is_file():
+    """The golden export in ``folder``: the one kept from an earlier run if this checkout still reads it."""
+    import shutil
+
+    from simvos_trt.manifest import ManifestError, read_manifest
+
+    try:
+        read_manifest(folder)
         return folder
+    except ManifestError:
+        shutil.rmtree(folder, ignore_errors=True)
     import torch
 
     from simvos_trt.config import preset
