@@ -215,6 +215,15 @@ Result Video::step(const ImageView& frame, bool return_prob) {
   return send(frame, nullptr, false, return_prob, false);
 }
 
+Result Video::step(const ImageView&, const ImageView&, bool) {
+  throw InputError("video '" + id_ + "': this client sends a mask with the first frame only (start); the serve "
+                   "protocol takes masks on later frames from issue 19's serve work on");
+}
+
+void Video::remove_objects(const std::vector<std::uint8_t>&) {
+  throw InputError("video '" + id_ + "': this client cannot remove objects yet (the serve protocol has no removal)");
+}
+
 void Video::end() {
   if (!open_) return;
   open_ = false;

@@ -94,7 +94,9 @@ TEST(Video, StartStepEndThroughTheLibrary) {
   EXPECT_EQ(video.server(), served->url);
   simvos::Video moved = std::move(video);  // the moved-from video must not end the video when destroyed
   video = client.video();
-  const simvos::Result next = moved.step(view(second), true);
+  EXPECT_THROW(moved.step(view(second), mask.labels.view()), simvos::InputError);  // not in the protocol yet
+  EXPECT_THROW(moved.remove_objects({9}), simvos::InputError);
+  const simvos::Result next = moved.step(view(second), true);  // the refusals sent nothing: this is frame 1
   const auto [height, width] = std::pair{next.labels.height, next.labels.width};
   ASSERT_EQ(next.prob.size(), 3u * height * width);
   const std::size_t pixels = static_cast<std::size_t>(height) * width;

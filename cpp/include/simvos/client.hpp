@@ -103,6 +103,11 @@ class Video {
   Result start(const ImageView& frame, const ImageView& mask, const StartOptions& options = {});
   //! The next frame, of the first frame's size and channel order.
   Result step(const ImageView& frame, bool return_prob = false);
+  //! The next frame with a mask of objects that join or are corrected there. The wire protocol carries masks
+  //! with the first frame only, for now: InputError, nothing sent (as the Python client).
+  Result step(const ImageView& frame, const ImageView& mask, bool return_prob = false);
+  //! Takes objects out of the video. Not in the wire protocol yet: InputError, nothing sent (as the Python client).
+  void remove_objects(const std::vector<std::uint8_t>& ids);
   //! Ends the video on its server, freeing its state (idempotent).
   void end();
 
