@@ -1,5 +1,6 @@
 // What needs no simvos-serve: addresses, error texts, frame order, index PNGs, unreachable and garbage servers.
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "frames.hpp"
+#include "kserve_v2.grpc.pb.h"
 #include "index_png.hpp"
 #include "server_fixture.hpp"
 #include "simvos/client.hpp"
@@ -68,6 +70,60 @@ class GarbageServer {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+//! A KServe v2 gRPC server on 127.0.0.1 that answers every ModelInfer with `answer` (or `error`): a server
+//! speaking the protocol but not simvos-serve's model.
+class FakeKServe final : public inference::GRPCInferenceService::Service {
+ public:
+  inference::ModelInferResponse answer;
+  grpc::Status error = grpc::Status::OK;
+  bool ready = true;
+
+  FakeKServe() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeKServe() override { server_->Shutdown(); }
+  std::string url() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest*,
+                          inference::ModelReadyResponse* response) override {
+    response->set_ready(ready);
+    return grpc::Status::OK;
+  }
+  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest*,
+                          inference::ModelInferResponse* response) override {
+    *response = answer;
+    return error;
+  }
+
+  //! Adds an output tensor to the answer.
+  void output(const char* name, const char* datatype, std::vector<std::int64_t> shape, std::string bytes) {
+    auto* tensor = answer.add_outputs();
+    tensor->set_name(name);
+    tensor->set_datatype(datatype);
+    for (const std::int64_t d : shape) tensor->add_shape(d);
+    answer.add_raw_output_contents(std::move(bytes));
+  }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+//! The ServeError of starting a 2x3 video on `fake` (empty if none).
+std::string start_error(const FakeKServe& fake) {
+  const std::vector<std::uint8_t> frame(2 * 3 * 3, 7), mask(2 * 3, 1);
+  try {
+    simvos::Client client(fake.url());
+    client.video().start({frame.data(), 2, 3, 3, 1, 0}, {mask.data(), 2, 3, 1, 1, 0});
+  } catch (const simvos::ServeError& error) {
+    return error.what();
+  }
+  return {};
+}
 
 //! A one-frame video folder and its mask, for the tool.
 fs::path tiny_clip(const std::string& name) {
@@ -216,4 +272,41 @@ TEST(Tool, HelpExplainsEveryOption) {
   for (const char* option : {"--server", "--input", "--mask", "--out", "--force", "--bgr", "--no-bgr", "--json",
                              "--help", "exit codes"})
     EXPECT_NE(text.find(option), std::string::npos) << option;
+}
+
+TEST(Client, AnswersThatAreNotSimvosServesAreServeErrors) {
+  const std::string expected = "; is it a simvos-serve server of this protocol?";
+  {
+    FakeKServe fake;  // no outputs at all
+    EXPECT_EQ(start_error(fake), "server " + fake.url() + ": unexpected answer: no output 'labels'" + expected);
+  }
+  {
+    FakeKServe fake;  // labels of another size than the frame
+    fake.output("labels", "UINT8", {3, 2}, std::string(6, '\1'));
+    EXPECT_EQ(start_error(fake), "server " + fake.url() + ": unexpected answer: output 'labels' is UINT8 [3, 2] in 6 "
+                                 "bytes, expected UINT8 [2, 3]" + expected);
+  }
+  {
+    FakeKServe fake;  // fewer bytes than the shape says
+    fake.output("labels", "UINT8", {2, 3}, std::string(6, '\1'));
+    fake.output("object_ids", "UINT8", {2}, std::string(1, '\1'));
+    EXPECT_NE(start_error(fake).find("output 'object_ids' is UINT8 [2] in 1 bytes"), std::string::npos);
+  }
+  {
+    FakeKServe fake;  // a tensor without its raw contents
+    fake.output("labels", "UINT8", {2, 3}, std::string(6, '\1'));
+    fake.answer.mutable_raw_output_contents()->RemoveLast();
+    EXPECT_NE(start_error(fake).find("the outputs do not carry raw contents (1 outputs, 0 contents)"),
+              std::string::npos);
+  }
+  {
+    FakeKServe fake;  // an error as Triton words simvos-serve's refusals
+    fake.error = grpc::Status(grpc::StatusCode::INTERNAL, "Traceback ...\nsimvos-serve error: video 'x' is bad\n");
+    EXPECT_EQ(start_error(fake), "server " + fake.url() + ": video 'x' is bad");
+  }
+  {
+    FakeKServe fake;
+    fake.ready = false;
+    EXPECT_EQ(start_error(fake), "server " + fake.url() + " has no ready model 'simvos': is it a simvos-serve server?");
+  }
 }
