@@ -4,10 +4,11 @@
 
 Writes under WORKDIR (kept between runs: the export takes a while): ``export/`` (the golden checkpoint, T
 configuration, 128x192, at most 4 objects, as tests/serve/conftest.py's golden_export), ``golden/`` (the golden
-video tiny_L4_tr as PNG and as JPEG frames, its mask with ids {1, 9} and a 10-entry palette), ``pillow/`` (label
-maps as raw bytes beside the PNGs Pillow writes of them), then starts a server on free ports, writes the
-Python client's masks (``python-png/``, ``python-jpg/``: ``simvos-segment --server``) and prints
-``ready GRPC_URL HTTP_PORT``. Stops the server and exits when its stdin closes (the C++ test ends).
+video tiny_L4_tr as PNG frames, JPEG frames and an FFV1 video, its mask with ids {1, 9} and a 10-entry palette),
+``pillow/`` (label maps as raw bytes beside the PNGs Pillow writes of them), then starts a server on free ports,
+writes the Python client's masks (``python-png/``, ``python-jpg/``, ``python-video/``: ``simvos-segment
+--server``) and prints ``ready GRPC_URL HTTP_PORT``. Stops the server and exits when its stdin closes (the C++
+test ends).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from PIL import Image  # noqa: E402
 from simvos_trt.runtime.png import encode_index_png  # noqa: E402
 
 GOLDEN_CASE, SIZE, MAX_OBJECTS = "tiny_L4_tr", (128, 192), 4
+#: The golden video's forms, under golden/: the Python client's masks of each go to python-<kind>/.
+INPUTS = {"png": "png", "jpg": "jpg", "video": "video.avi"}
 
 
 def make_export(folder: Path) -> Path:
@@ -61,6 +64,10 @@ def make_video(folder: Path) -> None:
         (folder / kind).mkdir(parents=True, exist_ok=True)
         for i, frame in enumerate(case.frames):
             cv2.imwrite(str(folder / kind / f"{i:05d}.{kind}"), frame[:, :, ::-1])
+    video = cv2.VideoWriter(str(folder / "video.avi"), cv2.VideoWriter.fourcc(*"FFV1"), 10, case.frames.shape[2:0:-1])
+    for frame in case.frames:  # FFV1: lossless, so both sides decode the same frames
+        video.write(np.ascontiguousarray(frame[:, :, ::-1]))
+    video.release()
     mask = np.where(case.first_mask == 2, 9, case.first_mask).astype(np.uint8)
     image = Image.frombytes("P", mask.shape[::-1], mask.tobytes())
     image.putpalette([0, 0, 0, 250, 10, 10] + [20, 20, 20] * 7 + [10, 250, 10])  # 10 entries, not DAVIS's 256
@@ -89,12 +96,12 @@ def main(workdir: Path) -> None:
     make_video(workdir / "golden")
     make_pillow_pairs(workdir / "pillow")
     with ServerProcess(export, "--threads", "1", "--instances", "2", log=workdir / "server.log") as server:
-        for kind in ("png", "jpg"):
+        for kind, given in INPUTS.items():
             out = workdir / f"python-{kind}"
-            argv = ["--server", server.url, "--input", str(workdir / "golden" / kind), "--mask",
+            argv = ["--server", server.url, "--input", str(workdir / "golden" / given), "--mask",
                     str(workdir / "golden" / "mask.png"), "--out", str(out), "--force", "--no-progress"]
             if segment.main(argv) != 0:
-                raise SystemExit(f"simvos-segment --server failed on {kind} frames")
+                raise SystemExit(f"simvos-segment --server failed on golden/{given}")
         print(f"ready {server.url} {server.http_port}", flush=True)
         sys.stdin.read()  # until the C++ test closes the pipe (or dies)
 

@@ -33,11 +33,12 @@ std::set<std::string> names(const fs::path& folder) {
 
 //! simvos-segment-cpp on the golden frames of `kind` gives, file for file and byte for byte, what
 //! simvos-segment --server gave (the PNGs and the output folder's record).
-void expect_same_output_as_python(const simvos::testing::Served& served, const std::string& kind) {
+void expect_same_output_as_python(const simvos::testing::Served& served, const std::string& kind,
+                                  const std::string& input) {
   const fs::path golden = served.workdir / "golden", out = served.workdir / ("cpp-" + kind);
   const fs::path python = served.workdir / ("python-" + kind);
   std::string stdout_text, stderr_text;
-  ASSERT_EQ(run(std::string(SIMVOS_SEGMENT_CPP) + " --server " + served.url + " --input " + (golden / kind).string() +
+  ASSERT_EQ(run(std::string(SIMVOS_SEGMENT_CPP) + " --server " + served.url + " --input " + (golden / input).string() +
                     " --mask " + (golden / "mask.png").string() + " --out " + out.string() + " --force --json",
                 &stdout_text, &stderr_text),
             0)
@@ -53,12 +54,17 @@ void expect_same_output_as_python(const simvos::testing::Served& served, const s
 
 TEST(Segment, PngFramesGiveThePythonClientsBytes) {
   SIMVOS_SERVED(served);
-  expect_same_output_as_python(*served, "png");
+  expect_same_output_as_python(*served, "png", "png");
 }
 
 TEST(Segment, JpegFramesGiveThePythonClientsBytes) {
   SIMVOS_SERVED(served);
-  expect_same_output_as_python(*served, "jpg");
+  expect_same_output_as_python(*served, "jpg", "jpg");
+}
+
+TEST(Segment, AVideoFileGivesThePythonClientsBytes) {
+  SIMVOS_SERVED(served);
+  expect_same_output_as_python(*served, "video", "video.avi");  // masks named 00000.png...
 }
 
 TEST(IndexPng, EncodesAsPillow) {
