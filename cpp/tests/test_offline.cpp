@@ -177,6 +177,38 @@ TEST(Frames, NaturalOrderAsPython) {
                                              "frame10.jpg"}));
 }
 
+TEST(Frames, DamagedImagesAreInputErrors) {
+  const fs::path dir = fs::temp_directory_path() / ("simvos-frames-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::vector<std::uint8_t> jpeg;
+  cv::imencode(".jpg", cv::Mat(32, 32, CV_8UC3, cv::Scalar(9, 99, 199)), jpeg);
+  const std::pair<std::string, std::string> cases[] = {
+      {"cut.jpg", std::string(jpeg.begin(), jpeg.end() - 40)}, {"text.png", "not an image"}};
+  for (const auto& [name, bytes] : cases) {
+    fs::remove_all(dir / "frames");
+    fs::create_directories(dir / "frames");
+    std::ofstream(dir / "frames" / name, std::ios::binary) << bytes;
+    simvos::FrameSource source(dir / "frames", dir / "mask.png");
+    std::string stem;
+    cv::Mat frame;
+    try {
+      source.next(stem, frame);
+      ADD_FAILURE() << name << ": no error";
+    } catch (const simvos::InputError& error) {
+      EXPECT_NE(std::string(error.what()).find("damaged"), std::string::npos) << error.what();
+    }
+  }
+  std::ofstream(dir / "frames" / "whole.jpg", std::ios::binary) << std::string(jpeg.begin(), jpeg.end());
+  fs::remove(dir / "frames" / "text.png");
+  simvos::FrameSource source(dir / "frames", dir / "mask.png");
+  std::string stem;
+  cv::Mat frame;
+  ASSERT_TRUE(source.next(stem, frame));
+  EXPECT_EQ(stem, "whole");
+  EXPECT_EQ(frame.type(), CV_8UC3);
+  fs::remove_all(dir);
+}
+
 TEST(IndexPng, RoundTripKeepsLabelsAndPalette) {
   simvos::Labels labels{3, 5, {0, 1, 9, 9, 0, 1, 1, 0, 255, 0, 9, 0, 0, 0, 1}};
   simvos::png::Palette palette{};

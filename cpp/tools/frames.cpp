@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "simvos/client.hpp"
@@ -25,10 +27,26 @@ std::string token(const std::string& text, std::size_t& at, bool& digits) {
   return out;
 }
 
-bool is_frame(const fs::path& file) {
-  std::string suffix = file.extension().string();
-  std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return std::tolower(c); });
-  return suffix == ".jpg" || suffix == ".jpeg" || suffix == ".png";
+std::string suffix(const fs::path& file) {
+  std::string text = file.extension().string();
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
+bool is_jpeg(const fs::path& file) { return suffix(file) == ".jpg" || suffix(file) == ".jpeg"; }
+bool is_frame(const fs::path& file) { return is_jpeg(file) || suffix(file) == ".png"; }
+
+//! Whether a JPEG's data ends with its EOI marker (FF D9), padding after it allowed.
+bool ends_with_eoi(const std::vector<std::uint8_t>& bytes) {
+  std::size_t end = bytes.size();
+  while (end > 0 && (bytes[end - 1] == 0 || std::isspace(bytes[end - 1]) != 0)) --end;
+  return end >= 2 && bytes[end - 2] == 0xff && bytes[end - 1] == 0xd9;
+}
+
+std::vector<std::uint8_t> read_file(const fs::path& file) {
+  std::ifstream stream(file, std::ios::binary);
+  if (!stream) throw InputError("frame " + file.string() + " cannot be read");
+  return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace
@@ -74,9 +92,14 @@ bool FrameSource::next(std::string& name, cv::Mat& frame) {
   if (!video_) {
     if (index_ == files_.size()) return false;
     const fs::path& file = files_[index_++];
-    frame = cv::imread(file.string(), cv::IMREAD_COLOR);
+    const std::vector<std::uint8_t> bytes = read_file(file);
+    if (is_jpeg(file) && !ends_with_eoi(bytes))  // OpenCV decodes a truncated JPEG to grey rows, with a warning
+      throw InputError("frame " + file.string() + " is damaged (a JPEG without its end marker: truncated); "
+                       "replace the file");
+    frame = cv::imdecode(bytes, cv::IMREAD_COLOR);
     if (frame.empty())
-      throw InputError("frame " + file.string() + ": OpenCV cannot decode it; save it as a JPEG or PNG");
+      throw InputError("frame " + file.string() + ": OpenCV cannot decode it (damaged, or not an image); save it as "
+                       "a JPEG or PNG");
     name = file.stem();
     return true;
   }
