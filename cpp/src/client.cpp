@@ -1,10 +1,12 @@
 // Client and Video over gRPC: one request per frame (simvos_trt/serve/README.md).
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <utility>
 
@@ -123,11 +125,22 @@ std::string random_id() {
   return std::string(text, 32);
 }
 
-//! FNV-1a: a stable hash, so a video id maps to the same server in every process.
-std::size_t placement(const std::string& id, std::size_t servers) {
+//! FNV-1a: a stable hash, the same in every process.
+std::uint64_t fnv1a(const std::string& text) {
   std::uint64_t hash = 1469598103934665603ULL;
-  for (const unsigned char c : id) hash = (hash ^ c) * 1099511628211ULL;
-  return static_cast<std::size_t>(hash % servers);
+  for (const unsigned char c : text) hash = (hash ^ c) * 1099511628211ULL;
+  return hash;
+}
+
+//! The servers in the order a video tries them: rendezvous hashing of "HOST:PORT/id", so that a server added
+//! to or left out of the list moves only the videos that rank it first.
+std::vector<std::size_t> placement(const std::vector<Server>& servers, const std::string& id) {
+  std::vector<std::pair<std::uint64_t, std::size_t>> ranked;
+  for (std::size_t i = 0; i < servers.size(); ++i) ranked.emplace_back(fnv1a(servers[i].address + "/" + id), i);
+  std::sort(ranked.begin(), ranked.end(), std::greater<>());
+  std::vector<std::size_t> order;
+  for (const auto& entry : ranked) order.push_back(entry.second);
+  return order;
 }
 
 }  // namespace
@@ -193,19 +206,19 @@ Result Video::start(const ImageView& frame, const ImageView& mask, const StartOp
   if (open_) throw InputError("video '" + id_ + "' has started already; end() it first, or start a new video");
   wire::check_frame(frame, "frame");
   wire::check_mask(mask, frame);
-  const std::size_t count = pool_->servers.size();
-  const std::size_t first = placement(id_, count);
-  for (std::size_t i = 0;; ++i) {
-    server_ = (first + i) % count;
+  const std::vector<std::size_t> order = placement(pool_->servers, id_);
+  for (const std::size_t server : order) {
+    server_ = server;
     index_ = 0;
     try {
       Result result = send(frame, &mask, true, options.return_prob, options.bgr);
       started_ = true;
       return result;
     } catch (const Unreachable& error) {
-      if (i + 1 == count) throw ServeError(error);  // no server left to try
+      if (server == order.back()) throw ServeError(error);  // no server left to try
     }
   }
+  throw Error("no server to start on");  // unreachable: a Client has at least one server
 }
 
 Result Video::step(const ImageView& frame, bool return_prob) {

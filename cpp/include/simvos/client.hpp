@@ -132,9 +132,10 @@ class Video {
   std::vector<std::uint8_t> object_ids_;
 };
 
-//! Connections to one or more simvos-serve servers. Each video lives on one server, chosen by its id
-//! (the same id always lands on the same server of the same list); a server that cannot be reached when
-//! a video starts is skipped for the next one.
+//! Connections to one or more simvos-serve servers. Each video lives on one server, chosen by rendezvous
+//! hashing of its id (the same id lands on the same server of the same list, and a server added or left out
+//! moves only the videos that rank it first); a server that cannot be reached when a video starts is skipped
+//! for the one ranked next.
 class Client {
  public:
   //! `servers`: "HOST:PORT[,HOST:PORT...]", each a simvos-serve gRPC endpoint (a bare HOST gets port 8001).
