@@ -125,18 +125,21 @@ std::string random_id() {
   return std::string(text, 32);
 }
 
-//! FNV-1a: a stable hash, the same in every process.
-std::uint64_t fnv1a(const std::string& text) {
+//! A stable hash, the same in every process: FNV-1a, then splitmix64's finalizer (FNV-1a alone ranks
+//! "HOST:PORT/id" of two servers nearly alike for every id: its last steps hardly mix earlier differences).
+std::uint64_t stable_hash(const std::string& text) {
   std::uint64_t hash = 1469598103934665603ULL;
   for (const unsigned char c : text) hash = (hash ^ c) * 1099511628211ULL;
-  return hash;
+  hash = (hash ^ (hash >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  hash = (hash ^ (hash >> 27)) * 0x94d049bb133111ebULL;
+  return hash ^ (hash >> 31);
 }
 
 //! The servers in the order a video tries them: rendezvous hashing of "HOST:PORT/id", so that a server added
 //! to or left out of the list moves only the videos that rank it first.
 std::vector<std::size_t> placement(const std::vector<Server>& servers, const std::string& id) {
   std::vector<std::pair<std::uint64_t, std::size_t>> ranked;
-  for (std::size_t i = 0; i < servers.size(); ++i) ranked.emplace_back(fnv1a(servers[i].address + "/" + id), i);
+  for (std::size_t i = 0; i < servers.size(); ++i) ranked.emplace_back(stable_hash(servers[i].address + "/" + id), i);
   std::sort(ranked.begin(), ranked.end(), std::greater<>());
   std::vector<std::size_t> order;
   for (const auto& entry : ranked) order.push_back(entry.second);

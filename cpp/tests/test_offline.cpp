@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
 
@@ -112,6 +113,20 @@ class FakeKServe final : public inference::GRPCInferenceService::Service {
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };
+
+//! A fake that answers every request as simvos-serve would for a 2x3 video of object 1.
+void answer_as_simvos(FakeKServe& fake) {
+  fake.output("labels", "UINT8", {2, 3}, std::string(6, '\1'));
+  fake.output("object_ids", "UINT8", {1}, std::string(1, '\1'));
+}
+
+//! The server that a 2x3 video `id` starts on through `client`.
+std::string started_on(const simvos::Client& client, const std::string& id) {
+  const std::vector<std::uint8_t> frame(2 * 3 * 3, 7), mask(2 * 3, 1);
+  simvos::Video video = client.video(id);
+  video.start({frame.data(), 2, 3, 3, 1, 0}, {mask.data(), 2, 3, 1, 1, 0});
+  return video.server();
+}
 
 //! The ServeError of starting a 2x3 video on `fake` (empty if none).
 std::string start_error(const FakeKServe& fake) {
@@ -341,4 +356,19 @@ TEST(Client, AnswersThatAreNotSimvosServesAreServeErrors) {
     fake.ready = false;
     EXPECT_EQ(start_error(fake), "server " + fake.url() + " has no ready model 'simvos': is it a simvos-serve server?");
   }
+}
+
+TEST(Client, PlacesVideosByRendezvousHashing) {
+  FakeKServe a, b;
+  answer_as_simvos(a);
+  answer_as_simvos(b);
+  const simvos::Client ab({a.url(), b.url()}), ba({b.url(), a.url()}), only_a({a.url(), closed_url()});
+  std::set<std::string> used;
+  for (int i = 0; i < 32; ++i) {
+    const std::string id = "video-" + std::to_string(i), server = started_on(ab, id);
+    used.insert(server);
+    EXPECT_EQ(started_on(ba, id), server) << id;  // the list's order does not matter, only its members
+    EXPECT_EQ(started_on(only_a, id), a.url()) << id;  // a server that cannot be reached is skipped
+  }
+  EXPECT_EQ(used, (std::set<std::string>{a.url(), b.url()}));  // both take videos
 }
