@@ -296,7 +296,16 @@ TEST(Tool, ErrorsAreOneLineExit2) {
   const fs::path clip = tiny_clip("errors");
   const std::string inputs = " --input " + (clip / "frames").string() + " --mask " + (clip / "mask.png").string();
   const std::string out = " --out " + (clip / "out").string();
+  fs::create_directories(clip / "foreign");
+  std::ofstream(clip / "foreign" / "notes.txt") << "mine";
+  fs::create_directories(clip / "other");
+  std::ofstream(clip / "other" / ".simvos-trt.json") << R"({"tool": "simvos-segment", "source": "video /elsewhere"})";
   const std::pair<std::string, std::string> cases[] = {
+      {"--server 127.0.0.1:1" + inputs + " --out " + (clip / "foreign").string(),
+       "holds files that simvos-segment did not write; it is left alone (even with --force)"},
+      {"--server 127.0.0.1:1" + inputs + " --out " + (clip / "other").string(),
+       "already holds the output of video /elsewhere; pass --force to replace it"},
+      {"--server 127.0.0.1:1" + inputs + " --out " + (clip / "frames").string(), "is, holds or lies inside the input"},
       {"--server " + closed_url() + inputs + out, "cannot reach it"},
       {"--server 'a b:1'" + inputs + out, "server 'a b:1': contains a space"},
       {"--server 127.0.0.1:1" + inputs, "the argument --out is required"},

@@ -108,9 +108,9 @@ void claim_output(const Args& args) {
   if (fs::exists(out) && !fs::is_directory(out))
     throw simvos::InputError("--out " + args.out.string() + " is a file, not a folder; choose another path");
   if (fs::is_directory(out) && !fs::is_empty(out)) {
-    nlohmann::json found;
     std::ifstream file(out / kOwnerFile);
-    if (!file || !(found = nlohmann::json::parse(file, nullptr, false)).is_object() || !found.contains("tool"))
+    const nlohmann::json found = nlohmann::json::parse(file, nullptr, false);  // discarded: no file, or not JSON
+    if (!found.is_object() || !found.contains("tool"))
       throw simvos::InputError("--out " + args.out.string() + " holds files that " + kOwnerTool +
                                " did not write; it is left alone (even with --force): choose a new or empty folder");
     if (found["tool"] != kOwnerTool)
