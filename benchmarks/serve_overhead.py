@@ -30,7 +30,7 @@ import numpy as np
 import psutil
 
 from simvos_trt.bench.hardware import host_info
-from simvos_trt.bench.measure import Video, moving_shapes
+from simvos_trt.bench.measure import SyntheticVideo, moving_shapes
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.runtime.png import write_atomic
 from simvos_trt.serve import SegmentationClient, ServerProcess
@@ -38,7 +38,7 @@ from simvos_trt.serve import SegmentationClient, ServerProcess
 SIZES = {"T": (128, 192), "BS": (480, 864)}
 
 
-def paired_step_times(local, remote, video: Video, warmup: int) -> tuple[list[float], list[float]]:
+def paired_step_times(local, remote, video: SyntheticVideo, warmup: int) -> tuple[list[float], list[float]]:
     """Seconds of each ``step`` of the same video in this process and through the server, taken in
     turns frame by frame so that a change in the machine's load hits both alike."""
     local.start(video.frames[0], video.first_mask)
@@ -52,7 +52,8 @@ def paired_step_times(local, remote, video: Video, warmup: int) -> tuple[list[fl
     return times[0][warmup:], times[1][warmup:]
 
 
-def paired_start_times(seg: VideoSegmenter, client: SegmentationClient, video: Video, n: int) -> tuple[list, list]:
+def paired_start_times(seg: VideoSegmenter, client: SegmentationClient, video: SyntheticVideo,
+                       n: int) -> tuple[list, list]:
     """Seconds of ``start`` of a video in this process and through the server, ``n`` times in turns:
     the server's cost at this frame size when the model's work is small (one memory encoding)."""
     times: tuple[list[float], list[float]] = ([], [])
@@ -66,11 +67,11 @@ def paired_start_times(seg: VideoSegmenter, client: SegmentationClient, video: V
     return times[0][1:], times[1][1:]
 
 
-def concurrent_fps(url: str, videos: list[Video]) -> float:
+def concurrent_fps(url: str, videos: list[SyntheticVideo]) -> float:
     """Propagated frames per second with one client thread per video, all at once."""
     barrier = threading.Barrier(len(videos) + 1)
 
-    def run(video: Video) -> None:
+    def run(video: SyntheticVideo) -> None:
         with SegmentationClient(url) as client, client.video() as remote:
             remote.start(video.frames[0], video.first_mask)
             barrier.wait()

@@ -10,7 +10,13 @@ class InputError(SimVOSError, ValueError):
 
 
 class BackendError(SimVOSError):
-    """A backend or device cannot be used: not available here, no usable GPU, a failed CUDA or TensorRT call."""
+    """A backend failed: a failed CUDA or TensorRT call (out of device memory, an execution), an engine built for
+    another GPU or library, a closed backend."""
+
+
+class DeviceUnavailableError(BackendError):
+    """A backend cannot run here at all: no usable NVIDIA GPU (commands report it as skipped, with a missing
+    library)."""
 
 
 class MissingDependencyError(SimVOSError, ImportError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -12,10 +13,10 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import OutputError
 
@@ -23,21 +24,46 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 OWNER_FILE = ".simvos-trt.json"
+#: What an export folder holds besides its manifest: per graph these files, and the engines' timing cache.
+EXPORT_SUFFIXES = (".onnx", ".onnx.data", ".engine")
+TIMING_CACHE = "timing.cache"
 PathLike = str | os.PathLike[str]
 
 
-def write_atomic(path: PathLike, data: bytes | str) -> None:
-    """Write ``data`` (str as UTF-8) to a temporary file beside ``path``, then ``os.replace`` it there."""
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore it (another thread creating a file meanwhile gets 022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def open_atomic(path: PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: a temporary file beside it, ``os.replace``d there when the
+    block ends without an error (removed otherwise), so ``path`` is never seen half written; the file gets the
+    mode a plain ``open`` would give it (0666 less the umask)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; our files are for everyone to read
+            yield f
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: PathLike, data: bytes | str) -> None:
+    """Write ``data`` (str as UTF-8) to ``path`` through ``open_atomic``."""
+    with open_atomic(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def write_json_atomic(path: PathLike, data: Any) -> None:
@@ -112,9 +138,11 @@ def claim_folder(out: PathLike, owner: Owner, *, inputs: Iterable[PathLike | Non
     found = None
     if out.is_dir() and any(out.iterdir()):
         found = read_owner(out)
-        if found is None:
-            raise OutputError(f"{option} {out} holds files that {owner.tool} did not write; it is left alone "
-                              "(even with --force): choose a new or empty folder")
+        others = foreign_files(out) if found is not None and not (out / OWNER_FILE).is_file() else []
+        if found is None or others:
+            what = f" ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
+            raise OutputError(f"{option} {out} holds files that {owner.tool} did not write{what}; it is left alone "
+                              "(even with --force): choose a new or empty folder, or move those files")
         if found.tool != owner.tool:
             raise OutputError(f"{option} {out} holds the output of {found.tool}; choose another folder")
         if not force and (replace or found.source != owner.source):
@@ -125,27 +153,64 @@ def claim_folder(out: PathLike, owner: Owner, *, inputs: Iterable[PathLike | Non
     return found
 
 
+def claim_and_clear(out: PathLike, owner: Owner, pattern: str, *, inputs: Iterable[PathLike | None] = (),
+                    force: bool = False, option: str = "--out", resume: bool = True) -> Owner | None:
+    """``claim_folder`` for a folder of files matching ``pattern`` (``*.png``, ``*/*.png``): the files of an
+    earlier output are deleted before ``owner`` is recorded; returns the earlier record. With ``resume`` an
+    output of the same source is kept (a run resumes it), else it is replaced too."""
+    out = Path(out)
+    found = claim_folder(out, owner, inputs=inputs, force=force, option=option)
+    if found is not None and not (resume and found.source == owner.source):
+        for old in out.glob(pattern):
+            old.unlink()
+    write_owner(out, owner)
+    return found
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The names in export ``folder`` that no export or build writes: not its manifest, a file of a graph it
+    lists (``EXPORT_SUFFIXES``), the timing cache, or a temporary file of ``write_atomic``."""
+    try:
+        graphs = json.loads((folder / MANIFEST).read_text()).get("graphs", {})
+    except (OSError, ValueError, AttributeError):
+        graphs = {}
+    ours = {MANIFEST, TIMING_CACHE} | {f"{graph}{suffix}" for graph in graphs for suffix in EXPORT_SUFFIXES}
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+
 def staging_folder(out: Path) -> Path:
-    """A new hidden folder beside ``out`` to build it in; stale ones of killed runs are removed first."""
+    """A new hidden folder beside ``out`` to build it in. Left-overs of killed runs are cleared first: staging
+    folders removed, and a previous output a killed swap had moved aside put back (``swap_into_place``)."""
     for path in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
-        m = re.fullmatch(re.escape(f".{out.name}") + r"\.(?:partial|old)-(\d+)-[^/]+", path.name)
-        if m and not _alive(int(m.group(1))):
+        m = re.fullmatch(re.escape(f".{out.name}") + r"\.(partial|old)-(\d+)-[^/]+", path.name)
+        if m and not _alive(int(m.group(2))):
+            if m.group(1) == "old" and not out.exists():
+                log.warning("putting %s back to %s: a run was killed while replacing it", path, out)
+                path.rename(out)
+                continue
             log.warning("removing %s, left by an export that was killed", path)
             shutil.rmtree(path, ignore_errors=True)
         elif not m and re.fullmatch(re.escape(f".{out.name}") + r"\.(?:partial|old)-\w+", path.name):
             log.warning("%s looks left by an interrupted export of an older version; remove it", path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
-    tmp.chmod(0o755)
+    tmp.chmod(0o777 & ~umask())  # mkdtemp creates 0700
     return tmp
 
 
 def swap_into_place(tmp: Path, out: Path) -> None:
-    """Move the finished staging folder ``tmp`` to ``out``, replacing what was there."""
+    """Move the finished staging folder ``tmp`` to ``out``, replacing what was there: the previous output is
+    moved aside, and put back if the move fails (a later ``staging_folder`` puts it back after a kill)."""
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.time_ns()}")
         out.rename(old)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

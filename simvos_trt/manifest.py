@@ -34,6 +34,23 @@ class Graph(StrEnum):
 
 
 GRAPHS = tuple(Graph)
+
+
+class Precision(StrEnum):
+    """The precision of an export's graphs (and so of its strongly typed engines); float32 islands and the
+    graphs kept float32 are in ``simvos_trt.precision``."""
+
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+#: Each graph's input and output names, in order (``padding`` only where frames are uint8).
+GRAPH_TENSORS: dict[Graph, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    Graph.QUERY_ENCODER: (("frame", "padding"), ("query",)),
+    Graph.MEMORY_ENCODER: (("frame", "padding", "masks"), ("memory",)),
+    Graph.JOINT_DECODER_1MEM: (("query", "memory_first"), ("prob",)),
+    Graph.JOINT_DECODER_2MEM: (("query", "memory_first", "memory_prev"), ("prob",)),
+    Graph.AGGREGATE: (("prob",), ("background", "objects", "labels")),
+}
 WeightsKind = Literal["official", "mae", "random", "golden"]
 
 
@@ -91,7 +108,7 @@ class GraphEntry:
     nodes_exported: int = 0
     nodes_final: int = 0
     engine: dict[str, Any] | None = None  # the built engine's record (``trt.records.EngineEntry``)
-    precision: str = "fp32"  # what the graph computes in (``simvos_trt.precision.graph_precision``)
+    precision: Precision = Precision.FP32  # what the graph computes in (``precision.graph_precision``)
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "sha256": self.sha256, "precision": self.precision,
@@ -102,7 +119,7 @@ class GraphEntry:
     def from_dict(cls, d: dict[str, Any]) -> GraphEntry:
         return cls(d["file"], d["sha256"], tuple(TensorSpec.from_dict(t) for t in d["inputs"]),
                    tuple(TensorSpec.from_dict(t) for t in d["outputs"]),
-                   d.get("nodes_exported", 0), d.get("nodes_final", 0), d.get("engine"), d["precision"])
+                   d.get("nodes_exported", 0), d.get("nodes_final", 0), d.get("engine"), Precision(d["precision"]))
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,7 @@ class Manifest:
     opset: int
     checkpoint: Weights
     graphs: dict[str, GraphEntry]
-    precision: str = "fp32"  # of the export (``aggregate`` is float32 in every export)
+    precision: Precision = Precision.FP32  # of the export (``aggregate`` is float32 in every export)
     versions: dict[str, str] = field(default_factory=dict)
     variant: str | None = None
     created: str = ""
@@ -145,20 +162,14 @@ class Manifest:
                 raise ValueError(f"{name}: {getattr(self, name)} is not a multiple of 16")
         check_int("objects_profile.max", self.max_objects, 1, 255)
         check_type("uint8_input", self.uint8_input, bool, "true or false")
-        if self.precision not in ("fp16", "fp32") or any(g.precision not in ("fp16", "fp32")
-                                                         for g in self.graphs.values()):
-            raise ValueError(f"precision: {self.precision!r} (or a graph's) is not fp16 or fp32")
-        H, W, C, (h, w), B = self.height, self.width, self.config.embed_dim, self.grid, OBJECTS_AXIS
-        frame = (1, H, W, 3) if self.uint8_input else (1, 3, H, W)
-        memory, planes = (B, self.memory_tokens, C), (B, 1, H, W)
-        expected = {"frame": frame, "padding": (4,), "masks": planes, "query": (1, h * w, C), "memory": memory,
-                    "memory_first": memory, "memory_prev": memory, "prob": planes, "objects": planes,
-                    "background": (1, 1, H, W), "labels": (1, H, W)}
+        for precision in (self.precision, *(g.precision for g in self.graphs.values())):
+            Precision(precision)  # ValueError: "'fp8' is not a valid Precision"
+        expected = tensor_shapes(self.config, self.height, self.width, self.uint8_input)
         for graph, g in self.graphs.items():
             for t in (*g.inputs, *g.outputs):
                 if t.name in expected and t.shape != expected[t.name]:
-                    raise ValueError(f"graph {graph}'s {t.name} is recorded as {t.shape}, but the {H}x{W} "
-                                     f"{self.config.name} fields give {expected[t.name]}")
+                    raise ValueError(f"graph {graph}'s {t.name} is recorded as {t.shape}, but the "
+                                     f"{self.height}x{self.width} {self.config.name} fields give {expected[t.name]}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "variant": self.variant, "config": self.config.to_dict(),
@@ -176,8 +187,22 @@ class Manifest:
         return cls(config=SimVOSConfig.from_dict(d["config"]), height=d["height"], width=d["width"],
                    uint8_input=d["uint8_input"], max_objects=d["objects_profile"]["max"],
                    opset=d["opset"], checkpoint=Weights.from_dict(d["checkpoint"]),
-                   graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()}, precision=d["precision"],
+                   graphs={k: GraphEntry.from_dict(g) for k, g in d["graphs"].items()},
+                   precision=Precision(d["precision"]),
                    versions=d.get("versions", {}), variant=d.get("variant"), created=d.get("created", ""))
+
+
+def tensor_shapes(config: SimVOSConfig, height: int, width: int,
+                  uint8_input: bool) -> dict[str, tuple[int | str, ...]]:
+    """The shape of every graph tensor (``GRAPH_TENSORS``) of an export of ``config`` at ``height`` x ``width``,
+    ``OBJECTS_AXIS`` for the object batch."""
+    H, W, C, B = height, width, config.embed_dim, OBJECTS_AXIS
+    grid = (H // 16, W // 16)
+    frame = (1, H, W, 3) if uint8_input else (1, 3, H, W)
+    memory, planes = (B, config.memory_tokens(grid), C), (B, 1, H, W)
+    return {"frame": frame, "padding": (4,), "masks": planes, "query": (1, grid[0] * grid[1], C),
+            "memory": memory, "memory_first": memory, "memory_prev": memory, "prob": planes, "objects": planes,
+            "background": (1, 1, H, W), "labels": (1, H, W)}
 
 
 def sha256_file(path: str | Path) -> str:

@@ -4,16 +4,10 @@ FP16 emulation (docs/precision.md gives the reasons)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from .manifest import Graph
+from .manifest import Graph, Precision
 
-
-class Precision(StrEnum):
-    """The precision of an export's graphs (and so of its strongly typed engines)."""
-
-    FP16 = "fp16"
-    FP32 = "fp32"
+__all__ = ["FLOAT32_GRAPHS", "FLOAT32_INPUTS", "ISLANDS", "Island", "Precision", "graph_precision", "tensor_dtype"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +41,16 @@ FLOAT32_INPUTS = frozenset({"masks", "prob"})
 def graph_precision(graph: str, precision: Precision) -> Precision:
     """The precision of one graph of an export made at ``precision``."""
     return Precision.FP32 if graph in FLOAT32_GRAPHS else precision
+
+
+def tensor_dtype(name: str, graph: Precision, uint8_input: bool) -> str:
+    """The numpy dtype of graph tensor ``name`` in a graph computing in ``graph`` precision: uint8 frames and
+    labels, int64 padding, probabilities float32 in and out (``FLOAT32_INPUTS``, the Sigmoid island), the rest
+    in the graph's precision."""
+    if name == "labels" or (name == "frame" and uint8_input):
+        return "uint8"
+    if name == "padding":
+        return "int64"
+    if name in FLOAT32_INPUTS or name in ("objects", "background"):
+        return "float32"
+    return "float16" if graph == Precision.FP16 else "float32"

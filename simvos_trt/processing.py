@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,11 +79,58 @@ def check_video(frames: np.ndarray, first_mask: np.ndarray) -> None:
         raise InputError(f"frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}")
     if frames.shape[0] < 1:
         raise InputError("frames: the video has no frame")
-    if not isinstance(first_mask, np.ndarray) or first_mask.dtype != np.uint8:
-        raise InputError("first_mask: expected a (H, W) uint8 index mask, got "
-                         f"{getattr(first_mask, 'dtype', type(first_mask).__name__)}")
-    if first_mask.shape != frames.shape[1:3]:
-        raise InputError(f"first_mask: shape {first_mask.shape} differs from the frames' (H, W) = "
-                         f"{frames.shape[1:3]}; give the first frame's annotation at the frame size")
-    if not first_mask.any():
-        raise InputError("first_mask: no object (every pixel is 0); label objects 1..255")
+    check_index_mask("first_mask", first_mask, frames.shape[1:3])
+
+
+def check_index_mask(name: str, mask: np.ndarray, size: tuple[int, ...]) -> None:
+    """Raise InputError unless ``mask`` is an (H, W) uint8 index mask of ``size`` with at least one object."""
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8:
+        raise InputError(f"{name}: expected a (H, W) uint8 index mask, got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    if mask.shape != size:
+        raise InputError(f"{name}: shape {mask.shape} differs from the frames' (H, W) = {size}; give the "
+                         "annotation at the frame size")
+    if not mask.any():
+        raise InputError(f"{name}: no object (every pixel is 0); label objects 1..255")
+
+
+def check_annotations(frames: np.ndarray, masks: np.ndarray | Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """The annotations of a video as {frame index: (H, W) uint8 index mask}, increasing, frame 0 first:
+    ``masks`` is frame 0's mask or such a mapping. InputError for a frame outside the video or a bad mask."""
+    if isinstance(masks, np.ndarray):
+        masks = {0: masks}
+    if not isinstance(masks, Mapping) or 0 not in masks:
+        raise InputError("masks: expected frame 0's index mask, or a mapping {frame index: index mask} that "
+                         "includes frame 0 (the video starts with its first annotated objects)")
+    check_video(frames, masks[0])
+    for t, mask in masks.items():
+        if type(t) is not int or not 0 <= t < len(frames):
+            raise InputError(f"masks: frame {t!r} is not a frame of the video (0..{len(frames) - 1})")
+        check_index_mask(f"masks[{t}]", mask, frames.shape[1:3])
+    return dict(sorted(masks.items()))
+
+
+def check_removals(annotations: Mapping[int, np.ndarray], removals: Mapping[int, Iterable[int]],
+                   frames: int) -> dict[int, set[int]]:
+    """``removals`` {frame index: ids removed before that frame} as sets, after checking that each id is
+    alive then and that no removed id is annotated again (InputError otherwise)."""
+    removed = {t: {int(i) for i in ids} for t, ids in removals.items()}
+    outside = sorted(t for t in removed if type(t) is not int or not 0 < t < frames)
+    if outside:
+        raise InputError(f"removals: frames {outside} are not frames 1..{frames - 1} of the video")
+    alive: set[int] = set()
+    gone: set[int] = set()
+    for t in range(frames):
+        unknown = sorted(removed.get(t, set()) - alive)
+        if unknown:
+            raise InputError(f"removals[{t}]: ids {unknown} are not alive before frame {t}; remove only objects "
+                             "of the video")
+        alive -= removed.get(t, set())
+        gone |= removed.get(t, set())
+        if t in annotations:
+            stated = {int(i) for i in object_ids(annotations[t])}
+            if stated & gone:
+                raise InputError(f"masks[{t}]: ids {sorted(stated & gone)} were removed earlier; a removed object "
+                                 "cannot come back: give it a new id")
+            alive |= stated
+    return removed

@@ -17,9 +17,11 @@ def render(header: Sequence[str], body: Sequence[Sequence[str]], markdown: bool 
     """A table: first column left-aligned, the others right-aligned, a rule under the header (or Markdown)."""
     if markdown:
         return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        first = cells[0].ljust(widths[0])
+        others = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *others])
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in body)])

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +16,14 @@ from simvos_trt.errors import OutputError
 from simvos_trt.io import (
     OWNER_FILE,
     Owner,
+    claim_and_clear,
     claim_folder,
     interrupt_on_sigterm,
+    open_atomic,
     read_owner,
     staging_folder,
     swap_into_place,
+    umask,
     write_atomic,
     write_owner,
 )
@@ -66,6 +70,17 @@ def test_our_own_output(tmp_path):
         claim_folder(tmp_path, SEG)
 
 
+def test_claim_and_clear_deletes_the_files_of_another_source_only(tmp_path):
+    out = tmp_path / "masks"
+    assert claim_and_clear(out, SEG, "*.png") is None and read_owner(out) == SEG
+    (out / "00000.png").write_bytes(b"a")
+    (out / "notes.txt").write_text("kept")
+    assert claim_and_clear(out, SEG, "*.png") == SEG and (out / "00000.png").is_file()  # same source: resumed
+    other = Owner("simvos-segment", "video b")
+    assert claim_and_clear(out, other, "*.png", force=True) == SEG
+    assert sorted(p.name for p in out.iterdir()) == [OWNER_FILE, "notes.txt"] and read_owner(out) == other
+
+
 def test_an_export_folder_is_recognised_by_its_manifest_and_replaced_only_with_force(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "simvos-trt/0"}))
     export = Owner("simvos-export")
@@ -76,6 +91,20 @@ def test_an_export_folder_is_recognised_by_its_manifest_and_replaced_only_with_f
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "other-tool/1"}))
     with pytest.raises(OutputError, match="did not write"):
         claim_folder(tmp_path, export, replace=True, force=True)
+
+
+def test_an_export_folder_holding_other_files_is_left_alone_even_with_force(tmp_path):
+    graphs = {"query_encoder": {}, "aggregate": {}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "simvos-trt/2", "graphs": graphs}))
+    for name in ("query_encoder.onnx", "query_encoder.onnx.data", "query_encoder.engine", "aggregate.onnx",
+                 "timing.cache", ".manifest.json.abc.tmp"):
+        (tmp_path / name).write_bytes(b"ours")
+    assert claim_folder(tmp_path, Owner("simvos-export"), replace=True, force=True) == Owner("simvos-export")
+    (tmp_path / "thesis.tex").write_text("mine")
+    (tmp_path / "old.onnx").write_bytes(b"mine")  # an .onnx of a graph the manifest does not list
+    for force in (False, True):
+        with pytest.raises(OutputError, match=r"did not write \(old.onnx, thesis.tex\); it is left alone"):
+            claim_folder(tmp_path, Owner("simvos-export"), replace=True, force=force)
 
 
 def test_the_current_folder_is_never_replaced(tmp_path, monkeypatch):
@@ -107,8 +136,62 @@ def test_write_atomic_takes_text_and_bytes(tmp_path):
     write_atomic(tmp_path / "a.txt", "é\n")
     write_atomic(tmp_path / "b.bin", b"\0\1")
     assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "é\n" and (tmp_path / "b.bin").read_bytes() == b"\0\1"
-    assert oct((tmp_path / "a.txt").stat().st_mode & 0o777) == "0o644"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]
+
+
+def test_open_atomic_leaves_nothing_when_the_block_fails(tmp_path):
+    (tmp_path / "a.zip").write_bytes(b"old")
+    with pytest.raises(RuntimeError), open_atomic(tmp_path / "a.zip") as f:
+        f.write(b"half")
+        raise RuntimeError("stopped")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.zip"] and (tmp_path / "a.zip").read_bytes() == b"old"
+    with open_atomic(tmp_path / "a.zip") as f:
+        f.write(b"new")
+    assert (tmp_path / "a.zip").read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_modes_follow_the_umask(tmp_path, mask):
+    previous = os.umask(mask)
+    try:
+        assert umask() == mask
+        write_atomic(tmp_path / "a.txt", "x")
+        staged = staging_folder(tmp_path / "out")
+        (tmp_path / "plain").write_text("x")  # what open() gives, for comparison
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask == (tmp_path / "plain").stat().st_mode & 0o777
+    assert staged.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_a_failed_swap_puts_the_previous_output_back(tmp_path, monkeypatch):
+    out, tmp = tmp_path / "bs", staging_folder(tmp_path / "bs")
+    out.mkdir()
+    (out / "manifest.json").write_text("old")
+    (tmp / "manifest.json").write_text("new")
+    rename = Path.rename
+
+    def failing(self, target):
+        if self == tmp:
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="No space"):
+        swap_into_place(tmp, out)
+    monkeypatch.undo()
+    assert (out / "manifest.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bs", tmp.name])  # nothing hidden aside
+
+
+def test_an_output_moved_aside_by_a_killed_swap_is_put_back(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    aside = tmp_path / f".bs.old-{int(dead.stdout)}-123"  # killed between its two renames: bs is gone
+    aside.mkdir()
+    (aside / "manifest.json").write_text("the previous export")
+    staging_folder(tmp_path / "bs")
+    assert (tmp_path / "bs" / "manifest.json").read_text() == "the previous export" and not aside.exists()
 
 
 def test_staging_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path, caplog):
@@ -116,6 +199,7 @@ def test_staging_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path, cap
                           text=True, check=True)
     pid = int(dead.stdout)
     out = tmp_path / "bs"
+    out.mkdir()  # so the stale .old is not put back (test_an_output_moved_aside_by_a_killed_swap_is_put_back)
     stale = [tmp_path / f".bs.partial-{pid}-x1y2", tmp_path / f".bs.old-{pid}-123"]
     live = tmp_path / f".bs.partial-{os.getpid()}-abcd"
     legacy, other = tmp_path / ".bs.partial-k3j4", tmp_path / f".bsx.partial-{pid}-x"

@@ -1,6 +1,6 @@
 """The GPU measurement kit (``benchmarks/gpu/run.sh``): a short GPU window turned into result files, in
 phases within time budgets (stamp, golden videos, the paper's rows timed per mode and precision as whole
-``TorchStream`` steps, report); ``DRY_PLAN`` runs the same on a CPU, tiny."""
+steps of the runtime's torch backend, report); ``DRY_PLAN`` runs the same on a CPU, tiny."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import copy
 import dataclasses
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,24 +20,26 @@ import numpy as np
 import torch
 
 from ..config import SimVOSConfig, preset
-from ..io import write_atomic
+from ..io import MANIFEST, write_atomic, write_json_atomic
+from ..manifest import GRAPH_TENSORS, GraphEntry, Manifest, Precision, TensorSpec, Weights, tensor_shapes
 from ..model import propagate, random_model, synthetic_state_dict
 from ..model.checkpoint import load_official_state
-from ..model.layers import FrameInput
 from ..model.precision import to_fp16
-from ..model.simvos import SimVOS, soft_aggregate
+from ..model.simvos import SimVOS
+from ..precision import graph_precision, tensor_dtype
+from ..runtime import VideoSegmenter
 from .costs import frame_costs
 from .hardware import find_gpu_peak, machine
-from .measure import Measurement, moving_shapes
+from .measure import Measurement, SyntheticVideo, moving_shapes
 from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, kit_report, plot_sweep
-from .runner import SweepSettings, fill, row_record
+from .runner import OPSET, SweepSettings, fill, row_record
 from .sweep import SweepRow, build_sweep, table_rows
 
 log = logging.getLogger(__name__)
-Tensors = tuple[torch.Tensor, torch.Tensor]
 
 FP32_MAX_DIFF, FP16_MIN_AGREEMENT = 1e-4, 0.995
 GOLDEN_RULE = f"fp32 max|dp| <= {FP32_MAX_DIFF}, FP16 labels >= {100 * FP16_MIN_AGREEMENT:g}% equal"
+#: Timing mode -> the name of its rows' backend.
 BACKEND = {"eager": "torch", "cudagraph": "torch-cudagraph", "compile": "torch-compile"}
 
 
@@ -163,7 +166,28 @@ def paper_rows(plan: KitPlan) -> list[SweepRow]:
     """Tables 2 and 3 at the plan's size and backbone (K scaled to it), B first, then BS, then the tables' order."""
     size = (plan.height, plan.width)
     rows = build_sweep([table_rows(2, plan.backbone, size), table_rows(3, plan.backbone, size)], plan.backbone)
-    return sorted(rows, key=lambda r: {"B": 0, "BS": 1}.get(r.paper.variant or "" if r.paper else "", 2))
+    first = {"B": 0, "BS": 1}
+
+    def order(row: SweepRow) -> int:
+        variant = row.paper.variant if row.paper else None
+        return first.get(variant or "", len(first))
+
+    return sorted(rows, key=order)  # stable: the tables' order after B and BS
+
+
+def kit_manifest(config: SimVOSConfig, plan: KitPlan, precision: Precision) -> Manifest:
+    """The manifest an export of ``config`` at the plan's size would write, without graph files (no file name,
+    no sha256): what the runtime's torch backend reads; it runs the stage modules and never a graph file.
+    (A test compares it with a real export's.)"""
+    shapes = tensor_shapes(config, plan.height, plan.width, uint8_input=True)
+    graphs: dict[str, GraphEntry] = {}
+    for graph, (inputs, outputs) in GRAPH_TENSORS.items():
+        p = graph_precision(graph, precision)
+        inputs_spec = tuple(TensorSpec(n, tensor_dtype(n, p, uint8_input=True), shapes[n]) for n in inputs)
+        outputs_spec = tuple(TensorSpec(n, tensor_dtype(n, p, uint8_input=True), shapes[n]) for n in outputs)
+        graphs[graph] = GraphEntry("", "", inputs_spec, outputs_spec, precision=p)
+    return Manifest(config, plan.height, plan.width, uint8_input=True, max_objects=plan.objects, opset=OPSET,
+                    checkpoint=Weights("random", seed=1), graphs=graphs, precision=precision)
 
 
 class Kit:
@@ -173,16 +197,14 @@ class Kit:
         self.plan, self.device, self.writer = plan, device, writer
         self.models: dict[SimVOSConfig, SimVOS] = {}
         self.seconds: dict[str, float] = {}  # "build <backbone>" and "compile": the last such time
-        self.wall_ms: dict[str, float] = {}  # median wall-clock step per row, a check on the CUDA events
-        video = moving_shapes(plan.height, plan.width, plan.objects, frames=12, seed=1)
-        self.frames, self.masks = video_tensors(video.frames, video.first_mask, plan.objects, device.type == "cuda")
+        self.video: SyntheticVideo = moving_shapes(plan.height, plan.width, plan.objects, frames=12, seed=1)
 
-    def settings(self, precision: str) -> SweepSettings:
+    def settings(self, precision: Precision) -> SweepSettings:
         p = self.plan
         return SweepSettings(height=p.height, width=p.width, objects=p.objects, frames=p.frames, warmup=p.warmup,
                              precision=precision, device=self.device.type)
 
-    def estimate(self, row: SweepRow, mode: str, precision: str) -> float:
+    def estimate(self, row: SweepRow, mode: str, precision: Precision) -> float:
         """Seconds ``row`` should take: its model's build, compiling, warm-up and the minimum of timed steps."""
         gflop = frame_costs(row.config, self.plan.height, self.plan.width, self.plan.objects).total / 1e9
         done = [r for r in self.writer.rows if r.ok and r.median_ms and r.gflop]
@@ -200,53 +222,54 @@ class Kit:
             self.seconds[f"build {config.backbone}"] = time.monotonic() - t0
         return self.models[config]
 
-    def measure(self, row: SweepRow, mode: str, precision: str, ph: Phase) -> None:
-        """Time ``row`` in ``mode`` (eager, cudagraph, compile; on CUDA compile is also timed captured)."""
-        cuda, p, backend = self.device.type == "cuda", self.plan, BACKEND[mode]
-        records: list[RowResult] = []
+    def measure(self, row: SweepRow, mode: str, precision: Precision, ph: Phase) -> None:
+        """Time ``row`` in ``mode`` (eager, cudagraph, compile) as whole steps of the runtime's torch backend."""
+        cuda, backend = self.device.type == "cuda", BACKEND[mode]
+        compile_with = {"eager": None, "cudagraph": "cudagraphs", "compile": self.plan.compile_backend}[mode]
         try:
             if cuda:  # start a peak-memory window; the peak is read relative to what is allocated now
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated() if cuda else 0
-            model = copy.deepcopy(self.model(row.config)).to(self.device)
-            stream = TorchStream(to_fp16(model) if precision == "fp16" else model, p.height, p.width, p.objects)
-            stream.start(self.frames[0], self.masks)
-            stream.first_step(self.frames[1])
-            if mode == "compile":
-                stream.use_compile(p.compile_backend)
-            if mode == "cudagraph":
-                stream.capture()
-            t0 = time.monotonic()
-            time_steps(stream, self.frames[2:], count=p.warmup, minimum=p.warmup, until=float("inf"))
-            if mode == "compile":
-                self.seconds["compile"] = time.monotonic() - t0
-            records.append(self.timed(row, backend, precision, stream, ph.end, base))
-            if mode == "compile" and cuda:
-                backend = "torch-compile-cudagraph"
-                stream.capture()
-                records.append(self.timed(row, backend, precision, stream, ph.end, base))
+            if compile_with is not None:
+                torch._dynamo.reset()  # every row's stage modules share their classes' code: start clean
+            with tempfile.TemporaryDirectory(prefix="simvos-kit-") as folder:
+                write_json_atomic(Path(folder) / MANIFEST, kit_manifest(row.config, self.plan, precision).to_dict())
+                model = copy.deepcopy(self.model(row.config)).to(self.device)  # the host copy stays float32
+                with VideoSegmenter.open(folder, "torch", verify=False, model=model, compile=compile_with) as seg:
+                    record = self.timed(row, backend, precision, seg, ph.end, base)
         except Exception as exc:  # a failed row (out of memory, a compiler error) must not end the window
             log.exception("%s %s %s failed", row.config.name, backend, precision)
-            records.append(dataclasses.replace(row_record(row, backend, self.settings(precision)),
-                                               status=FAILED, message=f"{type(exc).__name__}: {exc}"[:300]))
+            record = dataclasses.replace(row_record(row, backend, self.settings(precision)), status=FAILED,
+                                         message=f"{type(exc).__name__}: {exc}"[:300])
         finally:
-            stream = model = None  # type: ignore[assignment]
             if cuda:
                 torch.cuda.empty_cache()
-        for r in records:
-            self.writer.add(r)
-        ph.done.append(row.config.name + ("" if records[-1].ok else " (failed)"))
+        self.writer.add(record)
+        ph.done.append(row.config.name + ("" if record.ok else " (failed)"))
 
-    def timed(self, row: SweepRow, backend: str, precision: str, stream: TorchStream, until: float,
+    def timed(self, row: SweepRow, backend: str, precision: Precision, seg: VideoSegmenter, until: float,
               base: int) -> RowResult:
-        p = self.plan
-        steps, walls = time_steps(stream, self.frames[2:], count=p.frames, minimum=p.minimum, until=until)
+        """Start a video, run its one-memory first step and the warm-up steps, then time whole steps."""
+        p, frames = self.plan, self.video.frames
+        session = seg.video()
+        t0 = time.monotonic()
+        session.start(frames[0], self.video.first_mask)
+        for frame in frames[1 : 2 + p.warmup]:
+            session.step(frame)
+        if backend == BACKEND["compile"]:
+            self.seconds["compile"] = time.monotonic() - t0
+        steps: list[float] = []
+        for i in range(p.frames):
+            if i >= p.minimum and time.monotonic() > until:
+                break
+            t1 = time.perf_counter()
+            session.step(frames[2 + i % (len(frames) - 2)])  # labels reach the host: the step ends synchronised
+            steps.append(1000 * (time.perf_counter() - t1))
         memory = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20 if self.device.type == "cuda" else None
         m = Measurement(tuple(steps), {}, p.warmup, device_memory_mb=memory, device=self.device.type)
         r = dataclasses.replace(fill(row_record(row, backend, self.settings(precision)), m), frames=len(steps))
-        self.wall_ms[f"{backend} {precision} {row.config.name}"] = round(float(np.median(walls)), 3)
         log.info("%s %s %s: median %.2f ms, p90 %.2f ms (%d steps)", row.config.name, backend, precision,
                  r.median_ms, r.p90_ms, len(steps))
         return r
@@ -272,7 +295,7 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
 
     def save() -> None:
         phases = [{k: v for k, v in dataclasses.asdict(p).items() if k != "end"} for p in budget.phases.values()]
-        meta["kit"].update(phases=phases, wall_median_ms=kit.wall_ms, seconds_by_step=kit.seconds)
+        meta["kit"].update(phases=phases, seconds_by_step=kit.seconds)
         writer.flush()
         write_atomic(out / "report.txt", kit_report(meta, writer.derived()))
 
@@ -281,7 +304,8 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
         meta["golden"] = golden_checks(golden, device, plan.golden_frames, ph)
     save()
     for name, _ in plan.phases[2:-1]:
-        mode, precision = name.split("-")
+        mode, precision_name = name.split("-")
+        precision = Precision(precision_name)
         with budget.phase(name) as ph:
             if mode == "cudagraph" and device.type != "cuda":
                 ph.status = "skipped: CUDA graphs need a CUDA device"
@@ -296,115 +320,3 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
             ph.skipped.append(f"{PLOT_FILE}: no row measured")
     save()
     return meta
-
-
-class TorchStream:
-    """The runtime's per-frame step (``VideoSession.step``, casts as ``model.propagate``) in PyTorch on fixed
-    device buffers (``frame``, ``prev_frame``, ``prev_objects``, ``labels``), so it can be compiled or captured."""
-
-    def __init__(self, model: SimVOS, height: int, width: int, objects: int) -> None:
-        self.model = model
-        self.device = model.patch_embed.proj.weight.device
-        self.dtype = model.patch_embed.proj.weight.dtype  # float16 under precision.to_fp16
-        self.grid = (height // 16, width // 16)
-        with torch.no_grad():
-            self.pos = model.position_embedding(self.grid)  # (1, N, C), fixed per size as in the graphs
-        self.normalise = FrameInput(height, width).to(self.device)
-        self.padding = torch.zeros(4, dtype=torch.int64, device=self.device)  # frames have the engine size
-        self.frame = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=self.device)
-        self.prev_frame = torch.zeros_like(self.frame)
-        self.prev_objects = torch.zeros((objects, 1, height, width), device=self.device)
-        self.labels = torch.zeros((1, height, width), dtype=torch.uint8, device=self.device)
-        self.memory_first = torch.empty(0, device=self.device)
-        self.advance: Callable[..., Tensors] = self._advance
-        self.run: Callable[[], None] = self.step  # or a CUDA graph's replay after ``capture``
-
-    def _input(self, frame: torch.Tensor) -> torch.Tensor:
-        # (1, 3, H, W); contiguous as propagate's frames: a permuted layout changes FP16 CPU convolutions' rounding
-        return self.normalise(frame, self.padding).to(self.dtype).contiguous()
-
-    def _memory(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_memory(self._input(frame), masks, self.pos)  # (B, M, C); masks float32
-
-    def _decode(self, frame: torch.Tensor, memories: list[torch.Tensor]) -> Tensors:
-        query = self.model.encode_query(self._input(frame), self.pos)  # (1, N, C)
-        agg = soft_aggregate(self.model.decode(query, memories, self.grid).float())  # (B+1, 1, H, W) float32
-        return torch.argmax(agg, dim=0).to(torch.uint8), agg[1:]
-
-    def _advance(self, frame: torch.Tensor, prev_frame: torch.Tensor, prev_objects: torch.Tensor,
-                 memory_first: torch.Tensor) -> Tensors:
-        return self._decode(frame, [memory_first, self._memory(prev_frame, prev_objects)])
-
-    @torch.inference_mode()
-    def start(self, frame: torch.Tensor, masks: torch.Tensor) -> None:
-        """Cache the first frame's memory: ``frame`` (1, H, W, 3) uint8, ``masks`` (B, 1, H, W) 0/1 float32."""
-        self.memory_first = self._memory(frame.to(self.device), masks.to(self.device))
-
-    @torch.inference_mode()
-    def first_step(self, frame: torch.Tensor) -> None:
-        """The first propagated frame, decoded against the first memory alone."""
-        self.frame.copy_(frame)
-        self._keep(*self._decode(self.frame, [self.memory_first]))
-
-    @torch.inference_mode()
-    def step(self) -> None:
-        """Segment ``frame`` against [first, previous] memories; the state moves on by one frame."""
-        self._keep(*self.advance(self.frame, self.prev_frame, self.prev_objects, self.memory_first))
-
-    def _keep(self, labels: torch.Tensor, objects: torch.Tensor) -> None:
-        self.labels.copy_(labels)
-        self.prev_frame.copy_(self.frame)
-        self.prev_objects.copy_(objects)
-
-    def use_compile(self, backend: str = "inductor") -> None:
-        """Run the step through ``torch.compile`` (compiled at the next step)."""
-        torch._dynamo.reset()  # one code object serves every model: start each from a clean cache
-        self.advance = torch.compile(self._advance, backend=backend, fullgraph=True)
-
-    def capture(self, warmup: int = 2) -> None:
-        """Record one step as a CUDA graph; ``run`` replays it (every step after this one is the replay)."""
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                self.step()
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.step()
-        self.run = graph.replay
-
-
-def time_steps(stream: TorchStream, frames: Sequence[torch.Tensor], *, count: int, minimum: int,
-               until: float) -> tuple[list[float], list[float]]:
-    """(step ms, wall ms) of up to ``count`` whole steps (at least ``minimum``; no new one after ``until``), each
-    from the upload of one of ``frames`` to the labels on the host: CUDA events on a GPU, nothing synchronised
-    inside a step; the wall clock on a CPU."""
-    cuda = stream.device.type == "cuda"
-    host = torch.empty(stream.labels.shape, dtype=torch.uint8, pin_memory=cuda)
-    steps: list[float] = []
-    walls: list[float] = []
-    for i in range(count):
-        if i >= minimum and time.monotonic() > until:
-            break
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if cuda else []
-        t0 = time.perf_counter()
-        if events:
-            events[0].record()
-        stream.frame.copy_(frames[i % len(frames)], non_blocking=cuda)
-        stream.run()
-        host.copy_(stream.labels, non_blocking=cuda)
-        if events:
-            events[1].record()
-            events[1].synchronize()
-        walls.append(1000 * (time.perf_counter() - t0))
-        steps.append(events[0].elapsed_time(events[1]) if events else walls[-1])
-    return steps, walls
-
-
-def video_tensors(frames: np.ndarray, first_mask: np.ndarray, objects: int,
-                  pin: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Host frames (1, H, W, 3) uint8 (pinned if ``pin``) and the first frame's (B, 1, H, W) one-hot masks."""
-    tensors = [torch.from_numpy(np.ascontiguousarray(f))[None] for f in frames]
-    masks = torch.from_numpy(np.stack([first_mask == i + 1 for i in range(objects)]).astype(np.float32))[:, None]
-    return [t.pin_memory() for t in tensors] if pin else tensors, masks

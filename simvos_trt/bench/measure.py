@@ -7,7 +7,7 @@ import importlib.util
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import InputError
-from ..manifest import Graph
+from ..manifest import Graph, Manifest
 from ..runtime.backends import Backend, Handle
 from .hardware import device_memory_mb
 
@@ -45,27 +45,40 @@ def synchronizer(backend: Backend) -> Callable[[], None] | None:
     return cast(Callable[[], None], sync)
 
 
-def _delegate(name: str) -> Any:
-    """A method that calls the wrapped backend's method ``name``."""
-
-    def method(self: TimingBackend, *args: Any) -> Any:
-        return getattr(self.inner, name)(*args)
-
-    method.__name__ = name
-    return method
-
-
-class TimingBackend(Backend):
-    """Delegates to ``inner`` (opened by this proxy's ``open``) and records the synchronised wall time of each
-    ``run`` on ``clock``: the split pass, never the headline timing."""
+class TimingBackend:
+    """A backend wrapped to record the synchronised wall time of each ``run`` on ``clock`` (the split pass, never
+    the headline timing); everything else is the wrapped backend's, which checks the inputs as always."""
 
     def __init__(self, inner: Backend, clock: Callable[[], float] = time.perf_counter) -> None:
-        super().__init__(inner.folder, inner.manifest)
         self.inner = inner
-        self.name = inner.name
         self.clock = clock
         self.calls: list[Call] = []
-        self._sync: Callable[[], None] | None = None
+        self._sync = synchronizer(inner)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def folder(self) -> Path:
+        return self.inner.folder
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.inner.manifest
+
+    def __enter__(self) -> TimingBackend:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
 
     def now(self) -> float:
         """The clock, read after waiting for the wrapped backend's device work."""
@@ -85,34 +98,36 @@ class TimingBackend(Backend):
         return totals
 
     def run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
-        """The wrapped ``run`` (which checks the inputs), timed between synchronised clock reads."""
+        """The wrapped ``run``, timed between synchronised clock reads."""
         t0 = self.now()
         out = self.inner.run(graph, inputs)
         self.calls.append(Call(graph, self.now() - t0))
         return out
 
-    def _open(self) -> None:
-        self.inner.open()
-        self._sync = synchronizer(self.inner)
+    def synchronize(self) -> None:
+        self.inner.synchronize()
 
-    def _close(self) -> None:
-        self.inner.close()
+    def object_limit(self, graph: str) -> int:
+        return self.inner.object_limit(graph)
 
-    def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
-        raise AssertionError("TimingBackend.run delegates to the wrapped backend's run")
+    def concat(self, handles: Sequence[Handle]) -> Handle:
+        return self.inner.concat(handles)
 
-    synchronize, object_limit, concat, take, to_host, from_host, dtype_and_shape = map(_delegate, (
-        "synchronize", "object_limit", "concat", "take", "to_host", "from_host", "dtype_and_shape"))
+    def take(self, handle: Handle, start: int, stop: int) -> Handle:
+        return self.inner.take(handle, start, stop)
 
-    def __getattr__(self, name: str) -> Any:
-        """Anything else the wrapped backend offers (``providers``, ...)."""
-        if name == "inner":  # not yet set (during __init__)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def to_host(self, handle: Handle) -> np.ndarray:
+        return self.inner.to_host(handle)
+
+    def from_host(self, array: np.ndarray) -> Handle:
+        return self.inner.from_host(array)
+
+    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
+        return self.inner.dtype_and_shape(handle)
 
 
 @dataclass(frozen=True)
-class Video:
+class SyntheticVideo:
     """A synthetic video: ``frames`` (T, H, W, 3) uint8 and the first frame's (H, W) uint8 index mask."""
 
     frames: np.ndarray
@@ -123,7 +138,7 @@ class Video:
         return int(self.first_mask.max())
 
 
-def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, seed: int = 0) -> Video:
+def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, seed: int = 0) -> SyntheticVideo:
     """Ellipses of distinct colours bouncing over a smooth textured background; every object (ids
     1..objects) keeps a visible core in the first mask."""
     if objects < 1 or objects > 255:
@@ -150,7 +165,7 @@ def moving_shapes(height: int, width: int, objects: int = 2, frames: int = 12, s
     for k in range(objects):  # an object fully hidden by later ones still gets its centre pixel
         if not (first_mask == k + 1).any():
             first_mask[int(centre[k, 1]), int(centre[k, 0])] = k + 1
-    return Video(video, first_mask)
+    return SyntheticVideo(video, first_mask)
 
 
 class PeakRSS:
@@ -237,13 +252,14 @@ class Measurement:
         return float(np.median(values)) if values else None
 
 
-def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu: bool,
+def timed_steps(backend: Backend, video: SyntheticVideo, warmup: int, frames: int, on_gpu: bool,
                 proxy: TimingBackend | None = None) -> tuple[list[float], dict[str, list[float]], float | None]:
     """One pass over ``video`` on an opened ``backend``: (step ms, stage ms, device memory peak MiB); each step
     timed whole with one synchronisation at its end, or with ``proxy`` every graph call timed (the split pass)."""
     from ..runtime import VideoSession
 
-    session, sync = VideoSession(proxy or backend), synchronizer(backend)
+    # the session calls only Backend's public methods, which the wrapper has
+    session, sync = VideoSession(cast(Backend, proxy) if proxy else backend), synchronizer(backend)
     session.start(video.frames[0], video.first_mask)
     step: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
@@ -265,7 +281,7 @@ def timed_steps(backend: Backend, video: Video, warmup: int, frames: int, on_gpu
     return step, stages, max(peaks, default=None)
 
 
-def measure_session(backend: Backend, video: Video, *, warmup: int, frames: int,
+def measure_session(backend: Backend, video: SyntheticVideo, *, warmup: int, frames: int,
                     on_gpu: bool = False) -> Measurement:
     """Measure ``backend`` (unopened or opened) on ``video``: start, ``warmup`` untimed steps, ``frames`` timed
     steps; the headline pass, then the split pass over the same frames (``timed_steps``)."""
@@ -283,7 +299,7 @@ def measure_session(backend: Backend, video: Video, *, warmup: int, frames: int,
                        max(peaks) if peaks else None, "cuda" if on_gpu else "cpu", tuple(split_step))
 
 
-def measure_folder(folder: str | Path, backend: str, video: Video, *, warmup: int, frames: int,
+def measure_folder(folder: str | Path, backend: str, video: SyntheticVideo, *, warmup: int, frames: int,
                    on_gpu: bool = False, **options: Any) -> Measurement:
     """Open the export ``folder`` with ``backend`` (``options`` for ``create_backend``) and measure it."""
     from ..manifest import read_manifest

@@ -317,7 +317,7 @@ def kit_report(meta: dict[str, Any], rows: list[RowResult]) -> str:
 STEP_NOTE = [
     "A step: the uint8 frame uploaded, the previous frame's memory encoded, the query encoded, all objects decoded",
     "as one batch, soft aggregation, the labels to the host; the first frame's memory is cached (DESIGN.md 2).",
-    "Step time: CUDA events around the whole step (the wall clock on a CPU), nothing synchronised inside it.",
+    "Step time: the runtime's VideoSession.step (torch backend), wall clock from the host frame to the host labels.",
 ]
 
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .. import __version__
 from ..config import SimVOSConfig
-from ..errors import BackendError, MissingDependencyError, SimVOSError
-from ..manifest import ManifestError, Weights, read_manifest
+from ..errors import DeviceUnavailableError, MissingDependencyError, SimVOSError
+from ..manifest import ManifestError, Precision, Weights, read_manifest
 from ..runtime.backends import BACKENDS
 from ..runtime.backends import unavailable_reason as runtime_unavailable_reason
 from .costs import frame_costs
-from .measure import Measurement, Video, measure_folder, moving_shapes
+from .measure import Measurement, SyntheticVideo, measure_folder, moving_shapes
 from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
 from .sweep import SweepRow
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = tuple(b for b in BACKENDS if b != "auto")
 OPSET = 17
 
 #: measure(folder, backend, video, warmup=, frames=, on_gpu=, **options) -> Measurement
@@ -88,7 +87,7 @@ class GraphSpec:
     seed: int = 1
     opset: int = OPSET
     uint8_input: bool = True
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     weights: Weights | None = None
 
     def provenance(self) -> Weights:
@@ -160,7 +159,7 @@ class SweepSettings:
     frames: int = 10
     warmup: int = 2
     backends: tuple[str, ...] = ("onnxruntime",)
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     device: str = "auto"
     engines: Path = Path("engines")
     threads: int | None = None
@@ -205,8 +204,8 @@ def cuda_support(backend: str) -> str | None:
 
 def unavailable_reason(backend: str, settings: SweepSettings) -> str | None:
     """Why ``backend`` cannot be measured with ``settings`` here, or None if it can be tried."""
-    if backend not in BACKEND_NAMES:
-        return f"unknown backend {backend!r}; expected one of {BACKEND_NAMES}"
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r}; expected one of {BACKENDS}"
     reason = runtime_unavailable_reason(backend)
     if reason is not None or backend == "tensorrt":
         return reason
@@ -239,7 +238,7 @@ def fill(record: RowResult, m: Measurement) -> RowResult:
 
 def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mapping[str, ResultFolder], *,
               progress: Progress | None = None, measure: Measure = measure_folder,
-              video: Video | None = None) -> None:
+              video: SyntheticVideo | None = None) -> None:
     """Measure every row on every backend of ``settings``, writing each result to ``writers[backend]``; with
     ``repeats`` > 1 a row keeps its fastest pass (``ResultFolder.put``) and one unavailable or failed is not retried."""
     say = progress or (lambda event: None)
@@ -280,14 +279,14 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
                 say(RowMeasured(result, n))
 
 
-def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings, video: Video,
+def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings, video: SyntheticVideo,
                  measure: Measure, say: Progress) -> RowResult:
     try:
         if backend == "tensorrt":
             ensure_engines(folder, say)
         m = measure(folder, backend, video, warmup=s.warmup, frames=s.frames, on_gpu=s.device_of(backend) == "cuda",
                     **s.backend_options(backend))
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:  # cannot run here; any other error failed
         return dataclasses.replace(record, status=UNAVAILABLE, message=str(exc))
     except (SimVOSError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as exc:
         log.exception("measuring %s on %s failed", record.config, backend)

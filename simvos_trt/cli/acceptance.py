@@ -17,10 +17,9 @@ from typing import Any
 
 from ..bench.results import dated_name
 from ..bench.sweep import load_paper_tables
-from ..errors import BackendError, MissingDependencyError, require
+from ..errors import DeviceUnavailableError, MissingDependencyError, require
 from ..io import Owner, claim_folder, write_atomic, write_json_atomic, write_owner
 from ..tables import fmt, render
-from .common import EXIT_ERROR as EXIT_ERROR
 from .common import EXIT_MISSING, command_parser, flag, run_command
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
 
 
 def environment(device: int) -> dict[str, Any]:
-    """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / BackendError."""
+    """The stamp: GPU, driver, CUDA, TensorRT, host; raises MissingDependencyError / DeviceUnavailableError."""
     from ..bench.hardware import host_info, nvidia_driver
     from ..runtime.backends.trt import require_runtime
     from ..trt.cuda import Cuda
@@ -123,13 +122,18 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
     """Export ``config`` (weights: ``checkpoint``, else the ``golden`` model, else seeded random) to ``folder``
     as FP16; an export of the same model and settings already there is reused (and so are its engines)."""
     from ..bench.runner import GraphSpec, ensure_graphs
-    from ..manifest import Weights
+    from ..manifest import Precision, Weights
     from ..model.checkpoint import load_official_checkpoint
 
-    weights, model = ((Weights.from_file("official", checkpoint), lambda: load_official_checkpoint(checkpoint, config))
-                      if checkpoint is not None else (Weights("golden"), lambda: golden) if golden is not None
-                      else (None, None))
-    spec = GraphSpec(config, height, width, max_objects, precision="fp16", weights=weights)
+    weights: Weights | None = None
+    model: Callable[[], Any] | None = None
+    if checkpoint is not None:
+        weights = Weights.from_file("official", checkpoint)
+        model = functools.partial(load_official_checkpoint, checkpoint, config)
+    elif golden is not None:
+        weights = Weights("golden")
+        model = lambda: golden  # noqa: E731 - the export's weights are this model's
+    spec = GraphSpec(config, height, width, max_objects, precision=Precision.FP16, weights=weights)
     return ensure_graphs(spec, folder.parent, lambda event: log.info("%s", event), folder, model)
 
 
@@ -211,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     say = functools.partial(print, flush=True)
     try:
         stamp = environment(args.device)  # before anything is written
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:
         print(f"{PROG}: the acceptance run needs TensorRT, cuda-python, an NVIDIA GPU and torch: {exc}",
               file=sys.stderr)
         return EXIT_MISSING

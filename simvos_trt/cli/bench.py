@@ -19,18 +19,21 @@ from ..bench import runner
 from ..bench.costs import check_size
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
 from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep
-from ..bench.runner import BACKEND_NAMES as BACKENDS
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import REFINEMENT_CHOICES, SweepRow, build_sweep, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
 from ..io import ensure_writable, write_atomic
+from ..manifest import Precision
+from ..runtime.backends import BACKENDS
 from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
 
 EXIT_FAILED = 1
-DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]], "precision": "fp32"}
-PAPER: dict[str, Any] = {"backbone": "base", "size": (480, 864), "backend": [["tensorrt"]], "precision": "fp16"}
+DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]],
+                            "precision": Precision.FP32}
+PAPER: dict[str, Any] = {"backbone": "base", "size": (480, 864), "backend": [["tensorrt"]],
+                         "precision": Precision.FP16}
 
 
 def backend_list(text: str) -> list[str]:
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("how to run")
     r.add_argument("--backend", type=backend_list, action="append", metavar="NAME[,NAME]",
                    help="onnxruntime, torch, tensorrt; repeatable [default onnxruntime; tensorrt with --paper]")
-    r.add_argument("--precision", choices=("fp32", "fp16"), default=None,
+    r.add_argument("--precision", type=Precision, choices=tuple(Precision), default=None,
                    help="fp16 needs TensorRT [default fp32; fp16 with --paper]")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where ONNX Runtime and torch run (auto: the GPU when they can use it)")

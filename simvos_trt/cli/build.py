@@ -19,11 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, InputError, MissingDependencyError
+from ..errors import DeviceUnavailableError, InputError, MissingDependencyError
 from ..export.trt_build import BuildEvent, BuildStatus, build_engines
 from ..trt.library import CHOICES
 from ..trt.plan import BuildSettings, cc_text, parse_cc
-from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
+from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, progress_printer, run_command
 
 EXIT_VERIFY = 4
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                  args.hardware_compatible, args.version_compatible)
     except ValueError as exc:
         raise InputError(f"invalid options: {exc}") from exc
-    say: Callable[[str], None] = (lambda text: None) if args.json else (lambda text: print(text, flush=True))
+    say = progress_printer(quiet=args.json)
     t0 = time.perf_counter()
 
     def progress(event: BuildEvent) -> None:
@@ -76,10 +76,7 @@ def run(args: argparse.Namespace) -> int:
     target = next(e.entry.target for e in events if e.entry is not None)
     verification = verify(args, say)
     if args.json:
-        engines = [{"graph": e.graph, "status": e.status, "seconds": round(e.seconds, 3), "bytes": e.bytes,
-                    "file": e.entry.file if e.entry else None, "precision": e.entry.plan.precision if e.entry else None,
-                    "layers": e.entry.layers if e.entry else None, "cache_key": e.entry.cache_key if e.entry else None}
-                   for e in events]
+        engines = [event_json(e) for e in events]
         settings_doc = {**asdict(settings), "compute_capabilities": [cc_text(c) for c in settings.compute_capabilities]}
         print(json.dumps({"folder": str(args.folder), "settings": settings_doc, "target": target.to_dict(),
                           "seconds": round(time.perf_counter() - t0, 3), "engines": engines,
@@ -94,6 +91,17 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def event_json(event: BuildEvent) -> dict[str, Any]:
+    """One engine of ``--json``: what happened, and the built engine's file, precision, layers and cache key."""
+    entry = event.entry
+    built: dict[str, Any] = {"file": None, "precision": None, "layers": None, "cache_key": None}
+    if entry is not None:
+        built = {"file": entry.file, "precision": entry.plan.precision, "layers": entry.layers,
+                 "cache_key": entry.cache_key}
+    return {"graph": event.graph, "status": event.status, "seconds": round(event.seconds, 3), "bytes": event.bytes,
+            **built}
+
+
 def verify(args: argparse.Namespace, say: Callable[[str], None]) -> Any:
     """The verification report, or None when it is off or (by default) no GPU is here to run the engines."""
     if args.verify is False:
@@ -103,7 +111,7 @@ def verify(args: argparse.Namespace, say: Callable[[str], None]) -> Any:
 
     try:
         device_here(args.device)
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:
         if args.verify:
             raise
         say(f"verification skipped: {exc}")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BackendError, MissingDependencyError, SimVOSError, describe_error
+from ..errors import DeviceUnavailableError, MissingDependencyError, SimVOSError, describe_error
 from ..io import interrupt_on_sigterm
 
 EXIT_OK, EXIT_ERROR, EXIT_MISSING, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -46,16 +46,27 @@ def add_output_options(parser: Any, *, json: bool = True, progress: bool = False
     flag(parser, "-v", "--verbose", text="log library details on stderr")
 
 
+def progress_printer(quiet: bool) -> Callable[[str], None]:
+    """A function printing one progress line on stdout (flushed), or nothing when ``quiet`` (``--json``)."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    return say
+
+
 def run_command(prog: str, args: argparse.Namespace, work: Callable[[argparse.Namespace], int], *,
                 interrupted: str = "interrupted", missing_exit: int = EXIT_ERROR) -> int:
     """Run ``work(args)`` as command ``prog``: an error becomes one line on stderr and an exit code
-    (``missing_exit`` for a missing dependency, backend or GPU), Ctrl-C or SIGTERM prints ``interrupted``."""
+    (``missing_exit`` when it cannot run here: a library or the GPU missing; ``EXIT_ERROR`` for every other
+    error, a backend that failed while running included), Ctrl-C or SIGTERM prints ``interrupted``."""
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(message)s")
     interrupt_on_sigterm()
     try:
         return work(args)
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:
         print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
         return missing_exit
     except (SimVOSError, OSError) as exc:

@@ -1,5 +1,6 @@
 """simvos-eval: score video object segmentation on DAVIS 2017 (semi-supervised J&F, the official toolkit's numbers
-and CSV files) of an export folder, of a folder of predictions, or the difference of two runs.
+and CSV files) or YouTube-VOS (the server's zip, and J&F where ground truth exists) of an export folder, of a
+folder of predictions, or the difference of two runs.
 
 Exit codes: 0 done; 2 bad options, dataset, predictions or export folder; 130 interrupted (the same command resumes)."""
 
@@ -9,12 +10,18 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io import check_not_input
 from ..tables import fmt, render
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
+
+if TYPE_CHECKING:
+    from ..eval.davis import Evaluation
+    from ..eval.run import Progress, SequenceRun
+    from ..runtime import VideoSegmenter
 
 PROG = "simvos-eval"
 INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same command resumes "
@@ -23,12 +30,17 @@ INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same 
 
 def build_parser() -> argparse.ArgumentParser:
     p = command_parser(PROG, __doc__)
-    p.add_argument("--davis-root", type=Path, metavar="DIR", help="DAVIS root holding JPEGImages/480p, "
-                   "Annotations/480p and ImageSets/2017/<split>.txt (needed with --engine-dir and --results)")
-    p.add_argument("--split", default="val", help="split list ImageSets/2017/<split>.txt")
+    d = p.add_argument_group("dataset (one of, with --engine-dir and --results)").add_mutually_exclusive_group()
+    d.add_argument("--davis-root", type=Path, metavar="DIR", help="DAVIS root holding JPEGImages/480p, "
+                   "Annotations/480p and ImageSets/2017/<split>.txt")
+    d.add_argument("--youtube-root", type=Path, metavar="DIR", help="YouTube-VOS root holding <split>/JPEGImages, "
+                   "<split>/Annotations (each object on the frame where it first appears) and <split>/meta.json")
+    p.add_argument("--split", help="DAVIS: the list ImageSets/2017/<split>.txt [default val]; YouTube-VOS: the "
+                   "split folder [default valid]")
     m = p.add_argument_group("what to score (one of)").add_mutually_exclusive_group(required=True)
     m.add_argument("--engine-dir", type=Path, metavar="DIR", help="export folder: segment the split, then score")
-    m.add_argument("--results", type=Path, metavar="DIR", help="predicted palette PNGs <DIR>/<seq>/<frame>.png")
+    m.add_argument("--results", type=Path, metavar="DIR", help="predicted palette PNGs: <DIR>/<seq>/<frame>.png "
+                   "(DAVIS), <DIR>/Annotations/<video>/<frame>.png (YouTube-VOS)")
     m.add_argument("--compare", type=Path, nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="two scored results folders: J&F of B minus A per object and globally")
     s = p.add_argument_group("segmentation (with --engine-dir)")
@@ -38,10 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
     flag(s, "--force", text="segment complete sequences again (they are skipped, "
                    "so a run resumes) and replace another export's or backend's results in --out")
+    y = p.add_argument_group("YouTube-VOS")
+    y.add_argument("--all-frames", type=Path, metavar="DIR", help="every frame of each video, <DIR>/<video>/*.jpg "
+                   "(valid_all_frames/JPEGImages): segment them all, save the listed ones (as published results)")
+    flag(y, "--save-all", text="save a PNG for every frame segmented, not only for the frames listed in "
+                               "<split>/JPEGImages")
+    y.add_argument("--zip", type=Path, metavar="FILE", help="also write the evaluation server's archive "
+                   "(Annotations/<video>/<frame>.png of the listed frames) to FILE")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, metavar="DIR", help="where the PNGs and CSV files go [default: "
-                   "results/<engine-dir name>-<backend>, or the --results folder]")
-    flag(o, "--per-sequence", text="also print the J-Mean and F-Mean of every object")
+                   "results/<engine-dir name>-<backend> (YouTube-VOS: ...-youtube-<split>), or the --results folder]")
+    flag(o, "--per-sequence", text="also print the J-Mean and F-Mean of every object (YouTube-VOS: and the "
+                                   "scores of every video)")
     add_output_options(o, progress=True)
     return p
 
@@ -51,10 +71,13 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
 
-def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """Segment the split with ``args.engine_dir``; returns the results folder and a summary."""
-    from ..eval.davis import check_root
-    from ..eval.run import SequenceRun, segment_dataset
+#: Segments a dataset with a segmenter into a results folder: run(segmenter, out, progress) -> records.
+Runner = Callable[["VideoSegmenter", Path, "Progress"], "list[SequenceRun]"]
+
+
+def segment(args: argparse.Namespace, root: Path, runner: Runner, suffix: str = "") -> tuple[Path, dict[str, Any]]:
+    """Segment the split of ``root`` with ``args.engine_dir`` through ``runner``; returns the results folder
+    (default ``results/<engine-dir name>-<backend><suffix>``) and a summary."""
     from ..runtime import VideoSegmenter
 
     def progress(index: int, total: int, run: SequenceRun) -> None:
@@ -62,7 +85,6 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
                 else f"{run.frames} frames, {run.fps:.1f} frames/s")
         _say(args, f"[{index}/{total}] {run.name}: {done}")
 
-    check_root(args.davis_root, args.split)  # before the graphs load
     options: dict[str, Any] = {}
     if args.threads is not None and args.backend in ("auto", "onnxruntime"):
         options["threads"] = args.threads
@@ -70,32 +92,72 @@ def segment(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
         options["device"] = args.device
     with VideoSegmenter.open(args.engine_dir, args.backend, **options) as seg:
         backend = seg.backend.name
-        out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}"
-        _say(args, f"segmenting split {args.split} of {args.davis_root} with {args.engine_dir} ({backend}) "
-             f"into {out}")
-        runs = segment_dataset(seg, args.davis_root, args.split, out, force=args.force, progress=progress)
+        out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}{suffix}"
+        _say(args, f"segmenting split {args.split} of {root} with {args.engine_dir} ({backend}) into {out}")
+        runs = runner(seg, out, progress)
     info = {"engine_dir": str(args.engine_dir), "backend": backend,
             "sequences": [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
                            "frames_per_second": r.fps} for r in runs]}
     return out, info
 
 
-def score(args: argparse.Namespace) -> dict[str, Any]:
-    """Segment (with --engine-dir) and score; write the CSVs; return the summary."""
-    from ..eval.davis import csv_paths, dataset_folders, evaluate, write_csvs
+def _scores(evaluation: Evaluation) -> dict[str, Any]:
+    """The global table and every object's J-Mean and F-Mean, for JSON."""
     from ..eval.metrics import GLOBAL_COLUMNS
 
-    results, info = segment(args) if args.engine_dir is not None else (args.results, {})
+    return {"global": dict(zip(GLOBAL_COLUMNS, (_num(x) for x in evaluation.scores.row()), strict=True)),
+            "per_sequence": [{"object": o.name, "J-Mean": _num(o.j_stats.mean), "F-Mean": _num(o.f_stats.mean)}
+                             for o in evaluation.objects]}
+
+
+def score(args: argparse.Namespace) -> dict[str, Any]:
+    """DAVIS: segment (with --engine-dir) and score; write the CSVs; return the summary."""
+    from ..eval.davis import check_root, csv_paths, dataset_folders, evaluate, write_csvs
+    from ..eval.run import segment_dataset
+
+    if args.engine_dir is not None:
+        check_root(args.davis_root, args.split)  # before the graphs load
+        results, info = segment(args, args.davis_root, lambda seg, out, progress: segment_dataset(
+            seg, args.davis_root, args.split, out, force=args.force, progress=progress))
+    else:
+        results, info = args.results, {}
     out = args.out or results  # segment() already wrote into --out when given
     check_not_input(csv_paths(out, args.split)[0], dataset_folders(args.davis_root))
     _say(args, f"scoring {results}")
     evaluation = evaluate(args.davis_root, results, args.split)
     g_path, s_path = write_csvs(evaluation, out)
     return {"split": args.split, "davis_root": str(args.davis_root), "results": str(results),
-            "csv": [str(g_path), str(s_path)], **info,
-            "global": dict(zip(GLOBAL_COLUMNS, (_num(x) for x in evaluation.scores.row()), strict=True)),
-            "per_sequence": [{"object": o.name, "J-Mean": _num(o.j_stats.mean), "F-Mean": _num(o.f_stats.mean)}
-                             for o in evaluation.objects]}
+            "csv": [str(g_path), str(s_path)], **info, **_scores(evaluation)}
+
+
+def score_youtube(args: argparse.Namespace) -> dict[str, Any]:
+    """YouTube-VOS: segment (with --engine-dir), write the zip (--zip), score where ground truth exists."""
+    from ..eval.davis import csv_paths, write_csvs
+    from ..eval.metrics import GLOBAL_COLUMNS
+    from ..eval.youtube import evaluate_youtube, open_youtube, per_video, segment_youtube, write_zip
+
+    ds = open_youtube(args.youtube_root, args.split, args.all_frames)  # before the graphs load
+    if args.zip is not None:
+        check_not_input(args.zip, ds.inputs(), "--zip")
+    if args.engine_dir is not None:
+        results, info = segment(args, args.youtube_root, lambda seg, out, progress: segment_youtube(
+            seg, ds, out, force=args.force, save_all=args.save_all, progress=progress), f"-youtube-{args.split}")
+    else:
+        results, info = args.results, {}
+    summary = {"split": args.split, "youtube_root": str(args.youtube_root), "results": str(results), **info}
+    if args.zip is not None:
+        summary["zip"] = {"path": str(args.zip), "pngs": write_zip(ds, results, args.zip)}
+        _say(args, f"wrote {args.zip} ({summary['zip']['pngs']} PNGs) for the evaluation server")
+    out = args.out or results
+    check_not_input(csv_paths(out, args.split)[0], ds.inputs())
+    _say(args, f"scoring {results} where there is ground truth")
+    evaluation = evaluate_youtube(ds, results)
+    if evaluation is None:
+        return {**summary, "csv": None, "global": None, "per_sequence": [], "per_video": []}
+    videos = [{"video": v, **{c: _num(x) for c, x in zip(GLOBAL_COLUMNS, s.row(), strict=True)}}
+              for v, s in per_video(evaluation).items()]
+    return {**summary, "csv": [str(p) for p in write_csvs(evaluation, out)], **_scores(evaluation),
+            "per_video": videos}
 
 
 def _num(x: float, digits: int | None = None) -> float | None:
@@ -104,12 +166,19 @@ def _num(x: float, digits: int | None = None) -> float | None:
 
 
 def format_scores(s: dict[str, Any], per_sequence: bool) -> str:
+    if s["global"] is None:
+        return (f"No ground truth beyond each object's first mask in split {s['split']}: nothing to score here"
+                + (f"; submit {s['zip']['path']} to the evaluation server" if "zip" in s else "") + ".")
     cols = list(s["global"])
     lines = [f"Global results for {s['split']} ({s['results']}):",
              render(cols, [[fmt(s["global"][c], ".3f") for c in cols]])]
     if per_sequence:
         rows = [[o["object"], fmt(o["J-Mean"], ".3f"), fmt(o["F-Mean"], ".3f")] for o in s["per_sequence"]]
         lines += ["", "Per-sequence results:", render(["Sequence", "J-Mean", "F-Mean"], rows)]
+    if per_sequence and s.get("per_video"):
+        keys = ("J&F-Mean", "J-Mean", "F-Mean")
+        rows = [[v["video"], *(fmt(v[k], ".3f") for k in keys)] for v in s["per_video"]]
+        lines += ["", "Per-video results:", render(["Video", *keys], rows)]
     return "\n".join([*lines, "", f"CSV files: {s['csv'][0]}, {s['csv'][1]}"])
 
 
@@ -142,8 +211,12 @@ def format_comparison(r: dict[str, Any]) -> str:
 
 
 def _work(args: argparse.Namespace) -> int:
-    result = compare(args) if args.compare is not None else score(args)
-    text = format_comparison(result) if args.compare is not None else format_scores(result, args.per_sequence)
+    if args.compare is not None:
+        result = compare(args)
+        text = format_comparison(result)
+    else:
+        result = score(args) if args.davis_root is not None else score_youtube(args)
+        text = format_scores(result, args.per_sequence)
     print(json.dumps(result, indent=1) if args.json else text)
     return EXIT_OK
 
@@ -151,8 +224,15 @@ def _work(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.compare is None and args.davis_root is None:
-        parser.error("--davis-root is required with --engine-dir and --results")
+    youtube_only = [o for o in ("all_frames", "save_all", "zip") if getattr(args, o)]
+    if args.compare is None and args.davis_root is None and args.youtube_root is None:
+        parser.error("--davis-root or --youtube-root is required with --engine-dir and --results")
+    if youtube_only and args.youtube_root is None:
+        parser.error(f"--{youtube_only[0].replace('_', '-')} is for YouTube-VOS: give --youtube-root")
+    if args.split is None:
+        from ..eval.youtube import SPLIT
+
+        args.split = "val" if args.youtube_root is None else SPLIT
     return run_command(PROG, args, _work, interrupted=INTERRUPTED)
 
 

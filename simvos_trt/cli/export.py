@@ -14,16 +14,16 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import BACKBONES, PRESETS, SimVOSConfig
-from ..errors import BackendError, ExportError, InputError, MissingDependencyError, check_type
+from ..errors import DeviceUnavailableError, ExportError, InputError, MissingDependencyError, check_type
 from ..io import Owner, claim_folder
 from ..manifest import Weights
 from ..tables import render
-from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
+from .common import EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, progress_printer, run_command
 
 DEFAULTS: dict[str, Any] = {"variant": "BS", "height": 480, "width": 864, "max_objects": 8, "opset": 17,
                             "uint8_input": True, "seed": 1, "precision": "auto"}
@@ -77,7 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export, resolved from the defaults, a recipe and the command line."""
+
+    config: SimVOSConfig
+    variant: str  # the preset the configuration starts from
+    out: Path
+    height: int
+    width: int
+    max_objects: int
+    opset: int
+    uint8_input: bool
+    precision: str  # auto, fp16 or fp32
+    seed: int
+    checkpoint: Path | None = None
+    mae: Path | None = None
+    recipe: Path | None = None
+    allow_large: bool = False
+
+    @property
+    def preset_name(self) -> str | None:
+        """The variant's name when the configuration is its preset unchanged, else None."""
+        return self.variant if self.config == PRESETS[self.variant] else None
+
+
+def resolve(args: argparse.Namespace) -> ExportOptions:
     """Merge built-in defaults < recipe < explicit options."""
     merged = dict(DEFAULTS)
     if args.recipe is not None:
@@ -87,10 +112,12 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             merged[key] = value
-    config = merged["config"] = make_config(merged)
+    config = make_config(merged)
     name = merged["variant"] if config == PRESETS[merged["variant"]] else config.name
-    merged["out"] = merged.get("out") or Path("engines") / f"{name}-{merged['height']}x{merged['width']}"
-    return merged
+    out = merged.get("out") or Path("engines") / f"{name}-{merged['height']}x{merged['width']}"
+    keys = ("variant", "height", "width", "max_objects", "opset", "uint8_input", "precision", "seed", "checkpoint",
+            "mae", "recipe", "allow_large")
+    return ExportOptions(config=config, out=out, **{k: merged[k] for k in keys if k in merged})
 
 
 def read_recipe(path: Path) -> dict[str, Any]:
@@ -144,19 +171,18 @@ def run(args: argparse.Namespace) -> int:
     return build_engines_here(opts, args)
 
 
-def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
+def run_export(opts: ExportOptions, *, force: bool, as_json: bool) -> None:
     from ..export.onnx_export import ExportSettings, GraphExported, export_folder
 
-    config: SimVOSConfig = opts["config"]
-    settings = ExportSettings(opts["height"], opts["width"], opts["max_objects"], opts["opset"],
-                              opts["uint8_input"], resolve_precision(opts["precision"]))
-    if opts.get("checkpoint") and opts.get("mae"):
+    config, out = opts.config, opts.out
+    settings = ExportSettings(opts.height, opts.width, opts.max_objects, opts.opset, opts.uint8_input,
+                              resolve_precision(opts.precision))
+    if opts.checkpoint and opts.mae:
         raise InputError("give either --checkpoint or --mae, not both")
-    variant, out = (opts["variant"] if config == PRESETS[opts["variant"]] else None), opts["out"]
-    inputs = [opts.get(k) for k in ("recipe", "checkpoint", "mae")]
-    check_cost(config, settings, opts.get("allow_large", False))
+    inputs = [opts.recipe, opts.checkpoint, opts.mae]
+    check_cost(config, settings, opts.allow_large)
     claim_folder(out, Owner("simvos-export"), inputs=inputs, force=force, replace=True)  # before the slow part
-    say = (lambda *a: None) if as_json else (lambda *a: print(*a, flush=True))
+    say = progress_printer(quiet=as_json)
     t0 = time.perf_counter()
     tr = f"{config.kf}/{config.kb}" if config.token_refinement else "off"
     say(f"simvos-export: {config.name} ({config.backbone} ViT, L={config.layer_index}, token refinement {tr}) at "
@@ -181,7 +207,7 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
             raise ExportError("the exported graphs fail the TensorRT-readiness checks ("
                               + ", ".join(failed) + "):\n" + "\n".join(reports[n].format_violations() for n in failed))
 
-    manifest = export_folder(model, out, settings, checkpoint=weights, variant=variant, force=force,
+    manifest = export_folder(model, out, settings, checkpoint=weights, variant=opts.preset_name, force=force,
                              progress=progress, verify=verify)
     if as_json:
         print(json.dumps({"out": str(out), "seconds": time.perf_counter() - t0, "graphs": rows,
@@ -191,17 +217,17 @@ def run_export(opts: dict[str, Any], *, force: bool, as_json: bool) -> None:
         say(f"done in {time.perf_counter() - t0:.1f} s: {out}/ ({len(rows)} graphs + manifest.json)")
 
 
-def load_model(opts: dict[str, Any], config: SimVOSConfig, say: Callable[[str], None]) -> tuple[Any, Weights]:
+def load_model(opts: ExportOptions, config: SimVOSConfig, say: Callable[[str], None]) -> tuple[Any, Weights]:
     """The model to export and its weights' provenance: a checkpoint, a MAE backbone, or seeded random weights."""
     from ..model.checkpoint import load_mae_backbone, load_official_checkpoint, random_model
 
-    seed = opts["seed"]
-    if opts.get("checkpoint"):
-        say(f"[1/3] loading checkpoint {opts['checkpoint']}")
-        return load_official_checkpoint(opts["checkpoint"], config), Weights.from_file("official", opts["checkpoint"])
-    if opts.get("mae"):
-        say(f"[1/3] loading MAE backbone {opts['mae']} (mask embedding, token refinement and decoder random)")
-        return load_mae_backbone(opts["mae"], config, seed=seed), Weights.from_file("mae", opts["mae"], seed=seed)
+    seed = opts.seed
+    if opts.checkpoint:
+        say(f"[1/3] loading checkpoint {opts.checkpoint}")
+        return load_official_checkpoint(opts.checkpoint, config), Weights.from_file("official", opts.checkpoint)
+    if opts.mae:
+        say(f"[1/3] loading MAE backbone {opts.mae} (mask embedding, token refinement and decoder random)")
+        return load_mae_backbone(opts.mae, config, seed=seed), Weights.from_file("mae", opts.mae, seed=seed)
     print("!" * 78 + f"\n!! WARNING: no --checkpoint given: exporting RANDOM weights (seed {seed}).\n"
           "!! The graphs are good for benchmarking only; their masks mean nothing.\n" + "!" * 78, file=sys.stderr)
     say(f"[1/3] building seeded random weights (seed {seed})")
@@ -231,24 +257,25 @@ def check_cost(config: SimVOSConfig, settings: Any, allow_large: bool) -> None:
                          "export time grows with the tokens squared; choose a smaller size or pass --allow-large")
 
 
-def build_engines_here(opts: dict[str, Any], args: argparse.Namespace) -> int:
+def build_engines_here(opts: ExportOptions, args: argparse.Namespace) -> int:
     """Build the engines when a library can build here (TensorRT-RTX needs no GPU); else say how, exit 0 (or 3)."""
     from ..trt.engine import device_here
     from ..trt.library import select_library
     from . import build
 
-    command = f"simvos-build {opts['out']}"
+    command = f"simvos-build {opts.out}"
     try:
         if not select_library().ahead_of_time:
             device_here()  # TensorRT builds on the GPU it builds for
-    except (MissingDependencyError, BackendError) as exc:
+    except (MissingDependencyError, DeviceUnavailableError) as exc:
         if args.require_engine:
             print(f"simvos-export: error: --require-engine: {exc}\n  then run: {command}", file=sys.stderr)
             return EXIT_MISSING
         note = f"engines not built here ({exc}).\nWhere TensorRT and the GPU are (or TensorRT-RTX), run: {command}"
     else:
         if args.engines or args.require_engine:
-            return build.main([str(opts["out"])] + (["--json"] if args.json else []))
+            build_args = [str(opts.out)] + (["--json"] if args.json else [])
+            return build.run(build.build_parser().parse_args(build_args))  # logging and signals are set up
         note = f"engines not built (--no-engines); build them with: {command}"
     if not args.json:
         print(note)

@@ -1,6 +1,7 @@
-"""simvos-segment: segment the objects of a video's first-frame mask in every frame, with the graphs of an
-export folder (simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an overlay video,
-and prints a summary (frames, objects, ms/frame)."""
+"""simvos-segment: segment the objects of a video's annotations (the first frame's mask, and masks of later
+frames where objects join or are corrected) in every frame, with the graphs of an export folder
+(simvos-export). Writes one palette PNG per frame (DAVIS layout), optionally an overlay video, and prints a
+summary (frames, objects, ms/frame)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from ..io import Owner, check_not_input, claim_folder, write_owner
+from ..errors import InputError
+from ..io import Owner, check_not_input, claim_and_clear
 from ..runtime.backends import AUTO, BACKENDS
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
 
 if TYPE_CHECKING:
-    from ..runtime.session import Video
+    from ..runtime.png import IndexImage
+    from ..runtime.video import Video
+    from ..runtime.video_io import FrameSource
 
 PROG = "simvos-segment"
 
@@ -35,9 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, required=True, metavar="VIDEO_OR_FOLDER",
                    help="a folder of frames (.jpg/.jpeg/.png, in natural name order: 2 before 10) or a video "
                    "file OpenCV can read")
-    p.add_argument("--mask", type=Path, required=True, metavar="FIRST.png",
-                   help="the first frame's index mask: a palette PNG (as DAVIS annotations) or an 8-bit "
-                   "grayscale PNG of ids; 0 is background, objects are any ids 1..255, at the frames' size")
+    masks = p.add_mutually_exclusive_group(required=True)
+    masks.add_argument("--mask", type=Path, action="append", metavar="FRAME.png",
+                       help="an index mask: a palette PNG (as DAVIS annotations) or an 8-bit grayscale PNG of ids "
+                       "(0 states nothing, objects are ids 1..255), at the frames' size, named after the frame it "
+                       "annotates (00000.png for a video's first frame); repeat it for later frames, where new ids "
+                       "join and known ids are corrected. A single mask named after no frame is the first frame's")
+    masks.add_argument("--masks", type=Path, metavar="DIR",
+                       help="a folder of such masks (*.png), each named after the frame it annotates")
     p.add_argument("--out", type=Path, required=True, metavar="OUTDIR",
                    help="output folder: one palette PNG per frame, named after the frame (00000.png, ... for a "
                    "video), with the mask's ids and palette, each written atomically; only a new or empty folder, "
@@ -83,20 +92,21 @@ class Progress:
 def segment(args: argparse.Namespace) -> int:
     """Segment ``args.input``, then print the summary."""
     from ..runtime import VideoSegmenter
-    from ..runtime.png import davis_palette, read_index_png, write_index_png
+    from ..runtime.png import davis_palette, write_index_png
     from ..runtime.video_io import FrameSource, OverlayWriter
 
-    source = FrameSource(args.input, exclude=[args.mask])
-    first = read_index_png(args.mask)
+    mask_files = sorted(args.masks.glob("*.png")) if args.masks else args.mask
+    if not mask_files:
+        raise InputError(f"--masks {args.masks}: no .png mask in this folder")
+    source = FrameSource(args.input, exclude=mask_files)
+    annotations = read_annotations(mask_files, source)
+    first = next(iter(annotations.values()))
     palette = first.palette if first.palette is not None else davis_palette()
-    inputs = (args.input, args.mask, args.engine_dir)
+    inputs = (args.input, *mask_files, args.engine_dir)
     if args.overlay:
         check_not_input(args.overlay, inputs, "--overlay")
     owner = Owner(PROG, f"video {args.input.resolve()}")
-    if claim_folder(args.out, owner, inputs=inputs, force=args.force) is not None:
-        for old in args.out.glob("*.png"):
-            old.unlink()
-    write_owner(args.out, owner)
+    claim_and_clear(args.out, owner, "*.png", inputs=inputs, force=args.force, resume=False)
     options = {"threads": args.threads} if args.threads is not None and args.backend in (AUTO, "onnxruntime") else {}
     times: list[float] = []
     frames = 0
@@ -112,25 +122,61 @@ def segment(args: argparse.Namespace) -> int:
             session, backend = seg.video(), seg.backend.name
         overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24, palette)) if args.overlay else None
         progress = Progress(source.count, sys.stderr, args.progress)
+        started = False
         for frames, (name, frame) in enumerate(source, start=1):
             t0 = time.perf_counter()
-            if frames == 1:
-                labels = session.start(frame, first.labels, bgr=args.bgr)
-            else:
-                labels = session.step(frame)
+            mask = annotations.pop(name).labels if name in annotations else None
+            if started:
+                labels = session.step(frame, mask)
                 times.append(time.perf_counter() - t0)
+            elif mask is not None:
+                labels, started = session.start(frame, mask, bgr=args.bgr), True
+            else:  # before the first annotation: no object yet
+                labels = np.zeros(frame.shape[:2], np.uint8)
             write_index_png(args.out / f"{name}.png", labels, palette)
             if overlay is not None:
                 overlay.write(frame, labels)
             progress.update(frames)
         progress.update(frames, final=True)
+    if annotations:
+        raise InputError(f"masks {sorted(annotations)} name no frame of {args.input} (it has {frames} frames); "
+                         "name each mask after the frame it annotates")
     ms = np.array(times) * 1e3
-    summary = {"frames": frames, "objects": int(len(session.object_ids)), "backend": backend,
+    summary = {"frames": frames, "objects": int(len(session.object_ids)) if started else 0, "backend": backend,
                "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
                "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
                "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return EXIT_OK
+
+
+def read_annotations(files: list[Path], source: FrameSource) -> dict[str, IndexImage]:
+    """The masks by the name of the frame they annotate, in frame order. A single mask named after no frame
+    annotates the first; a folder's frames are known up front, so a mask naming none of them is refused here."""
+    from ..runtime.png import read_index_png
+    from ..runtime.video_io import natural_key
+
+    names = [f.stem for f in source.files] if source.files is not None else None
+    if len(files) == 1:
+        stem = files[0].stem
+        named_after_a_frame = stem in names if names is not None else stem.isdigit()
+        if not named_after_a_frame:
+            first = names[0] if names is not None else f"{0:05d}"
+            return {first: read_index_png(files[0])}
+    stems = [f.stem for f in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise InputError(f"masks: several masks annotate frames {twice}; give one mask per frame")
+    if names is not None:
+        unknown = sorted(set(stems) - set(names))
+        if unknown:
+            raise InputError(f"masks {unknown} name no frame of {source.path}; name each mask after the frame it "
+                             f"annotates (its frames are {names[0]} .. {names[-1]})")
+        order = {n: i for i, n in enumerate(names)}
+        files = sorted(files, key=lambda f: order[f.stem])
+    else:
+        files = sorted(files, key=lambda f: natural_key(f.name))
+    return {f.stem: read_index_png(f) for f in files}
 
 
 def format_summary(s: dict[str, Any]) -> str:

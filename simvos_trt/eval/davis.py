@@ -78,7 +78,7 @@ def dataset_folders(root: Path) -> list[Path]:
     return [root / "JPEGImages", root / "Annotations", root / "ImageSets"]
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image, from its header."""
     from PIL import Image
 
@@ -108,10 +108,10 @@ def sequence_files(root: Path, name: str, resolution: str = RESOLUTION) -> Seque
     if missing:
         raise InputError(f"{where}: {len(missing)} frames have no annotation, first "
                          f"{missing[:5]}; the toolkit scores every frame, add their PNGs")
-    size = _image_size(anns[0])
+    size = image_size(anns[0])
     for path in [*images, *anns]:
-        if _image_size(path) != size:
-            raise InputError(f"{where}: {path.name} is {_image_size(path)} (H, W) but "
+        if image_size(path) != size:
+            raise InputError(f"{where}: {path.name} is {image_size(path)} (H, W) but "
                              f"{anns[0].name} is {size}; all frames of a sequence must share one size")
     return SequenceFiles(name, tuple(p.stem for p in anns), tuple(anns), size)
 
@@ -122,7 +122,7 @@ class ObjectResult:
 
     sequence: str
     object_id: int
-    frames: tuple[str, ...]  # scored frames: all annotated frames but the first and last
+    frames: tuple[str, ...]  # scored frames (DAVIS: all annotated frames but the first and last)
     j: np.ndarray  # (T - 2,) float64
     f: np.ndarray  # (T - 2,) float64
     j_stats: Statistics
@@ -189,18 +189,23 @@ def _check_labels(pred: np.ndarray, num_objects: int, where: str) -> np.ndarray:
     return pred
 
 
-def _read_prediction(results: Path, seq: SequenceFiles, frame: str, k: int) -> np.ndarray:
-    """(H, W) predicted labels of one frame, checked against the sequence."""
-    path = results / seq.name / f"{frame}.png"
-    where = f"results {results}, sequence '{seq.name}', frame {frame}"
-    try:  # present: checked before scoring (_check_results_present)
+def read_prediction(path: Path, size: tuple[int, int], where: str) -> np.ndarray:
+    """(H, W) predicted labels of one frame, checked against the annotation's ``size`` (its presence is
+    checked before scoring starts)."""
+    try:
         pred = read_label_png(path)
     except InputError as err:
         raise InputError(f"{where}: {err}") from err
-    if pred.shape != seq.size:
+    if pred.shape != size:
         raise InputError(f"{where}: prediction is {pred.shape} (H, W) but the annotation "
-                         f"is {seq.size}; write masks at the annotation's resolution")
-    return _check_labels(pred, k, where)
+                         f"is {size}; write masks at the annotation's resolution")
+    return pred
+
+
+def _read_prediction(results: Path, seq: SequenceFiles, frame: str, k: int) -> np.ndarray:
+    """(H, W) predicted labels of one frame, checked against the sequence."""
+    where = f"results {results}, sequence '{seq.name}', frame {frame}"
+    return _check_labels(read_prediction(results / seq.name / f"{frame}.png", seq.size, where), k, where)
 
 
 def evaluate_sequence(seq: SequenceFiles, results: Path, bound_th: float = BOUND_TH) -> list[ObjectResult]:

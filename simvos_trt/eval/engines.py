@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError
-from ..manifest import Graph, read_manifest
+from ..manifest import Graph, Precision, read_manifest
 from ..tables import render
 
 log = logging.getLogger(__name__)
@@ -45,9 +44,9 @@ class Tolerance:
         return f"{self.check} abs <= {self.atol:g} or rel <= {self.rtol:g}"
 
 
-def tolerance_for(output: str, dtype: np.dtype[Any], precision: str) -> Tolerance:
+def tolerance_for(output: str, dtype: np.dtype[Any], precision: Precision) -> Tolerance:
     """The tolerance of one output of an engine built from a graph of ``precision``."""
-    half = precision == "fp16"
+    half = precision == Precision.FP16
     if not np.issubdtype(dtype, np.floating):
         return Tolerance(min_agreement=0.98 if half else 0.999)
     if not half:
@@ -99,7 +98,9 @@ _STATISTICS: dict[str, Callable[[np.ndarray], Any]] = {"max": np.max, "mean": np
 def _ratio(value: float, limit: float) -> float:
     if np.isnan(value):
         return float("inf")
-    return value / limit if limit > 0 else (0.0 if value == 0 else float("inf"))
+    if limit > 0:
+        return value / limit
+    return 0.0 if value == 0 else float("inf")
 
 
 def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndarray,
@@ -137,7 +138,7 @@ def compare(graph: str, output: str, objects: int, got: np.ndarray, ref: np.ndar
 
 
 def compare_outputs(graph: str, objects: int, got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
-                    precision: str) -> list[TensorCheck]:
+                    precision: Precision) -> list[TensorCheck]:
     """Every output of one run against the reference; a missing output fails."""
     return [compare(graph, name, objects, got.get(name, np.empty(0)), ref, tolerance_for(name, ref.dtype, precision))
             for name, ref in want.items()]
@@ -148,7 +149,7 @@ class EngineReport:
     """Every output of every engine at each object count, against ONNX Runtime."""
 
     folder: str
-    precision: str
+    precision: Precision
     checks: list[TensorCheck] = field(default_factory=list)
 
     @property
@@ -167,10 +168,6 @@ class EngineReport:
             return None
         return (f"{failed} of {len(self.checks)} engine outputs of {self.folder} ({self.precision}) differ from "
                 f"ONNX Runtime beyond tolerance; worst: {self.worst.summary()}")
-
-    def raise_if_failed(self) -> None:
-        if (message := self.failure()) is not None:
-            raise ExportError(message)
 
     def table(self, markdown: bool = False) -> str:
         """The checks as a table for the terminal (or Markdown)."""
@@ -271,7 +268,7 @@ def reference_outputs(session: Any, graph: str, names: list[str], inputs: Mappin
 def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
                    graphs: Sequence[str] | None = None, seed: int = 0, device: int = 0) -> EngineReport:
     """Each engine against its ONNX graph on ONNX Runtime (CPU) at 1 and the maximum objects; needs
-    TensorRT and a GPU. A mismatch raises nothing: see ``EngineReport.passed`` / ``raise_if_failed``."""
+    TensorRT and a GPU. A mismatch raises nothing: see ``EngineReport.passed`` / ``failure``."""
     from ..runtime.backends.trt import TensorRTBackend
 
     folder = Path(folder)
@@ -279,7 +276,7 @@ def verify_engines(folder: str | Path, *, objects: Sequence[int] | None = None,
     report = EngineReport(str(folder), m.precision)
     backend = TensorRTBackend(folder, m, device=device, graphs=graphs)
     with backend:
-        refs = _ort_sessions(folder, m, backend.graphs)
+        refs = _ort_sessions(folder, m, backend.engines)
         for n in sorted(set(objects or (1, m.max_objects))):
             for graph, inputs in graph_inputs(folder, n, seed).items():
                 if graph not in refs:
@@ -301,11 +298,3 @@ def segment_labels(folder: str | Path, frames: np.ndarray, first_mask: np.ndarra
     with VideoSegmenter.open(folder, backend, verify=False, **options) as seg:
         return [np.asarray(x) for x in seg.segment(frames, first_mask)]
 
-
-def video_agreement(folder: str | Path, frames: np.ndarray, first_mask: np.ndarray, *, device: int = 0,
-                    reference: Sequence[np.ndarray] | np.ndarray | None = None) -> Agreement:
-    """Labels of the TensorRT runtime vs ONNX Runtime on the same graphs (or vs (T, H, W) ``reference``
-    labels), by ``segment_labels``."""
-    if reference is None:
-        reference = segment_labels(folder, frames, first_mask, "onnxruntime")
-    return label_agreement(segment_labels(folder, frames, first_mask, "tensorrt", device=device), reference)

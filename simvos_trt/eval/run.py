@@ -8,14 +8,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..io import Owner, claim_folder, write_owner
+from ..io import Owner, claim_and_clear
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import read_frame
@@ -38,10 +38,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SequenceRun:
-    """What ``segment_dataset`` did with one sequence."""
+    """What was done with one sequence (or video): the record of one unit of a dataset run."""
 
     name: str
-    frames: int  # JPEG frames of the sequence (= PNGs present afterwards)
+    frames: int  # frames segmented; when skipped, the PNGs found
     seconds: float  # wall time of reading, segmenting and writing; 0 when skipped
     skipped: bool  # every PNG was already present
 
@@ -55,6 +55,52 @@ class SequenceRun:
 Progress = Callable[[int, int, SequenceRun], None]
 
 
+def results_owner(segmenter: VideoSegmenter, dataset: str = "") -> Owner:
+    """The record of a results folder: the export (its graphs' sha256s) and backend, and what else decides
+    the predictions (``dataset``: e.g. the frames a YouTube-VOS run segments); empty for DAVIS."""
+    source = f"export {segmenter.manifest.fingerprint} on {segmenter.backend.name}"
+    return Owner("simvos-eval", f"{source}, {dataset}" if dataset else source)
+
+
+def claim_results(out: Path, owner: Owner, inputs: Iterable[str | os.PathLike[str] | None], force: bool,
+                  stale: str) -> None:
+    """Claim ``out`` for ``owner`` (the output-folder rule); with ``force``, the PNGs (glob ``stale``) of
+    another owner go first."""
+    claim_and_clear(out, owner, stale, inputs=inputs, force=force)
+
+
+def fresh_folder(folder: Path) -> Path:
+    """``folder``, created, without the temporary files of an interrupted write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return folder
+
+
+def run_or_skip(name: str, outputs: list[Path], force: bool, segment: Callable[[], int]) -> SequenceRun:
+    """Skip a sequence whose ``outputs`` are all present (unless ``force``), else time ``segment()``, which
+    writes them and returns the frames it segmented."""
+    if not force and all(p.is_file() for p in outputs):
+        run = SequenceRun(name, len(outputs), 0.0, skipped=True)
+    else:
+        t0 = time.perf_counter()
+        frames = segment()
+        run = SequenceRun(name, frames, time.perf_counter() - t0, skipped=False)
+    log.info("sequence %s: %d frames, %s", name, run.frames,
+             "skipped (complete)" if run.skipped else f"{run.fps:.1f} frames/s")
+    return run
+
+
+def run_all(names: list[str], one: Callable[[str], SequenceRun], progress: Progress | None) -> list[SequenceRun]:
+    """``one(name)`` for each name in order, reporting each record to ``progress``."""
+    runs = []
+    for i, name in enumerate(names, start=1):
+        runs.append(one(name))
+        if progress is not None:
+            progress(i, len(names), runs[-1])
+    return runs
+
+
 def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path, resolution: str = RESOLUTION) -> int:
     """Segment one sequence from its first annotation (void as background; no object: all background);
     write a PNG per frame, after removing the temporary files of an interrupted write; return the count."""
@@ -64,10 +110,7 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
     except InputError as exc:
         raise InputError(f"DAVIS root {root}, sequence '{name}': first annotation: {exc}") from exc
     mask = np.where(first.labels == VOID, 0, first.labels).astype(np.uint8)  # (H, W)
-    seq_out = out / name
-    seq_out.mkdir(parents=True, exist_ok=True)
-    for tmp in seq_out.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    seq_out = fresh_folder(out / name)
     session = segmenter.video() if count_objects(mask) else None
     if session is None:
         log.warning("sequence %s: first annotation has no object; writing empty predictions", name)
@@ -97,27 +140,14 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
     names = read_split(root, split)
     for name in names:
         sequence_files(root, name)
-    owner = Owner("simvos-eval", f"export {segmenter.manifest.fingerprint} on {segmenter.backend.name}")
-    found = claim_folder(out, owner, inputs=[*dataset_folders(root), segmenter.backend.folder], force=force)
-    if found is not None and found.source != owner.source:
-        for old in out.glob("*/*.png"):
-            old.unlink()
-    write_owner(out, owner)
-    runs = []
-    for i, name in enumerate(names, start=1):
-        frames = frame_paths(root, name)
-        if not force and all((out / name / f"{p.stem}.png").is_file() for p in frames):
-            run = SequenceRun(name, len(frames), 0.0, skipped=True)
-        else:
-            t0 = time.perf_counter()
-            count = segment_sequence(segmenter, root, name, out)
-            run = SequenceRun(name, count, time.perf_counter() - t0, skipped=False)
-        log.info("sequence %s: %d frames, %s", name, run.frames,
-                 "skipped (complete)" if run.skipped else f"{run.fps:.1f} frames/s")
-        runs.append(run)
-        if progress is not None:
-            progress(i, len(names), run)
-    return runs
+    owner = results_owner(segmenter)
+    claim_results(out, owner, [*dataset_folders(root), segmenter.backend.folder], force, stale="*/*.png")
+
+    def one(name: str) -> SequenceRun:
+        outputs = [out / name / f"{p.stem}.png" for p in frame_paths(root, name)]
+        return run_or_skip(name, outputs, force, lambda: segment_sequence(segmenter, root, name, out))
+
+    return run_all(names, one, progress)
 
 
 @dataclass(frozen=True)

@@ -361,10 +361,11 @@ def _rule_fp16_range(g: _Graph) -> tuple[int, list[Finding]]:
         if (worst := _worst_value(values)) is None:
             continue
         user = node or next(iter(g.consumers.get(name, [])), None)
-        out.append((*(_at(user) if user else ("<initializer>", "")), f"{'constant' if node else 'initializer'} "
-                    f"'{name}' (shape {list(values.shape)}) holds {worst}, outside float16's range |v| <= "
-                    f"{FP16_MAX:g}: use a finite fill value (e.g. -1e4) with an explicit guard, or keep this "
-                    "tensor in float32"))
+        where = _at(user) if user else ("<initializer>", "")
+        kind = "constant" if node else "initializer"
+        out.append((*where, f"{kind} '{name}' (shape {list(values.shape)}) holds {worst}, outside float16's "
+                    f"range |v| <= {FP16_MAX:g}: use a finite fill value (e.g. -1e4) with an explicit guard, or "
+                    "keep this tensor in float32"))
     return count, out
 
 

@@ -20,7 +20,7 @@ import torch
 
 from .. import __version__
 from ..config import SimVOSConfig
-from ..errors import ExportError, check_type
+from ..errors import InputError, check_type
 from ..io import MANIFEST, Owner, claim_folder, staging_folder, swap_into_place, write_json_atomic
 from ..manifest import GRAPHS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
 from ..model.simvos import SimVOS
@@ -61,11 +61,11 @@ class ExportSettings:
         check_type("--uint8-input", self.uint8_input, bool, "a bool")
         for name in ("height", "width"):
             if (v := getattr(self, name)) < 16 or v % 16:
-                raise ExportError(f"--{name}: {v} is not a positive multiple of 16; e.g. 480x864 for 854x480 video")
+                raise InputError(f"--{name}: {v} is not a positive multiple of 16; e.g. 480x864 for 854x480 video")
         if not 1 <= self.max_objects <= 255:
-            raise ExportError(f"--max-objects: {self.max_objects} is outside 1..255")
+            raise InputError(f"--max-objects: {self.max_objects} is outside 1..255")
         if not 17 <= self.opset <= MAX_OPSET:
-            raise ExportError(f"--opset: {self.opset} is outside 17..{MAX_OPSET}: TensorRT needs LayerNormalization "
+            raise InputError(f"--opset: {self.opset} is outside 17..{MAX_OPSET}: TensorRT needs LayerNormalization "
                               f"(opset 17+), and torch's exporter and TensorRT 10's parser stop at {MAX_OPSET}")
 
 
@@ -186,7 +186,7 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             save_graph(graph, path, {**meta, "simvos_trt.graph": name, "simvos_trt.graph_precision": precision.value})
             graphs[name] = GraphEntry(path.name, sha256_file(path), tensor_specs(graph.graph.input),
                                       tensor_specs(graph.graph.output), exported, len(graph.graph.node),
-                                      precision=precision.value)
+                                      precision=precision)
             size = sum(f.stat().st_size for f in tmp.glob(f"{name}.onnx*"))
             log.info("exported %s: %d -> %d nodes, %.1f MB", name, exported, len(graph.graph.node), size / 1e6)
             if progress:
@@ -195,7 +195,7 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
                     "onnxruntime": __import__("onnxruntime").__version__, "timm": __import__("timm").__version__}
         manifest = Manifest(config=model.config, height=settings.height, width=settings.width,
                             uint8_input=settings.uint8_input, max_objects=settings.max_objects, opset=settings.opset,
-                            checkpoint=checkpoint, graphs=graphs, precision=settings.precision.value,
+                            checkpoint=checkpoint, graphs=graphs, precision=settings.precision,
                             versions=versions, variant=variant,
                             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         write_json_atomic(tmp / MANIFEST, manifest.to_dict())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import cast
 
 from ..errors import ExportError
-from ..io import write_atomic
+from ..io import TIMING_CACHE, write_atomic
 from ..manifest import OBJECTS_AXIS, GraphEntry, ManifestError, read_manifest, sha256_file
 from ..trt.engine import QUIET, build_target, layer_precisions, make_logger, network_io
 from ..trt.library import network_flags, select_library, trt
@@ -21,8 +21,6 @@ from ..trt.plan import RTX_TARGETS, BuildPlan, BuildSettings, Target, cache_key,
 from ..trt.records import EngineEntry, find_entry, is_reusable, record_engines
 
 log = logging.getLogger(__name__)
-
-TIMING_CACHE = "timing.cache"
 
 
 class BuildStatus(StrEnum):

@@ -4,7 +4,7 @@ usage: README.md, design: docs/runtime.md)."""
 from .backends import AUTO, BACKENDS, Backend, BackendError, create_backend, unavailable_reason
 from .geometry import Placement, place
 from .segmenter import VideoSegmenter
-from .session import VideoSession, VideoState
+from .session import Keyframe, VideoSession, VideoState
 
-__all__ = ["AUTO", "BACKENDS", "Backend", "BackendError", "Placement", "VideoSegmenter", "VideoSession", "VideoState",
-           "create_backend", "place", "unavailable_reason"]
+__all__ = ["AUTO", "BACKENDS", "Backend", "BackendError", "Keyframe", "Placement", "VideoSegmenter", "VideoSession",
+           "VideoState", "create_backend", "place", "unavailable_reason"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ from ..errors import check_type
 from ..manifest import Manifest, read_manifest
 from .backends import AUTO, BACKENDS, Backend, create_backend
 from .backends.base import Closing
-from .session import Result, VideoSession, segment_frames
+from .session import VideoSession
+from .video import Result, segment_frames
 
 
 class VideoSegmenter(Closing):
@@ -50,8 +51,9 @@ class VideoSegmenter(Closing):
         session.start(frame, mask, bgr=bgr)
         return session
 
-    def segment(self, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
-                return_prob: bool = False) -> Iterator[Result]:
+    def segment(self, frames: Iterable[np.ndarray], masks: np.ndarray | Mapping[int, np.ndarray], *,
+                bgr: bool = False, return_prob: bool = False) -> Iterator[Result]:
         """Segment ``frames`` (an iterable of (H, W, 3) uint8 or a (T, H, W, 3) array) lazily from frame 0's index
-        mask: yields each frame's ``step`` result (frame 0: the mask itself, as ``start``)."""
-        return segment_frames(self.video(), frames, first_mask, bgr=bgr, return_prob=return_prob)
+        mask, or a mapping frame index -> index mask (objects joining or corrected there; frame 0 included):
+        yields each frame's ``step`` result (frame 0: its mask, as ``start``)."""
+        return segment_frames(self.video(), frames, masks, bgr=bgr, return_prob=return_prob)

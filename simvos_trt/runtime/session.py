@@ -1,99 +1,56 @@
-"""One video's streaming state (``VideoState``) and its per-frame step (``VideoSession``), with the official
-inference's memory schedule (``model.propagate``). Design: docs/runtime.md."""
+"""One video's streaming state (``VideoState``) and its per-frame step (``VideoSession``): the memory schedule of
+``model.propagate``, objects joining, corrected and removed at any frame. Design: docs/runtime.md."""
 
 from __future__ import annotations
 
-import abc
 import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal, overload
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import processing
-from ..errors import InputError, check_type
+from ..errors import InputError
 from ..manifest import Graph
-from .backends.base import Backend, Closing, Handle
+from .backends.base import Backend, Handle
+from .batches import Batch, Row, gather, plan_batches
 from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
+from .video import Result, Video, check_flags, check_mask
 
 log = logging.getLogger(__name__)
 
-Chunk = tuple[int, int]
-
-
 @dataclass
 class VideoState:
-    """What one video carries from frame to frame (handles are the backend's; He, We: the engine size)."""
+    """What one video carries from frame to frame (handles are the backend's; He, We: the engine size; K: the
+    objects alive). Memory is bounded by the objects alive: a reference and a previous-frame memory each."""
 
     placement: Placement  # where its frames sit in the engine input
-    ids: np.ndarray  # (K,) uint8 object ids of the first mask, increasing: channel i (1-based) is ids[i - 1]
-    lut: np.ndarray  # (K+1,) uint8 channel -> id (0 for the background)
-    chunks: tuple[Chunk, ...]  # the object ranges [a, b) run as one batch
     bgr: bool  # whether its frames come in BGR order
-    frame: np.ndarray  # host staging buffer: (1, He, We, 3) uint8, or (1, 3, He, We) normalised in the graph's type
+    staging: np.ndarray  # host buffer of the frame being segmented: (1, He, We, 3) uint8, or (1, 3, He, We) normalised
     padding: Handle | None  # (4,) int64 handle of the placement's padding (uint8 graphs), else None
-    memory_first: list[Handle]  # per chunk, the (B, M, C) memory of the first frame
-    memory_prev: list[Handle] | None = None  # per chunk, the (B, M, C) memory of the previous frame (from frame 2)
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (K,) uint8 alive ids, increasing
+    references: list[Row] = field(default_factory=list)  # per object, where its (M, C) reference memory is
+    reference_index: list[int] = field(default_factory=list)  # per object, the frame its reference comes from
+    removed: set[int] = field(default_factory=set)  # ids removed from the video (they cannot come back)
+    plan: tuple[Batch, ...] = ()  # the decoder batches of the last frame; () after the objects changed
+    batches: list[Handle] = field(default_factory=list)  # per batch of ``plan``, its (B, M, C) reference memory
     pending: tuple[Handle, Handle] | None = None  # the last frame and its (K, 1, He, We) f32 objects, not yet encoded
-    index: int = 0  # frames seen so far (1 after ``start``)
-
-
-Result = np.ndarray | tuple[np.ndarray, np.ndarray]
-
-
-class Video(Closing, abc.ABC):
-    """A video segmented frame by frame: ``start`` with the first frame and mask, then ``step``; frames are
-    (H, W, 3) uint8 RGB (conversions: docs/runtime.md), all of the first frame's size."""
+    index: int = 0  # frames seen so far
 
     @property
-    @abc.abstractmethod
-    def object_ids(self) -> np.ndarray:
-        """(K,) uint8 ids of the video's objects (channel i of a probability map is ids[i-1])."""
+    def lut(self) -> np.ndarray:
+        """(K+1,) uint8 channel -> id (0 for the background)."""
+        return np.concatenate([[0], self.ids]).astype(np.uint8)
 
-    @overload
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ...,
-              return_prob: Literal[False] = ...) -> np.ndarray: ...
 
-    @overload
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ...,
-              return_prob: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+@dataclass(frozen=True)
+class Keyframe:
+    """A frame of a video as the client saw it, for ``VideoSession.resume``: its ``index`` in the video, the
+    ``frame`` (H, W, 3) uint8 and the (H, W) uint8 ``labels`` returned for it (frame 0: its mask)."""
 
-    @overload
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = ..., return_prob: bool) -> Result: ...
-
-    def start(self, frame: np.ndarray, mask: np.ndarray, *, bgr: bool = False, return_prob: bool = False) -> Result:
-        """Begin (or restart) the video with its first frame and (H, W) index mask (0 background, objects any ids
-        1..255). Returns a copy of the mask as (H, W) uint8, and with ``return_prob`` the (K+1, H, W) float32 soft
-        aggregation of its one-hot planes. InputError: a bad frame or mask, or more objects than the export takes."""
-        check_flags(bgr=bgr, return_prob=return_prob)
-        return self._start(frame, check_mask(mask, frame_size(frame)), bgr, return_prob)
-
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: Literal[False] = ...) -> np.ndarray: ...
-
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
-
-    @overload
-    def step(self, frame: np.ndarray, *, return_prob: bool) -> Result: ...
-
-    def step(self, frame: np.ndarray, *, return_prob: bool = False) -> Result:
-        """Segment the next frame: (H, W) uint8 labels in the first mask's ids, and with ``return_prob``
-        the (K+1, H, W) float32 probabilities (background first, channels in the order of
-        ``object_ids``). InputError: a bad frame, another size, or ``start`` not called."""
-        self.object_ids  # noqa: B018 - raises before start
-        check_flags(return_prob=return_prob)
-        frame_size(frame)
-        return self._step(frame, return_prob)
-
-    @abc.abstractmethod
-    def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
-        """``start`` with a checked mask."""
-
-    @abc.abstractmethod
-    def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
-        """``step`` once started."""
+    index: int
+    frame: np.ndarray
+    labels: np.ndarray
 
 
 class VideoSession(Video):
@@ -105,68 +62,234 @@ class VideoSession(Video):
 
     @property
     def object_ids(self) -> np.ndarray:
-        return self._started().ids
+        return self._started().ids.copy()
 
     def _start(self, frame: np.ndarray, mask: np.ndarray, bgr: bool, return_prob: bool) -> Result:
-        be, m = self._backend, self._backend.manifest
-        size = frame_size(frame)
-        ids = processing.object_ids(mask)
-        chunks = plan_chunks(len(ids), be, m.config.token_refinement)
+        state = self._new_state(frame_size(frame), bgr)
+        self._check_stated(state, mask)
+        result = self._segment(state, frame, mask, return_prob)
+        self.state = state
+        return result
+
+    def _step(self, frame: np.ndarray, mask: np.ndarray | None, return_prob: bool) -> Result:
+        st = self._started()
+        size, pl = frame_size(frame), st.placement
+        if size != (pl.height, pl.width):
+            raise InputError(f"frame {st.index}: size {size[0]}x{size[1]} differs from the video's "
+                             f"{pl.height}x{pl.width}; every frame of a video must have the first frame's "
+                             "size (start a new video for another size)")
+        if mask is not None:
+            self._check_stated(st, mask)
+        return self._segment(st, frame, mask, return_prob)
+
+    def remove_objects(self, ids: Iterable[int]) -> None:
+        st, be = self._started(), self._backend
+        gone = sorted({int(i) for i in ids})
+        unknown = [i for i in gone if i not in st.ids]
+        if unknown:
+            removed = f" ({sorted(st.removed)} were removed before)" if st.removed else ""
+            raise InputError(f"remove_objects: ids {unknown} are not objects of the video; its objects are "
+                             f"{st.ids.tolist()}{removed}")
+        keep = [r for r, i in enumerate(st.ids) if i not in gone]
+        st.ids = st.ids[keep]
+        st.references = [st.references[r] for r in keep]
+        st.reference_index = [st.reference_index[r] for r in keep]
+        st.removed.update(gone)
+        st.plan = ()
+        if st.pending is not None:
+            frame, objects = st.pending
+            st.pending = (frame, gather(be, [(objects, r) for r in keep])) if keep else None
+
+    def resume(self, references: Sequence[tuple[Keyframe, Sequence[int]]], last: Keyframe, *,
+               objects: np.ndarray | None = None, bgr: bool = False) -> None:
+        """Rebuild the video after frame ``last.index`` from what a client kept: each object's reference
+        keyframe (``references``: (keyframe, ids) pairs) and the last frame. References are encoded as the live
+        session encodes them (exact). The previous frame's memory comes from ``objects``, the (K, 1, He, We)
+        float32 soft objects the lost session held (``last_objects()``; exact), or else from the one-hot of
+        ``last.labels`` (close, not equal). InputError for inconsistent input."""
+        check_flags(bgr=bgr)
+        size = frame_size(last.frame)
+        state = self._new_state(size, bgr)
+        stated = {int(i): keyframe for keyframe, ids in references for i in ids}
+        if not stated or sum(len(ids) for _, ids in references) != len(stated):
+            raise InputError("resume: give each object's reference keyframe once (at least one object)")
+        for keyframe in [*(k for k, _ in references), last]:
+            frame_size(keyframe.frame)
+            check_mask(keyframe.labels, size)
+            if not 0 <= keyframe.index <= last.index:
+                raise InputError(f"resume: keyframe {keyframe.index} is not a frame up to the last ({last.index})")
+        state.ids = np.array(sorted(stated), dtype=np.uint8)
+        self._check_stated(state, state.ids[None])
+        state.references = [(None, 0)] * len(state.ids)
+        state.reference_index = [0] * len(state.ids)
+        for keyframe, ids in references:
+            missing = [i for i in ids if i not in keyframe.labels]
+            if missing:
+                raise InputError(f"resume: ids {missing} have no pixel in the labels of their keyframe "
+                                 f"{keyframe.index}")
+            stage_frame(state, keyframe.frame)
+            self._reference(state, self._backend.from_host(state.staging), keyframe.labels,
+                            np.array(sorted(ids), dtype=np.uint8), keyframe.index)
+        stage_frame(state, last.frame)
+        if objects is None:
+            objects = place_mask(last.labels, state.ids, state.placement)  # (K, 1, He, We)
+        elif objects.shape != (len(state.ids), 1, *self._engine_size) or objects.dtype != np.float32:
+            raise InputError(f"resume: objects {objects.dtype} {objects.shape}, expected float32 "
+                             f"({len(state.ids)}, 1, He, We) at the engine size, from last_objects()")
+        state.pending = (self._backend.from_host(state.staging), self._backend.from_host(objects))
+        state.index = last.index + 1
+        self.state = state
+
+    def last_objects(self) -> np.ndarray:
+        """(K, 1, He, We) float32 soft objects of the last frame at the engine size: with the reference
+        keyframes, what ``resume`` needs to continue the video exactly (4 bytes per engine pixel and object)."""
+        st = self._started()
+        if st.pending is None:
+            return np.zeros((0, 1, *self._engine_size), np.float32)
+        return np.array(self._backend.to_host(st.pending[1]), dtype=np.float32)
+
+    @property
+    def _engine_size(self) -> tuple[int, int]:
+        return self._backend.manifest.height, self._backend.manifest.width
+
+    def _new_state(self, size: tuple[int, int], bgr: bool) -> VideoState:
+        m = self._backend.manifest
         placement = place(*size, m.height, m.width)
         if placement.resized:
             log.info("frames %dx%d are resized to %dx%d and padded to the engine's %dx%d",
                      *size, *placement.scaled, m.height, m.width)
         frame_spec = next(t for t in m.graphs[Graph.QUERY_ENCODER].inputs if t.name == "frame")
-        buffer = np.zeros(frame_spec.concrete(1), frame_spec.dtype)  # uint8 RGB, or normalised float32/16
-        lut = np.concatenate([[0], ids]).astype(np.uint8)
-        padding = be.from_host(placement.padding_array()) if m.uint8_input else None
-        state = VideoState(placement, ids, lut, chunks, bgr, buffer, padding, memory_first=[])
-        stage_frame(state, frame)
-        masks = place_mask(mask, ids, placement)  # (K, 1, He, We)
-        frame_h = be.from_host(state.frame)
-        state.memory_first = [self._memory(frame_h, state.padding, be.from_host(masks[a:b])) for a, b in chunks]
-        state.index = 1
-        self.state = state
-        if not return_prob:
-            return mask.copy()
-        out = be.run(Graph.AGGREGATE, {"prob": be.from_host(masks)})
-        return mask.copy(), self._prob(out)
+        staging = np.zeros(frame_spec.concrete(1), frame_spec.dtype)  # uint8 RGB, or normalised float32/16
+        padding = self._backend.from_host(placement.padding_array()) if m.uint8_input else None
+        return VideoState(placement, bgr, staging, padding)
 
-    def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
-        st, be = self._started(), self._backend
-        size = frame_size(frame)
-        pl = st.placement
-        if size != (pl.height, pl.width):
-            raise InputError(f"frame {st.index}: size {size[0]}x{size[1]} differs from the video's "
-                             f"{pl.height}x{pl.width}; every frame of a video must have the first frame's "
-                             "size (start a new video for another size)")
-        if st.pending is not None:  # the previous frame's memory, before its buffer is reused
-            prev_frame, prev_objects = st.pending
-            one = len(st.chunks) == 1  # a single chunk takes the whole handle, uncopied
-            st.memory_prev = [self._memory(prev_frame, st.padding, prev_objects if one else be.take(prev_objects, *c))
-                              for c in st.chunks]
-            st.pending = None
+    def _check_stated(self, st: VideoState, mask: np.ndarray) -> None:
+        """InputError unless the objects of ``mask`` may be stated now: none removed, not too many alive."""
+        stated = processing.object_ids(mask)
+        back = sorted(set(stated.tolist()) & st.removed)
+        if back:
+            raise InputError(f"mask: ids {back} were removed from the video; a removed object cannot come back "
+                             "(give it a new id)")
+        alive = len(np.union1d(st.ids, stated))
+        limit = object_limit(self._backend, self._backend.manifest.config.token_refinement)
+        if alive > limit:
+            new = np.setdiff1d(stated, st.ids).tolist()
+            raise InputError(f"frame {st.index}: the mask's new ids {new} would make {alive} objects; {limit.reason}"
+                             f" takes at most {limit}: re-export with --max-objects {alive} (the video keeps its "
+                             f"{len(st.ids)} objects)")
+
+    def _segment(self, st: VideoState, frame: np.ndarray, mask: np.ndarray | None, return_prob: bool) -> Result:
+        """One frame: propagate the alive objects, apply the mask's statements, aggregate, remember."""
+        be = self._backend
+        previous = self._previous_memory(st)  # before the staging buffer (the previous frame) is reused
         stage_frame(st, frame)
-        frame_h = be.from_host(st.frame)
-        query = be.run(Graph.QUERY_ENCODER, self._frame_inputs(frame_h, st.padding))["query"]
-        probs = []
-        for j in range(len(st.chunks)):
-            inputs = {"query": query, "memory_first": st.memory_first[j]}
-            if st.memory_prev is not None:
-                inputs["memory_prev"] = st.memory_prev[j]
-            graph = Graph.JOINT_DECODER_1MEM if st.memory_prev is None else Graph.JOINT_DECODER_2MEM
-            probs.append(be.run(graph, inputs)["prob"])
-        out = be.run(Graph.AGGREGATE, {"prob": be.concat(probs)})
-        result: Result
-        if return_prob or pl.resized:
-            prob = self._prob(out)
-            labels = st.lut[prob.argmax(0)]
-            result = (labels, prob) if return_prob else labels
-        else:
-            result = st.lut[processing.unpad(be.to_host(out["labels"])[0], pl.padding)]
+        frame_h = be.from_host(st.staging)
+        prob = self._decode(st, frame_h, previous) if len(st.ids) else None  # (K, 1, He, We)
+        stated = None
+        if mask is not None:
+            stated = processing.object_ids(mask)
+            prob = self._compose(st, prob, mask, stated)
+        if prob is None:  # no object alive
+            st.pending, st.index = None, st.index + 1
+            pl = st.placement
+            labels = np.zeros((pl.height, pl.width), np.uint8)
+            return (labels, np.ones((1, pl.height, pl.width), np.float32)) if return_prob else labels
+        out = be.run(Graph.AGGREGATE, {"prob": prob})
+        labels, probs = self._outputs(st, out, return_prob or stated is not None)
+        if stated is not None:
+            assert mask is not None and probs is not None
+            labels = stated_labels(mask, probs, st.ids, stated)
+            self._reference(st, frame_h, labels, stated, st.index)
         st.pending = (frame_h, out["objects"])
         st.index += 1
-        return result
+        return (labels, probs) if return_prob else labels
+
+    def _previous_memory(self, st: VideoState) -> list[Handle | None]:
+        """Per decoder batch of this frame, the (B, M, C) memory of the previous frame (None for fresh batches),
+        encoded from its soft-aggregated objects; with token refinement from all objects at once."""
+        be = self._backend
+        fresh = [index == st.index - 1 for index in st.reference_index]
+        plan = plan_batches(fresh, decoder_limit(be))
+        if plan != st.plan:  # the objects or their freshness changed: regroup the references (copies)
+            st.batches = [gather(be, st.references[b.start : b.stop]) for b in plan]
+            st.references = [(batch, row) for batch, b in zip(st.batches, plan, strict=True)
+                             for row in range(b.stop - b.start)]
+            st.plan = plan
+        if st.pending is None or all(b.fresh for b in plan):
+            return [None] * len(plan)
+        frame, objects = st.pending
+        shared = None  # with token refinement every object's memory depends on all objects' masks: one run
+        if be.manifest.config.token_refinement:
+            shared = self._memory(frame, st.padding, objects)
+        memories: list[Handle | None] = []
+        for b in plan:
+            whole = (b.start, b.stop) == (0, len(st.ids))
+            if b.fresh:
+                memories.append(None)
+            elif shared is not None:
+                memories.append(shared if whole else be.take(shared, b.start, b.stop))
+            else:
+                masks = objects if whole else be.take(objects, b.start, b.stop)
+                memories.append(self._memory(frame, st.padding, masks))
+        return memories
+
+    def _decode(self, st: VideoState, frame: Handle, previous: list[Handle | None]) -> Handle:
+        """(K, 1, He, We) f32 object probabilities of the frame, before aggregation."""
+        be = self._backend
+        query = be.run(Graph.QUERY_ENCODER, self._frame_inputs(frame, st.padding))["query"]
+        probs = []
+        for batch, first, last in zip(st.plan, st.batches, previous, strict=True):
+            if batch.fresh:
+                probs.append(be.run(Graph.JOINT_DECODER_1MEM, {"query": query, "memory_first": first})["prob"])
+            else:
+                inputs = {"query": query, "memory_first": first, "memory_prev": last}
+                probs.append(be.run(Graph.JOINT_DECODER_2MEM, inputs)["prob"])
+        return be.concat(probs)
+
+    def _compose(self, st: VideoState, prob: Handle | None, mask: np.ndarray, stated: np.ndarray) -> Handle:
+        """The objects of a frame with a mask: the stated ones as its one-hot planes, the others propagated where
+        the mask is 0; new ids join the state (their references follow in ``_reference``)."""
+        be = self._backend
+        joined = np.union1d(st.ids, stated).astype(np.uint8)
+        planes = place_mask(mask, stated, st.placement)  # (S, 1, He, We)
+        objects = np.zeros((len(joined), *planes.shape[1:]), np.float32)
+        if prob is not None:
+            unstated = planes.sum(0) == 0  # (1, He, We)
+            objects[np.searchsorted(joined, st.ids)] = be.to_host(prob) * unstated
+        objects[np.searchsorted(joined, stated)] = planes
+        for i in np.setdiff1d(stated, st.ids):
+            at = int(np.searchsorted(st.ids, i))
+            st.ids = np.insert(st.ids, at, i)
+            st.references.insert(at, (None, 0))
+            st.reference_index.insert(at, st.index)
+        return be.from_host(objects)
+
+    def _reference(self, st: VideoState, frame: Handle, labels: np.ndarray, stated: np.ndarray, index: int) -> None:
+        """Encode the ``stated`` objects' reference memory from a frame and its (H, W) labels, as a first frame
+        with its annotation: the one-hot of the labels (with token refinement every labelled object's plane)."""
+        be = self._backend
+        present = processing.object_ids(labels)
+        encoded = present if be.manifest.config.token_refinement else stated
+        planes = place_mask(labels, encoded, st.placement)  # (P, 1, He, We)
+        limit = be.object_limit(Graph.MEMORY_ENCODER)
+        rows: list[Row] = []
+        for a in range(0, len(encoded), limit):
+            memory = self._memory(frame, st.padding, be.from_host(planes[a : a + limit]))
+            rows += [(memory, r) for r in range(len(encoded[a : a + limit]))]
+        for i in stated:
+            at = int(np.searchsorted(st.ids, i))
+            st.references[at] = rows[int(np.searchsorted(encoded, i))]
+            st.reference_index[at] = index
+        st.plan = ()
+
+    def _outputs(self, st: VideoState, out: dict[str, Handle], want_prob: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(H, W) uint8 labels at the frame's size and, if wanted, its (K+1, H, W) float32 probabilities."""
+        pl = st.placement
+        if want_prob or pl.resized:
+            prob = self._prob(st, out)
+            labels = st.lut[prob.argmax(0)]
+            return labels, prob if want_prob else None
+        return st.lut[processing.unpad(self._backend.to_host(out["labels"])[0], pl.padding)], None
 
     def _started(self) -> VideoState:
         if self.state is None:
@@ -180,85 +303,57 @@ class VideoSession(Video):
         inputs = {**self._frame_inputs(frame, padding), "masks": masks}
         return self._backend.run(Graph.MEMORY_ENCODER, inputs)["memory"]
 
-    def _prob(self, out: dict[str, Handle]) -> np.ndarray:
+    def _prob(self, st: VideoState, out: dict[str, Handle]) -> np.ndarray:
         """(K+1, H, W) float32 at the frame's size from the aggregate outputs."""
         be = self._backend
         prob = np.concatenate([be.to_host(out["background"]), be.to_host(out["objects"])])[:, 0]
-        return prob_to_frame(prob, self._started().placement)
+        return prob_to_frame(prob, st.placement)
 
 
-def segment_frames(video: Video, frames: Iterable[np.ndarray], first_mask: np.ndarray, *, bgr: bool = False,
-                   return_prob: bool = False) -> Iterator[Result]:
-    """Start ``video`` (a ``VideoSession`` or a remote one) with the first frame, step it through the rest."""
-    check_flags(return_prob=return_prob)
-    shape, mask_shape = getattr(frames, "shape", (0, 0, 0, 0)), np.shape(first_mask)
-    if len(shape) < 3 or (len(shape) == 3 and shape[:2] == mask_shape != shape[1:]):
-        raise InputError(f"frames: got an array of shape {tuple(shape)}, not a video: expected (T, H, W, 3) or "
-                         "(T, H, W) frames; pass a single frame as [frame]")
-    if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
-        raise InputError(f"frames: got {type(frames).__name__}, expected an iterable of (H, W, 3) uint8 frames "
-                         "(a list, a generator or a (T, H, W, 3) array)")
-    it = iter(frames)
-    first = next(it, None)
-    if first is None:
-        raise InputError("frames: the video has no frame")
-    yield video.start(first, first_mask, bgr=bgr, return_prob=return_prob)
-    for frame in it:
-        yield video.step(frame, return_prob=return_prob)
+def stated_labels(mask: np.ndarray, prob: np.ndarray, ids: np.ndarray, stated: np.ndarray) -> np.ndarray:
+    """The labels of a frame with a mask: the mask where it states an object, elsewhere the most probable of the
+    background and the objects it does not state (``prob`` (K+1, H, W) over ``ids``)."""
+    others = prob.copy()
+    others[1 + np.searchsorted(ids, stated)] = 0
+    lut = np.concatenate([[0], ids]).astype(np.uint8)
+    return np.where(mask != 0, mask, lut[others.argmax(0)])
 
 
 def stage_frame(state: VideoState, frame: np.ndarray) -> None:
     """Write a checked frame into the state's staging buffer (normalised for float32 graphs)."""
-    if state.frame.dtype == np.uint8:
-        write_frame(state.frame[0], frame, state.placement, state.bgr)
+    if state.staging.dtype == np.uint8:
+        write_frame(state.staging[0], frame, state.placement, state.bgr)
         return
     pl = state.placement
     rgb = np.zeros((*pl.scaled, 3), np.uint8)
     write_frame(rgb, frame, Placement(pl.height, pl.width, pl.scaled, processing.Padding(0, 0, 0, 0)), state.bgr)
     p, (h, w) = pl.padding, pl.scaled
-    state.frame[0, :, p.top : p.top + h, p.left : p.left + w] = processing.normalize(rgb)
+    state.staging[0, :, p.top : p.top + h, p.left : p.left + w] = processing.normalize(rgb)
 
 
-def check_flags(**flags: object) -> None:
-    """InputError unless every flag is a bool (``return_prob='yes'`` is a mistake, not True)."""
-    for name, value in flags.items():
-        check_type(name, value, bool, "True or False")
+class ObjectLimit(int):
+    """The most objects a video may have alive at once on a backend; ``reason`` names the graph that sets it."""
+
+    reason: str
+
+    def __new__(cls, value: int, reason: str) -> ObjectLimit:
+        limit = super().__new__(cls, value)
+        limit.reason = reason
+        return limit
 
 
-def check_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The first mask as (H, W) uint8 after checking it against the first frame's size."""
-    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
-        shape = getattr(mask, "shape", type(mask).__name__)
-        raise InputError(f"mask: got {shape}, expected an (H, W) index mask (0 background, objects 1..255)")
-    if mask.dtype == np.bool_:
-        mask = mask.astype(np.uint8)
-    if not np.issubdtype(mask.dtype, np.integer):
-        raise InputError(f"mask: got dtype {mask.dtype}, expected an integer index mask (uint8 ids 0..255)")
-    if mask.shape != size:
-        raise InputError(f"mask: shape {mask.shape} differs from the first frame's (H, W) = {size}; give the "
-                         "first frame's annotation at the frame's size")
-    lo, hi = int(mask.min()), int(mask.max())
-    if lo < 0 or hi > 255:
-        raise InputError(f"mask: ids must lie in 0..255 (uint8 labels, at most 255 objects), got {lo}..{hi}")
-    if hi == 0:
-        raise InputError("mask: no object (every pixel is 0); label the objects to segment with ids 1..255")
-    return mask.astype(np.uint8, copy=False)
-
-
-def plan_chunks(objects: int, backend: Backend, token_refinement: bool) -> tuple[Chunk, ...]:
-    """The object ranges run as one batch, or InputError when the export cannot take the objects."""
+def object_limit(backend: Backend, token_refinement: bool) -> ObjectLimit:
+    """The most objects alive at once: soft aggregation needs all objects in one run and, with token refinement,
+    so does the memory encoder (every object's memory depends on all objects' masks)."""
     aggregate = backend.object_limit(Graph.AGGREGATE)
-    if objects > aggregate:
-        raise InputError(f"the video has {objects} objects; the aggregate graph takes at most {aggregate} "
-                         "(soft aggregation needs all objects at once): re-export with --max-objects "
-                         f"{objects}")
-    decoder = min(backend.object_limit(g) for g in (Graph.JOINT_DECODER_1MEM, Graph.JOINT_DECODER_2MEM))
     encoder = backend.object_limit(Graph.MEMORY_ENCODER)
-    if token_refinement and objects > encoder:
-        raise InputError(
-            f"the video has {objects} objects but this export's memory encoder takes at most {encoder}; with "
-            "token refinement every object's memory depends on all objects' masks, so they cannot be split "
-            f"into chunks: re-export with --max-objects {objects} (or more)")
-    limit = min(decoder, encoder)
-    return tuple((a, min(a + limit, objects)) for a in range(0, objects, limit))
+    if token_refinement and encoder < aggregate:
+        return ObjectLimit(encoder, "with token refinement this export's memory encoder (every object's memory "
+                                    "depends on all objects' masks)")
+    return ObjectLimit(aggregate, "the aggregate graph (soft aggregation needs all objects at once)")
 
+
+def decoder_limit(backend: Backend) -> int:
+    """The most objects run as one batch by the decoders (and, without token refinement, the memory encoder)."""
+    graphs = (Graph.JOINT_DECODER_1MEM, Graph.JOINT_DECODER_2MEM, Graph.MEMORY_ENCODER)
+    return min(backend.object_limit(g) for g in graphs)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, require
 from ..runtime.backends.base import Closing
-from ..runtime.session import Result, Video, segment_frames
+from ..runtime.video import Result, Video, segment_frames
 from .protocol import LABELS, MODEL, OBJECT_IDS, PROB, ROUTING_HEADER, FrameRequest, grpc_address, server_message
 
 
@@ -91,8 +91,13 @@ class RemoteVideo(Video):
         self._index = 0
         return self._send(frame, start=True, mask=mask, bgr=bgr, return_prob=return_prob)
 
-    def _step(self, frame: np.ndarray, return_prob: bool) -> Result:
+    def _step(self, frame: np.ndarray, mask: np.ndarray | None, return_prob: bool) -> Result:
+        if mask is not None:  # the protocol takes masks on later frames from issue 19's serve work on
+            raise InputError("this client sends a mask with the first frame only (start)")
         return self._send(frame, return_prob=return_prob)
+
+    def remove_objects(self, ids: Iterable[int]) -> None:
+        raise InputError("this client cannot remove objects yet (the serve protocol has no removal)")
 
     def close(self) -> None:
         """End the video on the server, freeing its state (idempotent)."""

@@ -6,7 +6,7 @@ import importlib
 import logging
 from typing import Any
 
-from ..errors import BackendError, MissingDependencyError
+from ..errors import BackendError, DeviceUnavailableError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class Cuda:
         try:
             count = int(self.call("cudaGetDeviceCount"))
         except BackendError as exc:
-            raise BackendError(f"no usable NVIDIA GPU here ({exc})") from exc
+            raise DeviceUnavailableError(f"no usable NVIDIA GPU here ({exc})") from exc
         if not 0 <= device < count:
-            raise BackendError(f"no usable NVIDIA GPU: CUDA device {device} requested, {count} visible "
+            raise DeviceUnavailableError(f"no usable NVIDIA GPU: CUDA device {device} requested, {count} visible "
                                "(check CUDA_VISIBLE_DEVICES)")
         props = self.call("cudaGetDeviceProperties", device)
         name = _text(props.name).split("\0", 1)[0].strip()

@@ -7,7 +7,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..manifest import ManifestError
+from ..manifest import Manifest, ManifestError
 from .cuda import Cuda
 from .library import Library, selected, trt
 from .plan import DEFAULT_RTX_TARGETS, BuildSettings, Target, check_options
@@ -102,10 +102,10 @@ class LoadedEngine:
     logger: trt.ILogger
 
 
-def load_engine(folder: str | Path, graph: str, device: Device) -> LoadedEngine:
+def load_engine(folder: str | Path, manifest: Manifest, graph: str, device: Device) -> LoadedEngine:
     """Deserialize a recorded engine after checking it was built for ``device`` (BackendError or ManifestError
     with the rebuild command otherwise); keep the returned object, not only its ``engine``, while in use."""
-    entry, path = check_engine(folder, graph, device)
+    entry, path = check_engine(folder, manifest, graph, device)
     errors: list[str] = []
     logger = make_logger(errors)
     runtime = trt.Runtime(logger)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import BackendError
 from ..io import MANIFEST, write_json_atomic
-from ..manifest import Manifest, ManifestError, read_manifest, sha256_file
+from ..manifest import Manifest, ManifestError, sha256_file
 from .plan import CC, BuildPlan, Target, cc_text
 
 AMPERE = (8, 0)
@@ -103,10 +103,10 @@ def find_entry(manifest: Manifest, graph: str) -> EngineEntry | None:
     return None if raw is None else EngineEntry.from_dict(raw)
 
 
-def check_engine(folder: str | Path, graph: str, device: Device) -> tuple[EngineEntry, Path]:
-    """The entry and path of an engine that can run on ``device``; raises with the fix otherwise."""
+def check_engine(folder: str | Path, manifest: Manifest, graph: str, device: Device) -> tuple[EngineEntry, Path]:
+    """The entry and path of the engine of ``graph`` recorded in ``folder``'s ``manifest`` (as read once by the
+    caller) that can run on ``device``; raises with the fix otherwise."""
     folder = Path(folder)
-    manifest = read_manifest(folder, verify=False)
     entry, fix = find_entry(manifest, graph), rebuild_command(folder)
     if entry is None:
         raise ManifestError(f"{folder} has no engine for {graph}; build it with: "

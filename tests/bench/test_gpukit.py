@@ -1,6 +1,6 @@
-"""The GPU measurement kit: its dry run end to end on the CPU (as CI runs it), the timed step
-against the reference, and the per-phase budget. The CUDA-only parts (events, CUDA graphs,
-inductor) run only on a GPU; the dry run records them as skipped."""
+"""The GPU measurement kit: its dry run end to end on the CPU (as CI runs it), the timed step (the
+runtime's, on the kit's manifest) against the reference, and the per-phase budget. The CUDA-only
+parts (CUDA graphs, inductor) run only on a GPU; the dry run records them as skipped."""
 
 import json
 import os
@@ -14,15 +14,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from goldens import load_golden  # noqa: E402
-
-from simvos_trt.bench.gpukit import DRY_PLAN, Budget, TorchStream, video_tensors  # noqa: E402
-from simvos_trt.bench.results import read_results  # noqa: E402
-from simvos_trt.config import preset  # noqa: E402
-from simvos_trt.model import propagate, synthetic_state_dict  # noqa: E402
-from simvos_trt.model.checkpoint import load_official_state  # noqa: E402
-from simvos_trt.model.precision import to_fp16  # noqa: E402
-from simvos_trt.model.simvos import SimVOS  # noqa: E402
+from simvos_trt.bench.gpukit import DRY_PLAN, Budget, Kit, kit_manifest, paper_rows  # noqa: E402
+from simvos_trt.bench.results import ResultFolder, read_results  # noqa: E402
+from simvos_trt.bench.runner import OPSET  # noqa: E402
+from simvos_trt.manifest import Precision, Weights  # noqa: E402
+from simvos_trt.model import propagate, random_model  # noqa: E402
+from simvos_trt.runtime import VideoSegmenter, VideoSession  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,26 +71,53 @@ def test_dry_run_end_to_end(tmp_path):
     assert json.loads((out / "results.json").read_text())["format"] == "simvos-bench/1"
 
 
-@pytest.mark.parametrize("fp16", [False, True])
-def test_timed_step_is_the_reference_step(fp16):
-    """The timed step (uint8 frame in, buffers carried) gives exactly what ``propagate`` gives."""
-    case = load_golden("tiny_L4_tr")
-    frames, first = case.frames[:3], case.first_mask
-    model = SimVOS(case.config())
-    load_official_state(model, synthetic_state_dict(preset("T"), seed=1))
-    model = to_fp16(model.eval()) if fp16 else model.eval()
-    prob = propagate(model, frames, first)  # (T, K+1, H, W)
-    host, masks = video_tensors(frames, first, prob.shape[1] - 1, pin=False)
-    stream = TorchStream(model, *first.shape, objects=prob.shape[1] - 1)
-    stream.start(host[0], masks)
-    stream.first_step(host[1])
-    for t in range(1, len(frames)):
-        if t > 1:
-            stream.frame.copy_(host[t])
-            stream.run()
-        np.testing.assert_array_equal(stream.prev_objects[:, 0].numpy(), prob[t, 1:])
-        np.testing.assert_array_equal(stream.labels[0].numpy(), prob[t].argmax(0))
-        np.testing.assert_array_equal(stream.prev_frame[0].numpy(), frames[t])
+@pytest.mark.parametrize("precision", list(Precision))
+def test_kit_manifest_is_what_an_export_writes(tmp_path, precision):
+    """The kit's manifest (no graph files) records the tensors, dtypes and precisions a real export records."""
+    from simvos_trt.export.onnx_export import ExportSettings, export_folder
+
+    row = paper_rows(DRY_PLAN)[-1]  # token refinement: memory tokens Kf + Kb
+    assert row.config.token_refinement
+    settings = ExportSettings(DRY_PLAN.height, DRY_PLAN.width, DRY_PLAN.objects, OPSET, precision=precision)
+    real = export_folder(random_model(row.config, seed=1), tmp_path / "export", settings,
+                         checkpoint=Weights("random", seed=1))
+    kit = kit_manifest(row.config, DRY_PLAN, precision)
+    assert kit.precision == real.precision and kit.max_objects == real.max_objects
+    for name, entry in real.graphs.items():
+        got = kit.graphs[name]
+        assert (got.inputs, got.outputs, got.precision) == (entry.inputs, entry.outputs, entry.precision), name
+
+
+def test_the_kit_times_the_runtime_step(tmp_path):
+    """The timed step is ``VideoSession.step`` of the torch backend: a row timed by the kit runs frames through
+    the runtime, and the runtime's labels on the kit's manifest equal ``propagate``'s (the reference)."""
+    writer = ResultFolder(tmp_path, {"host": {}}, None)
+    kit = Kit(DRY_PLAN, torch.device("cpu"), writer)
+    row = paper_rows(DRY_PLAN)[0]
+    calls = []
+    step = VideoSession.step
+
+    def counting(session, frame, *args, **kwargs):
+        calls.append(frame)
+        return step(session, frame, *args, **kwargs)
+
+    budget = Budget((("eager-fp32", 60.0),), seconds=60.0)
+    with budget.phase("eager-fp32") as ph, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(VideoSession, "step", counting)
+        kit.measure(row, "eager", Precision.FP32, ph)
+    (record,) = writer.rows
+    assert record.ok and record.backend == "torch" and record.frames == len(record.step_ms) == DRY_PLAN.frames
+    assert len(calls) == 1 + DRY_PLAN.warmup + DRY_PLAN.frames  # the first step, warm-up, timed steps
+
+    video = kit.video
+    frames = video.frames[:4]
+    want = propagate(kit.model(row.config), frames, video.first_mask).argmax(1)  # (T, H, W)
+    folder = tmp_path / "manifest"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps(kit_manifest(row.config, DRY_PLAN, Precision.FP32).to_dict()))
+    with VideoSegmenter.open(folder, "torch", verify=False, model=kit.model(row.config)) as seg:
+        got = np.stack(list(seg.segment(frames, video.first_mask)))
+    np.testing.assert_array_equal(got[1:], want[1:])
 
 
 def test_budget_rolls_unused_time_forward_and_records_skips():

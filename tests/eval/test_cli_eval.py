@@ -16,13 +16,13 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from fake_segmenter import FakeSegmenter, patch_open
 from PIL import Image
 from synthetic_davis import make_dataset
 
 from simvos_trt.cli.eval import main
 from simvos_trt.eval.metrics import boundary_f_measure, global_scores, region_similarity, statistics
 from simvos_trt.eval.run import segment_dataset
-from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.runtime.png import write_index_png
 
 SEQS = ("synthetic-000", "synthetic-001")
@@ -160,36 +160,10 @@ class FakeSession:
         return self.mask.copy()
 
 
-class FakeSegmenter:
-    backend = SimpleNamespace(name="fake", folder="engines/fake-64")
-    manifest = SimpleNamespace(fingerprint="0123456789ab")
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.frames: list[int] = []
-        self.fail_after = fail_after
-
-    def __enter__(self) -> FakeSegmenter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def video(self) -> FakeSession:
-        return FakeSession(self.frames, self.fail_after)
-
-
 @pytest.fixture()
 def fake(monkeypatch):
-    """Patch VideoSegmenter.open; returns the list of segmenters opened."""
-    opened: list[FakeSegmenter] = []
-    fail = {"after": None}
-
-    def open_(folder, backend="auto", **options):
-        opened.append(FakeSegmenter(fail["after"]))
-        return opened[-1]
-
-    monkeypatch.setattr(VideoSegmenter, "open", open_)
-    return opened, fail
+    """Patch VideoSegmenter.open; returns the list of segmenters opened and their failure switch."""
+    return patch_open(monkeypatch, FakeSession)
 
 
 def run_engine(root: Path, out: Path | None, *extra: str) -> int:
@@ -262,7 +236,7 @@ def test_interrupted_run_leaves_complete_pngs_and_resumes(root, tmp_path, fake, 
 
 
 def test_segment_dataset_library_call(root, tmp_path):
-    seg = FakeSegmenter()
+    seg = FakeSegmenter(FakeSession)
     seen = []
     runs = segment_dataset(seg, root, "val", tmp_path / "out", progress=lambda i, n, r: seen.append((i, n, r.name)))
     assert [(r.name, r.frames, r.skipped) for r in runs] == [(s, T, False) for s in SEQS]
@@ -376,10 +350,13 @@ def test_compare_errors(root, tmp_path, capsys):
 def test_option_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--results", str(tmp_path)])
-    assert exc.value.code == 2 and "--davis-root is required" in capsys.readouterr().err
+    assert exc.value.code == 2 and "--davis-root or --youtube-root is required" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--davis-root", str(tmp_path), "--results", str(tmp_path), "--engine-dir", str(tmp_path)])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--davis-root", str(tmp_path), "--youtube-root", str(tmp_path), "--results", str(tmp_path)])
+    assert exc.value.code == 2 and "--youtube-root: not allowed with argument --davis-root" in capsys.readouterr().err
 
 
 def test_missing_export_folder(root, tmp_path, capsys):

@@ -20,15 +20,11 @@ from PIL import Image
 from synthetic_davis import make_dataset, make_sequence
 
 from simvos_trt.cli.eval import main
-from simvos_trt.manifest import Weights
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
-ENGINE = (64, 96)
 T = 6
-#: Seed of the random weights; with it (here) no pixel is a near-tie that torch and ONNX Runtime round apart.
-SEED = 2
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +35,6 @@ def root(tmp_path_factory) -> Path:
     with (root / "ImageSets" / "2017" / "val.txt").open("a") as f:
         f.write("resized\n")
     return root
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory) -> Path:
-    from simvos_trt.config import SimVOSConfig
-    from simvos_trt.export.onnx_export import ExportSettings, export_folder
-    from simvos_trt.model import random_model
-
-    folder = tmp_path_factory.mktemp("e2e_export") / "tiny-64x96"
-    model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=SEED)
-    export_folder(model, folder, ExportSettings(*ENGINE, max_objects=3),
-                  checkpoint=Weights("random", seed=SEED))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +109,8 @@ def near_ties(ort: Path, pt: Path) -> tuple[int, set[str]]:
 def test_torch_matches_onnxruntime_to_three_decimals(runs):
     """Same CSV numbers (3 decimals, +-1 in the last digit for rounding).
 
-    With SEED no pixel differs here. On another CPU a pixel where two objects' probabilities
-    tie to 1e-6 (random weights make them all ~0.3) may round apart; such a pixel moves its
+    With the weights' seed (conftest.py) no pixel differs here. On another CPU a pixel where two
+    objects' probabilities tie to 1e-6 (random weights make them all ~0.3) may round apart; such a pixel moves its
     objects' J&F by ~0.002 at this size, so those objects get a looser bound.
     """
     (ort, _, _), (pt, summary, _) = runs["onnxruntime"], runs["torch"]

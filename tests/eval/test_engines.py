@@ -12,10 +12,11 @@ import json
 
 import numpy as np
 import pytest
+from videos import gpu_missing
 
 from simvos_trt.bench.results import dated_name
 from simvos_trt.cli import acceptance
-from simvos_trt.errors import BackendError, ExportError, MissingDependencyError
+from simvos_trt.cli.common import EXIT_ERROR
 from simvos_trt.eval.engines import (
     EngineReport,
     Tolerance,
@@ -26,17 +27,8 @@ from simvos_trt.eval.engines import (
     tolerance_for,
 )
 from simvos_trt.manifest import Weights
-from simvos_trt.runtime.backends.trt import require_runtime
 
 F32 = np.dtype("float32")
-
-
-def _gpu_missing() -> str | None:
-    try:
-        require_runtime()
-    except (MissingDependencyError, BackendError) as exc:
-        return f"needs TensorRT and an NVIDIA GPU ({exc})"
-    return None
 
 
 # --------------------------------------------------------------------------- tolerances and comparisons
@@ -108,8 +100,6 @@ def test_report_names_the_worst_tensor():
     message = report.failure()
     assert message is not None and message.startswith("2 of 3 engine outputs of engines/x (fp16)")
     assert "worst: joint_decoder_2mem.prob (2 objects): max abs 0.2" in message
-    with pytest.raises(ExportError, match="joint_decoder_2mem.prob"):
-        report.raise_if_failed()
     table = report.table().splitlines()
     assert table[0].split() == ["graph", "objects", "output", "max", "abs", "max", "rel", "rel", "l2", "tolerance",
                                 "result"]
@@ -216,7 +206,7 @@ def test_report_folder_names_are_safe():
     assert dated_name("a/../b:c", "tensorrt", dt.date(2026, 1, 2)) == "2026-01-02-a-..-b-c-tensorrt"
 
 
-@pytest.mark.skipif(_gpu_missing() is None, reason="TensorRT and a GPU are here")
+@pytest.mark.skipif(gpu_missing() is None, reason="TensorRT and a GPU are here")
 def test_acceptance_without_a_gpu_exits_3(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert acceptance.main(["--out", str(tmp_path / "report")]) == acceptance.EXIT_MISSING
@@ -230,7 +220,7 @@ def test_acceptance_never_writes_its_report_over_other_files(tmp_path, capsys, m
     """The claim comes right after the environment check (faked here: no GPU is needed to refuse)."""
     monkeypatch.setattr(acceptance, "environment", lambda device: {"host": "h", "gpu": "g"})
     (tmp_path / "README.md").write_text("the user's own README")
-    assert acceptance.main(["--out", str(tmp_path)]) == acceptance.EXIT_ERROR
+    assert acceptance.main(["--out", str(tmp_path)]) == EXIT_ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did not write; it is left alone" in err
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
@@ -263,7 +253,7 @@ def tiny_export(request, tmp_path_factory):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(_gpu_missing() is not None, reason=str(_gpu_missing()))
+@pytest.mark.skipif(gpu_missing() is not None, reason=str(gpu_missing()))
 def test_engines_pass_verification(tiny_export):
     from simvos_trt.eval.engines import verify_engines
 
@@ -273,11 +263,12 @@ def test_engines_pass_verification(tiny_export):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(_gpu_missing() is not None, reason=str(_gpu_missing()))
+@pytest.mark.skipif(gpu_missing() is not None, reason=str(gpu_missing()))
 def test_tensorrt_labels_agree_with_onnxruntime_on_a_video(tiny_export):
     from simvos_trt.bench.measure import moving_shapes
-    from simvos_trt.eval.engines import video_agreement
+    from simvos_trt.eval.engines import segment_labels
 
     video = moving_shapes(32, 48, objects=2, frames=8)
-    agreement = video_agreement(tiny_export, video.frames, video.first_mask)
+    tensorrt = segment_labels(tiny_export, video.frames, video.first_mask, "tensorrt")
+    agreement = label_agreement(tensorrt, segment_labels(tiny_export, video.frames, video.first_mask, "onnxruntime"))
     assert agreement.mean > 0.98, agreement.to_dict()

@@ -9,12 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 from goldens import load_golden
+from videos import SMALL, SMALL_MAX_OBJECTS
 
 from simvos_trt.manifest import Weights
-
-#: Engine size and object limit of the small exports (tiny ViT, L=1, no token refinement).
-SMALL = (32, 48)
-SMALL_MAX_OBJECTS = 2
 
 
 @dataclass
@@ -91,18 +88,3 @@ def small_export(tmp_path_factory) -> Export:
 def float_export(tmp_path_factory) -> Export:
     """As ``small_export`` with float32 (normalised, padded) frame inputs."""
     return _small(tmp_path_factory, "small_float", uint8_input=False)
-
-
-def moving_video(T: int, H: int, W: int, objects: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(T, H, W, 3) uint8 frames of textured boxes drifting right, and the (H, W) first mask (ids 1..K)."""
-    g = np.random.default_rng(seed)
-    background = g.integers(0, 80, (H, W + T, 3), dtype=np.uint8)
-    mask = np.zeros((H, W + T), np.uint8)
-    for k in range(objects):
-        top, left = (k * H) // (objects + 1), (k * W) // (objects + 2)
-        h, w = max(4, H // (objects + 1)), max(4, W // 3)
-        box = (slice(top, top + h), slice(T + left, T + left + w))
-        background[box] = g.integers(120, 256, (h, w, 3), dtype=np.uint8)
-        mask[box] = k + 1
-    frames = np.stack([np.ascontiguousarray(background[:, T - t : T - t + W]) for t in range(T)])
-    return frames, np.ascontiguousarray(mask[:, T : T + W])

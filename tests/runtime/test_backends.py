@@ -7,12 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
+from videos import SMALL, SMALL_MAX_OBJECTS
 
-from conftest import SMALL, SMALL_MAX_OBJECTS
-from simvos_trt.errors import InputError, MissingDependencyError
+from simvos_trt.errors import DeviceUnavailableError, InputError, MissingDependencyError
 from simvos_trt.manifest import read_manifest
 from simvos_trt.runtime import BackendError, create_backend
-from simvos_trt.runtime.session import plan_chunks
+from simvos_trt.runtime.batches import plan_batches
+from simvos_trt.runtime.session import decoder_limit, object_limit
 
 H, W = SMALL
 C = 192
@@ -86,16 +87,23 @@ def test_object_limits(ort_backend):
     assert ort_backend.object_limit("joint_decoder_2mem") == SMALL_MAX_OBJECTS
     assert ort_backend.object_limit("aggregate") == 255
     assert ort_backend.run("aggregate", stage_inputs(7)["aggregate"])["objects"].shape == (7, 1, H, W)
-    assert plan_chunks(5, ort_backend, token_refinement=False) == ((0, 2), (2, 4), (4, 5))
+    assert decoder_limit(ort_backend) == SMALL_MAX_OBJECTS
+    assert plan_batches([False] * 5, decoder_limit(ort_backend)) == ((0, 2, False), (2, 4, False), (4, 5, False))
 
     class Limited:
         def object_limit(self, graph):
             return 4 if graph == "aggregate" else 2
 
-    with pytest.raises(InputError, match="aggregate graph takes at most 4"):
-        plan_chunks(5, Limited(), token_refinement=False)
-    with pytest.raises(InputError, match="--max-objects 3"):
-        plan_chunks(3, Limited(), token_refinement=True)
+    assert object_limit(Limited(), token_refinement=False) == 4
+    assert "aggregate graph" in object_limit(Limited(), token_refinement=False).reason
+    assert object_limit(Limited(), token_refinement=True) == 2
+    assert "memory encoder" in object_limit(Limited(), token_refinement=True).reason
+
+
+def test_decoder_batches_follow_freshness_and_the_limit():
+    assert plan_batches([], 3) == ()
+    assert plan_batches([True, True, False, True], 3) == ((0, 2, True), (2, 3, False), (3, 4, True))
+    assert plan_batches([False] * 7, 3) == ((0, 3, False), (3, 6, False), (6, 7, False))
 
 
 def test_closed_backend_refuses_to_run(small_export):
@@ -106,9 +114,9 @@ def test_closed_backend_refuses_to_run(small_export):
 
 def test_unknown_and_unavailable_backends(small_export):
     m = read_manifest(small_export.folder)
-    with pytest.raises(BackendError, match="unknown backend"):
+    with pytest.raises(InputError, match="unknown backend"):
         create_backend("tflite", small_export.folder, m)
-    with pytest.raises((BackendError, MissingDependencyError), match="TensorRT backend"):
+    with pytest.raises((DeviceUnavailableError, MissingDependencyError), match="TensorRT backend"):
         create_backend("tensorrt", small_export.folder, m)
     assert create_backend("auto", small_export.folder, m).name == "onnxruntime"
 
@@ -120,5 +128,5 @@ def test_torch_backend_needs_recorded_weights(small_export, tmp_path):
     data = json.loads((folder / "manifest.json").read_text())
     data["checkpoint"] = {"kind": "official"}  # no path: the weights cannot be found again
     (folder / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(BackendError, match="pass model="):
+    with pytest.raises(InputError, match="pass model="):
         create_backend("torch", folder, read_manifest(folder)).open()

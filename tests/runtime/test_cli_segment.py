@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from videos import SMALL, moving_video
 
-from conftest import SMALL, moving_video
 from simvos_trt.cli.segment import build_parser, main
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.runtime.png import read_index_png, write_index_png
@@ -216,3 +216,56 @@ def test_lossy_mask_threads_and_overlay(small_export, clip, tmp_path, capsys):
     overlay = tmp_path / "new" / "folder" / "overlay.mp4"
     assert main([*argv, "--overlay", str(overlay), "--threads", "2"]) == 0
     assert overlay.stat().st_size > 0
+
+
+def sparse_annotations(clip, folder):
+    """Masks named after frames 8 (first: id 5 only) and 10 (id 130 joins, id 5 corrected) in ``folder``."""
+    root, frames, mask, names, palette = clip
+    folder.mkdir()
+    first = np.where(mask == 5, 5, 0).astype(np.uint8)
+    later = np.where(np.roll(mask, 2, axis=1) > 0, np.roll(mask, 2, axis=1), 0).astype(np.uint8)
+    write_index_png(folder / "8.png", first, palette)
+    write_index_png(folder / "10.png", later, palette)
+    return {0: first, 2: later}
+
+
+@pytest.mark.parametrize("how", ["--mask", "--masks"])
+def test_later_masks_join_and_correct_objects(how, small_export, clip, tmp_path, capsys):
+    root, frames, mask, names, palette = clip
+    masks = sparse_annotations(clip, tmp_path / "ann")
+    given = (["--mask", str(tmp_path / "ann" / "10.png"), "--mask", str(tmp_path / "ann" / "8.png")]
+             if how == "--mask" else ["--masks", str(tmp_path / "ann")])
+    argv = ["--engine-dir", str(small_export.folder), "--input", str(root / "frames"), "--out",
+            str(tmp_path / "out"), "--threads", "2", "--no-progress", *given]
+    assert main(argv) == 0
+    assert "5 frames, 2 objects" in capsys.readouterr().out
+    with VideoSegmenter.open(small_export.folder, "onnxruntime", threads=2) as seg:
+        expected = list(seg.segment(frames, masks))
+    for name, labels in zip(names, expected, strict=True):
+        np.testing.assert_array_equal(read_index_png(tmp_path / "out" / f"{name}.png").labels, labels)
+    assert set(np.unique(expected[1])) <= {0, 5} and (expected[2][masks[2] == 130] == 130).all()
+
+
+def test_frames_before_the_first_mask_have_no_object(small_export, clip, tmp_path, capsys):
+    root, frames, mask, names, palette = clip
+    write_index_png(tmp_path / "10.png", mask, palette)
+    argv = ["--engine-dir", str(small_export.folder), "--input", str(root / "frames"), "--out",
+            str(tmp_path / "out"), "--threads", "2", "--no-progress", "--mask", str(tmp_path / "10.png"),
+            "--mask", str(tmp_path / "10.png")]
+    assert main(argv) == 2
+    assert "several masks annotate frames ['10']" in one_line_error(capsys)
+    assert main(argv[:-2]) == 0  # one mask named after frame 10: frames 8 and 9 have no object
+    capsys.readouterr()
+    assert not read_index_png(tmp_path / "out" / "9.png").labels.any()
+    np.testing.assert_array_equal(read_index_png(tmp_path / "out" / "10.png").labels, mask)
+
+
+def test_a_mask_naming_no_frame_is_refused_before_anything_is_written(small_export, clip, tmp_path, capsys):
+    root, frames, mask, names, palette = clip
+    sparse_annotations(clip, tmp_path / "ann")
+    shutil.copy(tmp_path / "ann" / "10.png", tmp_path / "ann" / "77.png")
+    out = tmp_path / "out"
+    argv = ["--engine-dir", str(small_export.folder), "--input", str(root / "frames"), "--out", str(out),
+            "--no-progress", "--masks", str(tmp_path / "ann")]
+    assert main(argv) == 2
+    assert "masks ['77'] name no frame" in one_line_error(capsys) and not out.exists()

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from videos import SMALL, moving_video
 
-from conftest import SMALL, moving_video
-from simvos_trt.errors import InputError, SimVOSError
+from simvos_trt.errors import InputError
 from simvos_trt.manifest import ManifestError, read_manifest
 from simvos_trt.runtime import BackendError, VideoSegmenter
 from simvos_trt.runtime.backends import Backend, create_backend
@@ -228,7 +228,7 @@ def test_manifest_that_disagrees_with_its_graphs(small_export, tmp_path, edit, e
     (lambda f: VideoSegmenter.open(f, backend=None), "backend: got None"),
 ])
 def test_bad_open_arguments(small_export, call, match):
-    with pytest.raises(SimVOSError, match=match):
+    with pytest.raises(InputError, match=match):
         call(small_export.folder)
 
 

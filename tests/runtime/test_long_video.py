@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
+from videos import SMALL
 
-from conftest import SMALL
 from simvos_trt.runtime import VideoSegmenter
 
 psutil = pytest.importorskip("psutil")

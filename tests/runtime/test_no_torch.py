@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import numpy as np
+from videos import SMALL, moving_video
 
-from conftest import SMALL, moving_video
 from simvos_trt.runtime import VideoSegmenter
 
 SCRIPT = textwrap.dedent("""

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from goldens import GOLDEN_CASES, load_golden  # noqa: E402
+from videos import SMALL, moving_video  # noqa: E402
 
-from conftest import SMALL, moving_video  # noqa: E402
 from simvos_trt.errors import InputError  # noqa: E402
 from simvos_trt.model import propagate  # noqa: E402
 from simvos_trt.runtime import VideoSegmenter  # noqa: E402

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from videos import SMALL, SMALL_MAX_OBJECTS, gpu_missing, moving_video
 
-from conftest import SMALL, SMALL_MAX_OBJECTS, moving_video
 from simvos_trt.config import SimVOSConfig
 from simvos_trt.errors import InputError, MissingDependencyError
 from simvos_trt.io import write_json_atomic
@@ -43,7 +43,7 @@ from simvos_trt.manifest import (
 )
 from simvos_trt.runtime import BackendError, VideoSegmenter, create_backend
 from simvos_trt.runtime.backends import Backend
-from simvos_trt.runtime.backends.trt import DeviceTensor, TensorRTBackend, require_runtime
+from simvos_trt.runtime.backends.trt import DeviceTensor, TensorRTBackend
 from simvos_trt.trt.engine import host_platform
 from simvos_trt.trt.plan import BuildSettings, Target, objects_range, plan_build
 from simvos_trt.trt.records import EngineEntry, record_engines
@@ -53,14 +53,6 @@ A100 = Target("tensorrt", TRT_VERSION, host_platform(), ((8, 0),), "NVIDIA A100-
 H, W = SMALL
 N, C = (H // 16) * (W // 16), 192
 MAX = 3
-
-
-def _gpu_missing() -> str | None:
-    try:
-        require_runtime()
-    except (MissingDependencyError, BackendError) as exc:
-        return f"needs TensorRT and an NVIDIA GPU ({exc})"
-    return None
 
 
 # --------------------------------------------------------------------------- fake CUDA runtime
@@ -642,7 +634,7 @@ def test_auto_picks_tensorrt_when_engines_are_here(monkeypatch, cuda, folder, ca
     assert "has no engine for query_encoder; build them with: simvos-build" in caplog.text
 
 
-@pytest.mark.skipif(_gpu_missing() is None, reason="TensorRT and a GPU are here")
+@pytest.mark.skipif(gpu_missing() is None, reason="TensorRT and a GPU are here")
 def test_auto_falls_back_to_onnxruntime_here_with_the_reason(small_export, caplog):
     m = read_manifest(small_export.folder)
     with caplog.at_level(logging.INFO, logger="simvos_trt.runtime.backends"):
@@ -651,7 +643,7 @@ def test_auto_falls_back_to_onnxruntime_here_with_the_reason(small_export, caplo
     assert "not using TensorRT (" in caplog.text
 
 
-@pytest.mark.skipif(_gpu_missing() is None, reason="TensorRT and a GPU are here")
+@pytest.mark.skipif(gpu_missing() is None, reason="TensorRT and a GPU are here")
 def test_tensorrt_here_says_what_to_install(small_export):
     m = read_manifest(small_export.folder)
     with pytest.raises((MissingDependencyError, BackendError)) as info:
@@ -690,8 +682,34 @@ def test_fake_engines_over_the_onnx_graphs_match_onnx_runtime(monkeypatch, cuda,
     np.testing.assert_array_equal(got, want)
 
 
-def test_verify_engines_and_video_agreement_with_fake_engines(monkeypatch, cuda, small_export, tmp_path):
-    from simvos_trt.eval.engines import verify_engines, video_agreement
+def test_fake_engines_on_a_live_video_match_onnx_runtime(monkeypatch, cuda, small_export, tmp_path):
+    """Objects joining (decoded in a batch of their own on the next frame), corrected, removed and joining again:
+    the device-side regrouping (take, concat) of the TensorRT backend gives what ONNX Runtime gives."""
+    folder = tmp_path / "export"
+    onnx_engines(monkeypatch, cuda, small_export.folder, folder)
+    frames, mask = moving_video(7, *SMALL, objects=3)
+
+    def only(t: int, i: int) -> np.ndarray:  # object i of the first mask, moved as the video moves it
+        return np.where(np.roll(mask, t, axis=1) == i, i, 0).astype(np.uint8)
+
+    masks = {0: only(0, 1), 2: only(2, 2), 3: only(3, 1), 5: only(5, 3)}
+
+    def run(backend: str, **options: Any) -> list[np.ndarray]:
+        with VideoSegmenter.open(folder, backend, **options) as seg:
+            video = seg.video()
+            out = [video.start(frames[0], masks[0])]
+            for t in range(1, len(frames)):
+                if t == 4:
+                    video.remove_objects([2])
+                out.append(video.step(frames[t], masks.get(t)))
+            assert video.object_ids.tolist() == [1, 3]
+        return out
+
+    np.testing.assert_array_equal(np.stack(run("tensorrt")), np.stack(run("onnxruntime", threads=1)))
+
+
+def test_verify_engines_and_label_agreement_with_fake_engines(monkeypatch, cuda, small_export, tmp_path):
+    from simvos_trt.eval.engines import label_agreement, segment_labels, verify_engines
 
     folder = tmp_path / "export"
     onnx_engines(monkeypatch, cuda, small_export.folder, folder)
@@ -699,7 +717,8 @@ def test_verify_engines_and_video_agreement_with_fake_engines(monkeypatch, cuda,
     assert report.passed and len(report.checks) == 2 * 7  # 7 outputs at 1 and 2 objects
     assert {c.objects for c in report.checks} == {1, SMALL_MAX_OBJECTS}
     frames, mask = moving_video(4, *SMALL, objects=2)
-    assert video_agreement(folder, frames, mask).per_frame == (1.0,) * 4
+    got = segment_labels(folder, frames, mask, "tensorrt")
+    assert label_agreement(got, segment_labels(folder, frames, mask, "onnxruntime")).per_frame == (1.0,) * 4
 
 
 def test_verification_names_an_engine_that_differs(monkeypatch, cuda, small_export, tmp_path):
@@ -715,7 +734,7 @@ def test_verification_names_an_engine_that_differs(monkeypatch, cuda, small_expo
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(_gpu_missing() is not None, reason=str(_gpu_missing()))
+@pytest.mark.skipif(gpu_missing() is not None, reason=str(gpu_missing()))
 @pytest.mark.parametrize("name", ["tiny_L0", "tiny_L4_tr", "tiny_L2_tr_odd"])
 def test_golden_videos_tensorrt_vs_onnxruntime(name, golden_exports, tmp_path):
     """The golden videos through TensorRT engines and through ONNX Runtime on the same graphs: labels agree."""

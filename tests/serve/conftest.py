@@ -8,9 +8,7 @@ run in $SIMVOS_SERVE_PYTHON (a venv with the 'serve' extra), clients in this Pyt
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +16,6 @@ from goldens import load_golden
 
 from simvos_trt.manifest import Weights
 from simvos_trt.serve.launch import serve_python
-
-
-def _load(name: str, path: Path):
-    """A conftest module loaded by path (several conftest modules share the name ``conftest``)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-_runtime = _load("_runtime_conftest", Path(__file__).parents[1] / "runtime" / "conftest.py")
-moving_video = _runtime.moving_video
 
 #: Engine sizes and object limits of the two exports.
 GOLDEN_SIZE, GOLDEN_MAX_OBJECTS = (128, 192), 4

@@ -9,8 +9,8 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.cli import segment, serve
 from simvos_trt.runtime.png import read_index_png, write_index_png
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.errors import InputError, ServeError
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.serve import FrameRequest

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import psutil
 import pytest
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.errors import ServeError
 from simvos_trt.serve import FrameRequest, ServerProcess
 

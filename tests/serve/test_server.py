@@ -9,8 +9,8 @@ import urllib.request
 import numpy as np
 import pytest
 from goldens import GOLDEN_CASES, load_golden
+from videos import moving_video
 
-from conftest import moving_video
 from simvos_trt.runtime import VideoSegmenter
 
 

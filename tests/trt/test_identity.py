@@ -125,18 +125,18 @@ def test_records_round_trip_and_engines_are_checked_before_loading(folder):
     record_engines(folder, [entry])
     assert read_manifest(folder, verify=True).graphs[plan.graph].engine == entry.to_dict()
     assert EngineEntry.from_dict(json.loads(json.dumps(entry.to_dict()))) == entry
-    assert check_engine(folder, plan.graph, A100) == (entry, path)
+    assert check_engine(folder, read_manifest(folder), plan.graph, A100) == (entry, path)
     assert is_reusable(folder, entry, entry.cache_key) and not is_reusable(folder, entry, "other")
     with pytest.raises(BackendError, match="simvos-build .* --force"):
-        check_engine(folder, plan.graph, dataclasses.replace(A100, gpu_name="Tesla T4"))
+        check_engine(folder, read_manifest(folder), plan.graph, dataclasses.replace(A100, gpu_name="Tesla T4"))
     path.write_bytes(b"tampered")
     with pytest.raises(ManifestError, match="does not match the sha256"):
-        check_engine(folder, plan.graph, A100)
+        check_engine(folder, read_manifest(folder), plan.graph, A100)
     path.unlink()
     with pytest.raises(ManifestError, match="is missing"):
-        check_engine(folder, plan.graph, A100)
+        check_engine(folder, read_manifest(folder), plan.graph, A100)
     with pytest.raises(ManifestError, match="has no engine for aggregate"):
-        check_engine(folder, "aggregate", A100)
+        check_engine(folder, read_manifest(folder), "aggregate", A100)
 
 
 def test_an_engine_of_an_older_graph_is_stale(folder):
@@ -145,7 +145,7 @@ def test_an_engine_of_an_older_graph_is_stale(folder):
     (folder / plan.engine_file).write_bytes(b"engine")
     record_engines(folder, [dataclasses.replace(entry_for(plan), sha256=sha256_file(folder / plan.engine_file))])
     with pytest.raises(ManifestError, match="stale"):
-        check_engine(folder, plan.graph, A100)
+        check_engine(folder, read_manifest(folder), plan.graph, A100)
 
 
 def test_bad_records_and_manifests_are_named(folder):

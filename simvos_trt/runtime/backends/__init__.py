@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError, MissingDependencyError
+from ...errors import BackendError, InputError, MissingDependencyError
 from ...manifest import Manifest
 from .base import MAX_IDS, Backend, Handle, check_inputs
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 #: The backends, and the options each understands (``auto`` passes each backend its own).
 OPTIONS = {"onnxruntime": frozenset({"providers", "threads", "io_binding"}),
-           "torch": frozenset({"model", "device"}),
+           "torch": frozenset({"model", "device", "compile"}),
            "tensorrt": frozenset({"device", "cuda_graphs", "max_buffers", "graphs"})}
 BACKENDS = tuple(OPTIONS)
 AUTO = "auto"
@@ -37,32 +37,34 @@ def unavailable_reason(name: str, folder: str | Path = ".", manifest: Manifest |
     return None
 
 
-def _tensorrt_problem(folder: str | Path, manifest: Manifest | None, device: int) -> tuple[str | None, bool]:
-    """(why TensorRT cannot run the export here or None, whether the library and GPU are here)."""
+def _tensorrt_problem(folder: str | Path, manifest: Manifest | None, device: int) -> tuple[str | None, Any]:
+    """(why TensorRT cannot run the export here or None, the library and GPU here or None)."""
     from .trt import engine_library, engine_problem, require_runtime
 
     try:
         gpu = require_runtime(device, engine_library(manifest) if manifest is not None else "auto")
     except (MissingDependencyError, BackendError) as exc:
-        return str(exc), False
-    return (None if manifest is None else engine_problem(folder, manifest, gpu)), True
+        return str(exc), None
+    return (None if manifest is None else engine_problem(folder, manifest, gpu)), gpu
 
 
 def create_backend(name: str, folder: str | Path, manifest: Manifest, **options: Any) -> Backend:
     """A backend (not yet opened) over the export ``folder``: ``name`` is one of ``BACKENDS`` or ``auto``
     (TensorRT where ``unavailable_reason`` finds none, else ONNX Runtime, each given its own ``options``).
-    Raises MissingDependencyError or BackendError when it cannot run here, or for an unknown name or option."""
+    Raises MissingDependencyError or DeviceUnavailableError when it cannot run here, InputError for an unknown
+    name or option."""
     known = (OPTIONS["onnxruntime"] | OPTIONS["tensorrt"]) - {"graphs"} if name == AUTO else OPTIONS.get(name)
     if known is None:
-        raise BackendError(f"unknown backend {name!r}; expected one of {[AUTO, *BACKENDS]}")
+        raise InputError(f"unknown backend {name!r}; expected one of {[AUTO, *BACKENDS]}")
     unknown = sorted(set(options) - known)
     if unknown:
-        raise BackendError(f"unknown option {', '.join(unknown)} for the {name} backend; it takes "
+        raise InputError(f"unknown option {', '.join(unknown)} for the {name} backend; it takes "
                            f"{', '.join(sorted(known))}")
+    gpu = None
     if name == AUTO:
-        reason, runtime_here = _tensorrt_problem(folder, manifest, options.get("device", 0))
+        reason, gpu = _tensorrt_problem(folder, manifest, options.get("device", 0))
         if reason is not None:  # a warning when only the engines are missing
-            log.log(logging.WARNING if runtime_here else logging.INFO,
+            log.log(logging.WARNING if gpu is not None else logging.INFO,
                     "backend auto: not using TensorRT (%s); using ONNX Runtime", reason)
         name = "tensorrt" if reason is None else "onnxruntime"
         log.info("backend auto -> %s (ignoring the options %s)", name, sorted(set(options) - OPTIONS[name]))
@@ -77,5 +79,6 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
         return TorchBackend(folder, manifest, **options)
     from .trt import TensorRTBackend, engine_library, require_runtime
 
-    require_runtime(options.get("device", 0), engine_library(manifest))
-    return TensorRTBackend(folder, manifest, **options)
+    if gpu is None:
+        gpu = require_runtime(options.get("device", 0), engine_library(manifest))
+    return TensorRTBackend(folder, manifest, gpu=gpu, **options)

@@ -11,23 +11,26 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import require
+from ...errors import InputError, require
 from ...manifest import Graph, Manifest, ManifestError, sha256_file
-from .base import Backend, BackendError, Handle
+from ...precision import Precision
+from .base import Backend, Handle
 
 log = logging.getLogger(__name__)
 
 
 class TorchBackend(Backend):
     """The PyTorch stage wrappers of ``model`` (a ``SimVOS`` with the export's configuration, on its device;
-    default ``load_model(manifest)`` on ``device``); the ONNX files are not read."""
+    default ``load_model(manifest)`` on ``device``); the ONNX files are not read. ``compile``: run each stage
+    through ``torch.compile`` with this backend (``inductor``, ``cudagraphs`` to replay CUDA graphs, ``eager``
+    to check that a stage traces as one graph); None: eagerly."""
 
     name = "torch"
 
     def __init__(self, folder: str | Path, manifest: Manifest, *, model: Any = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, compile: str | None = None) -> None:
         super().__init__(folder, manifest)
-        self._model, self._device_name = model, device
+        self._model, self._device_name, self._compile = model, device, compile
         self._modules: dict[str, Any] = {}
         self._torch: Any = None
         self._device: Any = None
@@ -41,11 +44,11 @@ class TorchBackend(Backend):
 
         self._torch = torch
         model = self._model if self._model is not None else load_model(self.manifest, self._device_name)
-        half = self.manifest.precision == "fp16"
+        half = self.manifest.precision == Precision.FP16
         if half and model is self._model:
             model = copy.deepcopy(model)  # the float16 conversion must not touch the caller's model
         if model.config != self.manifest.config:
-            raise BackendError(f"the model's configuration {model.config} differs from the export's "
+            raise InputError(f"the model's configuration {model.config} differs from the export's "
                                f"{self.manifest.config}; pass the model that was exported")
         m = self.manifest
         self._device = next(model.parameters()).device
@@ -59,8 +62,11 @@ class TorchBackend(Backend):
             from ...model.precision import to_fp16
 
             for name, mod in self._modules.items():
-                if self.manifest.graphs[name].precision == "fp16":
+                if self.manifest.graphs[name].precision == Precision.FP16:
                     to_fp16(mod)
+        if self._compile is not None:
+            self._modules = {name: torch.compile(mod, backend=self._compile, dynamic=False, fullgraph=True)
+                             for name, mod in self._modules.items()}
 
     def _close(self) -> None:
         self._modules.clear()
@@ -111,7 +117,7 @@ def load_model(manifest: Manifest, device: str | None = None) -> Any:
     elif kind == "random" and ck.seed is not None:
         model = random_model(config, seed=ck.seed)
     else:
-        raise BackendError(f"cannot rebuild the exported weights from the manifest's checkpoint record {ck} "
+        raise InputError(f"cannot rebuild the exported weights from the manifest's checkpoint record {ck} "
                            "(it needs an official or MAE checkpoint's path, or random weights' seed); pass "
                            "model= to the torch backend, or use the onnxruntime backend")
     log.info("torch backend: %s weights (%s)", kind, path or f"seed {ck.seed}")

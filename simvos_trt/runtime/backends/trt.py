@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BackendError, InputError, MissingDependencyError
+from ...errors import BackendError, DeviceUnavailableError, InputError, MissingDependencyError
 from ...manifest import GRAPHS, Manifest
 from ...trt.cuda import Cuda, load_cudart
 from ...trt.engine import DTYPES, device_here, load_engine
@@ -45,8 +45,8 @@ def require_runtime(device: int = 0, library: str = "auto") -> Device:
     except MissingDependencyError as exc:
         raise MissingDependencyError(f"the TensorRT backend needs TensorRT or TensorRT-RTX, cuda-python and an "
                                      f"NVIDIA GPU: {exc}") from exc
-    except BackendError as exc:
-        raise BackendError(f"the TensorRT backend needs an NVIDIA GPU: {exc}") from exc
+    except BackendError as exc:  # a GPU that cannot even be queried is no usable GPU
+        raise DeviceUnavailableError(f"the TensorRT backend needs an NVIDIA GPU: {exc}") from exc
 
 
 def engine_problem(folder: str | Path, manifest: Manifest, device: Device) -> str | None:
@@ -64,18 +64,19 @@ def engine_problem(folder: str | Path, manifest: Manifest, device: Device) -> st
 class TensorRTBackend(Backend):
     """The export folder's TensorRT engines (``simvos-build``) on CUDA ``device``: executions replayed as CUDA
     graphs with ``cuda_graphs``, at most ``max_buffers`` device buffers per engine output (docs/runtime.md),
-    only the engines ``graphs`` if given (verification of a partial build)."""
+    only the engines ``graphs`` if given (verification of a partial build). ``gpu``: the library and GPU here
+    as ``require_runtime`` found them (``create_backend`` passes them on; None: found when it opens)."""
 
     name = "tensorrt"
 
     def __init__(self, folder: str | Path, manifest: Manifest, *, device: int = 0, cuda_graphs: bool = False,
-                 max_buffers: int = 64, graphs: Sequence[str] | None = None) -> None:
+                 max_buffers: int = 64, graphs: Sequence[str] | None = None, gpu: Device | None = None) -> None:
         super().__init__(folder, manifest)
         unknown = sorted(set(graphs or ()) - set(GRAPHS))
         if unknown:
             raise BackendError(f"graphs: {unknown} are not graphs of an export; expected some of {GRAPHS}")
-        self.graphs = tuple(g for g in GRAPHS if graphs is None or g in graphs)
-        self.device, self.cuda_graphs, self.max_buffers = device, cuda_graphs, max_buffers
+        self.engines = tuple(g for g in GRAPHS if graphs is None or g in graphs)
+        self.device, self.cuda_graphs, self.max_buffers, self.gpu = device, cuda_graphs, max_buffers, gpu
         self._lock = threading.RLock()
         self._runners: dict[str, EngineRunner] = {}
         self._cuda: Cuda | None = None
@@ -85,14 +86,15 @@ class TensorRTBackend(Backend):
         self._pinned = (0, 0)  # (pointer, bytes) of the pinned download buffer
 
     def _open(self) -> None:
-        device = require_runtime(self.device, engine_library(self.manifest))
+        if self.gpu is None:
+            self.gpu = require_runtime(self.device, engine_library(self.manifest))
         cuda = self._cuda = Cuda(load_cudart("the TensorRT backend"))
         try:
             cuda.call("cudaSetDevice", self.device)
             self._stream = cuda.call("cudaStreamCreateWithFlags", cuda.rt.cudaStreamNonBlocking)
             fix = rebuild_command(self.folder)
-            for graph in self.graphs:
-                loaded = load_engine(self.folder, graph, device)
+            for graph in self.engines:
+                loaded = load_engine(self.folder, self.manifest, graph, self.gpu)
                 self._runners[graph] = EngineRunner(graph, loaded, self.manifest.graphs[graph], cuda, self._stream,
                                                     fix=fix, max_buffers=self.max_buffers,
                                                     cuda_graphs=self.cuda_graphs)
@@ -162,7 +164,7 @@ class TensorRTBackend(Backend):
 
     def _run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         if graph not in self._runners:
-            raise BackendError(f"the tensorrt backend was opened with the engines {list(self.graphs)} only")
+            raise BackendError(f"the tensorrt backend was opened with the engines {list(self.engines)} only")
         with self._lock:
             tensors = {k: v if isinstance(v, DeviceTensor) else self.from_host(v) for k, v in inputs.items()}
             return dict(self._runners[graph].run(tensors))

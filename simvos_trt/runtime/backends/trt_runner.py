@@ -56,7 +56,7 @@ class EngineRunner:
         self.addresses: dict[str, int] = {}
         self.out_shapes: dict[str, tuple[int, ...]] = {}
         self.use_graphs = cuda_graphs
-        self.graphs: dict[tuple[int, ...], Any] = {}
+        self.captured: dict[tuple[int, ...], Any] = {}
         max_shapes = self._bind_shapes({n: self._profile_max(n) for n in self.inputs})
         self.pools = {n: BufferPool(cuda, f"{graph}.{n}", prod(s) * np.dtype(self.io[n][1]).itemsize,
                                     max_buffers) for n, s in max_shapes.items()}
@@ -107,8 +107,8 @@ class EngineRunner:
                     raise BackendError(f"{self.graph}: TensorRT refused the address {tensor.ptr:#x} of tensor {name}")
                 self.addresses[name] = tensor.ptr
         key = tuple(self.addresses[n] for n in (*self.inputs, *self.outputs))
-        if self.use_graphs and key in self.graphs:
-            self.cuda.call("cudaGraphLaunch", self.graphs[key], self.stream)
+        if self.use_graphs and key in self.captured:
+            self.cuda.call("cudaGraphLaunch", self.captured[key], self.stream)
             return outputs
         if not self.context.execute_async_v3(int(self.stream)):
             raise BackendError(f"TensorRT could not execute {self.graph} (see the TensorRT log)")
@@ -128,9 +128,9 @@ class EngineRunner:
             try:
                 if not ok:
                     raise BackendError("execute_async_v3 failed during capture")
-                if len(self.graphs) >= MAX_GRAPHS:  # the oldest address set goes
-                    self.cuda.quietly("cudaGraphExecDestroy", self.graphs.pop(next(iter(self.graphs))))
-                self.graphs[key] = self.cuda.call("cudaGraphInstantiate", graph, 0)
+                if len(self.captured) >= MAX_GRAPHS:  # the oldest address set goes
+                    self.cuda.quietly("cudaGraphExecDestroy", self.captured.pop(next(iter(self.captured))))
+                self.captured[key] = self.cuda.call("cudaGraphInstantiate", graph, 0)
             finally:
                 self.cuda.quietly("cudaGraphDestroy", graph)
         except BackendError as exc:  # a CUDA call or TensorRT failed
@@ -139,9 +139,9 @@ class EngineRunner:
             self._drop_graphs()
 
     def _drop_graphs(self) -> None:
-        for exec_graph in self.graphs.values():
+        for exec_graph in self.captured.values():
             self.cuda.quietly("cudaGraphExecDestroy", exec_graph)
-        self.graphs.clear()
+        self.captured.clear()
 
     def close(self) -> None:
         self._drop_graphs()
