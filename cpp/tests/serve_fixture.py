@@ -4,11 +4,11 @@
 
 Writes under WORKDIR (kept between runs: the export takes a while): ``export/`` (the golden checkpoint, T
 configuration, 128x192, at most 4 objects, as tests/serve/conftest.py's golden_export), ``golden/`` (the golden
-video tiny_L4_tr as PNG frames, JPEG frames and an FFV1 video, its mask with ids {1, 9} and a 10-entry palette),
-``pillow/`` (label maps as raw bytes beside the PNGs Pillow writes of them), then starts a server on free ports,
-writes the Python client's masks (``python-png/``, ``python-jpg/``, ``python-video/``: ``simvos-segment
---server``) and prints ``ready GRPC_URL HTTP_PORT``. Stops the server and exits when its stdin closes (the C++
-test ends).
+video tiny_L4_tr as PNG frames, JPEG frames and an FFV1 video, its mask with ids {1, 9} and a 10-entry palette,
+also as late/00002.png and as later/00000.png + later/00003.png), ``pillow/`` (label maps as raw bytes beside
+the PNGs Pillow writes of them), then starts a server on free ports, writes the Python client's masks
+(``python-<kind>/`` of each of ``RUNS``: ``simvos-segment --server``) and prints ``ready GRPC_URL HTTP_PORT``.
+Stops the server and exits when its stdin closes (the C++ test ends).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from PIL import Image  # noqa: E402
 from simvos_trt.runtime.png import encode_index_png  # noqa: E402
 
 GOLDEN_CASE, SIZE, MAX_OBJECTS = "tiny_L4_tr", (128, 192), 4
-#: The golden video's forms, under golden/: the Python client's masks of each go to python-<kind>/.
-INPUTS = {"png": "png", "jpg": "jpg", "video": "video.avi"}
+#: The Python client's runs, each into python-<kind>/: the frames and the mask options, under golden/.
+RUNS = {"png": ("png", "--mask", "mask.png"), "jpg": ("jpg", "--mask", "mask.png"),
+        "video": ("video.avi", "--mask", "mask.png"), "late": ("png", "--masks", "late")}
 
 
 def make_export(folder: Path) -> Path:
@@ -72,6 +73,10 @@ def make_video(folder: Path) -> None:
     image = Image.frombytes("P", mask.shape[::-1], mask.tobytes())
     image.putpalette([0, 0, 0, 250, 10, 10] + [20, 20, 20] * 7 + [10, 250, 10])  # 10 entries, not DAVIS's 256
     image.save(folder / "mask.png")
+    for masks, frames in {"late": ("00002",), "later": ("00000", "00003")}.items():
+        (folder / masks).mkdir(exist_ok=True)
+        for name in frames:  # late: the objects appear on the third frame; later: a second mask on the fourth
+            image.save(folder / masks / f"{name}.png")
 
 
 def make_pillow_pairs(folder: Path) -> None:
@@ -96,12 +101,12 @@ def main(workdir: Path) -> None:
     make_video(workdir / "golden")
     make_pillow_pairs(workdir / "pillow")
     with ServerProcess(export, "--threads", "1", "--instances", "2", log=workdir / "server.log") as server:
-        for kind, given in INPUTS.items():
-            out = workdir / f"python-{kind}"
-            argv = ["--server", server.url, "--input", str(workdir / "golden" / given), "--mask",
-                    str(workdir / "golden" / "mask.png"), "--out", str(out), "--force", "--no-progress"]
+        for kind, (frames, option, masks) in RUNS.items():
+            golden = workdir / "golden"
+            argv = ["--server", server.url, "--input", str(golden / frames), option, str(golden / masks), "--out",
+                    str(workdir / f"python-{kind}"), "--force", "--no-progress"]
             if segment.main(argv) != 0:
-                raise SystemExit(f"simvos-segment --server failed on golden/{given}")
+                raise SystemExit(f"simvos-segment --server failed on golden/{frames} with {option} {masks}")
         print(f"ready {server.url} {server.http_port}", flush=True)
         sys.stdin.read()  # until the C++ test closes the pipe (or dies)
 

@@ -203,7 +203,7 @@ TEST(Frames, DamagedImagesAreInputErrors) {
     fs::remove_all(dir / "frames");
     fs::create_directories(dir / "frames");
     std::ofstream(dir / "frames" / name, std::ios::binary) << bytes;
-    simvos::FrameSource source(dir / "frames", dir / "mask.png");
+    simvos::FrameSource source(dir / "frames", {dir / "mask.png"});
     std::string stem;
     cv::Mat frame;
     try {
@@ -215,7 +215,7 @@ TEST(Frames, DamagedImagesAreInputErrors) {
   }
   std::ofstream(dir / "frames" / "whole.jpg", std::ios::binary) << std::string(jpeg.begin(), jpeg.end());
   fs::remove(dir / "frames" / "text.png");
-  simvos::FrameSource source(dir / "frames", dir / "mask.png");
+  simvos::FrameSource source(dir / "frames", {dir / "mask.png"});
   std::string stem;
   cv::Mat frame;
   ASSERT_TRUE(source.next(stem, frame));
@@ -300,7 +300,21 @@ TEST(Tool, ErrorsAreOneLineExit2) {
   std::ofstream(clip / "foreign" / "notes.txt") << "mine";
   fs::create_directories(clip / "other");
   std::ofstream(clip / "other" / ".simvos-trt.json") << R"({"tool": "simvos-segment", "source": "video /elsewhere"})";
+  fs::create_directories(clip / "masks");
+  fs::create_directories(clip / "twice");
+  fs::create_directories(clip / "none");
+  for (const fs::path& copy : {clip / "masks" / "00000.png", clip / "masks" / "00007.png", clip / "twice" / "00000.png"})
+    fs::copy_file(clip / "mask.png", copy);
+  const std::string frames = " --input " + (clip / "frames").string();
   const std::pair<std::string, std::string> cases[] = {
+      {"--server 127.0.0.1:1" + frames + " --masks " + (clip / "masks").string() + out,
+       "masks ['00007'] name no frame of " + (clip / "frames").string() + "; name each mask after the frame it "
+       "annotates (its frames are 00000 .. 00000)"},
+      {"--server 127.0.0.1:1" + frames + " --mask " + (clip / "masks" / "00000.png").string() + " --mask " +
+           (clip / "twice" / "00000.png").string() + out,
+       "masks: several masks annotate frames ['00000']; give one mask per frame"},
+      {"--server 127.0.0.1:1" + frames + " --masks " + (clip / "none").string() + out, "no .png mask in this folder"},
+      {"--server 127.0.0.1:1" + inputs + " --masks " + (clip / "none").string() + out, "not allowed with"},
       {"--server 127.0.0.1:1" + inputs + " --out " + (clip / "foreign").string(),
        "holds files that simvos-segment did not write; it is left alone (even with --force)"},
       {"--server 127.0.0.1:1" + inputs + " --out " + (clip / "other").string(),
@@ -325,7 +339,7 @@ TEST(Tool, ErrorsAreOneLineExit2) {
 TEST(Tool, HelpExplainsEveryOption) {
   std::string text;
   ASSERT_EQ(run(tool() + " --help", &text), 0);
-  for (const char* option : {"--server", "--input", "--mask", "--out", "--force", "--bgr", "--no-bgr", "--json",
+  for (const char* option : {"--server", "--input", "--mask", "--masks", "--out", "--force", "--bgr", "--no-bgr", "--json",
                              "--help", "exit codes"})
     EXPECT_NE(text.find(option), std::string::npos) << option;
 }

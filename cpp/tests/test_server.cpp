@@ -34,12 +34,13 @@ std::set<std::string> names(const fs::path& folder) {
 //! simvos-segment-cpp on the golden frames of `kind` gives, file for file and byte for byte, what
 //! simvos-segment --server gave (the PNGs and the output folder's record).
 void expect_same_output_as_python(const simvos::testing::Served& served, const std::string& kind,
-                                  const std::string& input) {
+                                  const std::string& input, const std::string& masks = "--mask mask.png") {
   const fs::path golden = served.workdir / "golden", out = served.workdir / ("cpp-" + kind);
   const fs::path python = served.workdir / ("python-" + kind);
+  const std::string option = masks.substr(0, masks.find(' ')), given = masks.substr(masks.find(' ') + 1);
   std::string stdout_text, stderr_text;
   ASSERT_EQ(run(std::string(SIMVOS_SEGMENT_CPP) + " --server " + served.url + " --input " + (golden / input).string() +
-                    " --mask " + (golden / "mask.png").string() + " --out " + out.string() + " --force --json",
+                    " " + option + " " + (golden / given).string() + " --out " + out.string() + " --force --json",
                 &stdout_text, &stderr_text),
             0)
       << stderr_text;
@@ -65,6 +66,23 @@ TEST(Segment, JpegFramesGiveThePythonClientsBytes) {
 TEST(Segment, AVideoFileGivesThePythonClientsBytes) {
   SIMVOS_SERVED(served);
   expect_same_output_as_python(*served, "video", "video.avi");  // masks named 00000.png...
+}
+
+TEST(Segment, FramesBeforeTheFirstAnnotationAsPython) {
+  SIMVOS_SERVED(served);
+  expect_same_output_as_python(*served, "late", "png", "--masks late");  // empty masks, then the objects
+}
+
+TEST(Segment, MasksOnLaterFramesAreRefusedUntilTheProtocolCarriesThem) {
+  SIMVOS_SERVED(served);
+  const fs::path golden = served->workdir / "golden", out = served->workdir / "cpp-refused";
+  std::string stdout_text, stderr_text;
+  EXPECT_EQ(run(std::string(SIMVOS_SEGMENT_CPP) + " --server " + served->url + " --input " + (golden / "png").string() +
+                    " --masks " + (golden / "later").string() + " --out " + out.string() + " --force",
+                &stdout_text, &stderr_text),
+            2);
+  EXPECT_NE(stderr_text.find("this client sends a mask with the first frame only (start)"), std::string::npos)
+      << stderr_text;
 }
 
 TEST(IndexPng, EncodesAsPillow) {

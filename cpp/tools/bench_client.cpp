@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    simvos::FrameSource source(argv[2], argv[3]);
+    simvos::FrameSource source(argv[2], {argv[3]});
     std::vector<cv::Mat> frames;  // all decoded first: only the steps are timed
     std::string name;
     for (cv::Mat frame; source.next(name, frame);) frames.push_back(frame.clone());

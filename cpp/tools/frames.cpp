@@ -62,12 +62,13 @@ bool natural_less(const std::string& a, const std::string& b) {
   return i == a.size() && j < b.size();
 }
 
-FrameSource::FrameSource(const fs::path& path, const fs::path& exclude) : path_(path) {
+FrameSource::FrameSource(const fs::path& path, const std::vector<fs::path>& exclude) : path_(path) {
   std::error_code error;
   if (fs::is_directory(path, error)) {
-    const fs::path skip = fs::weakly_canonical(exclude, error);
+    std::set<fs::path> skip;
+    for (const fs::path& file : exclude) skip.insert(fs::weakly_canonical(file, error));
     for (const auto& entry : fs::directory_iterator(path))
-      if (entry.is_regular_file() && is_frame(entry.path()) && fs::weakly_canonical(entry.path(), error) != skip)
+      if (entry.is_regular_file() && is_frame(entry.path()) && skip.count(fs::weakly_canonical(entry.path(), error)) == 0)
         files_.push_back(entry.path());
     if (files_.empty()) throw InputError("frames " + path.string() + ": no .jpg/.jpeg/.png frame in this folder");
     std::sort(files_.begin(), files_.end(),
@@ -86,6 +87,12 @@ FrameSource::FrameSource(const fs::path& path, const fs::path& exclude) : path_(
   } else {
     throw InputError(path.string() + " does not exist; give a folder of frames or a video file");
   }
+}
+
+std::vector<std::string> FrameSource::names() const {
+  std::vector<std::string> out;
+  for (const fs::path& file : files_) out.push_back(file.stem());
+  return out;
 }
 
 bool FrameSource::next(std::string& name, cv::Mat& frame) {

@@ -15,11 +15,16 @@ namespace simvos {
 //! `exclude` left out), named by their stems, or a video's frames, named 00000, 00001, ...
 class FrameSource {
  public:
-  FrameSource(const std::filesystem::path& path, const std::filesystem::path& exclude);
+  FrameSource(const std::filesystem::path& path, const std::vector<std::filesystem::path>& exclude);
   //! The next frame; false after the last. InputError for an unreadable image or a truncated video.
   bool next(std::string& name, cv::Mat& frame);
   //! The number of frames (a video's estimate; 0: unknown).
   std::size_t count() const { return count_; }
+  //! Whether the frames come from a video file (their names are then known only as they are read).
+  bool is_video() const { return video_; }
+  //! The frames' names, in order (a folder's; empty for a video).
+  std::vector<std::string> names() const;
+  const std::filesystem::path& path() const { return path_; }
 
  private:
   std::filesystem::path path_;
