@@ -51,8 +51,8 @@ ServeError status_error(const std::string& server, const grpc::Status& status, d
     return ServeError(server, "server " + server + ": " + own, own);
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE)
     return ServeError(server, "server " + server + ": cannot reach it (" + one_line(text) +
-                                  "); start one with simvos-serve --engine-dir DIR and give its gRPC port (default 8001; "
-                                  "the HTTP port, default 8000, does not speak gRPC)");
+                                  "); start one with simvos-serve --engine-dir DIR and give its gRPC port (default "
+                                  "8001; the HTTP port, default 8000, does not speak gRPC)");
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%g", timeout_s);

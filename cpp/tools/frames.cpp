@@ -68,7 +68,7 @@ FrameSource::FrameSource(const fs::path& path, const std::vector<fs::path>& excl
     std::set<fs::path> skip;
     for (const fs::path& file : exclude) skip.insert(fs::weakly_canonical(file, error));
     for (const auto& entry : fs::directory_iterator(path))
-      if (entry.is_regular_file() && is_frame(entry.path()) && skip.count(fs::weakly_canonical(entry.path(), error)) == 0)
+      if (entry.is_regular_file() && is_frame(entry.path()) && !skip.count(fs::weakly_canonical(entry.path(), error)))
         files_.push_back(entry.path());
     if (files_.empty()) throw InputError("frames " + path.string() + ": no .jpg/.jpeg/.png frame in this folder");
     std::sort(files_.begin(), files_.end(),

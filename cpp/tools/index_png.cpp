@@ -132,7 +132,8 @@ IndexImage read_index_png(const std::string& path) {
     throw InputError(path + ": not one byte per pixel after unpacking; save it as an 8-bit palette PNG");
   image.labels.data.resize(static_cast<std::size_t>(image.labels.height) * image.labels.width);
   std::vector<png_bytep> rows(image.labels.height);
-  for (int y = 0; y < image.labels.height; ++y) rows[y] = image.labels.data.data() + std::size_t(y) * image.labels.width;
+  for (int y = 0; y < image.labels.height; ++y)
+    rows[y] = image.labels.data.data() + static_cast<std::size_t>(y) * image.labels.width;
   if (!read_rows(reader, rows.data())) throw InputError("cannot read " + path + " as an image (" + reader.error + ")");
   png_colorp entries = nullptr;
   int count = 0;

@@ -168,9 +168,10 @@ std::string listed(const std::vector<std::string>& names) {
 std::vector<std::pair<std::string, simvos::png::IndexImage>> read_annotations(std::vector<fs::path> files,
                                                                               const simvos::FrameSource& source) {
   const std::vector<std::string> names = source.names();
-  auto is_frame = [&](const std::string& stem) {
-    return source.is_video() ? !stem.empty() && std::all_of(stem.begin(), stem.end(), [](unsigned char c) { return std::isdigit(c) != 0; })
-                             : std::find(names.begin(), names.end(), stem) != names.end();
+  auto is_frame = [&](const std::string& stem) {  // a video's frames are 00000, 00001...: any digits
+    if (source.is_video())
+      return !stem.empty() && std::all_of(stem.begin(), stem.end(), [](unsigned char c) { return std::isdigit(c); });
+    return std::find(names.begin(), names.end(), stem) != names.end();
   };
   if (files.size() == 1 && !is_frame(files[0].stem()))
     return {{source.is_video() ? "00000" : names.front(), simvos::png::read_index_png(files[0].string())}};
