@@ -31,6 +31,31 @@ class ServeError(SimVOSError):
     """The segmentation server cannot start, cannot be reached, or answered a request with an error."""
 
 
+class ServerUnreachable(ServeError):
+    """A server could not be reached, or dropped the connection during a request: the videos it held are lost."""
+
+
+class VideoLost(ServeError):
+    """A server does not hold a video it was sent: never started there (a restarted server), expired or evicted."""
+
+
+class RequestRefused(ServeError):
+    """A request the server refuses, as its client reads it: the message alone, without a traceback.
+
+    PyTriton answers a failed request with the text of ``traceback.format_exception(exc, exc.__traceback__)``,
+    which would show the server's code to every client; this class reports no traceback to Python code (the
+    interpreter still keeps one internally), so only its type and message go out.
+    """
+
+    @property  # type: ignore[override]
+    def __traceback__(self) -> None:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _traceback: object) -> None:
+        pass
+
+
 def require(module: str, extra: str, purpose: str) -> None:
     """Raise MissingDependencyError naming the extra to install when ``module`` is absent."""
     import importlib.util

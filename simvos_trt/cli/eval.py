@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 from ..io import check_not_input
 from ..tables import fmt, render
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
+from .workers import add_worker_options, check_worker_options, worker_pool
 
 if TYPE_CHECKING:
+    from ..batch import VideoPlan
     from ..eval.davis import Evaluation
     from ..eval.run import Progress, SequenceRun
     from ..runtime import VideoSegmenter
@@ -50,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="torch backend: the device to run on, e.g. cuda:0 [default cpu]")
     flag(s, "--force", text="segment complete sequences again (they are skipped, "
                    "so a run resumes) and replace another export's or backend's results in --out")
+    add_worker_options(p)
     y = p.add_argument_group("YouTube-VOS")
     y.add_argument("--all-frames", type=Path, metavar="DIR", help="every frame of each video, <DIR>/<video>/*.jpg "
                    "(valid_all_frames/JPEGImages): segment them all, save the listed ones (as published results)")
@@ -75,30 +79,41 @@ def _say(args: argparse.Namespace, text: str) -> None:
 Runner = Callable[["VideoSegmenter", Path, "Progress"], "list[SequenceRun]"]
 
 
-def segment(args: argparse.Namespace, root: Path, runner: Runner, suffix: str = "") -> tuple[Path, dict[str, Any]]:
-    """Segment the split of ``root`` with ``args.engine_dir`` through ``runner``; returns the results folder
-    (default ``results/<engine-dir name>-<backend><suffix>``) and a summary."""
-    from ..runtime import VideoSegmenter
+def segment(args: argparse.Namespace, root: Path, runner: Runner, plan: Callable[[], VideoPlan],
+            suffix: str = "") -> tuple[Path, dict[str, Any]]:
+    """Segment the split of ``root`` with ``args.engine_dir``: in this process through ``runner``, or the
+    ``plan`` on the workers --workers or --ray ask for; returns the results folder (default
+    ``results/<engine-dir name>-<backend><suffix>``) and a summary."""
+    from ..batch import SegmenterSpec, VideoRun, segment_videos, videos_per_minute
 
     def progress(index: int, total: int, run: SequenceRun) -> None:
+        worker = f", {run.worker}" if isinstance(run, VideoRun) else ""
         done = (f"skipped, all {run.frames} PNGs present (--force redoes it)" if run.skipped
-                else f"{run.frames} frames, {run.fps:.1f} frames/s")
+                else f"{run.frames} frames, {run.fps:.1f} frames/s{worker}")
         _say(args, f"[{index}/{total}] {run.name}: {done}")
 
-    options: dict[str, Any] = {}
-    if args.threads is not None and args.backend in ("auto", "onnxruntime"):
-        options["threads"] = args.threads
-    if args.device and args.backend == "torch":
-        options["device"] = args.device
-    with VideoSegmenter.open(args.engine_dir, args.backend, **options) as seg:
-        backend = seg.backend.name
+    def results_folder(backend: str) -> Path:
         out = args.out or Path("results") / f"{args.engine_dir.resolve().name}-{backend}{suffix}"
         _say(args, f"segmenting split {args.split} of {root} with {args.engine_dir} ({backend}) into {out}")
-        runs = runner(seg, out, progress)
-    info = {"engine_dir": str(args.engine_dir), "backend": backend,
-            "sequences": [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
-                           "frames_per_second": r.fps} for r in runs]}
-    return out, info
+        return out
+
+    spec, t0 = SegmenterSpec(args.engine_dir, args.backend, args.threads, args.device), time.perf_counter()
+    runs: list[SequenceRun]
+    if (args.workers or 1) > 1 or args.ray is not None:
+        videos = plan()
+        with worker_pool(args, spec) as pool:
+            opened = pool.start(videos.task)
+            backend, out = opened.backend, results_folder(opened.backend)
+            runs = list(segment_videos(videos, pool, opened, out, tool=PROG, force=args.force, progress=progress))
+    else:
+        with spec.open() as seg:
+            backend, out = seg.backend.name, results_folder(seg.backend.name)
+            runs = runner(seg, out, progress)
+    sequences = [{"sequence": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
+                  "frames_per_second": r.fps} | ({"worker": r.worker, "attempts": r.attempts}
+                                                 if isinstance(r, VideoRun) else {}) for r in runs]
+    return out, {"engine_dir": str(args.engine_dir), "backend": backend,
+                 "videos_per_minute": videos_per_minute(runs, time.perf_counter() - t0), "sequences": sequences}
 
 
 def _scores(evaluation: Evaluation) -> dict[str, Any]:
@@ -112,13 +127,15 @@ def _scores(evaluation: Evaluation) -> dict[str, Any]:
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
     """DAVIS: segment (with --engine-dir) and score; write the CSVs; return the summary."""
+    from ..batch import davis_plan
     from ..eval.davis import check_root, csv_paths, dataset_folders, evaluate, write_csvs
     from ..eval.run import segment_dataset
 
     if args.engine_dir is not None:
         check_root(args.davis_root, args.split)  # before the graphs load
         results, info = segment(args, args.davis_root, lambda seg, out, progress: segment_dataset(
-            seg, args.davis_root, args.split, out, force=args.force, progress=progress))
+            seg, args.davis_root, args.split, out, force=args.force, progress=progress),
+            lambda: davis_plan(args.davis_root, args.split))
     else:
         results, info = args.results, {}
     out = args.out or results  # segment() already wrote into --out when given
@@ -132,6 +149,7 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
 
 def score_youtube(args: argparse.Namespace) -> dict[str, Any]:
     """YouTube-VOS: segment (with --engine-dir), write the zip (--zip), score where ground truth exists."""
+    from ..batch import youtube_plan
     from ..eval.davis import csv_paths, write_csvs
     from ..eval.metrics import GLOBAL_COLUMNS
     from ..eval.youtube import evaluate_youtube, open_youtube, per_video, segment_youtube, write_zip
@@ -141,7 +159,8 @@ def score_youtube(args: argparse.Namespace) -> dict[str, Any]:
         check_not_input(args.zip, ds.inputs(), "--zip")
     if args.engine_dir is not None:
         results, info = segment(args, args.youtube_root, lambda seg, out, progress: segment_youtube(
-            seg, ds, out, force=args.force, save_all=args.save_all, progress=progress), f"-youtube-{args.split}")
+            seg, ds, out, force=args.force, save_all=args.save_all, progress=progress),
+            lambda: youtube_plan(ds, args.save_all), f"-youtube-{args.split}")
     else:
         results, info = args.results, {}
     summary = {"split": args.split, "youtube_root": str(args.youtube_root), "results": str(results), **info}
@@ -224,6 +243,7 @@ def _work(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_worker_options(parser, args)
     youtube_only = [o for o in ("all_frames", "save_all", "zip") if getattr(args, o)]
     if args.compare is None and args.davis_root is None and args.youtube_root is None:
         parser.error("--davis-root or --youtube-root is required with --engine-dir and --results")

@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--engine-dir", type=Path, metavar="DIR",
                        help="export folder written by simvos-export (manifest.json and the graphs)")
-    where.add_argument("--server", metavar="HOST:PORT",
-                       help="segment through a simvos-serve server instead, at its gRPC port (default 8001); "
-                       "--backend and --threads are the server's then")
+    where.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                       help="segment through simvos-serve instead, at its gRPC port (default 8001); with several "
+                       "servers the video is placed on one and moved to another if that one fails; --backend and "
+                       "--threads are the server's then")
     p.add_argument("--input", type=Path, required=True, metavar="VIDEO_OR_FOLDER",
                    help="a folder of frames (.jpg/.jpeg/.png, in natural name order: 2 before 10) or a video "
                    "file OpenCV can read")

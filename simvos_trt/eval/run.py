@@ -58,8 +58,13 @@ Progress = Callable[[int, int, SequenceRun], None]
 def results_owner(segmenter: VideoSegmenter, dataset: str = "") -> Owner:
     """The record of a results folder: the export (its graphs' sha256s) and backend, and what else decides
     the predictions (``dataset``: e.g. the frames a YouTube-VOS run segments); empty for DAVIS."""
-    source = f"export {segmenter.manifest.fingerprint} on {segmenter.backend.name}"
-    return Owner("simvos-eval", f"{source}, {dataset}" if dataset else source)
+    return Owner("simvos-eval", owner_source(segmenter.manifest.fingerprint, segmenter.backend.name, dataset))
+
+
+def owner_source(fingerprint: str, backend: str, dataset: str = "") -> str:
+    """``results_owner``'s source, from the export's fingerprint and the backend's name (also for workers)."""
+    source = f"export {fingerprint} on {backend}"
+    return f"{source}, {dataset}" if dataset else source
 
 
 def claim_results(out: Path, owner: Owner, inputs: Iterable[str | os.PathLike[str] | None], force: bool,

@@ -56,7 +56,9 @@ class ServerProcess:
             cmd += ["--triton-log", str(self.log.with_suffix(".triton.log"))]
         log = open(self.log, "w") if self.log is not None else contextlib.nullcontext(subprocess.DEVNULL)  # noqa: SIM115
         with log as err:
-            self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+            # a session of its own: ``kill`` reaches Triton and its Python backend stubs too
+            self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                            start_new_session=True)
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_pump, args=(self.process.stdout, lines), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout
@@ -89,6 +91,15 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started (Triton, its Python backend stubs), as when its
+        machine fails: nothing is cleaned up."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
 
 def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sysconfig
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,28 +17,47 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ServeError, SimVOSError, require
+from ..errors import InputError, RequestRefused, ServeError, SimVOSError, require
+from ..manifest import read_manifest
 from ..runtime import AUTO, VideoSegmenter
 from ..runtime.backends.base import Closing
-from .protocol import ERROR_MARKER, FRAME, GRPC_PORT, HTTP_PORT, LABELS, MASK, MODEL, OBJECT_IDS, PROB, FrameRequest
-from .sessions import VideoStore
+from .protocol import (
+    ERROR_MARKER,
+    GRPC_PORT,
+    HTTP_PORT,
+    INPUTS,
+    LABELS,
+    LOOPBACK,
+    METRICS_PORT,
+    MODEL,
+    OBJECT_IDS,
+    PROB,
+    STATE,
+    FrameRequest,
+)
+from .sessions import Limits, VideoStore
+from .shm import unregister_orphans, write_token
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks for the shared-memory regions of clients that died.
+ORPHANS_EVERY = 30.0
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """What ``simvos-serve`` serves (an export folder, on a backend) and where (Triton's ports, 0.0.0.0)."""
+    """What ``simvos-serve`` serves (an export folder, on a backend), where (Triton's address and ports), and its
+    ``limits`` (README.md)."""
 
     folder: Path
     backend: str = AUTO
+    host: str = LOOPBACK  # the address of all three endpoints: this machine only unless told otherwise
     http_port: int = HTTP_PORT
     grpc_port: int = GRPC_PORT
-    metrics_port: int = 8002
+    metrics_port: int = METRICS_PORT
     instances: int = 1  # Triton model instances: requests (of different videos) run at once
-    idle_timeout: float = 60.0  # seconds without a request after which a video is closed
-    max_videos: int = 64  # open videos at most; a start beyond is refused
-    triton_log: Path | None = None  # Triton's own log (None: on stdout)
+    limits: Limits = Limits()
+    triton_log: Path | None = None  # Triton's own log (None: triton.log in a private temporary folder)
     threads: int | None = None  # ONNX Runtime intra-op threads per graph (None: all cores)
 
     def __post_init__(self) -> None:
@@ -54,6 +75,9 @@ class SegmentationServer(Closing):
         self._segmenter: VideoSegmenter | None = None
         self._store: VideoStore | None = None
         self._libdir: tempfile.TemporaryDirectory[str] | None = None
+        self._token_file: Path | None = None
+        self._token = ""
+        self.triton_log = config.triton_log
 
     def __enter__(self) -> SegmentationServer:
         try:
@@ -65,42 +89,61 @@ class SegmentationServer(Closing):
 
     def _start(self) -> None:
         from pytriton.model_config import ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
         c = self.config
         for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
                            ("--metrics-port", c.metrics_port)):
-            check_port(port, flag)
+            check_port(c.host, port, flag)
         options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in (AUTO, "onnxruntime") else {}
+        if c.backend in (AUTO, "tensorrt"):  # pools that max_videos open videos never exhaust
+            max_objects = read_manifest(c.folder, verify=False).max_objects
+            options["max_buffers"] = c.limits.tensorrt_buffers(c.instances, max_objects)
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
-        self._store = VideoStore(self._segmenter, idle_timeout=c.idle_timeout, max_videos=c.max_videos)
+        self._store = VideoStore(self._segmenter, c.limits)
         self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")
         os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [link_libpython(Path(self._libdir.name)),
                                                              os.environ.get("LD_LIBRARY_PATH")]))
-        triton_config = TritonConfig(http_port=c.http_port, grpc_port=c.grpc_port, metrics_port=c.metrics_port,
-                                     exit_timeout_secs=5, log_file=c.triton_log)
-        self._triton = Triton(config=triton_config)
+        if self.triton_log is None:  # a folder only this user may open (mkdtemp: 0700)
+            self.triton_log = Path(tempfile.mkdtemp(prefix="simvos-serve-log-")) / "triton.log"
+        triton_config = TritonConfig(http_address=c.host, http_port=c.http_port, grpc_address=c.host,
+                                     grpc_port=c.grpc_port, metrics_address=c.host, metrics_port=c.metrics_port,
+                                     exit_timeout_secs=5, log_file=self.triton_log)
+        token = secrets.token_urlsafe(32)  # PyTriton restricts shared memory, model control... to callers with it
+        self._triton = Triton(config=triton_config, security_config=TritonSecurityConfig(access_token=token))
         self._triton.bind(
             model_name=MODEL, infer_func=[self._infer] * c.instances,
-            inputs=[Tensor(name=FRAME, dtype=np.uint8, shape=(-1, -1, -1), optional=True),
-                    Tensor(name=MASK, dtype=np.uint8, shape=(-1, -1), optional=True)],
+            inputs=[Tensor(name=name, dtype=dtype, shape=shape, optional=True)
+                    for name, (dtype, shape) in INPUTS.items()],
             outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
                      Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
-                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1))],
+                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1)),
+                     Tensor(name=STATE, dtype=np.float32, shape=(-1, -1, -1, -1))],
             config=ModelConfig(batching=False), strict=True)
         try:
             self._triton.run()
         except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
             raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
-                             f"({c.triton_log or 'stdout'})") from exc
+                             f"({self.triton_log})") from exc
+        self._token = token
+        self._token_file = write_token(c.grpc_port, token)  # for clients of this user on this host (shared memory)
         log.info("serving %s (%s) on Triton", c.folder, c.backend)
 
     def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
-        """Serve until ``stop`` is set; raises ServeError if Triton stops by itself."""
-        while not stop.wait(poll):
-            if not self._triton.is_alive():
-                raise ServeError("Triton Inference Server stopped unexpectedly; see its log "
-                                 f"({self.config.triton_log or 'stdout'})")
+        """Serve until ``stop`` is set; raises ServeError if Triton stops by itself. Every ``ORPHANS_EVERY``
+        seconds, unregisters the shared-memory regions of clients that died (README.md, Shared memory)."""
+        import tritonclient.grpc as grpc
+
+        c, last = self.config, time.monotonic()
+        host = LOOPBACK if c.host in ("0.0.0.0", "::") else c.host  # this machine's own Triton
+        with grpc.InferenceServerClient(f"[{host}]:{c.grpc_port}" if ":" in host else f"{host}:{c.grpc_port}") as own:
+            while not stop.wait(poll):
+                if not self._triton.is_alive():
+                    raise ServeError(f"Triton Inference Server stopped unexpectedly; see its log ({self.triton_log})")
+                if time.monotonic() - last > ORPHANS_EVERY:
+                    last = time.monotonic()
+                    for name in unregister_orphans(own, self._token):
+                        log.info("unregistered the shared-memory region %s: its client is gone", name)
 
     def close(self) -> None:
         """Stop Triton, close every video and free the graphs (idempotent)."""
@@ -114,6 +157,9 @@ class SegmentationServer(Closing):
         if self._libdir is not None:
             self._libdir.cleanup()
             self._libdir = None
+        if self._token_file is not None:
+            self._token_file.unlink(missing_ok=True)
+            self._token_file = None
 
     def summary_line(self) -> str:
         """One line: what is served where."""
@@ -121,7 +167,7 @@ class SegmentationServer(Closing):
         assert seg is not None, "the server is not started"
         m = seg.manifest
         return (f"model '{MODEL}' serves {c.folder} ({seg.backend.name}, {m.height}x{m.width}) with {c.instances} "
-                f"instance(s): HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
+                f"instance(s) on {c.host}: HTTP :{c.http_port}, gRPC :{c.grpc_port}, metrics :{c.metrics_port}")
 
     def _infer(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """PyTriton's inference callable: one request at a time (no batching)."""
@@ -133,10 +179,11 @@ class SegmentationServer(Closing):
             except SimVOSError as exc:
                 message = " ".join(str(exc).split())
                 log.info("request refused: %s", message)
-                raise InputError(ERROR_MARKER + message) from None  # the client reads what follows the marker
-            except Exception:
-                log.exception("request failed")
-                raise
+                raise RequestRefused(ERROR_MARKER + message) from None  # the client reads what follows the marker
+            except Exception as exc:
+                log.exception("request failed")  # the details stay in the server's log
+                raise RequestRefused(f"{ERROR_MARKER}internal error ({type(exc).__name__}); the server's log has "
+                                     "the details") from None
         return answers
 
 
@@ -154,11 +201,12 @@ def link_libpython(folder: Path) -> str:
     return str(folder)
 
 
-def check_port(port: int, flag: str) -> None:
-    """Raise ServeError unless ``port`` is free on every interface (Triton binds 0.0.0.0)."""
-    with socket.socket() as sock:
+def check_port(host: str, port: int, flag: str) -> None:
+    """Raise ServeError unless ``port`` is free on ``host`` (the address Triton will listen on)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Triton: a port in TIME_WAIT is free
         try:
-            sock.bind(("0.0.0.0", port))
+            sock.bind((host, port))
         except OSError as exc:
-            raise ServeError(f"{flag} {port}: cannot listen there ({exc.strerror}); choose another port") from None
+            raise ServeError(f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                             "port") from None

@@ -1,4 +1,5 @@
-"""The server's open videos: one runtime ``VideoSession`` each, stepped in order, closed when idle."""
+"""The server's open videos: one runtime ``VideoSession`` each, stepped in order, bounded by ``Limits``, closed
+when idle or evicted when least recently used (README.md, "Lifecycle" and "Limits")."""
 
 from __future__ import annotations
 
@@ -11,19 +12,66 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..runtime import VideoSegmenter, VideoSession
+from ..runtime import Keyframe, VideoSegmenter, VideoSession
 from ..runtime.backends.base import Closing
-from .protocol import LABELS, OBJECT_IDS, PROB, FrameRequest
+from .protocol import (
+    FRAME,
+    KEYFRAME_INDEX,
+    KEYFRAME_LABELS,
+    KEYFRAMES,
+    LABELS,
+    MASK,
+    OBJECT_IDS,
+    PROB,
+    REFERENCE_IDS,
+    REFERENCE_KEYFRAMES,
+    STATE,
+    FrameRequest,
+    not_open,
+)
 
 log = logging.getLogger(__name__)
 
 #: How many closed video ids are remembered, to say why a later request finds none.
 REMEMBERED = 4096
+#: The axis of H in each input that carries images (W follows it).
+IMAGE_AXIS = {FRAME: 0, MASK: 0, KEYFRAMES: 1, KEYFRAME_LABELS: 1}
+#: 8K UHD, the default bound of a frame's pixels.
+UHD_8K = 7680 * 4320
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server holds at most, each refused with a one-line error before anything is allocated."""
+
+    max_videos: int = 64  # open videos; a start beyond evicts an idle one (``evict_after``) or is refused
+    idle_timeout: float = 60.0  # seconds without a request after which a video is closed
+    evict_after: float = 5.0  # a start at ``max_videos`` evicts the least recently used video idle this long
+    max_frame_pixels: int = UHD_8K  # H x W of a frame (and mask)
+    max_response_bytes: int = 256 * 2**20  # labels, object ids and (return_prob) probabilities of one answer
+
+    def __post_init__(self) -> None:
+        if self.max_videos < 1 or self.max_frame_pixels < 1 or self.max_response_bytes < 1:
+            raise InputError(f"max_videos, max_frame_pixels and max_response_bytes must be >= 1, got "
+                             f"{self.max_videos}, {self.max_frame_pixels}, {self.max_response_bytes}")
+        if self.idle_timeout <= 0 or self.evict_after < 0:
+            raise InputError(f"idle_timeout must be > 0 and evict_after >= 0, got {self.idle_timeout}, "
+                             f"{self.evict_after}")
+
+    def tensorrt_buffers(self, instances: int, max_objects: int) -> int:
+        """The TensorRT backend's ``max_buffers`` (per pool) that ``max_videos`` open videos of at most
+        ``max_objects`` objects and ``instances`` requests at once never exhaust (a start beyond ``max_videos`` is
+        refused here, so no video fails later). Between its requests a video holds in one pool at most a reference
+        memory per decoder batch (a batch per object when fresh and older references alternate) and a newly stated
+        reference; a request holds for a moment a previous memory per batch, its frame, the mask's planes and the
+        composed objects. tests/runtime/test_trt_backend.py checks it against the session."""
+        per_video, per_request = max_objects + 1, max_objects + 3
+        return per_video * self.max_videos + per_request * instances
 
 
 @dataclass
 class OpenVideo:
-    """One open video: its session, the lock that keeps its frames in order, its next frame index."""
+    """One open video: its session, the lock held while a request runs, its next frame index."""
 
     session: VideoSession
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -32,13 +80,13 @@ class OpenVideo:
 
 
 class VideoStore(Closing):
-    """Open videos by id, shared by every model instance's thread; a video is closed by its ``end``
-    request, a failed start, or ``idle_timeout`` seconds without a request (README.md); ``close`` stops it."""
+    """Open videos by id, shared by every model instance's thread; a video is closed by its ``end`` request, a
+    failed start, ``idle_timeout`` seconds without a request, or eviction (README.md); ``close`` stops it."""
 
-    def __init__(self, segmenter: VideoSegmenter, *, idle_timeout: float = 60.0, max_videos: int = 64) -> None:
-        if idle_timeout <= 0 or max_videos < 1:
-            raise InputError(f"idle_timeout must be > 0 and max_videos >= 1, got {idle_timeout}, {max_videos}")
-        self.segmenter, self.idle_timeout, self.max_videos = segmenter, idle_timeout, max_videos
+    def __init__(self, segmenter: VideoSegmenter, limits: Limits) -> None:
+        self.segmenter, self.limits = segmenter, limits
+        self.max_objects = segmenter.manifest.max_objects
+        self.engine_pixels = segmenter.manifest.height * segmenter.manifest.width
         self._videos: dict[str, OpenVideo] = {}
         self._closed: OrderedDict[str, str] = OrderedDict()  # id -> why
         self._lock = threading.Lock()
@@ -54,74 +102,138 @@ class VideoStore(Closing):
 
     def handle(self, req: FrameRequest) -> dict[str, np.ndarray]:
         """Run one request; returns its output tensors. Raises InputError for a request it refuses."""
-        video = self._open(req) if req.start else self._find(req.video_id)
+        self._check_pixels(req)
+        video = self._open(req) if req.start or req.resume else self._find(req.video_id)
         why = ""
         try:
             if req.frame_index >= 0 and req.frame_index != video.next_index:
                 raise InputError(f"video {req.video_id!r}: got frame_index {req.frame_index}, expected "
                                  f"{video.next_index}; send a video's frames in order, each after the previous "
                                  "one's response")
+            self._check_objects_and_response(video, req)
             outputs = self._run(video, req)
-            video.next_index += req.frame is not None
             why = "it ended" if req.end else ""
             return outputs
         except Exception:
-            why = "its start failed" if req.start else ""
+            if req.start or req.resume:  # a video whose first request failed is not kept
+                why = f"its {'start' if req.start else 'resume'} failed"
             raise
         finally:
             video.last_used = time.monotonic()
             if why:
                 with self._lock:
-                    self._forget(req.video_id, why)
+                    self._forget(req.video_id, video, why)
             video.lock.release()
 
     def _run(self, video: OpenVideo, req: FrameRequest) -> dict[str, np.ndarray]:
-        if req.frame is None:
-            return {}
-        if req.start:
-            assert req.mask is not None
-            result = video.session.start(req.frame, req.mask, bgr=req.bgr, return_prob=req.return_prob)
+        """Resume, or remove objects and segment the frame, as ``req`` asks; the next frame index is set after."""
+        session = video.session
+        outputs: dict[str, np.ndarray] = {}
+        if req.resume:
+            video.next_index = resume(session, req) + 1
+        elif req.remove is not None:
+            session.remove_objects(req.remove.tolist())  # before the frame: it stays removed if the frame fails
+        if req.frame is not None:
+            if req.start:
+                assert req.mask is not None
+                result = session.start(req.frame, req.mask, bgr=req.bgr, return_prob=req.return_prob)
+            else:
+                result = session.step(req.frame, req.mask, return_prob=req.return_prob)
+            video.next_index += 1
+            outputs[LABELS], prob = result if isinstance(result, tuple) else (result, None)
+            if prob is not None:
+                outputs[PROB] = prob
+        if req.frame is None and req.remove is None and not req.resume:  # an end-only request
+            return outputs
+        if req.return_state:
+            outputs[STATE] = session.last_objects()
+        return {**outputs, OBJECT_IDS: session.object_ids}
+
+    def _check_pixels(self, req: FrameRequest) -> None:
+        """Refuse a frame, mask or keyframe beyond ``max_frame_pixels``."""
+        limit = self.limits.max_frame_pixels
+        for name, array in req.tensors().items():
+            axis = IMAGE_AXIS.get(name)
+            if axis is not None and array.ndim >= axis + 2:
+                h, w = array.shape[axis : axis + 2]
+                if h * w > limit:
+                    raise InputError(f"video {req.video_id!r}: '{name}' has {h}x{w} = {h * w} pixels, more than "
+                                     f"this server takes ({limit}, --max-frame-pixels); send smaller frames")
+
+    def _check_objects_and_response(self, video: OpenVideo, req: FrameRequest) -> None:
+        """Refuse more objects than the export takes, or an answer beyond ``max_response_bytes``."""
+        if req.resume:
+            assert req.reference_ids is not None and req.keyframes is not None
+            alive = set(req.reference_ids.tolist())
+            if len(req.keyframes) > len(alive) + 1:
+                raise InputError(f"video {req.video_id!r}: resume: {len(req.keyframes)} keyframes for "
+                                 f"{len(alive)} objects; send each object's reference keyframe once, and the last "
+                                 "frame")
+        elif req.frame is None and req.remove is None:
+            return
         else:
-            result = video.session.step(req.frame, return_prob=req.return_prob)
-        labels, prob = result if isinstance(result, tuple) else (result, None)
-        outputs = {LABELS: labels, OBJECT_IDS: video.session.object_ids}
-        return outputs if prob is None else {**outputs, PROB: prob}
+            alive = set() if req.start else set(video.session.object_ids.tolist())
+            alive -= set() if req.remove is None else set(req.remove.tolist())
+            if req.mask is not None:
+                alive |= set(np.flatnonzero(np.bincount(req.mask.ravel(), minlength=256)[1:]) + 1)
+        if len(alive) > self.max_objects:
+            raise InputError(f"video {req.video_id!r}: {len(alive)} objects, more than this export takes at once "
+                             f"({self.max_objects}); serve an export made with simvos-export --max-objects "
+                             f"{len(alive)} (or more)")
+        h, w = (0, 0) if req.frame is None else req.frame.shape[:2]
+        size = h * w + len(alive) + (4 * (len(alive) + 1) * h * w if req.return_prob else 0)
+        size += 4 * len(alive) * self.engine_pixels if req.return_state else 0
+        if size > self.limits.max_response_bytes:
+            raise InputError(f"video {req.video_id!r}: the answer would take {size} bytes, more than this server "
+                             f"sends ({self.limits.max_response_bytes}, --max-response-bytes); ask without "
+                             "return_prob (or return_state), or send smaller frames")
 
     def _open(self, req: FrameRequest) -> OpenVideo:
-        """A new video for ``req``, its lock held."""
+        """A new video for ``req``, its lock held; a resume replaces an open video of its id (its client has
+        moved on from that copy, which a request still running may finish with)."""
         with self._lock:
-            if req.video_id in self._videos:
+            replaced = self._videos.get(req.video_id)
+            if replaced is not None and not req.resume:
                 raise InputError(f"video {req.video_id!r} is already open; end it (end=true) before starting it "
                                  "again, or give each video its own id")
-            if len(self._videos) >= self.max_videos:
-                raise InputError(f"the server has {len(self._videos)} open videos, its limit (--max-videos); end "
-                                 "videos with end=true, or retry when idle ones have been closed")
+            if replaced is None and len(self._videos) >= self.limits.max_videos and not self._evict_one():
+                raise InputError(f"the server has {len(self._videos)} open videos, its limit (--max-videos), none "
+                                 f"idle for {self.limits.evict_after:g} s; end videos with end=true, or retry later")
             video = OpenVideo(self.segmenter.video())
             video.lock.acquire()
             self._videos[req.video_id] = video
             self._closed.pop(req.video_id, None)
             return video
 
+    def _evict_one(self) -> bool:
+        """Close the least recently used video idle for ``evict_after`` (the store's lock held); False if none."""
+        now = time.monotonic()
+        for video_id, video in sorted(self._videos.items(), key=lambda item: item[1].last_used):
+            idle = now - video.last_used
+            if idle < self.limits.evict_after:
+                return False
+            if video.lock.acquire(blocking=False):
+                self._forget(video_id, video, f"evicted after {idle:.0f} s without a request, the least recently "
+                             f"used of {len(self._videos)} open videos (--max-videos) when another started")
+                video.lock.release()
+                return True
+        return False
+
     def _find(self, video_id: str) -> OpenVideo:
-        """The open video ``video_id``, its lock held (waits for its previous request)."""
+        """The open video ``video_id``, its lock held; refused at once while another request of it runs."""
         with self._lock:
             video = self._videos.get(video_id)
-            why = self._closed.get(video_id)
-        if video is None:
-            state = f"was closed: {why}" if why else "was never started"
-            raise InputError(f"video {video_id!r} is not open (it {state}); a video's first request carries "
-                             "start=true with its first frame and mask")
-        video.lock.acquire()
-        with self._lock:
-            current = self._videos.get(video_id)
-        if current is not video:  # closed while this request waited for the previous one
-            video.lock.release()
-            return self._find(video_id)
-        return video
+            if video is None:
+                raise InputError(not_open(video_id, self._closed.get(video_id)))
+            if not video.lock.acquire(blocking=False):
+                raise InputError(f"video {video_id!r} is busy: its previous request is still running; send a "
+                                 "video's next request after the previous one's response")
+            return video
 
-    def _forget(self, video_id: str, why: str) -> None:
-        """Drop an open video (the store's lock held)."""
-        if self._videos.pop(video_id, None) is not None:
+    def _forget(self, video_id: str, video: OpenVideo, why: str) -> None:
+        """Drop the open video ``video`` (the store's lock held)."""
+        if self._videos.get(video_id) is video:
+            del self._videos[video_id]
             self._closed[video_id] = why
             while len(self._closed) > REMEMBERED:
                 self._closed.popitem(last=False)
@@ -129,10 +241,29 @@ class VideoStore(Closing):
 
     def _reap_loop(self) -> None:
         """Close the videos idle for longer than ``idle_timeout`` (not one in a request), until stopped."""
-        while not self._stop.wait(min(1.0, self.idle_timeout / 4)):
+        timeout = self.limits.idle_timeout
+        while not self._stop.wait(min(1.0, timeout / 4)):
             now = time.monotonic()
             with self._lock:
                 for video_id, video in list(self._videos.items()):
-                    if now - video.last_used > self.idle_timeout and video.lock.acquire(blocking=False):
-                        self._forget(video_id, f"no request for {self.idle_timeout:g} s")
+                    if now - video.last_used > timeout and video.lock.acquire(blocking=False):
+                        self._forget(video_id, video, f"no request for {timeout:g} s")
                         video.lock.release()
+
+
+
+def resume(session: VideoSession, req: FrameRequest) -> int:
+    """Rebuild ``session`` from a resume request (README.md, "Failover"); returns the index of its last frame."""
+    frames, labels, index = req.keyframes, req.keyframe_labels, req.keyframe_index
+    ids, owners = req.reference_ids, req.reference_keyframes
+    assert frames is not None and labels is not None and index is not None and ids is not None and owners is not None
+    n = len(frames)
+    if not len(labels) == len(index) == n >= 1 or len(ids) != len(owners) or (owners >= n).any():
+        raise InputError(f"video {req.video_id!r}: resume: '{KEYFRAMES}', '{KEYFRAME_LABELS}' and "
+                         f"'{KEYFRAME_INDEX}' need one entry per keyframe (got {n}, {len(labels)}, {len(index)}), "
+                         f"'{REFERENCE_IDS}' and '{REFERENCE_KEYFRAMES}' one per object (got {len(ids)}, "
+                         f"{len(owners)}), each the position of a keyframe (0..{n - 1})")
+    keyframes = [Keyframe(int(i), f, k) for i, f, k in zip(index, frames, labels, strict=True)]
+    references = [(keyframes[j], ids[owners == j].tolist()) for j in np.unique(owners)]
+    session.resume(references, keyframes[-1], objects=req.state, bgr=req.bgr)
+    return keyframes[-1].index

@@ -490,16 +490,15 @@ def test_live_handles_are_never_overwritten(monkeypatch, cuda, folder):
         want = list(ref.segment(frames, mask, return_prob=True))
         session = seg.video()
         got = [session.start(frames[0], mask, return_prob=True)]
-        first = session.state.memory_first[0]
-        first_host = seg.backend.to_host(first)
+        first = session.state.references[0][0]  # the first frame's memory: every object's reference
+        first_host = seg.backend.to_host(first).copy()
         for frame in frames[1:]:
             got.append(session.step(frame, return_prob=True))
         assert isinstance(first, DeviceTensor)
-        np.testing.assert_array_equal(seg.backend.to_host(session.state.memory_first[0]), first_host)
-        prev = session.state.memory_prev[0]
-        assert prev.buffer is not first.buffer
-        # the pool grew to the working set (first, previous, new previous memory) and stopped there
-        assert len(seg.backend._runners["memory_encoder"].pools["memory"].buffers) == 3
+        assert session.state.batches == [first]  # one batch of every object: the handle itself, never copied
+        np.testing.assert_array_equal(seg.backend.to_host(first), first_host)
+        # the pool grew to the working set (the reference, the previous memory of a step) and stopped there
+        assert len(seg.backend._runners["memory_encoder"].pools["memory"].buffers) <= 3
     for t, ((labels, prob), (want_labels, want_prob)) in enumerate(zip(got, want, strict=True)):
         np.testing.assert_array_equal(labels, want_labels, err_msg=f"frame {t}")
         np.testing.assert_allclose(prob, want_prob, atol=1e-6, err_msg=f"frame {t}")
@@ -518,6 +517,40 @@ def test_two_videos_interleaved_keep_their_memories(monkeypatch, cuda, folder):
                 got[k].append(session.step(videos[k][0][t], return_prob=True)[1])
     for k in range(2):
         np.testing.assert_allclose(np.stack(got[k]), np.stack(want[k]), atol=1e-6, err_msg=f"video {k}")
+
+
+def test_pools_sized_for_max_videos_never_run_out(monkeypatch, cuda, folder):
+    """simvos-serve sizes the pools from --max-videos (``Limits.tensorrt_buffers``): that many open videos with
+    the export's most objects, joining, corrected and removed over time, step to the end; a fixed
+    max_buffers=64 runs out at about 30 videos."""
+    from simvos_trt.serve.sessions import Limits
+
+    install_engines(monkeypatch, cuda, folder)
+    videos, limits = 40, Limits(max_videos=40)
+    frames, mask = moving_video(7, H, W, objects=MAX, seed=4)
+    # 1 and 3 from frame 0, 2 joins at 1: three decoder batches at frame 2 (old, fresh, old), then 2 is
+    # corrected and 3 joins again... the most handles a video holds
+    masks = {0: np.where(mask != 2, mask, 0).astype(np.uint8), 1: np.where(mask == 2, 2, 0).astype(np.uint8),
+             2: np.where(mask == 3, 3, 0).astype(np.uint8), 4: mask}
+
+    def run(max_buffers: int) -> dict[str, int]:
+        """Step ``videos`` videos frame by frame, all open at once; returns the buffers each pool took."""
+        with VideoSegmenter(TensorRTBackend(folder, read_manifest(folder), max_buffers=max_buffers)) as seg:
+            sessions = [seg.start(frames[0], masks[0]) for _ in range(videos)]
+            for t in range(1, len(frames)):
+                for session in sessions:
+                    if t == 5:
+                        session.remove_objects([2])
+                    session.step(frames[t], masks.get(t))
+            backend = seg.backend
+            pools = [p for r in backend._runners.values() for p in r.pools.values()]
+            return {p.label: len(p.buffers) for p in [*pools, backend._uploads, backend._scratch]}
+
+    limit = limits.tensorrt_buffers(instances=1, max_objects=MAX)
+    taken = run(limit)
+    assert 2 * videos < max(taken.values()) <= limit, taken  # more than the first and previous memories
+    with pytest.raises(BackendError, match="device buffers are all held by live handles"):
+        run(64)
 
 
 def test_cuda_graphs_replay_and_match(monkeypatch, cuda, folder):

@@ -1,9 +1,10 @@
 """Exports and real simvos-serve servers (child processes on free ports) shared by the serve tests.
 
 ``golden_server`` serves the golden checkpoint's T configuration at 128x192 (2 instances);
-``small_server`` serves a 32x48 tiny export with a 2 s idle timeout and at most 3 open
-videos, for the lifecycle and memory tests, where the model's cost does not matter. Servers
-run in $SIMVOS_SERVE_PYTHON (a venv with the 'serve' extra), clients in this Python.
+``small_server`` serves a 32x48 tiny export with a 2 s idle timeout, at most 3 open
+videos and small bounds of frames and answers, for the lifecycle, limits and memory tests,
+where the model's cost does not matter. Servers run in $SIMVOS_SERVE_PYTHON (a venv with
+the 'serve' extra), clients in this Python.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from simvos_trt.serve.launch import serve_python
 #: Engine sizes and object limits of the two exports.
 GOLDEN_SIZE, GOLDEN_MAX_OBJECTS = (128, 192), 4
 SMALL_SIZE, SMALL_MAX_OBJECTS = (32, 48), 2
+#: The small server's bounds of a frame and of an answer.
+SMALL_MAX_PIXELS, SMALL_MAX_RESPONSE = 250_000, 2_000_000
 
 
 def _export(folder: Path, model, size: tuple[int, int], max_objects: int, checkpoint: Weights) -> Path:
@@ -76,6 +79,7 @@ def small_server(server_python, small_export, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("logs") / "small_server.log"
     with ServerProcess(small_export, "--threads", "1", "--idle-timeout", "2", "--max-videos", "3",
+                       "--max-frame-pixels", str(SMALL_MAX_PIXELS), "--max-response-bytes", str(SMALL_MAX_RESPONSE),
                        log=log) as server:
         yield server
 

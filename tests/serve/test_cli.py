@@ -23,6 +23,11 @@ def clip(tmp_path_factory):
     for i, f in enumerate(frames):
         cv2.imwrite(str(root / "frames" / f"{i:05d}.jpg"), f[:, :, ::-1])
     write_index_png(root / "mask.png", np.where(mask == 2, 9, mask).astype(np.uint8))
+    (root / "masks").mkdir()  # sparse annotations: 1 and 9 on the first frame, 7 joins on frame 2
+    write_index_png(root / "masks" / "00000.png", np.where(mask == 2, 9, mask).astype(np.uint8))
+    late = np.zeros_like(mask)
+    late[50:70, 60:90] = 7
+    write_index_png(root / "masks" / "00002.png", late)
     return root
 
 
@@ -41,6 +46,21 @@ def test_segment_through_the_server_equals_local(clip, golden_server, golden_exp
         np.testing.assert_array_equal(remote.labels, here.labels)
         np.testing.assert_array_equal(remote.palette, here.palette)
     assert set(np.unique(here.labels)) == {0, 1, 9}
+
+
+def test_segment_through_two_servers_takes_the_same_masks_as_local(clip, golden_server, golden_export, tmp_path,
+                                                                    capsys):
+    """--masks DIR with an object joining on frame 2, through a client over two servers (one of them down)."""
+    common = ["--input", str(clip / "frames"), "--masks", str(clip / "masks"), "--no-progress", "--json"]
+    servers = f"127.0.0.1:9,{golden_server.url}"  # nothing listens on port 9: the video goes to the other
+    assert segment.main(["--server", servers, "--out", str(tmp_path / "remote"), *common]) == 0
+    assert json.loads(capsys.readouterr().out)["objects"] == 3
+    local = ["--engine-dir", str(golden_export), "--threads", "1", "--out", str(tmp_path / "local")]
+    assert segment.main([*local, *common]) == 0
+    for name in [f"{i:05d}.png" for i in range(4)]:
+        remote, here = read_index_png(tmp_path / "remote" / name), read_index_png(tmp_path / "local" / name)
+        np.testing.assert_array_equal(remote.labels, here.labels, err_msg=name)
+    assert set(np.unique(here.labels)) == {0, 1, 7, 9}
 
 
 def test_segment_with_no_server_is_one_line_exit_2(clip, tmp_path, capsys):
@@ -72,8 +92,8 @@ def test_serve_on_a_busy_port_is_one_line_exit_2(server_python, small_export):
         port = busy.getsockname()[1]
         done = serve_cli(server_python, "--engine-dir", str(small_export), "--http-port", str(port))
     assert done.returncode == 2
-    assert done.stderr == f"simvos-serve: error: --http-port {port}: cannot listen there (Address already in use); " \
-        "choose another port\n"
+    assert done.stderr == f"simvos-serve: error: --http-port {port}: cannot listen on 127.0.0.1:{port} (Address " \
+        "already in use); choose another port\n"
 
 
 def test_serve_help_explains_every_option(capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from videos import moving_video
 
-from simvos_trt.errors import InputError, ServeError
+from simvos_trt.errors import InputError, RequestRefused, ServeError
 from simvos_trt.runtime import VideoSegmenter
 from simvos_trt.serve import FrameRequest
 from simvos_trt.serve.protocol import grpc_address
@@ -78,6 +78,32 @@ def test_a_refused_frame_leaves_the_video_usable(small_client, video, small_expo
             np.testing.assert_array_equal(g, want)
 
 
+def test_oversized_requests_are_refused_while_other_videos_go_on(small_client, video, small_export):
+    frames, mask = video
+    remote = small_client.video("goes-on")
+    got = [remote.start(frames[0], mask)]
+    big = np.zeros((600, 600, 3), np.uint8)
+    with pytest.raises(ServeError, match=r"'frame' has 600x600 = 360000 pixels, more than this server takes "
+                       r"\(250000, --max-frame-pixels\)"):
+        small_client.video("huge").start(big, np.ones((600, 600), np.uint8))
+    got.append(remote.step(frames[1]))
+    wide_frames, wide_mask = moving_video(2, 400, 600, objects=2, seed=1)  # 240,000 pixels: taken
+    wide = small_client.video("wide")
+    wide.start(wide_frames[0], wide_mask)
+    # labels 240,000 bytes + 2 object ids + 3 float32 probability planes 2,880,000 bytes + the state the client
+    # keeps for failover, 2 float32 planes at the engine's 32x48, 12,288 bytes
+    with pytest.raises(ServeError, match=r"the answer would take 3132290 bytes, more than this server sends "
+                       r"\(2000000, --max-response-bytes\)"):
+        wide.step(wide_frames[1], return_prob=True)
+    assert wide.step(wide_frames[1]).shape == (400, 600)  # the refused frame was not consumed
+    wide.close()
+    got.append(remote.step(frames[2]))
+    remote.close()
+    with VideoSegmenter.open(small_export, "onnxruntime", threads=1) as local:
+        for g, want in zip(got, local.segment(frames, mask), strict=True):
+            np.testing.assert_array_equal(g, want)
+
+
 def test_request_parameters_are_checked():
     with pytest.raises(InputError, match="parameter 'start': got 'yes', expected a bool"):
         FrameRequest.parse({}, {"video_id": "v", "start": "yes"})
@@ -85,13 +111,24 @@ def test_request_parameters_are_checked():
         FrameRequest.parse({}, {"start": True})
     with pytest.raises(InputError, match="start=true needs the first frame"):
         FrameRequest.parse({"frame": np.zeros((2, 2, 3), np.uint8)}, {"video_id": "v", "start": True})
-    with pytest.raises(InputError, match="only a request with end=true may carry none"):
+    with pytest.raises(InputError, match="only a request with end=true, 'remove' or resume=true may carry none"):
         FrameRequest.parse({}, {"video_id": "v"})
     with pytest.raises(InputError, match="video_id: got ''"):
         FrameRequest.parse({}, {"video_id": "", "end": True})
     request = FrameRequest("v", start=True, frame_index=0, frame=np.zeros((2, 2, 3), np.uint8),
                            mask=np.ones((2, 2), np.uint8))
     assert request.parameters() == {"video_id": "v", "start": True, "frame_index": 0}
+    frame, mask, ids = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8), np.array([1], np.uint8)
+    with pytest.raises(InputError, match="'mask' states objects on the request's frame: send it with 'frame'"):
+        FrameRequest.parse({"mask": mask}, {"video_id": "v"})
+    with pytest.raises(InputError, match="start=true .* takes no 'remove'"):
+        FrameRequest.parse({"frame": frame, "mask": mask, "remove": ids}, {"video_id": "v", "start": True})
+    with pytest.raises(InputError, match=r"resume=true takes exactly the inputs \['keyframes', "):
+        FrameRequest.parse({"keyframes": frame[None]}, {"video_id": "v", "resume": True})
+    with pytest.raises(InputError, match="got \\['reference_ids'\\] with resume=false"):
+        FrameRequest.parse({"frame": frame, "reference_ids": ids}, {"video_id": "v"})
+    assert FrameRequest.parse({"remove": ids}, {"video_id": "v"}).tensors().keys() == {"remove"}
+    assert FrameRequest.parse({"frame": frame, "mask": mask}, {"video_id": "v"}).mask is mask
 
 
 def test_a_misspelt_parameter_is_refused_not_ignored(small_server):
@@ -102,15 +139,46 @@ def test_a_misspelt_parameter_is_refused_not_ignored(small_server):
 
     with grpc.InferenceServerClient(small_server.url) as client, pytest.raises(InferenceServerException) as info:
         client.infer("simvos", [], parameters={"video_id": "v", "end": True, "return_probs": True})
-    assert server_message(info.value.message()) == ("unknown parameter 'return_probs'; expected ['bgr', 'end', "
-                                                    "'frame_index', 'return_prob', 'start', 'video_id']")
+    text = info.value.message()
+    assert server_message(text) == ("unknown parameter 'return_probs'; expected ['bgr', 'end', "
+                                    "'frame_index', 'resume', 'return_prob', 'return_state', 'start', 'video_id']")
+    # the server's own frames stay in its log: what Triton adds names only PyTriton's proxy (README.md, Errors)
+    assert "simvos_trt/" not in text and "_infer" not in text
+    assert "simvos_trt.errors.RequestRefused: simvos-serve error: unknown parameter" in text
 
 
-def test_too_many_objects_for_token_refinement(golden_client):
-    """ONNX Runtime chunks objects beyond --max-objects, except where token refinement couples them."""
+def test_an_unexpected_error_reaches_the_client_as_one_line(caplog):
+    """What PyTriton sends a client is the formatted exception: one line; the traceback goes to the log."""
+    import traceback
+
+    from simvos_trt.serve.server import SegmentationServer
+
+    class Broken:
+        def handle(self, request):
+            raise RuntimeError("device fell over at /secret/path")
+
+    class Request(dict):
+        parameters = {"video_id": "v", "end": True}
+
+    server = object.__new__(SegmentationServer)
+    server._store = Broken()
+    with pytest.raises(RequestRefused) as info:
+        server._infer([Request()])
+    sent = "".join(traceback.format_exception(None, info.value, info.value.__traceback__))
+    assert sent == ("simvos_trt.errors.RequestRefused: simvos-serve error: internal error (RuntimeError); the "
+                    "server's log has the details\n")
+    assert "device fell over at /secret/path" in caplog.text and "Traceback" in caplog.text
+
+
+def test_objects_beyond_the_export_are_refused(golden_client, small_client):
+    """More objects than --max-objects are refused by the server, even where ONNX Runtime could run them in
+    chunks (the small export has no token refinement): the export bounds what a video holds."""
     frame, mask = np.zeros((32, 80, 3), np.uint8), (np.arange(80) // 16 + 1).astype(np.uint8)[None].repeat(32, 0)
-    with pytest.raises(ServeError, match="the video has 5 objects but this export's memory encoder takes at most 4"):
+    with pytest.raises(ServeError, match=r"video 'five': 5 objects, more than this export takes at once \(4\); "
+                       "serve an export made with simvos-export --max-objects 5"):
         golden_client.video("five").start(frame, mask)
+    with pytest.raises(ServeError, match=r"3 objects, more than this export takes at once \(2\)"):
+        small_client.video("three").start(frame, np.minimum(mask, 3))
     assert golden_client.video("two").start(frame, np.minimum(mask, 2)).shape == (32, 80)
     golden_client.infer(FrameRequest("two", end=True))
 

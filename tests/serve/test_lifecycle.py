@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -26,8 +31,28 @@ os._exit(0)
 """
 
 
-def test_a_vanished_client_frees_its_video(small_server, small_client):
-    subprocess.run([sys.executable, "-c", VANISHING_CLIENT, small_server.url], check=True, timeout=60)
+def test_a_vanished_client_frees_its_video_and_its_shared_memory(small_server, small_client):
+    import tritonclient.grpc as grpc
+
+    from simvos_trt.serve.shm import TOKEN_HEADER, read_token, unregister_orphans
+
+    token = read_token(small_server.grpc_port)
+    assert token is not None
+    with grpc.InferenceServerClient(small_server.url) as own:
+        def regions() -> set[str]:
+            return set(own.get_system_shared_memory_status(headers={TOKEN_HEADER: token}, as_json=True)
+                       .get("regions", {}))
+
+        before = regions()
+        subprocess.run([sys.executable, "-c", VANISHING_CLIENT, small_server.url], check=True, timeout=60)
+        vanished = regions() - before
+        assert len(vanished) == 1  # its video's region, left registered
+        for _ in range(50):  # its resource tracker unlinks the segment when it notices the exit
+            orphans = unregister_orphans(own, token)
+            if orphans:
+                break
+            time.sleep(0.1)
+        assert set(orphans) == vanished and regions() == before
     frame, mask = np.zeros((32, 48, 3), np.uint8), np.ones((32, 48), np.uint8)
     with pytest.raises(ServeError, match="video 'vanished' is already open"):
         small_client.infer(FrameRequest("vanished", start=True, frame=frame, mask=mask))
@@ -77,9 +102,28 @@ def test_200_short_videos_keep_memory_flat(small_server, small_client):
 def test_serve_cli_ready_line_and_clean_stop(server_python, small_export, tmp_path):
     with ServerProcess(small_export, "--instances", "2", python=server_python, log=tmp_path / "server.log") as server:
         assert server.ready_line.startswith("simvos-serve: ready: model 'simvos' serves ")
-        assert f"(onnxruntime, 32x48) with 2 instance(s): HTTP :{server.http_port}, gRPC :{server.grpc_port}" \
-            in server.ready_line
+        assert f"(onnxruntime, 32x48) with 2 instance(s) on 127.0.0.1: HTTP :{server.http_port}, gRPC " \
+            f":{server.grpc_port}" in server.ready_line
         t0 = time.monotonic()
         assert server.stop(signal.SIGINT) == 0
     assert time.monotonic() - t0 < 30
     assert (tmp_path / "server.log").read_text().strip().endswith("simvos-serve: stopped")
+
+
+def test_listeners_are_on_loopback_and_the_triton_log_private(server_python, small_export):
+    """By default every endpoint listens on 127.0.0.1 (read from the processes' sockets), and Triton's log goes
+    to a folder only the server's user can open."""
+    with ServerProcess(small_export, "--threads", "1", python=server_python) as server:  # no log=: the default
+        processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        listening = {(c.laddr.ip, c.laddr.port) for p in processes for c in p.net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert {server.http_port, server.grpc_port, server.metrics_port} <= {port for _, port in listening}
+        addresses = {ipaddress.ip_address(ip) for ip, _ in listening}  # gRPC's socket is IPv6: ::ffff:127.0.0.1
+        assert {str(getattr(a, "ipv4_mapped", None) or a) for a in addresses} == {"127.0.0.1"}, listening
+        log_file = Path(server.ready_line.rsplit("Triton log ", 1)[1])
+    try:
+        assert log_file.name == "triton.log" and log_file.is_file()
+        assert log_file.parent.parent == Path(tempfile.gettempdir())
+        assert stat.S_IMODE(log_file.parent.stat().st_mode) == 0o700
+    finally:
+        shutil.rmtree(log_file.parent)

@@ -105,3 +105,59 @@ def test_tritonclient_http(golden_server, local):
     for answer, (labels, prob) in zip(answers, local.segment(frames, mask, return_prob=True), strict=True):
         np.testing.assert_array_equal(answer.as_numpy("labels"), labels)
         np.testing.assert_array_equal(answer.as_numpy("prob"), prob)
+
+
+def _late_corrected_removed(frames: np.ndarray, mask: np.ndarray) -> tuple[dict[int, np.ndarray], dict[int, list]]:
+    """Annotations of a video: objects 1, 2 from frame 0, 7 joins at frame 2, 1 is corrected at frame 3 (shifted
+    right), 2 is removed before frame 4."""
+    late = np.zeros_like(mask)
+    late[-24:, 8:40] = 7
+    corrected = np.where(np.roll(mask, 6, axis=1) == 1, 1, 0).astype(np.uint8)
+    return {0: np.minimum(mask, 2), 2: late, 3: corrected}, {4: [2]}
+
+
+def _run(video, frames: np.ndarray, masks: dict[int, np.ndarray], removals: dict[int, list]) -> list:
+    out = []
+    for t, frame in enumerate(frames):
+        if t in removals:
+            video.remove_objects(removals[t])
+        if t == 0:
+            out.append(video.start(frame, masks[0], return_prob=True))
+        else:
+            out.append(video.step(frame, masks.get(t), return_prob=True))
+        out.append(video.object_ids.copy())
+    return out
+
+
+@pytest.mark.parametrize("shared_memory", [False, True])
+def test_late_corrected_and_removed_objects_equal_local(golden_server, local, shared_memory):
+    """Masks on later frames and removals through the server, by gRPC and by shared memory, give exactly what the
+    in-process session gives (labels, probabilities, object ids after each frame)."""
+    from simvos_trt.serve import SegmentationClient
+
+    frames, mask = moving_video(6, 96, 160, objects=2, seed=9)
+    masks, removals = _late_corrected_removed(frames, mask)
+    with SegmentationClient(golden_server.url, shared_memory=shared_memory) as client, client.video() as remote:
+        got = _run(remote, frames, masks, removals)
+        assert (remote._region is not None) == shared_memory
+    want = _run(local.video(), frames, masks, removals)
+    assert [ids.tolist() for ids in got[1::2]] == [[1, 2], [1, 2], [1, 2, 7], [1, 2, 7], [1, 7], [1, 7]]
+    for t, (g, w) in enumerate(zip(got[0::2], want[0::2], strict=True)):
+        np.testing.assert_array_equal(g[0], w[0], err_msg=f"frame {t}")
+        np.testing.assert_array_equal(g[1], w[1], err_msg=f"frame {t}")
+    for g, w in zip(got[1::2], want[1::2], strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_removing_an_unknown_object_is_refused_and_changes_nothing(golden_client, local):
+    from simvos_trt.errors import ServeError
+
+    frames, mask = moving_video(3, 64, 96, objects=2, seed=4)
+    with golden_client.video() as remote:
+        got = [remote.start(frames[0], mask)]
+        with pytest.raises(ServeError, match=r"remove_objects: ids \[5\] are not objects of the video"):
+            remote.remove_objects([5, 1])
+        assert remote.object_ids.tolist() == [1, 2]
+        got += [remote.step(f) for f in frames[1:]]
+    for g, w in zip(got, local.segment(frames, mask), strict=True):
+        np.testing.assert_array_equal(g, w)
