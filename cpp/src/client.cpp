@@ -7,7 +7,9 @@
 #include <climits>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "kserve_v2.grpc.pb.h"
@@ -26,6 +28,21 @@ struct Server {
 struct Pool {
   std::vector<Server> servers;
   ClientOptions options;
+};
+
+//! A frame as sent, with the labels the server answered for it.
+struct Keyframe {
+  std::int64_t index = 0;
+  std::string frame;  // (H, W, 3) uint8, rows packed
+  std::vector<std::uint8_t> labels;  // (H, W)
+};
+
+//! What a video keeps to be re-primed elsewhere: each object's reference keyframe, the last frame, its state.
+struct Kept {
+  int height = 0, width = 0;
+  std::map<std::uint8_t, std::shared_ptr<const Keyframe>> references;  // object id -> its reference keyframe
+  std::shared_ptr<const Keyframe> last;
+  wire::Tensor state;  // the last answer's `state` output
 };
 
 }  // namespace detail
@@ -146,6 +163,17 @@ std::vector<std::size_t> placement(const std::vector<Server>& servers, const std
   return order;
 }
 
+//! Whether the server's `message` says it does not hold video `id` (never started, closed, evicted): its
+//! protocol.not_open text, which quotes the id as Python's repr does.
+bool is_not_open(const std::string& message, const std::string& id) {
+  const char quote = id.find('\'') != std::string::npos && id.find('"') == std::string::npos ? '"' : '\'';
+  return message.rfind("video " + std::string(1, quote) + id + std::string(1, quote) + " is not open (", 0) == 0;
+}
+
+wire::Tensor tensor(const char* name, const char* datatype, std::vector<std::int64_t> shape, std::string bytes) {
+  return {name, datatype, std::move(shape), std::move(bytes)};
+}
+
 }  // namespace
 
 Client::Client(const std::string& servers, const ClientOptions& options)
@@ -166,7 +194,9 @@ std::vector<std::string> Client::servers() const {
   return out;
 }
 
-Video::Video(std::shared_ptr<detail::Pool> pool, std::string id) : pool_(std::move(pool)), id_(std::move(id)) {}
+Video::Video(std::shared_ptr<detail::Pool> pool, std::string id)
+    : pool_(std::move(pool)), id_(std::move(id)), kept_(std::make_unique<detail::Kept>()) {}
+
 Video::Video(Video&& other) noexcept
     : pool_(std::move(other.pool_)),
       id_(std::move(other.id_)),
@@ -174,7 +204,10 @@ Video::Video(Video&& other) noexcept
       started_(std::exchange(other.started_, false)),
       open_(std::exchange(other.open_, false)),  // the moved-from Video has nothing to end
       index_(other.index_),
-      object_ids_(std::move(other.object_ids_)) {}
+      bgr_(other.bgr_),
+      moves_(other.moves_),
+      object_ids_(std::move(other.object_ids_)),
+      kept_(std::move(other.kept_)) {}
 
 Video& Video::operator=(Video&& other) noexcept {
   if (this != &other) {
@@ -188,7 +221,10 @@ Video& Video::operator=(Video&& other) noexcept {
     started_ = std::exchange(other.started_, false);
     open_ = std::exchange(other.open_, false);
     index_ = other.index_;
+    bgr_ = other.bgr_;
+    moves_ = other.moves_;
     object_ids_ = std::move(other.object_ids_);
+    kept_ = std::move(other.kept_);
   }
   return *this;
 }
@@ -213,8 +249,10 @@ Result Video::start(const ImageView& frame, const ImageView& mask, const StartOp
   for (const std::size_t server : order) {
     server_ = server;
     index_ = 0;
+    bgr_ = options.bgr;
+    *kept_ = {frame.height, frame.width, {}, nullptr, {}};
     try {
-      Result result = send(frame, &mask, true, options.return_prob, options.bgr);
+      Result result = send(frame, &mask, true, options.return_prob);
       started_ = true;
       return result;
     } catch (const Unreachable& error) {
@@ -225,53 +263,140 @@ Result Video::start(const ImageView& frame, const ImageView& mask, const StartOp
 }
 
 Result Video::step(const ImageView& frame, bool return_prob) {
-  if (!started_) throw InputError("video '" + id_ + "': step() before start(); call start(frame, mask) first");
-  if (!open_) throw InputError("video '" + id_ + "' has ended; start a new video");
+  check_open();
   wire::check_frame(frame, "frame");
-  return send(frame, nullptr, false, return_prob, false);
+  return send(frame, nullptr, false, return_prob);
 }
 
-Result Video::step(const ImageView&, const ImageView&, bool) {
-  throw InputError("video '" + id_ + "': this client sends a mask with the first frame only (start); the serve "
-                   "protocol takes masks on later frames from issue 19's serve work on");
+Result Video::step(const ImageView& frame, const ImageView& mask, bool return_prob) {
+  check_open();
+  wire::check_frame(frame, "frame");
+  wire::check_mask(mask, frame);
+  return send(frame, &mask, false, return_prob);
 }
 
-void Video::remove_objects(const std::vector<std::uint8_t>&) {
-  throw InputError("video '" + id_ + "': this client cannot remove objects yet (the serve protocol has no removal)");
+void Video::remove_objects(const std::vector<std::uint8_t>& ids) {
+  check_open();
+  if (std::find(ids.begin(), ids.end(), 0) != ids.end())
+    throw InputError("remove_objects: ids must be object ids 1..255, got 0 (the background)");
+  wire::Request request{id_};
+  request.return_state = true;
+  request.more.push_back(tensor("remove", "UINT8", {static_cast<std::int64_t>(ids.size())}, {ids.begin(), ids.end()}));
+  const inference::ModelInferResponse response = call(request);
+  object_ids_ = wire::decode_ids(pool_->servers[server_].address, response, &kept_->state);
+  for (auto it = kept_->references.begin(); it != kept_->references.end();)
+    it = std::count(object_ids_.begin(), object_ids_.end(), it->first) ? std::next(it) : kept_->references.erase(it);
 }
 
 void Video::end() {
   if (!open_) return;
   open_ = false;
+  *kept_ = {};
   wire::Request request{id_};
   request.end = true;
   const Server& server = pool_->servers[server_];
   inference::ModelInferResponse response;
   const grpc::Status status = infer(server, request, pool_->options.timeout_s, &response);
-  if (!status.ok()) throw status_error(server.address, status, pool_->options.timeout_s);
+  const ServeError error = status_error(server.address, status, pool_->options.timeout_s);
+  const bool gone = status.error_code() == grpc::StatusCode::UNAVAILABLE || is_not_open(error.server_message(), id_);
+  if (!status.ok() && !gone) throw error;  // a server that is gone, or no longer holds the video: nothing to end
 }
 
-Result Video::send(const ImageView& frame, const ImageView* mask, bool start, bool return_prob, bool bgr) {
+void Video::check_open() const {
+  if (!started_) throw InputError("video '" + id_ + "': step() before start(); call start(frame, mask) first");
+  if (!open_) throw InputError("video '" + id_ + "' has ended; start a new video");
+}
+
+Result Video::send(const ImageView& frame, const ImageView* mask, bool start, bool return_prob) {
   wire::Request request{id_};
   request.start = start;
-  request.bgr = bgr;
+  request.bgr = start && bgr_;
   request.return_prob = return_prob;
+  request.return_state = true;
   request.frame_index = index_;
   request.frame = &frame;
   request.mask = mask;
-  const Server& server = pool_->servers[server_];
-  inference::ModelInferResponse response;
-  const grpc::Status status = infer(server, request, pool_->options.timeout_s, &response);
-  if (!status.ok()) {
-    ServeError error = status_error(server.address, status, pool_->options.timeout_s);
-    if (start && status.error_code() == grpc::StatusCode::UNAVAILABLE) throw Unreachable(error);
-    throw error;
-  }
-  Result result = wire::decode(server.address, response, frame, return_prob);
+  const inference::ModelInferResponse response = call(request);
+  wire::Tensor state;
+  Result result = wire::decode(pool_->servers[server_].address, response, frame, return_prob, &state);
+  remember(frame, mask, result, std::move(state));
   ++index_;
   open_ = true;
   object_ids_ = result.object_ids;
   return result;
+}
+
+void Video::remember(const ImageView& frame, const ImageView* mask, const Result& result, wire::Tensor state) {
+  auto keyframe = std::make_shared<const detail::Keyframe>(
+      detail::Keyframe{index_, wire::packed(frame), result.labels.data});
+  std::set<std::uint8_t> stated;  // the ids the mask states (0: nothing)
+  if (mask != nullptr) {
+    const std::string ids = wire::packed(*mask);
+    stated.insert(ids.begin(), ids.end());
+  }
+  std::map<std::uint8_t, std::shared_ptr<const detail::Keyframe>> references;
+  for (const std::uint8_t id : result.object_ids) {
+    const auto kept = kept_->references.find(id);
+    references[id] = stated.count(id) != 0 || kept == kept_->references.end() ? keyframe : kept->second;
+  }
+  kept_->references = std::move(references);
+  kept_->last = std::move(keyframe);
+  kept_->state = std::move(state);
+}
+
+inference::ModelInferResponse Video::call(const wire::Request& request) {
+  const std::vector<std::size_t> order = placement(pool_->servers, id_);
+  bool resume = false;  // whether the video must be re-primed on server_ first
+  for (std::size_t attempt = 0; attempt <= 2 * order.size(); ++attempt) {
+    const Server& server = pool_->servers[server_];
+    inference::ModelInferResponse response;
+    grpc::Status status = resume ? infer(server, resume_request(), pool_->options.timeout_s, &response)
+                                 : grpc::Status::OK;
+    if (status.ok()) {
+      moves_ += resume ? 1 : 0;
+      status = infer(server, request, pool_->options.timeout_s, &response);
+    }
+    if (status.ok()) return response;
+    const ServeError error = status_error(server.address, status, pool_->options.timeout_s);
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      if (request.start) throw Unreachable(error);  // a start is placed anew by start()
+      server_ = order[(std::find(order.begin(), order.end(), server_) - order.begin() + 1) % order.size()];
+    } else if (request.start || !is_not_open(error.server_message(), id_)) {
+      throw error;
+    }
+    resume = true;  // the server is gone (the video moves to the next one) or no longer holds the video
+  }
+  throw ServeError(pool_->servers[server_].address, "video '" + id_ + "': its servers kept failing");
+}
+
+wire::Request Video::resume_request() const {
+  std::vector<std::shared_ptr<const detail::Keyframe>> frames;  // each reference once, then the last frame
+  for (const auto& [id, keyframe] : kept_->references)
+    if (keyframe != kept_->last && std::find(frames.begin(), frames.end(), keyframe) == frames.end())
+      frames.push_back(keyframe);
+  frames.push_back(kept_->last);
+  const auto n = static_cast<std::int64_t>(frames.size());
+  std::string pixels, labels, indices, ids, positions;
+  for (const auto& keyframe : frames) {
+    pixels += keyframe->frame;
+    labels.append(keyframe->labels.begin(), keyframe->labels.end());
+    indices.append(reinterpret_cast<const char*>(&keyframe->index), sizeof keyframe->index);  // little-endian
+  }
+  for (const auto& [id, keyframe] : kept_->references) {
+    ids += static_cast<char>(id);
+    positions += static_cast<char>(std::find(frames.begin(), frames.end(), keyframe) - frames.begin());
+  }
+  const std::int64_t h = kept_->height, w = kept_->width, k = static_cast<std::int64_t>(ids.size());
+  wire::Request request{id_};
+  request.resume = true;
+  request.bgr = bgr_;
+  request.more = {tensor("keyframes", "UINT8", {n, h, w, 3}, std::move(pixels)),
+                  tensor("keyframe_labels", "UINT8", {n, h, w}, std::move(labels)),
+                  tensor("keyframe_index", "INT64", {n}, std::move(indices)),
+                  tensor("reference_ids", "UINT8", {k}, std::move(ids)),
+                  tensor("reference_keyframes", "UINT8", {k}, std::move(positions))};
+  if (!kept_->state.bytes.empty()) request.more.push_back(kept_->state);
+  return request;
 }
 
 }  // namespace simvos

@@ -32,7 +32,8 @@ void check_image(const ImageView& image, int channels, const char* what, const c
     throw InputError(std::string(what) + ": " + describe(image) + " is over 2 GiB, more than one gRPC message holds");
 }
 
-//! The image's samples, rows packed.
+}  // namespace
+
 std::string packed(const ImageView& image) {
   const std::size_t row = static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.channels);
   const std::size_t stride = image.stride != 0 ? image.stride : row;
@@ -42,6 +43,8 @@ std::string packed(const ImageView& image) {
                 row);
   return bytes;
 }
+
+namespace {
 
 void add_input(inference::ModelInferRequest& request, const char* name, const ImageView& image) {
   auto* input = request.add_inputs();
@@ -132,14 +135,23 @@ inference::ModelInferRequest encode(const Request& request) {
   if (request.end) parameters["end"].set_bool_param(true);
   if (request.return_prob) parameters["return_prob"].set_bool_param(true);
   if (request.bgr) parameters["bgr"].set_bool_param(true);
+  if (request.resume) parameters["resume"].set_bool_param(true);
+  if (request.return_state) parameters["return_state"].set_bool_param(true);
   if (request.frame_index >= 0) parameters["frame_index"].set_int64_param(request.frame_index);
   if (request.frame != nullptr) add_input(message, "frame", *request.frame);
   if (request.mask != nullptr) add_input(message, "mask", *request.mask);
+  for (const Tensor& tensor : request.more) {
+    auto* input = message.add_inputs();
+    input->set_name(tensor.name);
+    input->set_datatype(tensor.datatype);
+    for (const std::int64_t d : tensor.shape) input->add_shape(d);
+    message.add_raw_input_contents(tensor.bytes);
+  }
   return message;
 }
 
 Result decode(const std::string& server, const inference::ModelInferResponse& response, const ImageView& frame,
-              bool return_prob) {
+              bool return_prob, Tensor* state) {
   const Answer answer(server, response);
   Result result;
   std::vector<std::int64_t> shape{frame.height, frame.width};
@@ -154,7 +166,25 @@ Result decode(const std::string& server, const inference::ModelInferResponse& re
     result.prob.resize(prob.size() / sizeof(float));
     std::memcpy(result.prob.data(), prob.data(), prob.size());
   }
+  if (state != nullptr) {
+    shape = {static_cast<std::int64_t>(ids.size()), 1, -1, -1};
+    const std::string& bytes = answer.tensor("state", "FP32", shape, sizeof(float));
+    *state = {"state", "FP32", shape, bytes};
+  }
   return result;
+}
+
+std::vector<std::uint8_t> decode_ids(const std::string& server, const inference::ModelInferResponse& response,
+                                     Tensor* state) {
+  const Answer answer(server, response);
+  std::vector<std::int64_t> shape{-1};
+  const std::string& ids = answer.tensor("object_ids", "UINT8", shape, 1);
+  if (state != nullptr) {
+    shape = {static_cast<std::int64_t>(ids.size()), 1, -1, -1};
+    const std::string& bytes = answer.tensor("state", "FP32", shape, sizeof(float));
+    *state = {"state", "FP32", shape, bytes};
+  }
+  return {ids.begin(), ids.end()};
 }
 
 }  // namespace simvos::wire

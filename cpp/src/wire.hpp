@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kserve_v2.pb.h"
 #include "simvos/client.hpp"
@@ -14,16 +15,27 @@ inline constexpr const char* kModel = "simvos";
 //! gRPC metadata of each request: a key for sticky routing behind a load balancer (README.md, "Routing").
 inline constexpr const char* kRoutingHeader = "x-simvos-video-id";
 
-//! One request of a video: its parameters and the tensors it carries (`frame`, `mask`: null when absent).
+//! A tensor as sent or answered: its bytes row-major, little-endian.
+struct Tensor {
+  std::string name, datatype;
+  std::vector<std::int64_t> shape;
+  std::string bytes;
+};
+
+//! One request of a video: its parameters and the tensors it carries (`frame`, `mask`: null when absent; `more`:
+//! `remove`, the inputs of a resume, `state`).
 struct Request {
   std::string video_id;
   bool start = false;
+  bool resume = false;
   bool end = false;
   bool return_prob = false;
+  bool return_state = false;
   bool bgr = false;
   std::int64_t frame_index = -1;  // -1: not sent, not checked
   const ImageView* frame = nullptr;
   const ImageView* mask = nullptr;
+  std::vector<Tensor> more{};
 };
 
 void check_video_id(const std::string& id);
@@ -33,8 +45,14 @@ void check_frame(const ImageView& frame, const char* what);
 void check_mask(const ImageView& mask, const ImageView& frame);
 
 inference::ModelInferRequest encode(const Request& request);
-//! The answer to a request carrying `frame`; ServeError when it is not what simvos-serve answers.
+//! The answer to a request carrying `frame` (and its `state` output, when asked for, into `state`); ServeError
+//! when it is not what simvos-serve answers.
 Result decode(const std::string& server, const inference::ModelInferResponse& response, const ImageView& frame,
-              bool return_prob);
+              bool return_prob, Tensor* state = nullptr);
+//! The object ids of an answer without labels (a removal), and its `state` output, when asked for, into `state`.
+std::vector<std::uint8_t> decode_ids(const std::string& server, const inference::ModelInferResponse& response,
+                                     Tensor* state = nullptr);
+//! The image's samples, rows packed.
+std::string packed(const ImageView& image);
 
 }  // namespace simvos::wire

@@ -31,7 +31,8 @@ from simvos_trt.runtime.png import encode_index_png  # noqa: E402
 GOLDEN_CASE, SIZE, MAX_OBJECTS = "tiny_L4_tr", (128, 192), 4
 #: The Python client's runs, each into python-<kind>/: the frames and the mask options, under golden/.
 RUNS = {"png": ("png", "--mask", "mask.png"), "jpg": ("jpg", "--mask", "mask.png"),
-        "video": ("video.avi", "--mask", "mask.png"), "late": ("png", "--masks", "late")}
+        "video": ("video.avi", "--mask", "mask.png"), "late": ("png", "--masks", "late"),
+        "later": ("png", "--masks", "later")}
 
 
 def make_export(folder: Path) -> Path:

@@ -73,16 +73,9 @@ TEST(Segment, FramesBeforeTheFirstAnnotationAsPython) {
   expect_same_output_as_python(*served, "late", "png", "--masks late");  // empty masks, then the objects
 }
 
-TEST(Segment, MasksOnLaterFramesAreRefusedUntilTheProtocolCarriesThem) {
+TEST(Segment, MasksOnLaterFramesAsPython) {
   SIMVOS_SERVED(served);
-  const fs::path golden = served->workdir / "golden", out = served->workdir / "cpp-refused";
-  std::string stdout_text, stderr_text;
-  EXPECT_EQ(run(std::string(SIMVOS_SEGMENT_CPP) + " --server " + served->url + " --input " + (golden / "png").string() +
-                    " --masks " + (golden / "later").string() + " --out " + out.string() + " --force",
-                &stdout_text, &stderr_text),
-            2);
-  EXPECT_NE(stderr_text.find("this client sends a mask with the first frame only (start)"), std::string::npos)
-      << stderr_text;
+  expect_same_output_as_python(*served, "later", "png", "--masks later");  // a second mask on the fourth frame
 }
 
 TEST(IndexPng, EncodesAsPillow) {
@@ -118,9 +111,7 @@ TEST(Video, StartStepEndThroughTheLibrary) {
   EXPECT_EQ(video.server(), served->url);
   simvos::Video moved = std::move(video);  // the moved-from video must not end the video when destroyed
   video = client.video();
-  EXPECT_THROW(moved.step(view(second), mask.labels.view()), simvos::InputError);  // not in the protocol yet
-  EXPECT_THROW(moved.remove_objects({9}), simvos::InputError);
-  const simvos::Result next = moved.step(view(second), true);  // the refusals sent nothing: this is frame 1
+  const simvos::Result next = moved.step(view(second), true);
   const auto [height, width] = std::pair{next.labels.height, next.labels.width};
   ASSERT_EQ(next.prob.size(), 3u * height * width);
   const std::size_t pixels = static_cast<std::size_t>(height) * width;
@@ -131,6 +122,17 @@ TEST(Video, StartStepEndThroughTheLibrary) {
   }
   const auto python = simvos::png::read_index_png((served->workdir / "python-png" / "00001.png").string());
   EXPECT_EQ(next.labels.data, python.labels.data);
+  moved.remove_objects({9});  // a removal alone: no frame
+  EXPECT_EQ(moved.object_ids(), (std::vector<std::uint8_t>{1}));
+  const simvos::Result third = moved.step(view(golden_frame(*served, 2)));
+  EXPECT_EQ(std::count(third.labels.data.begin(), third.labels.data.end(), 9), 0);
+  EXPECT_EQ(third.object_ids, (std::vector<std::uint8_t>{1}));
+  try {
+    moved.remove_objects({5});
+    ADD_FAILURE() << "no error";
+  } catch (const simvos::ServeError& error) {  // not an object of the video: the server's reason
+    EXPECT_NE(error.server_message(), "");
+  }
   moved.end();
   EXPECT_FALSE(moved.is_open());
   EXPECT_THROW(moved.step(view(second)), simvos::InputError);

@@ -40,10 +40,9 @@ options:
                             file OpenCV can read
   --mask FRAME.png          an index mask: a palette PNG (as DAVIS annotations) or an 8-bit grayscale PNG of ids
                             (0 states nothing, objects are ids 1..255), at the frames' size, named after the frame
-                            it annotates (00000.png for a video's first frame); frames before the first annotated
-                            one get empty masks. A single mask named after no frame is the first frame's. Masks on
-                            later frames are refused until the serve protocol carries them (as simvos-segment
-                            --server)
+                            it annotates (00000.png for a video's first frame), repeated for later frames, where
+                            new ids join and known ids are corrected; frames before the first annotated one get
+                            empty masks. A single mask named after no frame is the first frame's
   --masks DIR               a folder of such masks (*.png), each named after the frame it annotates
   --out OUTDIR              output folder: one palette PNG per frame, named after the frame (00000.png, ... for a
                             video), with the mask's ids and palette, each written atomically; only a new or empty

@@ -17,7 +17,16 @@
 #include <string>
 #include <vector>
 
+namespace inference {  // the KServe v2 messages (generated; private to the library)
+class ModelInferResponse;
+}
+
 namespace simvos {
+
+namespace wire {  // the library's requests (private)
+struct Request;
+struct Tensor;
+}  // namespace wire
 
 //! Any error of this library.
 class Error : public std::runtime_error {
@@ -84,12 +93,16 @@ struct ClientOptions {
 
 namespace detail {
 struct Pool;
+struct Kept;
 }
 
 class Client;
 
 //! One video on a server: start, step..., end. Movable, not copyable; an open Video ends itself when destroyed
-//! (ignoring errors: call end() to see them).
+//! (ignoring errors: call end() to see them). It keeps each object's reference keyframe and the last frame, with
+//! the labels and state the server answered: when its server cannot be reached, restarts or no longer holds the
+//! video, the failed request re-primes the video on a live server (a resume request, simvos_trt/serve/README.md
+//! "Failover") and is sent again: no frame is lost or repeated.
 class Video {
  public:
   Video(Video&&) noexcept;
@@ -103,10 +116,10 @@ class Video {
   Result start(const ImageView& frame, const ImageView& mask, const StartOptions& options = {});
   //! The next frame, of the first frame's size and channel order.
   Result step(const ImageView& frame, bool return_prob = false);
-  //! The next frame with a mask of objects that join or are corrected there. The wire protocol carries masks
-  //! with the first frame only, for now: InputError, nothing sent (as the Python client).
+  //! The next frame with a mask (H, W) uint8 stating objects there: a new id joins, an id of the video is
+  //! corrected (its reference becomes this frame), 0 states nothing (the other objects keep propagating).
   Result step(const ImageView& frame, const ImageView& mask, bool return_prob = false);
-  //! Takes objects out of the video. Not in the wire protocol yet: InputError, nothing sent (as the Python client).
+  //! Takes objects out of the video (ServeError with the server's reason for an id not alive).
   void remove_objects(const std::vector<std::uint8_t>& ids);
   //! Ends the video on its server, freeing its state (idempotent).
   void end();
@@ -117,11 +130,17 @@ class Video {
   //! The video's object ids, increasing (empty before start).
   const std::vector<std::uint8_t>& object_ids() const noexcept { return object_ids_; }
   bool is_open() const noexcept { return open_; }
+  //! How often the video was re-primed on a server (failover).
+  int moves() const noexcept { return moves_; }
 
  private:
   friend class Client;
   Video(std::shared_ptr<detail::Pool> pool, std::string id);
-  Result send(const ImageView& frame, const ImageView* mask, bool start, bool return_prob, bool bgr);
+  void check_open() const;
+  Result send(const ImageView& frame, const ImageView* mask, bool start, bool return_prob);
+  void remember(const ImageView& frame, const ImageView* mask, const Result& result, wire::Tensor state);
+  inference::ModelInferResponse call(const wire::Request& request);
+  wire::Request resume_request() const;
 
   std::shared_ptr<detail::Pool> pool_;
   std::string id_;
@@ -129,7 +148,10 @@ class Video {
   bool started_ = false;
   bool open_ = false;
   std::int64_t index_ = 0;  // the next frame's index
+  bool bgr_ = false;
+  int moves_ = 0;
   std::vector<std::uint8_t> object_ids_;
+  std::unique_ptr<detail::Kept> kept_;  // what a resume needs
 };
 
 //! Connections to one or more simvos-serve servers. Each video lives on one server, chosen by rendezvous
