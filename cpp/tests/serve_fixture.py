@@ -7,8 +7,10 @@ configuration, 128x192, at most 4 objects, as tests/serve/conftest.py's golden_e
 video tiny_L4_tr as PNG frames, JPEG frames and an FFV1 video, its mask with ids {1, 9} and a 10-entry palette,
 also as late/00002.png and as later/00000.png + later/00003.png), ``pillow/`` (label maps as raw bytes beside
 the PNGs Pillow writes of them), then starts a server on free ports, writes the Python client's masks
-(``python-<kind>/`` of each of ``RUNS``: ``simvos-segment --server``) and prints ``ready GRPC_URL HTTP_PORT``.
-Stops the server and exits when its stdin closes (the C++ test ends).
+(``python-<kind>/`` of each of ``RUNS``: ``simvos-segment --server``), starts a spare server for the failover
+test and prints ``ready GRPC_URL HTTP_PORT SPARE_GRPC_URL``. A line ``kill spare`` on its stdin SIGKILLs the spare
+server (and every process it started), answered by ``killed``. Stops the servers and exits when its stdin closes
+(the C++ test ends).
 """
 
 from __future__ import annotations
@@ -101,15 +103,19 @@ def main(workdir: Path) -> None:
     export = make_export(workdir / "export")
     make_video(workdir / "golden")
     make_pillow_pairs(workdir / "pillow")
-    with ServerProcess(export, "--threads", "1", "--instances", "2", log=workdir / "server.log") as server:
+    with ServerProcess(export, "--threads", "1", "--instances", "2", log=workdir / "server.log") as server, \
+            ServerProcess(export, "--threads", "1", log=workdir / "spare.log") as spare:
         for kind, (frames, option, masks) in RUNS.items():
             golden = workdir / "golden"
             argv = ["--server", server.url, "--input", str(golden / frames), option, str(golden / masks), "--out",
                     str(workdir / f"python-{kind}"), "--force", "--no-progress"]
             if segment.main(argv) != 0:
                 raise SystemExit(f"simvos-segment --server failed on golden/{frames} with {option} {masks}")
-        print(f"ready {server.url} {server.http_port}", flush=True)
-        sys.stdin.read()  # until the C++ test closes the pipe (or dies)
+        print(f"ready {server.url} {server.http_port} {spare.url}", flush=True)
+        for line in sys.stdin:  # until the C++ test closes the pipe (or dies)
+            if line.strip() == "kill spare":  # as its machine failing: the failover test
+                spare.kill()
+                print("killed", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,13 @@ class Fixture : public ::testing::Environment {
     return ready_ ? &served_ : nullptr;
   }
   const std::string& reason() const { return reason_; }
+
+  bool kill_spare() {
+    const char command[] = "kill spare\n";
+    if (!ready_ || write(stdin_, command, sizeof command - 1) != static_cast<ssize_t>(sizeof command - 1)) return false;
+    char line[64];
+    return std::fgets(line, sizeof line, out_) != nullptr && std::string(line) == "killed\n";
+  }
   bool venvs_missing() const { return venvs_missing_; }
 
   void TearDown() override {
@@ -40,6 +47,8 @@ class Fixture : public ::testing::Environment {
     stdin_ = -1;
     if (pid_ > 0) waitpid(pid_, nullptr, 0);
     pid_ = -1;
+    if (out_ != nullptr) std::fclose(out_);
+    out_ = nullptr;
   }
 
  private:
@@ -74,17 +83,16 @@ class Fixture : public ::testing::Environment {
     close(to_child[0]);
     close(from_child[1]);
     stdin_ = to_child[1];
-    FILE* out = fdopen(from_child[0], "r");
+    out_ = fdopen(from_child[0], "r");
     char line[512];
-    while (out != nullptr && std::fgets(line, sizeof line, out) != nullptr) {
+    while (out_ != nullptr && std::fgets(line, sizeof line, out_) != nullptr) {
       std::istringstream words(line);
       std::string word;
-      if (words >> word && word == "ready" && words >> served_.url >> served_.http_port) {
+      if (words >> word && word == "ready" && words >> served_.url >> served_.http_port >> served_.spare) {
         ready_ = true;
         break;
       }
     }
-    if (out != nullptr) std::fclose(out);
     if (!ready_) {
       const std::string text = read_bytes(log);
       reason_ = "serve_fixture.py did not start a server; the end of " + log.string() + ":\n" +
@@ -97,6 +105,7 @@ class Fixture : public ::testing::Environment {
   std::string reason_;
   pid_t pid_ = -1;
   int stdin_ = -1;
+  FILE* out_ = nullptr;  // its stdout: "ready ...", then "killed"
 };
 
 Fixture* const fixture = static_cast<Fixture*>(::testing::AddGlobalTestEnvironment(new Fixture));
@@ -105,6 +114,7 @@ Fixture* const fixture = static_cast<Fixture*>(::testing::AddGlobalTestEnvironme
 
 const Served* served() { return fixture->get(); }
 std::string why() { return fixture->reason(); }
+bool kill_spare() { return fixture->kill_spare(); }
 bool skippable() { return fixture->venvs_missing() && env_or("SIMVOS_REQUIRE_SERVER", "0") != "1"; }
 
 std::string read_bytes(const fs::path& path) {

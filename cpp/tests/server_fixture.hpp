@@ -12,12 +12,15 @@ namespace simvos::testing {
 struct Served {
   std::string url;   // HOST:PORT of the gRPC endpoint
   int http_port = 0;
+  std::string spare;  // HOST:PORT of a second server of the same export, for kill_spare()
   std::filesystem::path workdir;
 };
 
 //! The fixture, started by the first call; null when it cannot run (why() says why).
 const Served* served();
 std::string why();
+//! SIGKILLs the spare server (and its Triton), as when its machine fails; true once it is dead.
+bool kill_spare();
 //! Whether the tests may skip: the venvs are missing, and SIMVOS_REQUIRE_SERVER=1 (CI) does not forbid it;
 //! a fixture that fails otherwise fails them.
 bool skippable();

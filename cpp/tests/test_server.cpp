@@ -225,3 +225,35 @@ TEST(Client, VideosSkipAServerThatCannotBeReachedAtStart) {
     EXPECT_EQ(video.server(), served->url);
   }
 }
+
+TEST(Video, FailsOverWhenItsServerDies) {  // last: it kills the spare server
+  SIMVOS_SERVED(served);
+  const simvos::png::IndexImage mask = simvos::png::read_index_png((served->workdir / "golden" / "mask.png").string());
+  simvos::Client client({served->url, served->spare});
+  std::vector<cv::Mat> frames;
+  for (int t = 0; t < 6; ++t) frames.push_back(golden_frame(*served, t));
+  simvos::StartOptions options;
+  options.bgr = true;
+  std::vector<simvos::Result> got;
+  for (int i = 0; got.empty() && i < 64; ++i) {  // a video that rendezvous hashing places on the spare
+    simvos::Video video = client.video("failover-" + std::to_string(i));
+    simvos::Result first = video.start(view(frames[0]), mask.labels.view(), options);
+    if (video.server() != served->spare) continue;
+    got.push_back(first);
+    for (int t = 1; t < 6; ++t) {
+      if (t == 3) {
+        ASSERT_TRUE(simvos::testing::kill_spare());
+      }
+      got.push_back(video.step(view(frames[t])));
+    }
+    EXPECT_EQ(video.server(), served->url);
+    EXPECT_EQ(video.moves(), 1);
+  }
+  ASSERT_EQ(got.size(), 6u) << "no video id placed on the spare server";
+  for (int t = 0; t < 6; ++t) {  // the state the video keeps makes the resume exact: an uninterrupted run's labels
+    char name[16];
+    std::snprintf(name, sizeof name, "%05d.png", t);
+    const auto python = simvos::png::read_index_png((served->workdir / "python-png" / name).string());
+    EXPECT_EQ(got[t].labels.data, python.labels.data) << "frame " << t;
+  }
+}
