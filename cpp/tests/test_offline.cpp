@@ -1,5 +1,6 @@
 // What needs no simvos-serve: addresses, error texts, frame order, index PNGs, unreachable and garbage servers.
 #include <arpa/inet.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
@@ -79,6 +81,8 @@ class FakeKServe final : public inference::GRPCInferenceService::Service {
   inference::ModelInferResponse answer;
   grpc::Status error = grpc::Status::OK;
   bool ready = true;
+  std::vector<inference::ModelInferRequest> requests;  // every ModelInfer request received
+  std::size_t lose_at = 0;  // when > 0: the request of that number (1-based) finds the video lost
 
   FakeKServe() {
     grpc::ServerBuilder builder;
@@ -94,8 +98,12 @@ class FakeKServe final : public inference::GRPCInferenceService::Service {
     response->set_ready(ready);
     return grpc::Status::OK;
   }
-  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest*,
+  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* request,
                           inference::ModelInferResponse* response) override {
+    requests.push_back(*request);  // one request at a time: the client waits for each answer
+    if (requests.size() == lose_at)
+      return {grpc::StatusCode::INTERNAL, "simvos-serve error: video '" + request->parameters().at("video_id")
+              .string_param() + "' is not open (it was closed: no request for 60 s); a video's first request ..."};
     *response = answer;
     return error;
   }
@@ -118,6 +126,7 @@ class FakeKServe final : public inference::GRPCInferenceService::Service {
 void answer_as_simvos(FakeKServe& fake) {
   fake.output("labels", "UINT8", {2, 3}, std::string(6, '\1'));
   fake.output("object_ids", "UINT8", {1}, std::string(1, '\1'));
+  fake.output("state", "FP32", {1, 1, 2, 2}, std::string(16, '\0'));  // return_state: what a resume needs
 }
 
 //! The server that a 2x3 video `id` starts on through `client`.
@@ -394,4 +403,36 @@ TEST(Client, PlacesVideosByRendezvousHashing) {
     EXPECT_EQ(started_on(only_a, id), a.url()) << id;  // a server that cannot be reached is skipped
   }
   EXPECT_EQ(used, (std::set<std::string>{a.url(), b.url()}));  // both take videos
+}
+
+TEST(Video, ReprimesAVideoItsServerLost) {  // the resume request as simvos_trt/serve/README.md "Failover" states it
+  FakeKServe fake;
+  answer_as_simvos(fake);
+  fake.lose_at = 2;  // the first step finds the video gone (the server restarted, or closed it)
+  const std::vector<std::uint8_t> frame(2 * 3 * 3, 7), mask(2 * 3, 1);
+  simvos::Client client(fake.url());
+  simvos::Video video = client.video("lost");
+  simvos::StartOptions bgr;
+  bgr.bgr = true;
+  video.start({frame.data(), 2, 3, 3, 1, 0}, {mask.data(), 2, 3, 1, 1, 0}, bgr);
+  video.step({frame.data(), 2, 3, 3, 1, 0});
+  EXPECT_EQ(video.moves(), 1);
+  EXPECT_EQ(video.server(), fake.url());
+  ASSERT_EQ(fake.requests.size(), 4u);  // start, the lost step, resume, the step again
+  const inference::ModelInferRequest& resume = fake.requests[2];
+  EXPECT_TRUE(resume.parameters().at("resume").bool_param());
+  EXPECT_TRUE(resume.parameters().at("bgr").bool_param());
+  std::map<std::string, std::pair<std::vector<std::int64_t>, std::string>> inputs;
+  for (int i = 0; i < resume.inputs_size(); ++i)
+    inputs[resume.inputs(i).name()] = {{resume.inputs(i).shape().begin(), resume.inputs(i).shape().end()},
+                                       resume.raw_input_contents(i)};
+  using Shape = std::vector<std::int64_t>;
+  EXPECT_EQ(inputs["keyframes"], std::pair(Shape{1, 2, 3, 3}, std::string(frame.begin(), frame.end())));  // frame 0
+  EXPECT_EQ(inputs["keyframe_labels"], std::pair(Shape{1, 2, 3}, std::string(6, '\1')));  // the labels answered
+  EXPECT_EQ(inputs["keyframe_index"], std::pair(Shape{1}, std::string(8, '\0')));  // int64 0
+  EXPECT_EQ(inputs["reference_ids"], std::pair(Shape{1}, std::string(1, '\1')));
+  EXPECT_EQ(inputs["reference_keyframes"], std::pair(Shape{1}, std::string(1, '\0')));
+  EXPECT_EQ(inputs["state"], std::pair(Shape{1, 1, 2, 2}, std::string(16, '\0')));  // the last state answered
+  EXPECT_EQ(inputs.size(), 6u);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(fake.requests[3], fake.requests[1]));  // again
 }
