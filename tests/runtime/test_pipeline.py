@@ -9,8 +9,8 @@ import time
 import cv2
 import numpy as np
 import pytest
+from videos import SMALL, moving_video
 
-from conftest import SMALL, moving_video
 from simvos_trt.cli.segment import main
 from simvos_trt.errors import InputError, OutputError
 from simvos_trt.io import write_atomic

@@ -6,8 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from videos import SMALL, moving_video
 
-from conftest import SMALL, moving_video
 from simvos_trt.runtime import VideoSegmenter, place
 from simvos_trt.runtime.backends.ort import OrtBackend
 from simvos_trt.runtime.backends.resample import Resample, resample_on_host
