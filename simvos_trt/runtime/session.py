@@ -196,10 +196,18 @@ class VideoSession(Video):
             labels = np.zeros((pl.height, pl.width), np.uint8)
             return (labels, np.ones((1, pl.height, pl.width), np.float32)) if return_prob else labels
         out = be.run(Graph.AGGREGATE, {"prob": prob})
-        labels, probs = frame_outputs(be, out, st.placement, st.lut, return_prob or stated is not None)
+        unstated = stated is not None and len(st.ids) > len(stated)  # objects the mask leaves propagating
+        if stated is not None and not unstated and not return_prob:
+            labels, probs = mask.copy(), None  # every alive object stated: the mask is the frame's labels
+        else:
+            labels, probs = frame_outputs(be, out, st.placement, st.lut, return_prob or unstated)
         if stated is not None:
-            assert mask is not None and probs is not None
-            labels = stated_labels(mask, probs, st.ids, stated)
+            assert mask is not None
+            if unstated:
+                assert probs is not None
+                labels = stated_labels(mask, probs, st.ids, stated)
+            else:  # elsewhere only the background is left
+                labels = mask.copy()
             self._reference(st, frame_h, labels, stated, st.index)
         st.pending = (frame_h, out["objects"])
         st.index += 1

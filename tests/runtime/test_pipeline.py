@@ -157,10 +157,10 @@ def test_segment_interrupted_leaves_complete_pngs(small_export, frames_dir, caps
 
     real = VideoSession._step
 
-    def step(self, frame, return_prob):
+    def step(self, frame, mask, return_prob):
         if self.state.index == 5:
             raise KeyboardInterrupt
-        return real(self, frame, return_prob)
+        return real(self, frame, mask, return_prob)
 
     monkeypatch.setattr(VideoSession, "_step", step)
     assert segment(small_export, frames_dir) == 130

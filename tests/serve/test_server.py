@@ -30,7 +30,7 @@ def test_golden_videos_equal_in_process(name, golden_client, local):
     for t, ((labels, prob), (labels_ref, prob_ref)) in enumerate(zip(remote, expected, strict=True)):
         assert labels.dtype == np.uint8 and prob.dtype == np.float32
         np.testing.assert_array_equal(labels, labels_ref, err_msg=f"frame {t}")
-        np.testing.assert_array_equal(prob, prob_ref, err_msg=f"frame {t}")
+        np.testing.assert_allclose(prob, prob_ref, atol=1e-6, err_msg=f"frame {t}")  # threads may reorder sums
     assert set(np.unique(remote[-1][0])) <= set(np.unique(case.first_mask))
 
 
