@@ -122,6 +122,9 @@ std::shared_ptr<Pool> connect(const std::vector<std::string>& addresses, const C
   args.SetMaxSendMessageSize(INT_MAX);
   for (const std::string& text : addresses) {
     const std::string address = grpc_address(text);
+    for (const Server& server : pool->servers)
+      if (server.address == address)
+        throw InputError("servers: " + address + " is given twice; give distinct HOST:PORT addresses");
     auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     pool->servers.push_back({address, inference::GRPCInferenceService::NewStub(channel)});
   }
