@@ -6,7 +6,7 @@ Writes under WORKDIR (kept between runs: the export takes a while): ``export/`` 
 configuration, 128x192, at most 4 objects, as tests/serve/conftest.py's golden_export), ``golden/`` (the golden
 video tiny_L4_tr as PNG frames, JPEG frames and an FFV1 video, its mask with ids {1, 9} and a 10-entry palette,
 also as late/00002.png and as later/00000.png + later/00003.png), ``pillow/`` (label maps as raw bytes beside
-the PNGs Pillow writes of them), then starts a server on free ports, writes the Python client's masks
+the PNGs the Python tool writes of them), then starts a server on free ports, writes the Python client's masks
 (``python-<kind>/`` of each of ``RUNS``: ``simvos-segment --server``), starts a spare server for the failover
 test and prints ``ready GRPC_URL HTTP_PORT SPARE_GRPC_URL``. A line ``kill spare`` on its stdin SIGKILLs the spare
 server (and every process it started), answered by ``killed``. Stops the servers and exits when its stdin closes
@@ -83,8 +83,8 @@ def make_video(folder: Path) -> None:
 
 
 def make_pillow_pairs(folder: Path) -> None:
-    """Label maps (``NAME.HxW.raw``) and Pillow's PNG of each (``NAME.png``): one IDAT chunk, several of
-    65536 bytes, and chunks of 4 * width bytes (a width over 16384)."""
+    """Label maps (``NAME.HxW.raw``) and the Python tool's PNG of each (``NAME.png``): blocks, noise at 1080p,
+    and a width over 16384."""
     folder.mkdir(exist_ok=True)
     rng = np.random.default_rng(3)
     blocks = np.zeros((480, 854), np.uint8)

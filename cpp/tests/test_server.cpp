@@ -78,7 +78,7 @@ TEST(Segment, MasksOnLaterFramesAsPython) {
   expect_same_output_as_python(*served, "later", "png", "--masks later");  // a second mask on the fourth frame
 }
 
-TEST(IndexPng, EncodesAsPillow) {
+TEST(IndexPng, EncodesAsThePythonTool) {
   SIMVOS_SERVED(served);
   int pairs = 0;
   for (const auto& entry : fs::directory_iterator(served->workdir / "pillow")) {

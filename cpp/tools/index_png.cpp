@@ -80,7 +80,7 @@ void choose_format(const std::string& path, png_structp png, png_infop info) {
 struct Deflater {
   z_stream stream{};
   Deflater() {
-    if (deflateInit2(&stream, 6, Z_DEFLATED, 15, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&stream, 1, Z_DEFLATED, 15, 9, Z_RLE) != Z_OK)
       throw Error("zlib: deflateInit2 failed");
   }
   ~Deflater() { deflateEnd(&stream); }
@@ -162,7 +162,7 @@ std::string encode_index_png(const Labels& labels, const Palette& palette, int s
   header[9] = 3;
   put_chunk(out, "IHDR", header, sizeof header);
   put_chunk(out, "PLTE", full.data(), full.size());
-  // Each row: filter type 0 (none, as Pillow for palette images), then its indices.
+  // Each row: filter type 0 (none), then its indices; deflated with run-length matching, as runtime/png.py does.
   const std::size_t width = static_cast<std::size_t>(labels.width);
   std::vector<std::uint8_t> raw((width + 1) * static_cast<std::size_t>(labels.height));
   for (int y = 0; y < labels.height; ++y)
@@ -174,10 +174,7 @@ std::string encode_index_png(const Labels& labels, const Palette& palette, int s
   deflater.stream.next_out = compressed.data();
   deflater.stream.avail_out = static_cast<uInt>(compressed.size());
   if (deflate(&deflater.stream, Z_FINISH) != Z_STREAM_END) throw Error("zlib: deflate did not finish");
-  const std::size_t total = deflater.stream.total_out;
-  const std::size_t chunk = std::max<std::size_t>(65536, 4 * width);  // Pillow's encoder buffer: one IDAT each
-  for (std::size_t at = 0; at < total; at += chunk)
-    put_chunk(out, "IDAT", compressed.data() + at, std::min(chunk, total - at));
+  put_chunk(out, "IDAT", compressed.data(), deflater.stream.total_out);  // one IDAT, as runtime/png.py writes
   put_chunk(out, "IEND", nullptr, 0);
   return out;
 }

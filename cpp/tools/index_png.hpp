@@ -1,5 +1,5 @@
 // Index PNGs (DAVIS-style palette masks) for simvos-segment-cpp: read with libpng, written byte for byte
-// as simvos_trt.runtime.png (Pillow) writes them.
+// as simvos_trt.runtime.png writes them.
 #pragma once
 
 #include <array>
@@ -25,8 +25,8 @@ Palette davis_palette();
 //! The indices (and palette) of a palette or grayscale PNG of at most 8 bits; InputError otherwise.
 IndexImage read_index_png(const std::string& path);
 //! `labels` as an 8-bit palette PNG, the DAVIS palette overwritten by the first `size` entries of `palette`;
-//! the same bytes as Pillow's PNG encoder (no filter, zlib level 6, memLevel 9, IDAT chunks of
-//! max(65536, 4 * width) bytes) when both use the same zlib.
+//! the same bytes as simvos_trt.runtime.png.encode_index_png (no filter, zlib level 1 with Z_RLE, memLevel 9,
+//! one IDAT) when both use the same zlib.
 std::string encode_index_png(const Labels& labels, const Palette& palette, int size);
 //! encode_index_png written to `path` atomically (a temporary file beside it, renamed).
 void write_index_png(const std::string& path, const Labels& labels, const Palette& palette, int size);

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..manifest import Graph, Manifest
 from ..runtime.backends import Backend, Handle
+from ..runtime.backends.resample import Resample
 from .hardware import device_memory_mb
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ class TimingBackend:
 
     def take(self, handle: Handle, start: int, stop: int) -> Handle:
         return self.inner.take(handle, start, stop)
+
+    def resample(self, plan: Resample, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        return self.inner.resample(plan, inputs)
 
     def to_host(self, handle: Handle) -> np.ndarray:
         return self.inner.to_host(handle)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bench import runner
+from ..bench.ceiling import CeilingSettings, ceiling_record, ceiling_report, measure_ceiling
 from ..bench.costs import check_size
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
 from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep
@@ -24,16 +26,17 @@ from ..bench.sweep import REFINEMENT_CHOICES, SweepRow, build_sweep, grid_rows, 
 from ..config import BACKBONES
 from ..errors import InputError
 from ..export.trt_build import BuildEvent
-from ..io import ensure_writable, write_atomic
+from ..io import ensure_writable, write_atomic, write_json_atomic
 from ..manifest import Precision
 from ..runtime.backends import BACKENDS
 from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, add_output_options, command_parser, flag, run_command
 
 EXIT_FAILED = 1
 DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]],
-                            "precision": Precision.FP32}
+                            "precision": Precision.FP32, "frames": 10, "repeats": 1}
+CEILING_FRAMES, CEILING_REPEATS = 60, 3
 PAPER: dict[str, Any] = {"backbone": "base", "size": (480, 864), "backend": [["tensorrt"]],
-                         "precision": Precision.FP16}
+                         "precision": Precision.FP16, "frames": 10, "repeats": 1}
 
 
 def backend_list(text: str) -> list[str]:
@@ -93,15 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=size_arg, default=None, metavar="HxW",
                    help="frame size, multiples of 16 [default 128x224; 480x864 with --paper]")
     r.add_argument("--objects", type=positive, default=2, help="objects in the synthetic video")
-    r.add_argument("--frames", type=positive, default=10, help="measured frames per row")
+    r.add_argument("--frames", type=positive, default=None,
+                   help=f"measured frames per row [default 10; {CEILING_FRAMES} per input with --host-ceiling]")
     r.add_argument("--warmup", type=int, default=2, help="warm-up frames per row")
-    r.add_argument("--repeats", type=positive, default=1, help="passes over the sweep; each row keeps its fastest")
+    r.add_argument("--repeats", type=positive, default=None, help="passes over the sweep; each row keeps its "
+                   f"fastest [default 1; with --host-ceiling {CEILING_REPEATS} passes, their median]")
     r.add_argument("--threads", type=positive, default=None, help="ONNX Runtime intra-op threads [its default]")
     r.add_argument("--seed", type=int, default=1, help="seed of the random weights and of the video")
     flag(r, "--peak", default=True, text="measure the CPU's float32 GEMM peak (numpy, torch) first")
     o = p.add_argument_group("files")
     o.add_argument("--engines", type=Path, default=Path("engines"), help="where exports are kept and reused")
     o.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="where result folders go")
+    flag(o, "--host-ceiling", text="only measure the host's ceiling: the runtime's host ms per frame with a null "
+         "engine (graphs answering at once) at 480x854 and 1920x1080 inputs, and simvos-segment end to end (JPEG "
+         "in, PNG out), next to the decode and PNG-write floors, for a T export at --size [default 480x864]; "
+         "results to <results>/<date>-<host>-host-ceiling/")
     o.add_argument("--compare", nargs=2, type=Path, metavar=("DIR1", "DIR2"),
                    help="only compare two result folders (FPS per configuration, ratio) and exit")
     add_output_options(o)
@@ -124,7 +133,45 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return run_command("simvos-bench", args, lambda a: run_compare(*a.compare, as_json=a.json) if a.compare
-                       else run(resolve(a)))
+                       else run_ceiling(a) if a.host_ceiling else run(resolve(a)))
+
+
+def new_folder(results: Path, host: str, what: str) -> Path:
+    """<results>/<date>-<host>-<what>, with -2, -3, ... when that exists already."""
+    name = dated_name(host, what)
+    folder, n = results / name, 2
+    while folder.exists():
+        folder, n = results / f"{name}-{n}", n + 1
+    return folder
+
+
+def run_ceiling(args: argparse.Namespace) -> int:
+    """--host-ceiling: measure, print the report, write it with the JSON record to a new result folder."""
+    settings = CeilingSettings(engine=args.size or CeilingSettings.engine, objects=args.objects,
+                               frames=args.frames or CEILING_FRAMES, warmup=args.warmup,
+                               repeats=args.repeats or CEILING_REPEATS, engines=args.engines, seed=args.seed)
+    ensure_writable(args.results, "--results")
+    ensure_writable(args.engines, "--engines")
+    check_size(*settings.engine, prefix=f"--size {settings.engine[0]}x{settings.engine[1]}: ")
+
+    def say(event: Any) -> None:
+        line = progress_line(event)
+        if line is not None and not args.json:
+            print(line, flush=True)
+
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine slows every figure
+    rows = measure_ceiling(settings, say)
+    host = host_info()
+    meta = {"host": host, "settings": {**dataclasses.asdict(settings), "engines": str(settings.engines)},
+            "command": " ".join(["simvos-bench", *args.argv]), "load": load}
+    folder = new_folder(args.results, host["host"], "host-ceiling")
+    folder.mkdir(parents=True)
+    record = ceiling_record(rows, meta)
+    write_json_atomic(folder / "results.json", record)
+    report = ceiling_report(rows, meta)
+    write_atomic(folder / "report.txt", report + "\n")
+    print(json.dumps(record, indent=1) if args.json else f"{report}\nwritten to {folder}/")
+    return EXIT_OK
 
 
 def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
@@ -188,11 +235,7 @@ def run(args: argparse.Namespace) -> int:
                 "command": " ".join(["simvos-bench", *args.argv]),
                 "cpu_gemm_peak": peak.to_dict() if peak else None,
                 "gpu_peak": dataclasses.asdict(gpu_peak) if gpu_peak else None}
-        name = dated_name(host["host"], backend)
-        folder, n = args.results / name, 2
-        while folder.exists():  # <results>/<date>-<host>-<backend>, with -2, -3, ... when that exists already
-            folder, n = args.results / f"{name}-{n}", n + 1
-        writers[backend] = ResultFolder(folder, meta, gpu_peak)
+        writers[backend] = ResultFolder(new_folder(args.results, host["host"], backend), meta, gpu_peak)
     t0 = time.perf_counter()
     interrupted = False
     try:

@@ -93,8 +93,8 @@ class Progress:
 def segment(args: argparse.Namespace) -> int:
     """Segment ``args.input``, then print the summary."""
     from ..runtime import VideoSegmenter
-    from ..runtime.png import davis_palette, write_index_png
-    from ..runtime.video_io import FrameSource, OverlayWriter
+    from ..runtime.png import davis_palette
+    from ..runtime.video_io import FrameSource, OverlayWriter, segment_to_folder
 
     mask_files = sorted(args.masks.glob("*.png")) if args.masks else args.mask
     if not mask_files:
@@ -109,8 +109,6 @@ def segment(args: argparse.Namespace) -> int:
     owner = Owner(PROG, f"video {args.input.resolve()}")
     claim_and_clear(args.out, owner, "*.png", inputs=inputs, force=args.force, resume=False)
     options = {"threads": args.threads} if args.threads is not None and args.backend in (AUTO, "onnxruntime") else {}
-    times: list[float] = []
-    frames = 0
     with contextlib.ExitStack() as stack:
         if args.server:
             from ..serve import SegmentationClient
@@ -123,27 +121,16 @@ def segment(args: argparse.Namespace) -> int:
             session, backend = seg.video(), seg.backend.name
         overlay = stack.enter_context(OverlayWriter(args.overlay, source.fps or 24, palette)) if args.overlay else None
         progress = Progress(source.count, sys.stderr, args.progress)
-        started = False
-        for frames, (name, frame) in enumerate(source, start=1):
-            t0 = time.perf_counter()
-            mask = annotations.pop(name).labels if name in annotations else None
-            if started:
-                labels = session.step(frame, mask)
-                times.append(time.perf_counter() - t0)
-            elif mask is not None:
-                labels, started = session.start(frame, mask, bgr=args.bgr), True
-            else:  # before the first annotation: no object yet
-                labels = np.zeros(frame.shape[:2], np.uint8)
-            write_index_png(args.out / f"{name}.png", labels, palette)
-            if overlay is not None:
-                overlay.write(frame, labels)
-            progress.update(frames)
-        progress.update(frames, final=True)
-    if annotations:
-        raise InputError(f"masks {sorted(annotations)} name no frame of {args.input} (it has {frames} frames); "
+        masks = {name: annotation.labels for name, annotation in annotations.items()}  # loses the masks used
+        done = segment_to_folder(session, source, masks, args.out, palette, bgr=args.bgr, overlay=overlay,
+                                 progress=progress.update)
+        progress.update(done.frames, final=True)
+        objects = len(session.object_ids) if len(masks) < len(annotations) else 0
+    if masks:
+        raise InputError(f"masks {sorted(masks)} name no frame of {args.input} (it has {done.frames} frames); "
                          "name each mask after the frame it annotates")
-    ms = np.array(times) * 1e3
-    summary = {"frames": frames, "objects": int(len(session.object_ids)) if started else 0, "backend": backend,
+    ms = np.array(done.step_seconds) * 1e3
+    summary = {"frames": done.frames, "objects": objects, "backend": backend,
                "ms_per_frame_mean": float(ms.mean()) if ms.size else None,
                "ms_per_frame_p90": float(np.percentile(ms, 90)) if ms.size else None,
                "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None}

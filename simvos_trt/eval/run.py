@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Owner, claim_and_clear
+from ..runtime.pipeline import FrameLoop
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import read_frame
@@ -119,19 +120,28 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
     session = segmenter.video() if count_objects(mask) else None
     if session is None:
         log.warning("sequence %s: first annotation has no object; writing empty predictions", name)
-    for t, path in enumerate(frames):
-        where = f"DAVIS root {root}, sequence '{name}', frame {path.stem}"
-        try:
-            frame = read_frame(path)  # (H, W, 3) uint8 BGR
-            if session is None:
-                labels = np.zeros_like(mask)
-            elif t == 0:
-                labels = session.start(frame, mask, bgr=True)
-            else:
-                labels = session.step(frame)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from exc
-        write_index_png(seq_out / f"{path.stem}.png", labels, first.palette)
+    def where(path: Path) -> str:
+        return f"DAVIS root {root}, sequence '{name}', frame {path.stem}"
+
+    def decoded() -> Iterator[tuple[Path, np.ndarray]]:  # in the prefetch thread
+        for path in frames:
+            try:
+                yield path, read_frame(path)  # (H, W, 3) uint8 BGR
+            except InputError as exc:
+                raise InputError(f"{where(path)}: {exc}") from exc
+
+    with FrameLoop(decoded()) as loop:
+        for t, (path, frame) in enumerate(loop):
+            try:
+                if session is None:
+                    labels = np.zeros_like(mask)
+                elif t == 0:
+                    labels = session.start(frame, mask, bgr=True)
+                else:
+                    labels = session.step(frame)
+            except InputError as exc:
+                raise InputError(f"{where(path)}: {exc}") from exc
+            loop.submit(write_index_png, seq_out / f"{path.stem}.png", labels, first.palette)
     return len(frames)
 
 

@@ -73,6 +73,7 @@ def propagate(model: SimVOS, frames: np.ndarray, masks: np.ndarray | Mapping[int
             out[t, 0] = 1
             previous = None
             continue
+        assert prob is not None  # objects are alive: decoded, stated, or both
         aggregated = soft_aggregate(prob)  # (K+1, 1, Hp, Wp)
         out[t, [0, *(channel[i] for i in alive)]] = processing.unpad(aggregated[:, 0].cpu().numpy(), padding)
         if mask is not None:  # the stated objects' reference: this frame and its labels, as a first frame's

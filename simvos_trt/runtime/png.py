@@ -1,10 +1,11 @@
 """Index PNGs (DAVIS-style palette masks) read with Pillow (OpenCV expands palettes to colour) and
-written atomically as 8-bit palette PNGs."""
+written atomically as 8-bit palette PNGs (encoded here: masks compress best as runs)."""
 
 from __future__ import annotations
 
-import io
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,18 +58,28 @@ def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
 
 
 def encode_index_png(labels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """(H, W) uint8 labels -> an 8-bit palette PNG; ``palette`` (P, 3) RGB is completed with DAVIS's."""
+    """(H, W) uint8 labels -> an 8-bit palette PNG; ``palette`` (P, 3) RGB is completed with DAVIS's. Rows are
+    stored unfiltered and deflated with run-length matching (``zlib.Z_RLE``): masks are runs of one id, so this
+    is several times faster than Pillow's default (zlib level 6) and the files are smaller."""
     labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise InputError(f"labels: expected an (H, W) uint8 array, got {labels.dtype} {labels.shape}")
+    if labels.ndim != 2 or labels.dtype != np.uint8 or labels.size == 0:
+        raise InputError(f"labels: expected a non-empty (H, W) uint8 array, got {labels.dtype} {labels.shape}")
     pal = davis_palette()
     if palette is not None:
         pal[: min(len(palette), 256)] = palette[:256]
-    img = Image.frombytes("P", (labels.shape[1], labels.shape[0]), np.ascontiguousarray(labels).tobytes())
-    img.putpalette(pal.tobytes())
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    h, w = labels.shape
+    rows = np.zeros((h, 1 + w), np.uint8)  # each row: its filter type (0, none), then its indices
+    rows[:, 1:] = labels
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    pixels = deflate.compress(rows.tobytes()) + deflate.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)  # 8 bits, palette colour, deflate, filters, no interlace
+    return b"\x89PNG\r\n\x1a\n" + b"".join(_chunk(kind, data) for kind, data in (
+        (b"IHDR", header), (b"PLTE", pal.tobytes()), (b"IDAT", pixels), (b"IEND", b"")))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    """A PNG chunk: length, type, data, CRC-32 of type and data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def write_index_png(path: str | os.PathLike[str], labels: np.ndarray,

@@ -14,7 +14,8 @@ from ..errors import InputError
 from ..manifest import Graph
 from .backends.base import Backend, Handle
 from .batches import Batch, Row, gather, plan_batches
-from .geometry import Placement, frame_size, place, place_mask, prob_to_frame, write_frame
+from .geometry import Placement, frame_size, place, place_mask, write_frame
+from .postprocess import frame_outputs
 from .video import Result, Video, check_flags, check_mask
 
 log = logging.getLogger(__name__)
@@ -195,14 +196,17 @@ class VideoSession(Video):
             labels = np.zeros((pl.height, pl.width), np.uint8)
             return (labels, np.ones((1, pl.height, pl.width), np.float32)) if return_prob else labels
         out = be.run(Graph.AGGREGATE, {"prob": prob})
-        labels, probs = self._outputs(st, out, return_prob or stated is not None)
+        labels, probs = frame_outputs(be, out, st.placement, st.lut, return_prob or stated is not None)
         if stated is not None:
             assert mask is not None and probs is not None
             labels = stated_labels(mask, probs, st.ids, stated)
             self._reference(st, frame_h, labels, stated, st.index)
         st.pending = (frame_h, out["objects"])
         st.index += 1
-        return (labels, probs) if return_prob else labels
+        if return_prob:
+            assert probs is not None
+            return labels, probs
+        return labels
 
     def _previous_memory(self, st: VideoState) -> list[Handle | None]:
         """Per decoder batch of this frame, the (B, M, C) memory of the previous frame (None for fresh batches),
@@ -282,15 +286,6 @@ class VideoSession(Video):
             st.reference_index[at] = index
         st.plan = ()
 
-    def _outputs(self, st: VideoState, out: dict[str, Handle], want_prob: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """(H, W) uint8 labels at the frame's size and, if wanted, its (K+1, H, W) float32 probabilities."""
-        pl = st.placement
-        if want_prob or pl.resized:
-            prob = self._prob(st, out)
-            labels = st.lut[prob.argmax(0)]
-            return labels, prob if want_prob else None
-        return st.lut[processing.unpad(self._backend.to_host(out["labels"])[0], pl.padding)], None
-
     def _started(self) -> VideoState:
         if self.state is None:
             raise InputError("step() before start(): call start(first_frame, first_mask) first")
@@ -302,12 +297,6 @@ class VideoSession(Video):
     def _memory(self, frame: Handle, padding: Handle | None, masks: Handle) -> Handle:
         inputs = {**self._frame_inputs(frame, padding), "masks": masks}
         return self._backend.run(Graph.MEMORY_ENCODER, inputs)["memory"]
-
-    def _prob(self, st: VideoState, out: dict[str, Handle]) -> np.ndarray:
-        """(K+1, H, W) float32 at the frame's size from the aggregate outputs."""
-        be = self._backend
-        prob = np.concatenate([be.to_host(out["background"]), be.to_host(out["objects"])])[:, 0]
-        return prob_to_frame(prob, st.placement)
 
 
 def stated_labels(mask: np.ndarray, prob: np.ndarray, ids: np.ndarray, stated: np.ndarray) -> np.ndarray:

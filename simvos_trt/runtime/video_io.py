@@ -6,14 +6,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError
+from .pipeline import FrameLoop
+from .png import write_index_png
+
+if TYPE_CHECKING:
+    from .session import Video
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +31,25 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+#: What a whole file of each format ends with: JPEG's end-of-image marker, PNG's IEND chunk (length and CRC).
+_ENDS = {b"\xff\xd8": (b"\xff\xd9", "JPEG"), b"\x89PNG": (b"IEND\xaeB`\x82", "PNG")}
+
+
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
-    """One image file as (H, W, 3) uint8 BGR; InputError when it is unreadable, truncated or corrupt
-    (decoded by Pillow first: OpenCV turns a truncated JPEG into grey rows with only a warning)."""
+    """One image file as (H, W, 3) uint8 BGR, decoded once by OpenCV; InputError when it is unreadable, truncated
+    (OpenCV turns a truncated JPEG into grey rows with only a warning: its end marker is checked first) or corrupt."""
     try:
-        with Image.open(path) as img:
-            img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"frame {path} is damaged or not an image ({exc}); replace the file") from exc
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"frame {path} cannot be read ({exc.strerror}); check the file") from exc
+    end, kind = _ENDS.get(data[:4], _ENDS.get(data[:2], (b"", "")))
+    if end and end not in data[-1024:]:  # allow a few bytes after the marker, as decoders do
+        raise InputError(f"frame {path} is damaged or not an image (the {kind} file is truncated: it lacks its "
+                         "end marker); replace the file")
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
-        raise InputError(f"frame {path}: OpenCV cannot decode it; save it as a JPEG or PNG")
+        raise InputError(f"frame {path} is damaged or not an image (OpenCV cannot decode it); replace it with a "
+                         "JPEG or PNG")
     return frame
 
 
@@ -123,3 +137,40 @@ class OverlayWriter:
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
+
+
+class Segmented(NamedTuple):
+    """What ``segment_to_folder`` did: the frames written, and the seconds of each step after the start."""
+
+    frames: int
+    step_seconds: list[float]
+
+
+def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], annotations: dict[str, np.ndarray],
+                      out: Path, palette: np.ndarray | None, *, bgr: bool = True, overlay: OverlayWriter | None = None,
+                      progress: Callable[[int], None] | None = None) -> Segmented:
+    """Segment the named frames (``FrameSource``) with ``session`` into ``<out>/<name>.png`` (palette PNGs, each
+    written atomically) and ``overlay``, overlapped (``FrameLoop``); ``progress`` gets the frames done.
+
+    ``annotations`` maps frame names to (H, W) index masks and loses the ones used: the first annotated frame
+    starts the video (frames before it have no object, all 0), a later one is stated with its frame (objects
+    join or are corrected there)."""
+    times = []
+    done, started = 0, False
+    with FrameLoop(frames) as loop:  # decoding ahead, writing behind
+        for done, (name, frame) in enumerate(loop, start=1):
+            t0 = time.perf_counter()
+            mask = annotations.pop(name, None)
+            if started:
+                labels = session.step(frame, mask)
+                times.append(time.perf_counter() - t0)
+            elif mask is not None:
+                labels, started = session.start(frame, mask, bgr=bgr), True
+            else:
+                labels = np.zeros(frame.shape[:2], np.uint8)
+            loop.submit(write_index_png, out / f"{name}.png", labels, palette)
+            if overlay is not None:
+                loop.submit_ordered(overlay.write, frame, labels)
+            if progress is not None:
+                progress(done)
+    return Segmented(done, times)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError, ServeError, ServerUnreachable, VideoLost, require
 from ..runtime.backends.base import Closing
+from ..runtime.pipeline import Prefetch
 from ..runtime.video import Result, segment_frames
 from .protocol import (
     LABELS,
@@ -147,9 +148,11 @@ class SegmentationClient(Closing):
 
     def segment(self, frames: Iterable[np.ndarray], masks: np.ndarray | Mapping[int, np.ndarray], *,
                 bgr: bool = False, return_prob: bool = False) -> Iterator[Result]:
-        """As ``VideoSegmenter.segment``, through the servers; the video is ended when the iteration ends."""
+        """As ``VideoSegmenter.segment``, through the servers, the next frames taken from ``frames`` (decoded, if
+        it decodes them) while a request is under way; the video is ended when the iteration ends."""
+        ahead = Prefetch(frames) if isinstance(frames, Iterator) else frames  # lists and arrays are decoded
         with self.video() as video:
-            yield from segment_frames(video, frames, masks, bgr=bgr, return_prob=return_prob)
+            yield from segment_frames(video, ahead, masks, bgr=bgr, return_prob=return_prob)
 
     def place(self, video_id: str, avoid: Endpoint | None = None) -> Endpoint:
         """The server for ``video_id``: of the live servers (not ``avoid``), the one that ranks highest for it

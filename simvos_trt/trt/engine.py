@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+from ..errors import BackendError
 from ..manifest import Manifest, ManifestError
 from .cuda import Cuda
-from .library import Library, selected, trt
-from .plan import DEFAULT_RTX_TARGETS, BuildSettings, Target, check_options
+from .library import Library, network_flags, selected, trt
+from .plan import CC, DEFAULT_RTX_TARGETS, RTX_TARGETS, BuildSettings, Target, check_options
 from .records import Device, EngineEntry, check_engine, rebuild_command
 
 log = logging.getLogger(__name__)
@@ -97,7 +100,7 @@ class LoadedEngine:
     """A deserialized engine with its record; holds the runtime and logger the engine needs alive."""
 
     engine: trt.ICudaEngine
-    entry: EngineEntry
+    entry: EngineEntry | None  # None: built at run time (the resample graph), not recorded
     runtime: trt.Runtime
     logger: trt.ILogger
 
@@ -116,3 +119,35 @@ def load_engine(folder: str | Path, manifest: Manifest, graph: str, device: Devi
         raise ManifestError(f"{entry.target.library} could not load {path}: {'; '.join(errors[-5:]) or 'see the log'}; "
                             f"rebuild it with: {rebuild_command(folder)}")
     return LoadedEngine(engine, entry, runtime, logger)
+
+
+#: An input's (min, opt, max) shapes in an optimisation profile.
+ShapeRange = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def build_from_onnx(model: bytes, profile: Mapping[str, ShapeRange],
+                    compute_capabilities: tuple[CC, ...] = ()) -> tuple[bytes, TensorIO]:
+    """A small ONNX ``model`` (bytes) built into a strongly typed engine for the GPU here, or with TensorRT-RTX ahead
+    of time for ``compute_capabilities``; returns the serialized engine and the parsed network's tensors.
+    BackendError with the parser's or builder's errors."""
+    errors: list[str] = []
+    logger = make_logger(errors)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags())
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model):
+        problems = [parser.get_error(i).desc() for i in range(parser.num_errors)]
+        raise BackendError(f"the ONNX parser rejected a generated graph: {'; '.join(problems)}")
+    config = builder.create_builder_config()
+    if compute_capabilities:
+        config.num_compute_capabilities = len(compute_capabilities)
+        for i, cc in enumerate(compute_capabilities):
+            config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)
+    shapes = builder.create_optimization_profile()
+    for name, (low, opt, high) in profile.items():
+        shapes.set_shape(name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))
+    config.add_optimization_profile(shapes)
+    data = builder.build_serialized_network(network, config)
+    if data is None:
+        raise BackendError(f"TensorRT could not build a generated graph: {'; '.join(errors[-5:]) or 'see the log'}")
+    return bytes(memoryview(cast(bytes, data))), network_io(network)

@@ -111,6 +111,8 @@ def test_now_synchronises_and_everything_else_is_delegated():
     assert proxy.to_host(np.ones(2)).tolist() == [2.0, 2.0]
     assert proxy.dtype_and_shape(None) == ("float32", (1,))
     assert proxy.take(np.arange(4.0), 1, 3).tolist() == [3.0, 5.0]  # the base class's, through the host
+    inner.resample = lambda plan, inputs: {"labels": (plan, inputs)}  # the inner backend's, wherever it runs it
+    assert proxy.resample("plan", {"objects": 1}) == {"labels": ("plan", {"objects": 1})}
     assert proxy.name == "fake" and proxy.manifest is inner.manifest
     proxy.close()
     assert inner.closed == 1

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from simvos_trt import processing
-from simvos_trt.runtime.geometry import frame_size, place, place_mask, prob_to_frame, write_frame
+from simvos_trt.runtime.backends.resample import resample_on_host
+from simvos_trt.runtime.geometry import frame_size, place, place_mask, write_frame
+from simvos_trt.runtime.postprocess import resample_plan
 
 
 @pytest.mark.parametrize("size, engine", [((117, 203), (128, 208)), ((480, 854), (480, 864)), ((128, 192), (128, 192))])
@@ -34,7 +36,8 @@ def test_write_frame_converts_channels_into_the_region():
     g = np.random.default_rng(0)
     rgb = g.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     for frame, bgr in [(rgb, False), (rgb[:, :, ::-1].copy(), True),
-                       (np.concatenate([rgb, np.zeros((5, 7, 1), np.uint8)], 2), False)]:
+                       (np.concatenate([rgb, np.zeros((5, 7, 1), np.uint8)], 2), False),
+                       (np.concatenate([rgb[:, :, ::-1], np.zeros((5, 7, 1), np.uint8)], 2), True)]:
         dst = np.full((16, 16, 3), 9, np.uint8)
         write_frame(dst, frame, pl, bgr)
         np.testing.assert_array_equal(dst[5:10, 4:11], rgb)
@@ -53,7 +56,11 @@ def test_mask_and_probabilities_round_trip():
         planes = place_mask(mask, ids, pl)
         assert planes.shape == (2, 1, *engine) and planes.dtype == np.float32
         bg = 1 - planes.sum(0)
-        prob = prob_to_frame(np.concatenate([bg, planes[:, 0]]), pl)
+        if pl.resized:
+            out = resample_on_host(resample_plan(engine, pl), bg[None], planes)
+            prob = np.concatenate([out["frame_background"], out["frame_objects"]])[:, 0]
+        else:
+            prob = processing.unpad(np.concatenate([bg, planes[:, 0]]), pl.padding)
         assert prob.shape == (3, 117, 203) and prob.dtype == np.float32
         agree = (np.concatenate([[0], ids])[prob.argmax(0)] == mask).mean()
         assert agree == 1.0 if not pl.resized else agree > 0.98

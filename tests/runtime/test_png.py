@@ -82,3 +82,18 @@ def test_one_bit_and_sixteen_bit_pngs(tmp_path):
     with pytest.raises(InputError, match="image of more than 8 bits, not an index mask"):
         read_index_png(tmp_path / "w.png")
 
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 300), (135, 240)])
+def test_encoded_pngs_are_valid_for_pillow_and_opencv(size, tmp_path):
+    labels = np.random.default_rng(size[1]).integers(0, 256, size, dtype=np.uint8)
+    labels[: size[0] // 2] = 7  # runs, as masks have
+    path = tmp_path / "m.png"
+    path.write_bytes(encode_index_png(labels))
+    with Image.open(path) as img:
+        img.verify()  # chunk CRCs and structure
+    with Image.open(path) as img:
+        assert img.mode == "P" and img.size == (size[1], size[0])
+        np.testing.assert_array_equal(np.array(img), labels)
+    colours = cv2.imread(str(path))  # OpenCV expands the palette: (H, W, 3) BGR
+    np.testing.assert_array_equal(colours, davis_palette()[labels][:, :, ::-1])

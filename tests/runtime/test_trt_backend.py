@@ -763,6 +763,52 @@ def test_verification_names_an_engine_that_differs(monkeypatch, cuda, small_expo
     assert "worst: joint_decoder_2mem.prob (2 objects): max abs 0.3" in report.failure()
 
 
+def test_resized_videos_are_resampled_on_the_device(monkeypatch, cuda, small_export, tmp_path):
+    """A resized video through fake engines: the resample engine is built once for the frame size (the build
+    faked: its engine runs the generated ONNX graph through ONNX Runtime); only uint8 labels come to the host."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    folder = tmp_path / "export"
+    manifest = onnx_engines(monkeypatch, cuda, small_export.folder, folder)
+    trt, built = sys.modules["tensorrt"], []
+    dtypes = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}
+
+    def fake_build(model: bytes, profile, compute_capabilities=()):
+        sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        entry = GraphEntry("resample.onnx", "", *(tuple(TensorSpec(t.name, dtypes[t.type], tuple(t.shape)) for t in ts)
+                                                   for ts in (sess.get_inputs(), sess.get_outputs())))
+        names = [t.name for t in entry.outputs]
+
+        def compute(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return dict(zip(names, sess.run(names, x), strict=True))
+
+        built.append(FakeEngine(entry, manifest.max_objects, compute, cuda))
+        return f"resample:{len(built) - 1}".encode(), {}
+
+    class Runtime(trt.Runtime):
+        def deserialize_cuda_engine(self, data: bytes) -> FakeEngine:
+            text = data.decode()
+            return built[int(text[9:])] if text.startswith("resample:") else super().deserialize_cuda_engine(data)
+
+    monkeypatch.setattr(trt, "Runtime", Runtime)
+    monkeypatch.setattr("simvos_trt.runtime.backends.trt.build_from_onnx", fake_build)
+    frames, mask = moving_video(4, 2 * H + 3, 2 * W - 5, objects=2)
+    with VideoSegmenter.open(folder, "onnxruntime", threads=1) as ref:
+        want = list(ref.segment(frames, mask, return_prob=True))
+    with VideoSegmenter.open(folder, "tensorrt") as seg:
+        got = list(seg.segment(frames, mask, return_prob=True))
+        downloads: list[str] = []
+        real = seg.backend.to_host
+        monkeypatch.setattr(seg.backend, "to_host", lambda h: downloads.append(h.dtype.name) or real(h))
+        labels = list(seg.segment(frames, mask))
+    assert len(built) == 1  # one engine for the size, reused by every frame and the second video
+    assert downloads == ["uint8"] * 3  # the steps' labels: neither probabilities nor engine-size maps
+    for (lab, prob), (ref_lab, ref_prob) in zip(got, want, strict=True):
+        assert np.abs(prob - ref_prob).max() <= 1e-5 and (lab == ref_lab).mean() >= 0.999
+    for lab, (ref_lab, _) in zip(labels, want, strict=True):
+        assert (lab == ref_lab).mean() >= 0.999
+
+
 # --------------------------------------------------------------------------- on a GPU
 
 

@@ -67,3 +67,15 @@ def test_the_first_mask_beside_the_frames_is_not_a_frame(tmp_path):
     cv2.imwrite(str(tmp_path / "mask.png"), np.zeros((64, 96), np.uint8))
     assert [n for n, _ in FrameSource(tmp_path)] == ["0", "1", "mask"]
     assert [n for n, _ in FrameSource(tmp_path, exclude=[tmp_path / "mask.png"])] == ["0", "1"]
+
+
+def test_bytes_after_the_end_marker_are_accepted_and_the_frame_decoded_once(tmp_path, monkeypatch):
+    path = tmp_path / "tail.jpg"
+    cv2.imwrite(str(path), smooth_image())
+    expected = cv2.imread(str(path))
+    path.write_bytes(path.read_bytes() + b"\0" * 16)  # some writers pad files
+    decodes = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decodes.append(1) or real(*a))
+    np.testing.assert_array_equal(read_frame(path), expected)
+    assert decodes == [1]

@@ -104,6 +104,25 @@ def test_oversized_requests_are_refused_while_other_videos_go_on(small_client, v
             np.testing.assert_array_equal(g, want)
 
 
+def test_lazy_frames_are_decoded_ahead_and_a_decoding_error_surfaces_in_order(small_client, video, small_export):
+    frames, mask = video
+
+    def decoded(fail_at=None):  # a generator, as a decoder is: the client prefetches it in a thread
+        for i, f in enumerate(frames):
+            if i == fail_at:
+                raise InputError(f"frame {i} is damaged")
+            yield f
+
+    with VideoSegmenter.open(small_export, "onnxruntime", threads=1) as local:
+        expected = list(local.segment(frames, mask))
+    for got, want in zip(small_client.segment(decoded(), mask), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    got = []
+    with pytest.raises(InputError, match="frame 2 is damaged"):
+        got.extend(small_client.segment(decoded(fail_at=2), mask))
+    assert len(got) == 2
+
+
 def test_request_parameters_are_checked():
     with pytest.raises(InputError, match="parameter 'start': got 'yes', expected a bool"):
         FrameRequest.parse({}, {"video_id": "v", "start": "yes"})

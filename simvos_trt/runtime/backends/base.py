@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import BackendError, InputError
 from ...manifest import GRAPHS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, ManifestError
+from .resample import RESAMPLE, Resample, resample_on_host
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class Closing:
 
 class Backend(Closing, abc.ABC):
     """Runs the exported graphs of one export folder; ``run`` is thread-safe once the backend is open.
-    Subclasses implement ``_open``, ``_close``, ``_run``, ``to_host``, ``from_host`` and ``dtype_and_shape``."""
+    Subclasses implement ``_open``, ``_close``, ``_run``, ``to_host``, ``from_host`` and ``dtype_and_shape``, and
+    device backends ``_resample``."""
 
     #: Registry name (``onnxruntime``, ``torch``, ``tensorrt``).
     name = "base"
@@ -71,13 +73,27 @@ class Backend(Closing, abc.ABC):
     def run(self, graph: str, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
         """Run ``graph`` on ``inputs`` (name -> handle); returns output name -> handle. InputError for a missing,
         unexpected or misshapen input (objects: 1..``object_limit(graph)``), BackendError when closed."""
-        if not self._is_open:
-            raise BackendError(f"the {self.name} backend is closed; use it as a context manager (with ...:)")
         entry = self.manifest.graphs.get(graph)
         if entry is None:
             raise InputError(f"unknown graph {graph!r}; expected one of {sorted(self.manifest.graphs)}")
-        check_inputs(graph, entry, {k: self.dtype_and_shape(v) for k, v in inputs.items()}, self.object_limit(graph))
+        self._check(graph, entry, inputs, self.object_limit(graph))
         return self._run(graph, inputs)
+
+    def resample(self, plan: Resample, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        """The aggregate's ``background`` and ``objects`` at a resized video's frame size, and its labels
+        (``backends.resample``), checked as ``run`` checks; the outputs stay handles of this backend."""
+        self._check(RESAMPLE, plan.entry, inputs, self.object_limit(Graph.AGGREGATE))
+        return self._resample(plan, inputs)
+
+    def _resample(self, plan: Resample, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        """Default: on the host (numpy and OpenCV); device backends run it as a graph where the maps are."""
+        out = resample_on_host(plan, self.to_host(inputs["background"]), self.to_host(inputs["objects"]))
+        return {name: self.from_host(array) for name, array in out.items()}
+
+    def _check(self, graph: str, entry: GraphEntry, inputs: Mapping[str, Handle], limit: int) -> None:
+        if not self._is_open:
+            raise BackendError(f"the {self.name} backend is closed; use it as a context manager (with ...:)")
+        check_inputs(graph, entry, {k: self.dtype_and_shape(v) for k, v in inputs.items()}, limit)
 
     def synchronize(self) -> None:  # noqa: B027 - a no-op default, overridden by asynchronous backends
         """Wait until queued device work is done (no-op for synchronous backends); call before reading clocks."""

@@ -15,6 +15,7 @@ from ...errors import InputError, require
 from ...manifest import Graph, Manifest, ManifestError, sha256_file
 from ...precision import Precision
 from .base import Backend, Handle
+from .resample import Resample
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,15 @@ class TorchBackend(Backend):
             out = self._modules[graph](*(inputs[t.name] for t in entry.inputs))
         out = out if isinstance(out, tuple) else (out,)
         return dict(zip((t.name for t in entry.outputs), out, strict=True))
+
+    def _resample(self, plan: Resample, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        top, left, h, w = plan.box
+        functional = self._torch.nn.functional
+        with self._torch.inference_mode():
+            crop = self._torch.cat([inputs["background"], inputs["objects"]])[:, :, top : top + h, left : left + w]
+            prob = functional.interpolate(crop, size=plan.size, mode="bilinear", align_corners=False)  # (K+1, 1, H, W)
+            labels = prob.argmax(0).to(self._torch.uint8)  # (1, H, W), the first maximum
+        return {"frame_background": prob[:1], "frame_objects": prob[1:], "labels": labels}
 
     def to_host(self, handle: Handle) -> np.ndarray:
         return handle.detach().cpu().numpy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from math import prod
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, DeviceUnavailableError, InputError, MissingDependencyError
-from ...manifest import GRAPHS, Manifest
+from ...manifest import GRAPHS, Graph, Manifest
 from ...trt.cuda import Cuda, load_cudart
-from ...trt.engine import DTYPES, device_here, load_engine
-from ...trt.library import select_library
+from ...trt.engine import DTYPES, LoadedEngine, build_from_onnx, device_here, load_engine, make_logger
+from ...trt.library import select_library, trt
 from ...trt.records import Device, compatibility, find_entry, rebuild_command
 from .base import Backend, Handle
+from .resample import RESAMPLE, Resample
 from .trt_memory import BufferPool, DeviceTensor, host_view
 from .trt_runner import EngineRunner
 
@@ -79,6 +81,7 @@ class TensorRTBackend(Backend):
         self.device, self.cuda_graphs, self.max_buffers, self.gpu = device, cuda_graphs, max_buffers, gpu
         self._lock = threading.RLock()
         self._runners: dict[str, EngineRunner] = {}
+        self._resamplers: dict[Resample, EngineRunner] = {}  # one engine per resized video size
         self._cuda: Cuda | None = None
         self._stream: Any = None
         self._uploads: BufferPool | None = None
@@ -118,7 +121,7 @@ class TensorRTBackend(Backend):
             return
         if self._stream is not None:
             cuda.quietly("cudaStreamSynchronize", self._stream)
-        for runner in self._runners.values():
+        for runner in (*self._runners.values(), *self._resamplers.values()):
             runner.close()
         for pool in (self._uploads, self._scratch):
             if pool is not None:
@@ -128,6 +131,7 @@ class TensorRTBackend(Backend):
         if self._stream is not None:
             cuda.quietly("cudaStreamDestroy", self._stream)
         self._runners.clear()
+        self._resamplers.clear()
         self._uploads = self._scratch = self._stream = self._cuda = None
         self._pinned = (0, 0)
 
@@ -168,6 +172,33 @@ class TensorRTBackend(Backend):
         with self._lock:
             tensors = {k: v if isinstance(v, DeviceTensor) else self.from_host(v) for k, v in inputs.items()}
             return dict(self._runners[graph].run(tensors))
+
+    def _resample(self, plan: Resample, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
+        with self._lock:
+            runner = self._resamplers.get(plan) or self._resampler(plan)
+            tensors = {k: v if isinstance(v, DeviceTensor) else self.from_host(v) for k, v in inputs.items()}
+            return dict(runner.run(tensors))
+
+    def _resampler(self, plan: Resample) -> EngineRunner:
+        """The resample engine of ``plan``, built for this GPU when a video of its size first comes (under a
+        second for a small graph) and kept until ``close``."""
+        cuda = self._need_open()
+        t0 = time.perf_counter()
+        limit, (He, We) = self.object_limit(Graph.AGGREGATE), plan.engine
+        profile = {"objects": ((1, 1, He, We), (min(2, limit), 1, He, We), (limit, 1, He, We))}
+        data, _ = build_from_onnx(plan.onnx_model(), profile)
+        errors: list[str] = []
+        logger = make_logger(errors)
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise BackendError(f"TensorRT could not load the {RESAMPLE} engine it built: {'; '.join(errors[-5:])}")
+        runner = EngineRunner(RESAMPLE, LoadedEngine(engine, None, runtime, logger), plan.entry, cuda, self._stream,
+                              fix="report this as a bug", max_buffers=self.max_buffers, cuda_graphs=self.cuda_graphs)
+        self._resamplers[plan] = runner
+        log.info("tensorrt: built the %s engine for %dx%d frames in %.1f s", RESAMPLE, *plan.size,
+                 time.perf_counter() - t0)
+        return runner
 
     def from_host(self, array: np.ndarray) -> Handle:
         """Upload ``array`` (copied to a pinned buffer first: the caller may reuse it at once)."""
