@@ -1,5 +1,7 @@
 """What the C++ client costs per frame against the Python client: ``Video::step`` (simvos_client) and
-``RemoteVideo.step`` (simvos_trt.serve) on the same server and the same 480x854 video, run in turns.
+``RemoteVideo.step`` (simvos_trt.serve; over gRPC, as the C++ client, and over Triton's system shared memory) on
+the same server and the same 480x854 video, run in turns. Both clients keep what a failover needs (the state
+answered with every frame).
 
     cmake -S . -B build && cmake --build build                            # README, "C++ client"
     export SIMVOS_SERVE_PYTHON=$PWD/.venv-serve/bin/python                 # the server's venv (README)
@@ -49,11 +51,11 @@ def server_requests(metrics_port: int) -> tuple[int, float]:
     return int(value["nv_inference_request_success"]), value["nv_inference_request_duration_us"] / 1e3
 
 
-def python_steps(url: str, frames: Path, mask: Path) -> dict[str, list[float]]:
+def python_steps(url: str, frames: Path, mask: Path, shared_memory: bool) -> dict[str, list[float]]:
     """Wall and process CPU ms of each ``RemoteVideo.step`` after the first frame."""
     images = [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in sorted(frames.glob("*.png"))]
     times: dict[str, list[float]] = {"wall_ms": [], "cpu_ms": []}
-    with SegmentationClient(url) as client, client.video() as video:
+    with SegmentationClient(url, shared_memory=shared_memory) as client, client.video() as video:
         video.start(images[0], read_index_png(mask).labels, bgr=True)
         for image in images[1:]:
             cpu0, t0 = time.process_time(), time.perf_counter()
@@ -75,7 +77,7 @@ def main() -> None:
     p.add_argument("--program", type=Path, default=ROOT / "build" / "cpp" / "simvos-bench-client",
                    help="the C++ half [default build/cpp/simvos-bench-client]")
     args = p.parse_args()
-    rows: dict[str, list[tuple[float, float, float]]] = {"python": [], "c++": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {"python": [], "python shm": [], "c++": []}
     with tempfile.TemporaryDirectory(prefix="cpp-client-bench-") as tmp:
         work = Path(tmp)
         model = random_model(SimVOSConfig(backbone="tiny", layer_index=1), seed=1)
@@ -88,7 +90,8 @@ def main() -> None:
             cv2.imwrite(str(frames / f"{i:05d}.png"), frame[:, :, ::-1])
         write_index_png(mask, video.first_mask)
         with ServerProcess(work / "export", "--threads", "1", "--instances", "1") as server:
-            clients = {"python": lambda: python_steps(server.url, frames, mask),
+            clients = {"python": lambda: python_steps(server.url, frames, mask, shared_memory=False),
+                       "python shm": lambda: python_steps(server.url, frames, mask, shared_memory=True),
                        "c++": lambda: cpp_steps(args.program, server.url, frames, mask)}
             for run in range(args.runs):
                 for name, steps in clients.items():
@@ -98,13 +101,13 @@ def main() -> None:
                     on_server = (after[1] - before[1]) / (after[0] - before[0])
                     rows[name].append((statistics.median(times["wall_ms"]), statistics.median(times["cpu_ms"]),
                                        on_server))
-                    print(f"run {run} {name:6}: step {rows[name][-1][0]:6.2f} ms (median), client CPU "
+                    print(f"run {run} {name:10}: step {rows[name][-1][0]:6.2f} ms (median), client CPU "
                           f"{rows[name][-1][1]:5.2f} ms; server {on_server:5.2f} ms/request", flush=True)
     print(f"{args.frames} frames of 480x854, {args.runs} runs each, medians of the runs:")
     for name, runs in rows.items():
         wall, cpu, on_server = (statistics.median(column) for column in zip(*runs, strict=True))
         rest = statistics.median(row[0] - row[2] for row in runs)
-        print(f"  {name:6}: step {wall:6.2f} ms, client CPU {cpu:5.2f} ms/frame, server {on_server:5.2f} ms/request, "
+        print(f"  {name:10}: step {wall:6.2f} ms, client CPU {cpu:5.2f} ms/frame, server {on_server:5.2f} ms/request, "
               f"step less server time {rest:5.2f} ms")
 
 

@@ -122,6 +122,9 @@ std::shared_ptr<Pool> connect(const std::vector<std::string>& addresses, const C
   args.SetMaxSendMessageSize(INT_MAX);
   for (const std::string& text : addresses) {
     const std::string address = grpc_address(text);
+    for (const Server& server : pool->servers)
+      if (server.address == address)
+        throw InputError("servers: " + address + " is given twice; give distinct HOST:PORT addresses");
     auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     pool->servers.push_back({address, inference::GRPCInferenceService::NewStub(channel)});
   }
@@ -284,8 +287,10 @@ void Video::remove_objects(const std::vector<std::uint8_t>& ids) {
   request.more.push_back(tensor("remove", "UINT8", {static_cast<std::int64_t>(ids.size())}, {ids.begin(), ids.end()}));
   const inference::ModelInferResponse response = call(request);
   object_ids_ = wire::decode_ids(pool_->servers[server_].address, response, &kept_->state);
-  for (auto it = kept_->references.begin(); it != kept_->references.end();)
-    it = std::count(object_ids_.begin(), object_ids_.end(), it->first) ? std::next(it) : kept_->references.erase(it);
+  for (auto it = kept_->references.begin(); it != kept_->references.end();) {  // the removed lose their references
+    const bool alive = std::find(object_ids_.begin(), object_ids_.end(), it->first) != object_ids_.end();
+    it = alive ? std::next(it) : kept_->references.erase(it);
+  }
 }
 
 void Video::end() {
@@ -360,7 +365,8 @@ inference::ModelInferResponse Video::call(const wire::Request& request) {
     const ServeError error = status_error(server.address, status, pool_->options.timeout_s);
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       if (request.start) throw Unreachable(error);  // a start is placed anew by start()
-      server_ = order[(std::find(order.begin(), order.end(), server_) - order.begin() + 1) % order.size()];
+      const auto rank = static_cast<std::size_t>(std::find(order.begin(), order.end(), server_) - order.begin());
+      server_ = order[(rank + 1) % order.size()];  // the server ranked next for this video
     } else if (request.start || !is_not_open(error.server_message(), id_)) {
       throw error;
     }

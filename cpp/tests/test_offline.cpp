@@ -177,6 +177,7 @@ TEST(Address, RefusesWhatIsNotHostPort) {
     EXPECT_THROW(simvos::grpc_address(bad), simvos::InputError) << "'" << bad << "'";
   for (const char* bad : {"", "a:1,", ",a:1", "a:1,,b:2"})
     EXPECT_THROW(simvos::parse_servers(bad), simvos::InputError) << "'" << bad << "'";
+  EXPECT_THROW(simvos::Client("127.0.0.1:1,127.0.0.1:1"), simvos::InputError);  // before connecting
   try {
     simvos::Client client("host:99999");
     FAIL() << "no error";
