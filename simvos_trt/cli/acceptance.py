@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bench.measure import STAGES, Measurement
 from ..bench.results import dated_name
 from ..bench.sweep import load_paper_tables
 from ..errors import DeviceUnavailableError, MissingDependencyError, require
+from ..eval.engines import Agreement, EngineReport
 from ..io import Owner, claim_folder, write_atomic, write_json_atomic, write_owner
 from ..tables import fmt, render
 from .common import EXIT_MISSING, command_parser, flag, run_command
@@ -33,22 +35,72 @@ Say = Callable[[str], None]
 
 
 @dataclass
+class VariantResult:
+    """One model: its export folder, its engines against ONNX Runtime, and its throughput."""
+
+    variant: str
+    weights: str  # the checkpoint's path, or "random (seed 1)"
+    folder: str
+    paper_fps: float | None
+    build_seconds: float | None = None
+    verification: EngineReport | None = None
+    throughput: Measurement | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"variant": self.variant, "weights": self.weights, "folder": self.folder,
+                               "paper_fps": self.paper_fps, "build_seconds": self.build_seconds}
+        if self.verification is not None:
+            out["verification"] = self.verification.to_dict()
+        if self.throughput is not None:
+            figures = self.throughput.figures()
+            stages = {k: figures.pop(f"{k}_ms") for k in (*STAGES, "host")}
+            out["throughput"] = {**figures, "stages_ms": stages}
+        return out
+
+
+@dataclass
+class GoldenResult:
+    """One golden video: TensorRT FP16 labels against its reference labels and against ONNX Runtime."""
+
+    case: str
+    size: tuple[int, int]
+    engine_size: tuple[int, int]
+    engines: EngineReport
+    vs_reference: Agreement
+    vs_onnxruntime: Agreement
+
+    @property
+    def passed(self) -> bool:
+        return self.vs_reference.mean >= MIN_AGREEMENT and self.engines.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.case, "size": list(self.size), "engine_size": list(self.engine_size),
+                "vs_reference": self.vs_reference.to_dict(), "vs_onnxruntime": self.vs_onnxruntime.to_dict(),
+                "engines": {"passed": self.engines.passed, "failure": self.engines.failure()},
+                "passed": self.passed}
+
+
+@dataclass
 class AcceptanceReport:
-    """Everything the run found; ``to_dict`` is ``acceptance.json``, ``markdown`` its README."""
+    """Everything the run found; ``to_dict`` is ``acceptance.json``, ``markdown`` its README. ``stamp`` is the
+    machine (``environment``), ``settings`` the command's options, both written as they are."""
 
     stamp: dict[str, Any]
     settings: dict[str, Any]
-    variants: list[dict[str, Any]] = field(default_factory=list)
-    golden: list[dict[str, Any]] = field(default_factory=list)
+    variants: list[VariantResult] = field(default_factory=list)
+    golden: list[GoldenResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
-        out = [f"{v['variant']}: {v['verification']['failure']}" for v in self.variants
-               if v.get("verification") and not v["verification"]["passed"]]
-        out += [f"golden {g['case']}: TensorRT labels agree with the reference on {g['vs_reference']['mean']:.4f} "
-                f"of the pixels (needs {MIN_AGREEMENT})" for g in self.golden
-                if g["vs_reference"]["mean"] < MIN_AGREEMENT]
-        out += [f"golden {g['case']}: {g['engines']['failure']}" for g in self.golden if not g["engines"]["passed"]]
+        out = []
+        for v in self.variants:
+            if v.verification is not None and not v.verification.passed:
+                out.append(f"{v.variant}: {v.verification.failure()}")
+        for g in self.golden:
+            if g.vs_reference.mean < MIN_AGREEMENT:
+                out.append(f"golden {g.case}: TensorRT labels agree with the reference on {g.vs_reference.mean:.4f} "
+                           f"of the pixels (needs {MIN_AGREEMENT})")
+        out += [f"golden {g.case}: {g.engines.failure()}" for g in self.golden if not g.engines.passed]
         return out
 
     @property
@@ -57,36 +109,44 @@ class AcceptanceReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "simvos-acceptance/1", "passed": self.passed, "failures": self.failures(),
-                "stamp": self.stamp, "settings": self.settings, "variants": self.variants, "golden": self.golden,
-                "notes": self.notes}
+                "stamp": self.stamp, "settings": self.settings, "variants": [v.to_dict() for v in self.variants],
+                "golden": [g.to_dict() for g in self.golden], "notes": self.notes}
 
     def markdown(self) -> str:
-        s, st = self.settings, self.stamp
-        keys = ("gpu", "compute_capability", "nvidia_driver", "cuda_driver", "cuda_runtime", "tensorrt", "host",
-                "platform", "cpu", "date")
-        throughput = [[v["variant"], v["weights"], *(fmt((v.get("throughput") or {}).get(k), ".2f")
-                                                      for k in ("median_ms", "p90_ms", "fps")),
-                       fmt(v.get("paper_fps"), ".2f")] for v in self.variants]
+        st, s = self.stamp, self.settings
+        stamp_keys = ("gpu", "compute_capability", "nvidia_driver", "cuda_driver", "cuda_runtime", "tensorrt", "host",
+                      "platform", "cpu", "date")
         lines = [f"# simvos-trt acceptance: {st.get('gpu')} ({st.get('date')})", "",
-                 f"**{'PASSED' if self.passed else 'FAILED'}**" + "".join(f"\n- {f}" for f in self.failures()), "",
-                 render(["", ""], [[k, str(st.get(k))] for k in keys], markdown=True), "",
+                 f"**{'PASSED' if self.passed else 'FAILED'}**", *(f"- {f}" for f in self.failures()), "",
+                 render(["", ""], [[k, str(st.get(k))] for k in stamp_keys], markdown=True), "",
                  f"Engines at {s['height']}x{s['width']}, FP16, max {s['max_objects']} objects; throughput: "
                  f"{s['frames']} frames after {s['warmup']} warm-up, {s['objects']} objects, timed as whole steps "
-                 "(the stage split in a separate pass).", "", "## Throughput", "",
-                 render(["variant", "weights", "median ms", "p90 ms", "FPS", "paper FPS (A100)"], throughput,
-                        markdown=True)]
+                 "(the stage split in a separate pass).", "",
+                 "## Throughput", "", self._throughput_table()]
         for v in self.variants:
-            if v.get("verification_table"):
-                lines += ["", f"## Engines of {v['variant']} vs ONNX Runtime", "", v["verification_table"]]
+            if v.verification is not None:
+                lines += ["", f"## Engines of {v.variant} vs ONNX Runtime", "", v.verification.table(markdown=True)]
         if self.golden:
-            rows = [[g["case"], str(g["vs_reference"]["frames"]), *(f"{g[k]['mean']:.4f} / {g[k]['min']:.4f}"
-                                                                   for k in ("vs_reference", "vs_onnxruntime")),
-                     "ok" if g["passed"] else "FAILED"] for g in self.golden]
-            lines += ["", "## Golden videos (TensorRT FP16 labels)", "",
-                      render(["case", "frames", "vs reference (mean / min)", "vs ONNX Runtime (mean / min)", "result"],
-                             rows, markdown=True)]
+            lines += ["", "## Golden videos (TensorRT FP16 labels)", "", self._golden_table()]
         lines += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"
+
+    def _throughput_table(self) -> str:
+        rows = []
+        for v in self.variants:
+            t = v.throughput
+            figures = [fmt(t.median_ms, ".2f"), fmt(t.p90_ms, ".2f"), fmt(t.fps, ".2f")] if t else ["-"] * 3
+            rows.append([v.variant, v.weights, *figures, fmt(v.paper_fps, ".2f")])
+        return render(["variant", "weights", "median ms", "p90 ms", "FPS", "paper FPS (A100)"], rows, markdown=True)
+
+    def _golden_table(self) -> str:
+        def mean_and_min(a: Agreement) -> str:
+            return f"{a.mean:.4f} / {a.lowest:.4f}"
+
+        rows = [[g.case, str(len(g.vs_reference.per_frame)), mean_and_min(g.vs_reference),
+                 mean_and_min(g.vs_onnxruntime), "ok" if g.passed else "FAILED"] for g in self.golden]
+        return render(["case", "frames", "vs reference (mean / min)", "vs ONNX Runtime (mean / min)", "result"],
+                      rows, markdown=True)
 
 
 def write_report(folder: Path, report: AcceptanceReport) -> tuple[Path, Path]:
@@ -137,48 +197,47 @@ def export(config: Any, folder: Path, height: int, width: int, max_objects: int,
     return ensure_graphs(spec, folder.parent, lambda event: log.info("%s", event), folder, model)
 
 
-def build_and_verify(folder: Path, device: int, say: Say, objects: Sequence[int] | None = None) -> dict[str, Any]:
-    """Build the engines of ``folder`` (reusing matching ones) and verify them against ONNX Runtime."""
+def build_and_verify(result: VariantResult, device: int, say: Say, objects: Sequence[int] | None = None) -> None:
+    """Build the engines of ``result.folder`` (reusing matching ones) and verify them against ONNX Runtime."""
     from ..bench.runner import ensure_engines
     from ..eval.engines import verify_engines
 
     t0 = time.perf_counter()
-    ensure_engines(folder, lambda event: None, device)
+    ensure_engines(Path(result.folder), lambda event: None, device)
     say(f"  engines built in {time.perf_counter() - t0:.0f} s; verifying against ONNX Runtime (CPU) ...")
-    report = verify_engines(folder, objects=objects, device=device)
-    say(report.table())
-    return {"build_seconds": round(time.perf_counter() - t0, 1), "verification": report.to_dict(),
-            "verification_table": report.table(markdown=True)}
+    result.verification = verify_engines(result.folder, objects=objects, device=device)
+    result.build_seconds = round(time.perf_counter() - t0, 1)
+    say(result.verification.table())
 
 
-def throughput(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from ..bench.measure import STAGES, measure_folder, moving_shapes
+def throughput(folder: Path, args: argparse.Namespace) -> Measurement:
+    from ..bench.measure import measure_folder, moving_shapes
 
     video = moving_shapes(args.height, args.video_width, objects=args.objects, frames=1 + args.warmup + args.frames)
-    figures = measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
-                             device=args.device, cuda_graphs=args.cuda_graphs).figures()
-    stages = {k: figures.pop(f"{k}_ms") for k in (*STAGES, "host")}
-    return {**figures, "stages_ms": stages}
+    return measure_folder(folder, "tensorrt", video, warmup=args.warmup, frames=args.frames, on_gpu=True,
+                          device=args.device, cuda_graphs=args.cuda_graphs)
 
 
-def golden_case(path: Path, engines: Path, device: int, say: Say) -> dict[str, Any]:
+def golden_case(path: Path, engines: Path, device: int, say: Say) -> GoldenResult:
     """One golden video: TensorRT FP16 labels vs its reference labels and vs ONNX Runtime (float32)."""
     from ..bench.gpukit import load_golden
-    from ..eval.engines import label_agreement, segment_labels
+    from ..bench.runner import ensure_engines
+    from ..eval.engines import label_agreement, segment_labels, verify_engines
 
     meta, model, d = load_golden(path)
     frames, first_mask, labels = d["frames"], d["first_mask"], d["labels"]
     H, W = meta["padded_size"]
     folder = export(model.config, engines / f"golden-{path.stem}", H, W, max(4, int(first_mask.max())), None, model)
-    engines_checked = build_and_verify(folder, device, lambda text: None)["verification"]
+    ensure_engines(folder, lambda event: None, device)
+    checked = verify_engines(folder, device=device)
     got = segment_labels(folder, frames, first_mask, "tensorrt", device=device)  # run once, compared twice
-    vs_ref = label_agreement(got, labels)
-    vs_ort = label_agreement(got, segment_labels(folder, frames, first_mask, "onnxruntime"))
-    say(f"  golden {path.stem}: {vs_ref.mean:.4f} of the pixels as the reference, {vs_ort.mean:.4f} as ONNX Runtime")
-    return {"case": path.stem, "size": [int(s) for s in frames.shape[1:3]], "engine_size": [H, W],
-            "vs_reference": vs_ref.to_dict(), "vs_onnxruntime": vs_ort.to_dict(),
-            "engines": {"passed": engines_checked["passed"], "failure": engines_checked["failure"]},
-            "passed": vs_ref.mean >= MIN_AGREEMENT and engines_checked["passed"]}
+    onnxruntime = segment_labels(folder, frames, first_mask, "onnxruntime")
+    result = GoldenResult(path.stem, size=(int(frames.shape[1]), int(frames.shape[2])), engine_size=(H, W),
+                          engines=checked, vs_reference=label_agreement(got, labels),
+                          vs_onnxruntime=label_agreement(got, onnxruntime))
+    say(f"  golden {path.stem}: {result.vs_reference.mean:.4f} of the pixels as the reference, "
+        f"{result.vs_onnxruntime.mean:.4f} as ONNX Runtime")
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,14 +290,14 @@ def run(args: argparse.Namespace) -> int:
         say(f"{name}: exporting at {args.height}x{args.width} ({'checkpoint' if checkpoint else 'random weights'}) ...")
         folder = export(preset(name), args.engines / f"{name}-{args.height}x{args.width}", args.height, args.width,
                         args.max_objects, checkpoint)
-        section: dict[str, Any] = {"variant": name, "weights": str(checkpoint) if checkpoint else "random (seed 1)",
-                                   "folder": str(folder), "paper_fps": paper.get(name)}
-        report.variants.append(section)
-        section.update(build_and_verify(folder, args.device, say, args.verify_objects))
+        result = VariantResult(name, str(checkpoint) if checkpoint else "random (seed 1)", str(folder),
+                               paper_fps=paper.get(name))
+        report.variants.append(result)
+        build_and_verify(result, args.device, say, args.verify_objects)
         write_report(out, report)
         say(f"{name}: throughput, {args.frames} frames with {args.objects} objects ...")
-        t = section["throughput"] = throughput(folder, args)
-        say(f"  median {t['median_ms']:.2f} ms, p90 {t['p90_ms']:.2f} ms, {t['fps']:.1f} FPS")
+        t = result.throughput = throughput(folder, args)
+        say(f"  median {t.median_ms:.2f} ms, p90 {t.p90_ms:.2f} ms, {t.fps:.1f} FPS")
         write_report(out, report)
     cases = sorted(args.golden.glob("*.json")) if args.golden.is_dir() else []
     if not cases:

@@ -195,11 +195,15 @@ class Agreement:
         return float(np.mean(self.per_frame)) if self.per_frame else 1.0
 
     @property
+    def lowest(self) -> float:
+        return min(self.per_frame, default=1.0)
+
+    @property
     def worst_frame(self) -> int:
         return int(np.argmin(self.per_frame)) if self.per_frame else 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "min": min(self.per_frame, default=1.0), "worst_frame": self.worst_frame,
+        return {"mean": self.mean, "min": self.lowest, "worst_frame": self.worst_frame,
                 "frames": len(self.per_frame), "per_frame": list(self.per_frame)}
 
 

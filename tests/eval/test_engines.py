@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from videos import gpu_missing
 
+from simvos_trt.bench.measure import Measurement
 from simvos_trt.bench.results import dated_name
 from simvos_trt.cli import acceptance
 from simvos_trt.cli.common import EXIT_ERROR
@@ -168,13 +169,13 @@ def sample_report(passed: bool = True) -> acceptance.AcceptanceReport:
              "platform": "Linux-x86_64", "cpu": "AMD EPYC", "date": "2026-12-01T10:00:00+00:00"}
     settings = {"height": 480, "width": 864, "max_objects": 8, "frames": 100, "warmup": 10, "objects": 2}
     report = acceptance.AcceptanceReport(stamp, settings)
-    report.variants.append({"variant": "BS", "weights": "random (seed 1)", "paper_fps": 9.9,
-                            "verification": verification.to_dict(),
-                            "verification_table": verification.table(markdown=True),
-                            "throughput": {"median_ms": 41.5, "p90_ms": 44.0, "fps": 24.1}})
-    agreement = label_agreement(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint8)).to_dict()
-    report.golden.append({"case": "tiny_L0", "vs_reference": agreement, "vs_onnxruntime": agreement,
-                          "engines": {"passed": True, "failure": None}, "passed": True})
+    # median 41.5 ms; p90 of three steps: 41.5 + 0.8 * (43.0 - 41.5) = 42.7 ms; 1000 / 41.5 = 24.10 FPS
+    throughput = Measurement(step=(40.0, 41.5, 43.0), stages={}, warmup=10)
+    report.variants.append(acceptance.VariantResult("BS", "random (seed 1)", "engines/acceptance/BS-480x864", 9.9,
+                                                    verification=verification, throughput=throughput))
+    same = label_agreement(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint8))
+    report.golden.append(acceptance.GoldenResult("tiny_L0", (3, 3), (16, 16), EngineReport("golden", "fp16"),
+                                                 vs_reference=same, vs_onnxruntime=same))
     return report
 
 
@@ -182,10 +183,12 @@ def test_report_files(tmp_path):
     json_path, md_path = acceptance.write_report(tmp_path / "out", sample_report())
     data = json.loads(json_path.read_text())
     assert data["passed"] is True and data["failures"] == [] and data["stamp"]["tensorrt"] == "tensorrt 11.4.0.1"
-    assert data["variants"][0]["throughput"]["fps"] == 24.1
+    assert data["variants"][0]["throughput"]["fps"] == pytest.approx(1000 / 41.5)
+    assert data["golden"][0]["vs_reference"] == {"mean": 1.0, "min": 1.0, "worst_frame": 0, "frames": 2,
+                                                 "per_frame": [1.0, 1.0]}
     text = md_path.read_text()
     assert text.startswith("# simvos-trt acceptance: NVIDIA A100-SXM4-80GB (2026-12-01T10:00:00+00:00)\n\n**PASSED**")
-    assert "| BS | random (seed 1) | 41.50 | 44.00 | 24.10 | 9.90 |" in text
+    assert "| BS | random (seed 1) | 41.50 | 42.70 | 24.10 | 9.90 |" in text
     assert "| tiny_L0 | 2 | 1.0000 / 1.0000 | 1.0000 / 1.0000 | ok |" in text
     assert "| nvidia_driver | 550.54.15 |" in text and "## Engines of BS vs ONNX Runtime" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "acceptance.json"]
@@ -193,7 +196,7 @@ def test_report_files(tmp_path):
 
 def test_a_failed_check_fails_the_report(tmp_path):
     report = sample_report(passed=False)
-    report.golden[0]["vs_reference"]["mean"] = 0.9
+    report.golden[0].vs_reference = label_agreement(np.eye(10, dtype=np.uint8)[None], np.zeros((1, 10, 10), np.uint8))
     failures = report.failures()
     assert len(failures) == 2 and failures[0].startswith("BS: 1 of 1 engine outputs")
     assert "golden tiny_L0: TensorRT labels agree with the reference on 0.9000" in failures[1]
