@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from ..runtime import VideoSegmenter
 from .costs import frame_costs
 from .hardware import find_gpu_peak, machine
 from .measure import Measurement, SyntheticVideo, moving_shapes
-from .results import FAILED, PLOT_FILE, ResultFolder, RowResult, kit_report, plot_sweep
+from .results import PLOT_FILE, ResultFolder, RowResult, RowStatus, kit_report, plot_sweep
 from .runner import OPSET, SweepSettings, fill, row_record
 from .sweep import SweepRow, build_sweep, table_rows
 
@@ -70,6 +71,14 @@ DRY_PLAN = KitPlan(32, 48, 2, "tiny", frames=4, minimum=2, warmup=1, golden_fram
                                               ("report", 8)))
 
 
+class PhaseStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    PARTIAL = "partial"  # some items did not fit the phase's budget (``Phase.skipped`` says which)
+    SKIPPED = "skipped"  # the phase cannot run on this machine (``Phase.skipped`` says why)
+
+
 @dataclass
 class Phase:
     """One phase's record: budget, time used, what was done and what was skipped (with why)."""
@@ -77,7 +86,7 @@ class Phase:
     name: str
     budget_s: float
     end: float  # time.monotonic() by which the phase must be over
-    status: str = "pending"
+    status: PhaseStatus = PhaseStatus.PENDING
     used_s: float = 0.0
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -108,13 +117,13 @@ class Budget:
     @contextmanager
     def phase(self, name: str) -> Iterator[Phase]:
         ph, t0 = self.phases[name], time.monotonic()
-        ph.status = "running"
+        ph.status = PhaseStatus.RUNNING
         try:
             yield ph
         finally:
             ph.used_s = round(time.monotonic() - t0, 1)
-            if ph.status == "running":
-                ph.status = "done" if not ph.skipped else "partial"
+            if ph.status == PhaseStatus.RUNNING:
+                ph.status = PhaseStatus.PARTIAL if ph.skipped else PhaseStatus.DONE
 
 
 def set_ieee_fp32() -> str:
@@ -241,7 +250,7 @@ class Kit:
                     record = self.timed(row, backend, precision, seg, ph.end, base)
         except Exception as exc:  # a failed row (out of memory, a compiler error) must not end the window
             log.exception("%s %s %s failed", row.config.name, backend, precision)
-            record = dataclasses.replace(row_record(row, backend, self.settings(precision)), status=FAILED,
+            record = dataclasses.replace(row_record(row, backend, self.settings(precision)), status=RowStatus.FAILED,
                                          message=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             if cuda:
@@ -308,10 +317,12 @@ def run_kit(out: Path, *, dry_run: bool, seconds: float, golden: Path) -> dict[s
         precision = Precision(precision_name)
         with budget.phase(name) as ph:
             if mode == "cudagraph" and device.type != "cuda":
-                ph.status = "skipped: CUDA graphs need a CUDA device"
-            for row in paper_rows(plan) if ph.status == "running" else []:
-                if ph.fits(row.config.name, kit.estimate(row, mode, precision)):
-                    kit.measure(row, mode, precision, ph)
+                ph.status = PhaseStatus.SKIPPED
+                ph.skipped.append("CUDA graphs need a CUDA device")
+            else:
+                for row in paper_rows(plan):
+                    if ph.fits(row.config.name, kit.estimate(row, mode, precision)):
+                        kit.measure(row, mode, precision, ph)
         save()
     with budget.phase("report") as ph:
         shown = [dataclasses.replace(r, backend=f"{r.backend} {r.precision}") for r in writer.derived()]

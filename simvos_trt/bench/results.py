@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,12 @@ FORMAT = "simvos-bench/1"
 JSON_FILE = "results.json"
 CSV_FILE = "results.csv"
 PLOT_FILE = "fps_vs_L.png"
-OK, UNAVAILABLE, FAILED = "ok", "unavailable", "failed"
+
+
+class RowStatus(StrEnum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # the backend cannot run here (its library or a GPU is missing)
+    FAILED = "failed"
 
 
 @dataclass
@@ -52,7 +58,7 @@ class RowResult:
     objects: int
     frames: int
     warmup: int
-    status: str = OK
+    status: RowStatus = RowStatus.OK
     message: str = ""
     gflop: float | None = None
     joint_gflop: float | None = None
@@ -83,9 +89,12 @@ class RowResult:
     step_ms: list[float] = field(default_factory=list)  # per measured frame of the kept pass; JSON only
     pass_medians_ms: list[float] = field(default_factory=list)  # median of every pass, in order; JSON only
 
+    def __post_init__(self) -> None:
+        self.status = RowStatus(self.status)  # results.json holds the plain string
+
     @property
     def ok(self) -> bool:
-        return self.status == OK
+        return self.status == RowStatus.OK
 
     def key(self) -> tuple[str, str]:
         """(label, config): what identifies a row across result folders."""

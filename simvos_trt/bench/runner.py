@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -22,7 +23,7 @@ from ..runtime.backends import BACKENDS
 from ..runtime.backends import unavailable_reason as runtime_unavailable_reason
 from .costs import frame_costs
 from .measure import Measurement, SyntheticVideo, measure_folder, moving_shapes
-from .results import FAILED, UNAVAILABLE, ResultFolder, RowResult
+from .results import ResultFolder, RowResult, RowStatus
 from .sweep import SweepRow
 
 if TYPE_CHECKING:
@@ -46,12 +47,18 @@ class Started:
     row: SweepRow | None = None
 
 
+class GraphsStatus(StrEnum):
+    REUSED = "reused"  # an export of the same key was there
+    EXPORTING = "exporting"
+    EXPORTED = "exported"
+
+
 @dataclass(frozen=True)
 class GraphsReady:
-    """A row's export folder: ``reused``, ``exporting`` or ``exported`` (in ``seconds``)."""
+    """A row's export folder and what became of it (``seconds``: the export's, once ``EXPORTED``)."""
 
     folder: str
-    status: str
+    status: GraphsStatus
     seconds: float = 0.0
 
 
@@ -123,19 +130,19 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress, folder: P
     exported (atomically) from ``model()`` (default: the seeded random model)."""
     folder = folder or spec.folder(engines)
     if reusable(spec, folder):
-        say(GraphsReady(str(folder), "reused"))
+        say(GraphsReady(str(folder), GraphsStatus.REUSED))
         return folder
     from ..export.onnx_export import ExportSettings, export_folder
     from ..model.checkpoint import random_model
 
     t0 = time.perf_counter()
-    say(GraphsReady(str(folder), "exporting"))
+    say(GraphsReady(str(folder), GraphsStatus.EXPORTING))
     settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
                               spec.precision)
     export_folder(model() if model else random_model(spec.config, seed=spec.seed), folder, settings, force=True,
                   progress=lambda event: say(GraphExported(event.name, event.seconds, event.bytes)),
                   checkpoint=spec.provenance())
-    say(GraphsReady(str(folder), "exported", time.perf_counter() - t0))
+    say(GraphsReady(str(folder), GraphsStatus.EXPORTED, time.perf_counter() - t0))
     return folder
 
 
@@ -268,9 +275,9 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
             for b in s.backends if n == 0 else runnable:
                 record, reason = row_record(row, b, s), reasons[i, b]
                 if reason is not None:
-                    result = dataclasses.replace(record, status=UNAVAILABLE, message=reason)
+                    result = dataclasses.replace(record, status=RowStatus.UNAVAILABLE, message=reason)
                 elif folder is None:
-                    result = dataclasses.replace(record, status=FAILED, message=export_error)
+                    result = dataclasses.replace(record, status=RowStatus.FAILED, message=export_error)
                 else:
                     result = _measure_one(record, folder, b, s, video, measure, say)
                 if not result.ok:
@@ -287,8 +294,8 @@ def _measure_one(record: RowResult, folder: Path, backend: str, s: SweepSettings
         m = measure(folder, backend, video, warmup=s.warmup, frames=s.frames, on_gpu=s.device_of(backend) == "cuda",
                     **s.backend_options(backend))
     except (MissingDependencyError, DeviceUnavailableError) as exc:  # cannot run here; any other error failed
-        return dataclasses.replace(record, status=UNAVAILABLE, message=str(exc))
+        return dataclasses.replace(record, status=RowStatus.UNAVAILABLE, message=str(exc))
     except (SimVOSError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as exc:
         log.exception("measuring %s on %s failed", record.config, backend)
-        return dataclasses.replace(record, status=FAILED, message=f"{type(exc).__name__}: {exc}")
+        return dataclasses.replace(record, status=RowStatus.FAILED, message=f"{type(exc).__name__}: {exc}")
     return fill(record, m)

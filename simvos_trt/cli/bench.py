@@ -20,12 +20,12 @@ from ..bench import runner
 from ..bench.ceiling import CeilingSettings, ceiling_record, ceiling_report, measure_ceiling
 from ..bench.costs import check_size
 from ..bench.hardware import find_gpu_peak, gemm_peak, host_info
-from ..bench.results import PLOT_FILE, ResultFolder, compare_folders, dated_name, format_report, plot_sweep
+from ..bench.results import PLOT_FILE, ResultFolder, RowStatus, compare_folders, dated_name, format_report, plot_sweep
 from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import REFINEMENT_CHOICES, SweepRow, build_sweep, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
-from ..export.trt_build import BuildEvent
+from ..export.trt_build import BuildEvent, BuildStatus
 from ..io import ensure_writable, write_atomic, write_json_atomic
 from ..manifest import Precision
 from ..runtime.backends import BACKENDS
@@ -132,8 +132,16 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    return run_command("simvos-bench", args, lambda a: run_compare(*a.compare, as_json=a.json) if a.compare
-                       else run_ceiling(a) if a.host_ceiling else run(resolve(a)))
+    return run_command("simvos-bench", args, dispatch)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """One of the three jobs: --compare, --host-ceiling, or a sweep."""
+    if args.compare:
+        return run_compare(*args.compare, as_json=args.json)
+    if args.host_ceiling:
+        return run_ceiling(args)
+    return run(resolve(args))
 
 
 def new_folder(results: Path, host: str, what: str) -> Path:
@@ -252,13 +260,15 @@ def progress_line(event: Any) -> str | None:
             return f"pass {index + 1}/{count}"
         case runner.Started(index, count, row) if row is not None:
             return f"[{index + 1}/{count}] {row.label} [{row.config.name}]"
-        case runner.GraphsReady(folder, "exporting"):
+        case runner.GraphsReady(folder, runner.GraphsStatus.EXPORTING):
             return f"    exporting graphs to {folder} ..."
-        case runner.GraphsReady(folder, status, seconds):
-            return f"    graphs {status}: {folder}" + (f" ({seconds:.1f} s)" if status == "exported" else "")
+        case runner.GraphsReady(folder, runner.GraphsStatus.EXPORTED, seconds):
+            return f"    graphs exported: {folder} ({seconds:.1f} s)"
+        case runner.GraphsReady(folder, status):
+            return f"    graphs {status}: {folder}"
         case runner.GraphExported(name, seconds, size):
             return f"      {name:<20} {seconds:6.1f} s  {size / 1e6:8.1f} MB"
-        case BuildEvent(graph=graph, status=status, seconds=seconds) if status != "start":
+        case BuildEvent(graph=graph, status=status, seconds=seconds) if status != BuildStatus.START:
             return f"    engine {graph}: {status} ({seconds:.1f} s)"
         case runner.RowMeasured(r) if r.ok:
             return (f"    {r.backend:<12} {r.fps:7.2f} FPS  median {r.median_ms:8.1f} ms  p90 {r.p90_ms:8.1f} ms  "
@@ -292,7 +302,7 @@ def finish(writers: dict[str, Any], args: argparse.Namespace, seconds: float, in
         print(f"done in {seconds:.0f} s" + (" (interrupted: the rows measured so far are kept)" if interrupted else ""))
     if interrupted:
         return EXIT_INTERRUPTED
-    if any(r.status == "failed" for r in everything):
+    if any(r.status == RowStatus.FAILED for r in everything):
         return EXIT_FAILED
     return EXIT_OK if any(r.ok for r in everything) else EXIT_MISSING
 
