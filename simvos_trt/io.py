@@ -103,11 +103,16 @@ def check_not_input(path: PathLike, inputs: Iterable[PathLike | None], option: s
         if given is None:
             continue
         src = Path(given).resolve()
-        how = ("is" if target == src else "lies inside" if src in target.parents
-               else "holds" if target in src.parents else None)
-        if how:
-            raise OutputError(f"{option} {path} {how} the input {given}; writing there could destroy it: "
-                              "choose a path outside the inputs")
+        if target == src:
+            how = "is"
+        elif src in target.parents:
+            how = "lies inside"
+        elif target in src.parents:
+            how = "holds"
+        else:
+            continue
+        raise OutputError(f"{option} {path} {how} the input {given}; writing there could destroy it: "
+                          "choose a path outside the inputs")
 
 
 def ensure_writable(folder: PathLike, option: str = "--out") -> Path:
@@ -140,7 +145,8 @@ def claim_folder(out: PathLike, owner: Owner, *, inputs: Iterable[PathLike | Non
         found = read_owner(out)
         others = foreign_files(out) if found is not None and not (out / OWNER_FILE).is_file() else []
         if found is None or others:
-            what = f" ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
+            listed = f" ({', '.join(others[:5])}, ...)" if len(others) > 5 else f" ({', '.join(others)})"
+            what = listed if others else ""
             raise OutputError(f"{option} {out} holds files that {owner.tool} did not write{what}; it is left alone "
                               "(even with --force): choose a new or empty folder, or move those files")
         if found.tool != owner.tool:

@@ -181,7 +181,9 @@ def score_youtube(args: argparse.Namespace) -> dict[str, Any]:
 
 def _num(x: float, digits: int | None = None) -> float | None:
     """For JSON, which has no NaN: null for NaN, else ``x`` (rounded to ``digits``)."""
-    return None if math.isnan(x) else x if digits is None else round(x, digits)
+    if math.isnan(x):
+        return None
+    return x if digits is None else round(x, digits)
 
 
 def format_scores(s: dict[str, Any], per_sequence: bool) -> str:
