@@ -89,9 +89,9 @@ def builder_config(builder: trt.Builder, plan: BuildPlan, target: Target) -> trt
         config.clear_flag(trt.BuilderFlag.TF32)
     if plan.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if plan.hardware_compatibility == "ampere_plus":
+    if plan.ampere_plus:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if target.library == "tensorrt_rtx":
+    if target.ahead_of_time:
         config.num_compute_capabilities = len(target.compute_capabilities)
         for i, cc in enumerate(target.compute_capabilities):
             config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)

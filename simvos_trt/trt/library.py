@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from enum import StrEnum
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError
 
-__all__ = ["CHOICES", "INSTALL_HINT", "LIBRARIES", "Library", "installed", "network_flags", "select_library",
-           "selected", "trt"]
+__all__ = ["CHOICES", "INSTALL_HINT", "LIBRARIES", "Library", "LibraryName", "installed", "network_flags",
+           "select_library", "selected", "trt"]
 
 #: In order of preference for ``auto``: TensorRT builds for the GPU it runs on; TensorRT-RTX
 #: also builds ahead of time, without a GPU, for the compute capabilities it is given.
-LIBRARIES = ("tensorrt", "tensorrt_rtx")
+class LibraryName(StrEnum):
+    TENSORRT = "tensorrt"
+    TENSORRT_RTX = "tensorrt_rtx"
+
+
+LIBRARIES = tuple(LibraryName)
 CHOICES = ("auto", *LIBRARIES)
 INSTALL_HINT = ("pip install 'simvos-trt[gpu]' (TensorRT, on a machine with an NVIDIA GPU) or "
                 "pip install 'simvos-trt[rtx]' (TensorRT-RTX: builds engines without a GPU)")
@@ -23,13 +29,13 @@ INSTALL_HINT = ("pip install 'simvos-trt[gpu]' (TensorRT, on a machine with an N
 
 @dataclass(frozen=True)
 class Library:
-    name: str  # "tensorrt" or "tensorrt_rtx"
+    name: LibraryName
     version: str
 
     @property
     def ahead_of_time(self) -> bool:
         """Builds without a GPU for given compute capabilities (TensorRT-RTX)."""
-        return self.name == "tensorrt_rtx"
+        return self.name == LibraryName.TENSORRT_RTX
 
 
 def _import(name: str) -> ModuleType | None:
@@ -50,10 +56,11 @@ def select_library(choice: str = "auto") -> Library:
     global _selected
     if choice not in CHOICES:
         raise ValueError(f"TensorRT library: got {choice!r}, expected one of {CHOICES}")
-    for name in LIBRARIES if choice == "auto" else (choice,):
+    names = LIBRARIES if choice == "auto" else (LibraryName(choice),)
+    for name in names:
         module = _import(name)
         if module is not None:
-            if name == "tensorrt" and int(str(module.__version__).split(".")[0]) < 10:
+            if name == LibraryName.TENSORRT and int(str(module.__version__).split(".")[0]) < 10:
                 raise MissingDependencyError(f"TensorRT {module.__version__} is too old: strongly typed "
                                              f"networks need TensorRT 10 or newer; {INSTALL_HINT}")
             _selected = module
@@ -67,7 +74,7 @@ def selected() -> Library:
     """The selected library (selecting ``auto`` first if none is)."""
     if _selected is None:
         return select_library()
-    return Library(_selected.__name__.split(".")[0], str(_selected.__version__))
+    return Library(LibraryName(_selected.__name__.split(".")[0]), str(_selected.__version__))
 
 
 def installed() -> list[str]:

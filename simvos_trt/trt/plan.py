@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from ..errors import InputError
-from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest
+from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, Precision
+from .library import LibraryName
 
 #: Bump when the way engines are built changes in a way the other key fields miss.
 KEY_VERSION = 2
@@ -39,7 +41,7 @@ class Target:
     """The library an engine is built with and its GPUs: TensorRT's one ``gpu_name``, or (TensorRT-RTX,
     ahead of time, ``gpu_name`` empty) ``compute_capabilities``."""
 
-    library: str
+    library: LibraryName
     version: str
     platform: str
     compute_capabilities: tuple[CC, ...]
@@ -47,7 +49,7 @@ class Target:
 
     @property
     def ahead_of_time(self) -> bool:
-        return self.library == "tensorrt_rtx"
+        return self.library == LibraryName.TENSORRT_RTX
 
     def __str__(self) -> str:
         where = self.gpu_name or "compute capability " + ", ".join(cc_text(c) for c in self.compute_capabilities)
@@ -58,8 +60,8 @@ class Target:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Target:
-        return cls(d["library"], d["version"], d["platform"], tuple(tuple(c) for c in d["compute_capabilities"]),
-                   d.get("gpu_name", ""))
+        ccs = tuple(tuple(c) for c in d["compute_capabilities"])
+        return cls(LibraryName(d["library"]), d["version"], d["platform"], ccs, d.get("gpu_name", ""))
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,9 @@ class BuildSettings:
                              "attention does not compile for it; not Hopper, 9.0)")
 
 
-def check_options(settings: BuildSettings, library: str) -> None:
+def check_options(settings: BuildSettings, library: LibraryName) -> None:
     """Refuse, in one line, the options the library cannot honour (measured with TensorRT-RTX 1.7)."""
-    if library == "tensorrt_rtx":
+    if library == LibraryName.TENSORRT_RTX:
         if settings.version_compatible:
             raise InputError("--version-compatible: TensorRT-RTX cannot build version-compatible engines "
                              "(it lacks the lean runtime, libnvinfer_lean); drop the option or build with "
@@ -129,6 +131,11 @@ def plan_profile(graph: GraphEntry, objects: tuple[int, int, int]) -> dict[str, 
             for t in graph.inputs if OBJECTS_AXIS in t.shape}
 
 
+class HardwareCompatibility(StrEnum):
+    NONE = "none"  # the engine runs on the GPU model it was built on
+    AMPERE_PLUS = "ampere_plus"  # TensorRT only: on any Ampere or newer GPU, slower
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     """Everything ``trt_build`` needs to build one graph; ``tf32`` False keeps float32 graphs exact."""
@@ -136,13 +143,17 @@ class BuildPlan:
     graph: str
     onnx_file: str
     onnx_sha256: str
-    precision: str  # the graph's (``GraphEntry.precision``)
+    precision: Precision  # the graph's (``GraphEntry.precision``)
     profile: dict[str, ShapeRange]
     tf32: bool
-    hardware_compatibility: str
+    hardware_compatibility: HardwareCompatibility
     version_compatible: bool
     workspace_mib: int | None
     opt_level: int
+
+    @property
+    def ampere_plus(self) -> bool:
+        return self.hardware_compatibility == HardwareCompatibility.AMPERE_PLUS
 
     @property
     def engine_file(self) -> str:
@@ -153,13 +164,16 @@ class BuildPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BuildPlan:
-        return cls(**{**d, "profile": {k: ShapeRange.from_dict(v) for k, v in d["profile"].items()}})
+        profile = {k: ShapeRange.from_dict(v) for k, v in d["profile"].items()}
+        return cls(**{**d, "profile": profile, "precision": Precision(d["precision"]),
+                      "hardware_compatibility": HardwareCompatibility(d["hardware_compatibility"])})
 
 
 def plan_build(name: str, graph: GraphEntry, objects: tuple[int, int, int], settings: BuildSettings) -> BuildPlan:
     return BuildPlan(graph=name, onnx_file=graph.file, onnx_sha256=graph.sha256, precision=graph.precision,
                      profile=plan_profile(graph, objects), tf32=False,
-                     hardware_compatibility="ampere_plus" if settings.hardware_compatible else "none",
+                     hardware_compatibility=(HardwareCompatibility.AMPERE_PLUS if settings.hardware_compatible
+                                             else HardwareCompatibility.NONE),
                      version_compatible=settings.version_compatible, workspace_mib=settings.workspace_mib,
                      opt_level=settings.opt_level)
 

@@ -77,11 +77,11 @@ def compatibility(entry: EngineEntry, device: Device) -> str | None:
                     f"a later version only, and this is {device.version}")
     elif device.version != built.version:
         return f"it was built with {built.library} {built.version} and this is {device.version}"
-    if built.library == "tensorrt_rtx":
+    if built.ahead_of_time:
         if cc not in built.compute_capabilities:
             return (f"it was built for compute capability {', '.join(map(cc_text, built.compute_capabilities))} "
                     f"and this GPU is {device.gpu_name} ({cc_text(cc)})")
-    elif plan.hardware_compatibility == "ampere_plus":
+    elif plan.ampere_plus:
         if cc < AMPERE:
             return f"it was built for Ampere and newer GPUs and this GPU is {device.gpu_name} ({cc_text(cc)})"
     elif built.gpu_name != device.gpu_name:
