@@ -14,8 +14,8 @@ from typing import cast
 
 from ..errors import ExportError
 from ..io import TIMING_CACHE, write_atomic
-from ..manifest import OBJECTS_AXIS, GraphEntry, ManifestError, read_manifest, sha256_file
-from ..trt.engine import QUIET, build_target, layer_precisions, make_logger, network_io
+from ..manifest import GraphEntry, ManifestError, read_manifest, sha256_file
+from ..trt.engine import QUIET, build_target, layer_precisions, make_logger, manifest_io, network_io
 from ..trt.library import network_flags, select_library, trt
 from ..trt.plan import RTX_TARGETS, BuildPlan, BuildSettings, Target, cache_key, objects_range, plan_build
 from ..trt.records import EngineEntry, find_entry, is_reusable, record_engines
@@ -71,9 +71,7 @@ def selected_name() -> str:
 
 def check_network_io(network: trt.INetworkDefinition, graph: GraphEntry) -> None:
     """The parsed inputs and outputs have the manifest's names, dtypes and shapes (-1 on the object axis)."""
-    want = {t.name: (is_input, t.dtype, tuple(-1 if d == OBJECTS_AXIS else int(d) for d in t.shape))
-            for ts, is_input in ((graph.inputs, True), (graph.outputs, False)) for t in ts}
-    got = network_io(network)
+    want, got = manifest_io(graph), network_io(network)
     if got != want:
         raise ExportError(f"{graph.file}: the network's tensors {got} are not the manifest's {want} "
                           "((is input, dtype, shape), -1: object axis); export the folder again")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import cast
 
 from ..errors import BackendError
-from ..manifest import Manifest, ManifestError
+from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError
 from .cuda import Cuda
 from .library import Library, network_flags, selected, trt
 from .plan import CC, DEFAULT_RTX_TARGETS, RTX_TARGETS, BuildSettings, Target, check_options
@@ -75,9 +75,19 @@ def network_io(network: trt.INetworkDefinition) -> TensorIO:
 
 def engine_io(engine: trt.ICudaEngine) -> TensorIO:
     """As ``network_io``, for a deserialized engine."""
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    return {n: (engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT, DTYPES.get(engine.get_tensor_dtype(n).name,
-                engine.get_tensor_dtype(n).name), dims(engine.get_tensor_shape(n))) for n in names}
+    io: TensorIO = {}
+    for name in (engine.get_tensor_name(i) for i in range(engine.num_io_tensors)):
+        dtype = engine.get_tensor_dtype(name).name
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        io[name] = (is_input, DTYPES.get(dtype, dtype), dims(engine.get_tensor_shape(name)))
+    return io
+
+
+def manifest_io(graph: GraphEntry) -> TensorIO:
+    """As ``network_io``, for what the manifest says of ``graph`` (the object axis is the dynamic one)."""
+    tensors = [(t, True) for t in graph.inputs] + [(t, False) for t in graph.outputs]
+    return {t.name: (is_input, t.dtype, tuple(-1 if d == OBJECTS_AXIS else int(d) for d in t.shape))
+            for t, is_input in tensors}
 
 
 def dims(shape: trt.Dims) -> tuple[int, ...]:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError
-from ...manifest import OBJECTS_AXIS, GraphEntry
+from ...manifest import GraphEntry
 from ...trt.cuda import Cuda
-from ...trt.engine import LoadedEngine, engine_io
+from ...trt.engine import LoadedEngine, engine_io, manifest_io
 from ...trt.library import trt
 from .trt_memory import BufferPool, DeviceTensor
 
@@ -26,8 +26,7 @@ MAX_GRAPHS = 16
 def check_engine_io(graph: str, io: Mapping[str, tuple[bool, str, tuple[int, ...]]], entry: GraphEntry,
                     fix: str) -> None:
     """Raise BackendError unless the engine's tensors are the manifest's (names, dtypes, shapes)."""
-    want = {t.name: (is_input, t.dtype, tuple(-1 if d == OBJECTS_AXIS else int(d) for d in t.shape))
-            for is_input, tensors in ((True, entry.inputs), (False, entry.outputs)) for t in tensors}
+    want = manifest_io(entry)
     if dict(io) != want:
         diff = sorted(set(io.items()) ^ set(want.items()))
         raise BackendError(f"the {graph} engine's tensors differ from the manifest's ((is input, dtype, shape), "
