@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import SimVOSError
+from ..manifest import Precision
 from ..trt.cuda import Cuda
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,9 @@ class GpuPeak:
     fp32: float  # FP32 on the CUDA cores (non-tensor)
     source: str  # the datasheet or whitepaper each figure was read from
 
-    def tflops(self, precision: str) -> float:
-        """The peak for ``precision`` (``fp16``: Tensor Cores; ``fp32``: CUDA cores)."""
-        if precision not in ("fp16", "fp32"):
-            raise ValueError(f"precision: got {precision!r}, expected 'fp16' or 'fp32'")
-        return self.fp16_tensor if precision == "fp16" else self.fp32
+    def tflops(self, precision: Precision) -> float:
+        """The peak for ``precision`` (FP16: Tensor Cores; FP32: CUDA cores)."""
+        return self.fp16_tensor if precision == Precision.FP16 else self.fp32
 
 
 def load_gpu_peaks() -> tuple[GpuPeak, ...]:

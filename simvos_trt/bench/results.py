@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..io import write_atomic, write_json_atomic
+from ..manifest import Precision
 from ..tables import fmt, render
 from .hardware import GpuPeak
 from .sweep import is_baseline, load_paper_tables
@@ -51,7 +52,7 @@ class RowResult:
     kf: int | None
     kb: int | None
     backend: str
-    precision: str
+    precision: Precision
     device: str
     height: int
     width: int
@@ -90,7 +91,8 @@ class RowResult:
     pass_medians_ms: list[float] = field(default_factory=list)  # median of every pass, in order; JSON only
 
     def __post_init__(self) -> None:
-        self.status = RowStatus(self.status)  # results.json holds the plain string
+        self.status = RowStatus(self.status)  # results.json holds plain strings
+        self.precision = Precision(self.precision)
 
     @property
     def ok(self) -> bool:

@@ -24,6 +24,7 @@ from simvos_trt.bench.results import (
     to_csv,
 )
 from simvos_trt.errors import InputError
+from simvos_trt.manifest import Precision
 
 
 def row(label: str, layer: int, fps: float | None, gflop: float, *, tr: bool = False, backend: str = "onnxruntime",
@@ -79,11 +80,11 @@ def test_gpu_peaks():
     assert find_gpu_peak("NVIDIA A10G") is None
     assert find_gpu_peak("Tesla T4").fp16_tensor == 65.0
     assert find_gpu_peak("NVIDIA H100 PCIe").fp16_tensor == 756.0
-    assert find_gpu_peak("NVIDIA H100 80GB HBM3").tflops("fp16") == 989.5
+    assert find_gpu_peak("NVIDIA H100 80GB HBM3").tflops(Precision.FP16) == 989.5
     assert find_gpu_peak("NVIDIA H200").name == "NVIDIA H200 SXM"  # torch's name on the lent H200 machines
     assert find_gpu_peak("NVIDIA H200 NVL").fp16_tensor == 835.5
     assert find_gpu_peak("NVIDIA GeForce RTX 3090 Ti") is None
-    assert find_gpu_peak("NVIDIA GeForce RTX 4090").tflops("fp32") == 82.6
+    assert find_gpu_peak("NVIDIA GeForce RTX 4090").tflops(Precision.FP32) == 82.6
     assert find_gpu_peak(None) is None
 
 
