@@ -263,7 +263,8 @@ def timed_steps(backend: Backend, video: SyntheticVideo, warmup: int, frames: in
     from ..runtime import VideoSession
 
     # the session calls only Backend's public methods, which the wrapper has
-    session, sync = VideoSession(cast(Backend, proxy) if proxy else backend), synchronizer(backend)
+    session = VideoSession(cast(Backend, proxy) if proxy else backend)
+    sync = synchronizer(backend)
     session.start(video.frames[0], video.first_mask)
     step: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}

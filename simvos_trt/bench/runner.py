@@ -272,7 +272,8 @@ def run_sweep(rows: Sequence[SweepRow], settings: SweepSettings, writers: Mappin
                 except (SimVOSError, ImportError) as exc:
                     log.exception("exporting %s failed", row.config.name)
                     export_error = f"export failed: {exc}"
-            for b in s.backends if n == 0 else runnable:
+            measured = s.backends if n == 0 else runnable  # a later pass retries no unavailable backend
+            for b in measured:
                 record, reason = row_record(row, b, s), reasons[i, b]
                 if reason is not None:
                     result = dataclasses.replace(record, status=RowStatus.UNAVAILABLE, message=reason)

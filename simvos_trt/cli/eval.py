@@ -97,7 +97,8 @@ def segment(args: argparse.Namespace, root: Path, runner: Runner, plan: Callable
         _say(args, f"segmenting split {args.split} of {root} with {args.engine_dir} ({backend}) into {out}")
         return out
 
-    spec, t0 = SegmenterSpec(args.engine_dir, args.backend, args.threads, args.device), time.perf_counter()
+    spec = SegmenterSpec(args.engine_dir, args.backend, args.threads, args.device)
+    t0 = time.perf_counter()
     runs: list[SequenceRun]
     if (args.workers or 1) > 1 or args.ray is not None:
         videos = plan()

@@ -236,7 +236,8 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], s
     """J&F of every object (mean of its J-Mean and F-Mean) in runs A and B, and the global table;
     InputError when a CSV is missing or malformed, or the runs scored different objects."""
     a, b = read_run(run_a, split), read_run(run_b, split)
-    only_a, only_b = sorted(set(a.objects) - set(b.objects)), sorted(set(b.objects) - set(a.objects))
+    only_a = sorted(set(a.objects) - set(b.objects))
+    only_b = sorted(set(b.objects) - set(a.objects))
     if only_a or only_b:
         raise InputError(f"runs {a.folder} and {b.folder} scored different objects (only in A: "
                          f"{only_a[:3]}{'...' if len(only_a) > 3 else ''}, only in B: {only_b[:3]}"

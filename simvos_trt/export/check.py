@@ -272,7 +272,8 @@ def _rule_static_shapes(g: _Graph) -> tuple[int, list[Finding]]:
 
 def _rule_supported_ops(g: _Graph) -> tuple[int, list[Finding]]:
     data = trt_op_list()
-    ops, (lo, hi), version = set(data["ops"]), data["opset_range"], data["tensorrt_version"]
+    ops, version = set(data["ops"]), data["tensorrt_version"]
+    lo, hi = data["opset_range"]
     out: list[Finding] = []
     if not lo <= g.opset <= hi:
         out.append((*_MODEL, f"default-domain opset {g.opset} is outside {lo}..{hi}, the range the op list "

@@ -82,7 +82,8 @@ class _Rewriter:
         """The tensor a consumer computing in ``want`` (inside island ``consumer``) reads for ``name``."""
         if name in self.inits:
             return self.half_initializer(name) if want == F16 else name
-        have, node = (F16 if name in self.f16_inputs else F32), self.producer.get(name)
+        have = F16 if name in self.f16_inputs else F32
+        node = self.producer.get(name)
         if node is not None:
             key, have, exits_f16 = self.region(node)
             if exits_f16 and key != consumer:
