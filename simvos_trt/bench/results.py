@@ -316,7 +316,7 @@ def kit_report(meta: dict[str, Any], rows: list[RowResult]) -> str:
                ("median ms", lambda r: r.median_ms, ".2f"), ("p90 ms", lambda r: r.p90_ms, ".2f"),
                ("FPS", lambda r: r.fps, ".2f"), ("x B", lambda r: r.speedup, ".2f"),
                ("paper x", lambda r: r.paper_speedup, ".2f"), ("FLOP x", lambda r: r.flop_ratio, ".2f"),
-               ("TFLOP/s", lambda r: r.achieved_gflops and r.achieved_gflops / 1000, ".2f"),
+               ("TFLOP/s", lambda r: None if r.achieved_gflops is None else r.achieved_gflops / 1000, ".2f"),
                ("% FP16 peak", lambda r: 100 * r.achieved_gflops / fp16 if fp16 and r.achieved_gflops else None, ".1f"),
                ("peak GPU MiB", lambda r: r.device_memory_mb, ".0f"))
     lines += ["FPS (1000 / median step) per mode:", render(header, body), "", "the same in Markdown:",
@@ -355,8 +355,12 @@ def compare(rows_a: Sequence[RowResult], rows_b: Sequence[RowResult]) -> list[Co
     def measured(r: RowResult | None, name: str) -> float | None:
         return getattr(r, name) if r is not None and r.ok else None
 
-    return [ComparedRow(f"{k[0]} [{k[1]}]", *(measured(rows.get(k), name) for name in ("fps", "speedup")
-                                               for rows in (a, b))) for k in list(a) + [k for k in b if k not in a]]
+    out = []
+    for key in list(a) + [k for k in b if k not in a]:
+        row_a, row_b = a.get(key), b.get(key)
+        out.append(ComparedRow(f"{key[0]} [{key[1]}]", fps_a=measured(row_a, "fps"), fps_b=measured(row_b, "fps"),
+                               speedup_a=measured(row_a, "speedup"), speedup_b=measured(row_b, "speedup")))
+    return out
 
 
 def compare_folders(folder_a: str | Path, folder_b: str | Path) -> tuple[str, list[ComparedRow]]:
