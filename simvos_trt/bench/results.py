@@ -90,9 +90,10 @@ class RowResult:
     step_ms: list[float] = field(default_factory=list)  # per measured frame of the kept pass; JSON only
     pass_medians_ms: list[float] = field(default_factory=list)  # median of every pass, in order; JSON only
 
-    def __post_init__(self) -> None:
-        self.status = RowStatus(self.status)  # results.json holds plain strings
-        self.precision = Precision(self.precision)
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RowResult:
+        """A row of results.json, which holds the enums as plain strings."""
+        return cls(**{**d, "status": RowStatus(d["status"]), "precision": Precision(d["precision"])})
 
     @property
     def ok(self) -> bool:
@@ -204,7 +205,7 @@ def read_results(folder: str | Path) -> tuple[dict[str, Any], list[RowResult]]:
         doc = json.loads(path.read_text())
         if doc.get("format") != FORMAT:
             raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT!r}")
-        rows = [RowResult(**r) for r in doc.pop("rows")]
+        rows = [RowResult.from_dict(r) for r in doc.pop("rows")]
     except (ValueError, TypeError, KeyError) as exc:
         raise InputError(f"{path} is not a simvos-bench result file ({exc})") from exc
     doc.pop("format")
