@@ -65,27 +65,34 @@ constexpr std::uint64_t kFnvPrime = 1099511628211ULL;
 std::string one_line(const std::string& text) {
   std::string out;
   for (const char c : text) {
-    const bool space = std::isspace(static_cast<unsigned char>(c));
-    if (!space || (!out.empty() && out.back() != ' ')) out += space ? ' ' : c;
+    if (!std::isspace(static_cast<unsigned char>(c)))
+      out += c;
+    else if (!out.empty() && out.back() != ' ')  // the first white space of a run, not leading
+      out += ' ';
   }
   while (!out.empty() && out.back() == ' ') out.pop_back();
   return out.substr(0, kMaxQuotedLength);
 }
 
+//! A ServeError saying "server HOST:PORT: `why`" (`own`: the server's own reason, when `why` is that).
+ServeError server_error(const std::string& server, const std::string& why, std::string own = {}) {
+  return ServeError(server, "server " + server + ": " + why, std::move(own));
+}
+
+//! The ServeError of a failed call to `server`: its own reason when it gave one, else what gRPC says, with the fix.
 ServeError status_error(const std::string& server, const grpc::Status& status, double timeout_s) {
   const std::string text = status.error_message();
-  if (const std::string own = server_message(text); !own.empty())
-    return ServeError(server, "server " + server + ": " + own, own);
+  if (const std::string own = server_message(text); !own.empty()) return server_error(server, own, own);
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE)
-    return ServeError(server, "server " + server + ": cannot reach it (" + one_line(text) +
-                                  "); start one with simvos-serve --engine-dir DIR and give its gRPC port (default "
-                                  "8001; the HTTP port, default 8000, does not speak gRPC)");
+    return server_error(server, "cannot reach it (" + one_line(text) + "); start one with simvos-serve --engine-dir "
+                                "DIR and give its gRPC port (default 8001; the HTTP port, default 8000, does not "
+                                "speak gRPC)");
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%g", timeout_s);
-    return ServeError(server, "server " + server + ": no answer within " + seconds + " s (ClientOptions::timeout_s)");
+    return server_error(server, "no answer within " + std::string(seconds) + " s (ClientOptions::timeout_s)");
   }
-  return ServeError(server, "server " + server + ": " + one_line(text));
+  return server_error(server, one_line(text));
 }
 
 //! A server that could not be reached when a video started: the next server is tried.
@@ -95,8 +102,8 @@ class Unreachable : public ServeError {
 };
 
 void set_deadline(grpc::ClientContext& context, double seconds) {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::microseconds(static_cast<std::int64_t>(seconds * 1e6)));
+  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(seconds));
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
 }
 
 //! One ModelInfer call, with the video id as the routing header (README.md, "Routing").
