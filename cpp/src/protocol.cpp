@@ -1,6 +1,7 @@
 // The parts of the wire protocol that need no connection: addresses, the server's error text.
 #include <cctype>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "simvos/client.hpp"
@@ -9,13 +10,16 @@ namespace simvos {
 
 namespace {
 
-constexpr const char* kErrorMarker = "simvos-serve error: ";
+constexpr std::string_view kErrorMarker = "simvos-serve error: ";  // protocol.ERROR_MARKER
 constexpr const char* kDefaultPort = "8001";
+constexpr int kMaxPort = 65535;
+constexpr std::size_t kMaxPortDigits = 5;  // also keeps std::stoi from overflowing
+constexpr const char* kWhiteSpace = " \t\r\n";
 
 std::string trim(const std::string& text) {
-  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto first = text.find_first_not_of(kWhiteSpace);
   if (first == std::string::npos) return {};
-  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+  return text.substr(first, text.find_last_not_of(kWhiteSpace) - first + 1);
 }
 
 InputError bad_address(const std::string& text, const std::string& why) {
@@ -24,11 +28,11 @@ InputError bad_address(const std::string& text, const std::string& why) {
 }
 
 bool valid_port(const std::string& port) {
-  if (port.empty() || port.size() > 5) return false;
+  if (port.empty() || port.size() > kMaxPortDigits) return false;
   for (const char c : port)
     if (!std::isdigit(static_cast<unsigned char>(c))) return false;
   const int value = std::stoi(port);
-  return value > 0 && value < 65536;
+  return value > 0 && value <= kMaxPort;
 }
 
 }  // namespace
@@ -57,7 +61,7 @@ std::string grpc_address(const std::string& text) {
     port = kDefaultPort;
   }
   if (host.empty()) throw bad_address(text, "no host");
-  if (!valid_port(port)) throw bad_address(text, "the port '" + port + "' is not in 1..65535");
+  if (!valid_port(port)) throw bad_address(text, "the port '" + port + "' is not in 1.." + std::to_string(kMaxPort));
   return host + ":" + port;
 }
 
@@ -78,7 +82,7 @@ std::vector<std::string> parse_servers(const std::string& list) {
 std::string server_message(const std::string& triton_message) {
   const auto at = triton_message.rfind(kErrorMarker);
   if (at == std::string::npos) return {};
-  const std::string rest = triton_message.substr(at + std::string(kErrorMarker).size());
+  const std::string rest = triton_message.substr(at + kErrorMarker.size());
   return trim(rest.substr(0, rest.find('\n')));
 }
 

@@ -2,13 +2,18 @@
 
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <vector>
 
 namespace simvos::wire {
 
 namespace {
 
-constexpr std::size_t kMaxIdLength = 128;
+constexpr std::size_t kMaxIdLength = 128;  // protocol.MAX_ID_LENGTH
+//! In an expected shape: any size along that axis.
+constexpr std::int64_t kAnySize = -1;
+//! The largest size along one axis of an answer's tensor (KServe's sizes are int64; no answer of ours comes near).
+constexpr std::int64_t kMaxAxisSize = std::numeric_limits<std::int32_t>::max();
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "KServe v2 raw tensors are little-endian");
 
@@ -17,13 +22,12 @@ std::string describe(const ImageView& image) {
          std::to_string(image.channels) + " channel(s) of " + std::to_string(8 * image.bytes_per_channel) + " bits";
 }
 
-void check_image(const ImageView& image, int channels, const char* what, const char* fix) {
+//! InputError unless `image` is 8-bit with `channels` channels; `expected` names that kind, `fix` says how to get it.
+void check_image(const ImageView& image, int channels, const char* what, const char* expected, const char* fix) {
   if (image.data == nullptr || image.height <= 0 || image.width <= 0)
     throw InputError(std::string(what) + ": empty image (no data or a zero size)");
   if (image.channels != channels || image.bytes_per_channel != 1)
-    throw InputError(std::string(what) + ": " + describe(image) + ", expected " +
-                     (channels == 3 ? "an 8-bit 3-channel image (H, W, 3)" : "an 8-bit 1-channel image (H, W)") +
-                     "; " + fix);
+    throw InputError(std::string(what) + ": " + describe(image) + ", expected " + expected + "; " + fix);
   const auto row = static_cast<std::uint64_t>(image.width) * static_cast<std::uint64_t>(channels);
   if (image.stride != 0 && image.stride < row)
     throw InputError(std::string(what) + ": stride " + std::to_string(image.stride) + " is shorter than a row (" +
@@ -31,6 +35,100 @@ void check_image(const ImageView& image, int channels, const char* what, const c
   if (row * static_cast<std::uint64_t>(image.height) > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
     throw InputError(std::string(what) + ": " + describe(image) + " is over 2 GiB, more than one gRPC message holds");
 }
+
+void add_input(inference::ModelInferRequest& request, const char* name, const ImageView& image) {
+  auto* input = request.add_inputs();
+  input->set_name(name);
+  input->set_datatype(kUint8.name);
+  input->add_shape(image.height);
+  input->add_shape(image.width);
+  if (image.channels != 1) input->add_shape(image.channels);
+  request.add_raw_input_contents(packed(image));
+}
+
+void add_input(inference::ModelInferRequest& request, const Tensor& tensor) {
+  auto* input = request.add_inputs();
+  input->set_name(tensor.name);
+  input->set_datatype(tensor.datatype);
+  for (const std::int64_t size : tensor.shape) input->add_shape(size);
+  request.add_raw_input_contents(tensor.bytes);
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string text = "[";
+  for (std::size_t axis = 0; axis < shape.size(); ++axis) text += (axis > 0 ? ", " : "") + std::to_string(shape[axis]);
+  return text + "]";
+}
+
+//! Whether `shape` is `expected` (kAnySize there: any size up to kMaxAxisSize).
+bool shape_matches(const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& expected) {
+  if (shape.size() != expected.size()) return false;
+  for (std::size_t axis = 0; axis < shape.size(); ++axis) {
+    if (shape[axis] < 0 || shape[axis] > kMaxAxisSize) return false;
+    if (expected[axis] != kAnySize && shape[axis] != expected[axis]) return false;
+  }
+  return true;
+}
+
+std::uint64_t element_count(const std::vector<std::int64_t>& shape) {
+  std::uint64_t count = 1;
+  for (const std::int64_t size : shape) count *= static_cast<std::uint64_t>(size);
+  return count;
+}
+
+//! An output tensor of an answer: its raw bytes (a view into the answer) and its shape as answered.
+struct Output {
+  std::string_view bytes;
+  std::vector<std::int64_t> shape;
+};
+
+//! An answer, checked output by output against what simvos-serve answers.
+class Answer {
+ public:
+  Answer(const std::string& server, const inference::ModelInferResponse& response)
+      : server_(server), response_(response) {
+    if (response.raw_output_contents_size() != response.outputs_size())
+      throw bad("the outputs do not carry raw contents (" + std::to_string(response.outputs_size()) +
+                " outputs, " + std::to_string(response.raw_output_contents_size()) + " contents)");
+  }
+
+  //! Output `name`, checked to be `datatype` of shape `expected` (kAnySize: any size along that axis).
+  Output output(const char* name, const DataType& datatype, const std::vector<std::int64_t>& expected) const {
+    for (int i = 0; i < response_.outputs_size(); ++i) {
+      const auto& output = response_.outputs(i);
+      if (output.name() != name) continue;
+      std::vector<std::int64_t> shape(output.shape().begin(), output.shape().end());
+      const std::string& bytes = response_.raw_output_contents(i);
+      const bool fits = output.datatype() == datatype.name && shape_matches(shape, expected) &&
+                        bytes.size() == element_count(shape) * datatype.item_size;
+      if (!fits)
+        throw bad("output '" + std::string(name) + "' is " + output.datatype() + " " + shape_text(shape) + " in " +
+                  std::to_string(bytes.size()) + " bytes, expected " + datatype.name + " " + shape_text(expected));
+      return {bytes, std::move(shape)};
+    }
+    throw bad("no output '" + std::string(name) + "'");
+  }
+
+  std::vector<std::uint8_t> object_ids() const {
+    const Output ids = output("object_ids", kUint8, {kAnySize});
+    return {ids.bytes.begin(), ids.bytes.end()};
+  }
+
+  //! The `state` output of an answer to return_state, one (1, h, w) map per object, to be sent back as it is.
+  Tensor state(std::size_t objects) const {
+    Output state = output(kState, kFp32, {static_cast<std::int64_t>(objects), 1, kAnySize, kAnySize});
+    return {kState, kFp32.name, std::move(state.shape), std::string(state.bytes)};
+  }
+
+ private:
+  ServeError bad(const std::string& why) const {
+    return ServeError(server_, "server " + server_ + ": unexpected answer: " + why +
+                                   "; is it a simvos-serve server of this protocol?");
+  }
+
+  const std::string& server_;
+  const inference::ModelInferResponse& response_;
+};
 
 }  // namespace
 
@@ -44,82 +142,22 @@ std::string packed(const ImageView& image) {
   return bytes;
 }
 
-namespace {
-
-void add_input(inference::ModelInferRequest& request, const char* name, const ImageView& image) {
-  auto* input = request.add_inputs();
-  input->set_name(name);
-  input->set_datatype("UINT8");
-  input->add_shape(image.height);
-  input->add_shape(image.width);
-  if (image.channels != 1) input->add_shape(image.channels);
-  request.add_raw_input_contents(packed(image));
-}
-
-class Answer {
- public:
-  Answer(const std::string& server, const inference::ModelInferResponse& response)
-      : server_(server), response_(response) {
-    if (response.raw_output_contents_size() != response.outputs_size())
-      throw bad("the outputs do not carry raw contents (" + std::to_string(response.outputs_size()) +
-                " outputs, " + std::to_string(response.raw_output_contents_size()) + " contents)");
-  }
-
-  //! The bytes of output `name`, checked to be `datatype` of `shape` (-1: any size).
-  const std::string& tensor(const char* name, const char* datatype, std::vector<std::int64_t>& shape,
-                            std::size_t item) const {
-    for (int i = 0; i < response_.outputs_size(); ++i) {
-      const auto& output = response_.outputs(i);
-      if (output.name() != name) continue;
-      const std::vector<std::int64_t> got(output.shape().begin(), output.shape().end());
-      bool fits = output.datatype() == datatype && got.size() == shape.size();
-      std::uint64_t count = 1;
-      for (std::size_t d = 0; fits && d < got.size(); ++d) {
-        fits = got[d] >= 0 && got[d] < (1LL << 31) && (shape[d] < 0 || got[d] == shape[d]);
-        count *= fits ? static_cast<std::uint64_t>(got[d]) : 0;
-      }
-      const std::string& bytes = response_.raw_output_contents(i);
-      if (!fits || bytes.size() != count * item)
-        throw bad("output '" + std::string(name) + "' is " + output.datatype() + " " + shape_text(got) + " in " +
-                  std::to_string(bytes.size()) + " bytes, expected " + datatype + " " + shape_text(shape));
-      shape = got;
-      return bytes;
-    }
-    throw bad("no output '" + std::string(name) + "'");
-  }
-
-  ServeError bad(const std::string& why) const {
-    return ServeError(server_, "server " + server_ + ": unexpected answer: " + why +
-                                   "; is it a simvos-serve server of this protocol?");
-  }
-
- private:
-  static std::string shape_text(const std::vector<std::int64_t>& shape) {
-    std::string text = "[";
-    for (std::size_t d = 0; d < shape.size(); ++d) text += (d ? ", " : "") + std::to_string(shape[d]);
-    return text + "]";
-  }
-
-  const std::string& server_;
-  const inference::ModelInferResponse& response_;
-};
-
-}  // namespace
-
 void check_video_id(const std::string& id) {
   bool printable = !id.empty() && id.size() <= kMaxIdLength;
-  for (const char c : id) printable = printable && c >= 0x20 && c < 0x7f;
+  for (const char c : id) printable = printable && c >= ' ' && c <= '~';
   if (!printable)
     throw InputError("video id '" + id + "': expected 1.." + std::to_string(kMaxIdLength) +
                      " printable ASCII characters naming the video (a UUID, say)");
 }
 
-void check_frame(const ImageView& frame, const char* what) {
-  check_image(frame, 3, what, "convert it first (cv::cvtColor to BGR or RGB, cv::Mat::convertTo to CV_8U)");
+void check_frame(const ImageView& frame) {
+  check_image(frame, 3, "frame", "an 8-bit 3-channel image (H, W, 3)",
+              "convert it first (cv::cvtColor to BGR or RGB, cv::Mat::convertTo to CV_8U)");
 }
 
 void check_mask(const ImageView& mask, const ImageView& frame) {
-  check_image(mask, 1, "mask", "give an index mask of object ids (0 background, objects 1..255)");
+  check_image(mask, 1, "mask", "an 8-bit 1-channel image (H, W)",
+              "give an index mask of object ids (0 background, objects 1..255)");
   if (mask.height != frame.height || mask.width != frame.width)
     throw InputError("mask: " + std::to_string(mask.height) + "x" + std::to_string(mask.width) +
                      " but the frame is " + std::to_string(frame.height) + "x" + std::to_string(frame.width) +
@@ -140,51 +178,35 @@ inference::ModelInferRequest encode(const Request& request) {
   if (request.frame_index >= 0) parameters["frame_index"].set_int64_param(request.frame_index);
   if (request.frame != nullptr) add_input(message, "frame", *request.frame);
   if (request.mask != nullptr) add_input(message, "mask", *request.mask);
-  for (const Tensor& tensor : request.more) {
-    auto* input = message.add_inputs();
-    input->set_name(tensor.name);
-    input->set_datatype(tensor.datatype);
-    for (const std::int64_t d : tensor.shape) input->add_shape(d);
-    message.add_raw_input_contents(tensor.bytes);
-  }
+  for (const Tensor& tensor : request.more) add_input(message, tensor);
   return message;
 }
 
-Result decode(const std::string& server, const inference::ModelInferResponse& response, const ImageView& frame,
-              bool return_prob, Tensor* state) {
+FrameAnswer decode_frame(const std::string& server, const inference::ModelInferResponse& response,
+                         const ImageView& frame, bool return_prob) {
   const Answer answer(server, response);
-  Result result;
-  std::vector<std::int64_t> shape{frame.height, frame.width};
-  const std::string& labels = answer.tensor("labels", "UINT8", shape, 1);
-  result.labels = {frame.height, frame.width, std::vector<std::uint8_t>(labels.begin(), labels.end())};
-  shape = {-1};
-  const std::string& ids = answer.tensor("object_ids", "UINT8", shape, 1);
-  result.object_ids.assign(ids.begin(), ids.end());
+  FrameAnswer decoded;
+  Result& result = decoded.result;
+  const Output labels = answer.output("labels", kUint8, {frame.height, frame.width});
+  result.labels = {frame.height, frame.width, {labels.bytes.begin(), labels.bytes.end()}};
+  result.object_ids = answer.object_ids();
+  const std::size_t objects = result.object_ids.size();
   if (return_prob) {
-    shape = {static_cast<std::int64_t>(ids.size()) + 1, frame.height, frame.width};
-    const std::string& prob = answer.tensor("prob", "FP32", shape, sizeof(float));
-    result.prob.resize(prob.size() / sizeof(float));
-    std::memcpy(result.prob.data(), prob.data(), prob.size());
+    const auto maps = static_cast<std::int64_t>(objects) + 1;  // the background's, then each object's
+    const Output prob = answer.output("prob", kFp32, {maps, frame.height, frame.width});
+    result.prob.resize(prob.bytes.size() / sizeof(float));
+    std::memcpy(result.prob.data(), prob.bytes.data(), prob.bytes.size());
   }
-  if (state != nullptr) {
-    shape = {static_cast<std::int64_t>(ids.size()), 1, -1, -1};
-    const std::string& bytes = answer.tensor("state", "FP32", shape, sizeof(float));
-    *state = {"state", "FP32", shape, bytes};
-  }
-  return result;
+  decoded.state = answer.state(objects);
+  return decoded;
 }
 
-std::vector<std::uint8_t> decode_ids(const std::string& server, const inference::ModelInferResponse& response,
-                                     Tensor* state) {
+RemovalAnswer decode_removal(const std::string& server, const inference::ModelInferResponse& response) {
   const Answer answer(server, response);
-  std::vector<std::int64_t> shape{-1};
-  const std::string& ids = answer.tensor("object_ids", "UINT8", shape, 1);
-  if (state != nullptr) {
-    shape = {static_cast<std::int64_t>(ids.size()), 1, -1, -1};
-    const std::string& bytes = answer.tensor("state", "FP32", shape, sizeof(float));
-    *state = {"state", "FP32", shape, bytes};
-  }
-  return {ids.begin(), ids.end()};
+  RemovalAnswer decoded;
+  decoded.object_ids = answer.object_ids();
+  decoded.state = answer.state(decoded.object_ids.size());
+  return decoded;
 }
 
 }  // namespace simvos::wire

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -16,6 +17,8 @@ namespace simvos::testing {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr std::size_t kLogTail = 2000;  // how much of the fixture's log a failure quotes, from its end
 
 std::string env_or(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
@@ -70,6 +73,10 @@ class Fixture : public ::testing::Environment {
       return;
     }
     pid_ = fork();
+    if (pid_ < 0) {
+      reason_ = std::string("fork() failed: ") + std::strerror(errno);
+      return;
+    }
     if (pid_ == 0) {
       dup2(to_child[0], STDIN_FILENO);
       dup2(from_child[1], STDOUT_FILENO);
@@ -96,7 +103,7 @@ class Fixture : public ::testing::Environment {
     if (!ready_) {
       const std::string text = read_bytes(log);
       reason_ = "serve_fixture.py did not start a server; the end of " + log.string() + ":\n" +
-                text.substr(text.size() > 2000 ? text.size() - 2000 : 0);
+                text.substr(text.size() > kLogTail ? text.size() - kLogTail : 0);
     }
   }
 

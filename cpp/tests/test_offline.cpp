@@ -83,6 +83,7 @@ class FakeKServe final : public inference::GRPCInferenceService::Service {
   bool ready = true;
   std::vector<inference::ModelInferRequest> requests;  // every ModelInfer request received
   std::size_t lose_at = 0;  // when > 0: the request of that number (1-based) finds the video lost
+  std::string lost_message = "video 'lost' is not open (it was closed: no request for 60 s); a video's first ...";
 
   FakeKServe() {
     grpc::ServerBuilder builder;
@@ -101,9 +102,7 @@ class FakeKServe final : public inference::GRPCInferenceService::Service {
   grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* request,
                           inference::ModelInferResponse* response) override {
     requests.push_back(*request);  // one request at a time: the client waits for each answer
-    if (requests.size() == lose_at)
-      return {grpc::StatusCode::INTERNAL, "simvos-serve error: video '" + request->parameters().at("video_id")
-              .string_param() + "' is not open (it was closed: no request for 60 s); a video's first request ..."};
+    if (requests.size() == lose_at) return {grpc::StatusCode::INTERNAL, "simvos-serve error: " + lost_message};
     *response = answer;
     return error;
   }
@@ -129,20 +128,29 @@ void answer_as_simvos(FakeKServe& fake) {
   fake.output("state", "FP32", {1, 1, 2, 2}, std::string(16, '\0'));  // return_state: what a resume needs
 }
 
+//! The 2x3 video that answer_as_simvos answers for: a grey frame, all of it object 1.
+struct TinyVideo {
+  static constexpr int kHeight = 2, kWidth = 3;
+  std::vector<std::uint8_t> frame = std::vector<std::uint8_t>(kHeight * kWidth * 3, 7);
+  std::vector<std::uint8_t> mask = std::vector<std::uint8_t>(kHeight * kWidth, 1);
+  simvos::ImageView frame_view() const { return {frame.data(), kHeight, kWidth, 3, 1, 0}; }
+  simvos::ImageView mask_view() const { return {mask.data(), kHeight, kWidth, 1, 1, 0}; }
+};
+
 //! The server that a 2x3 video `id` starts on through `client`.
 std::string started_on(const simvos::Client& client, const std::string& id) {
-  const std::vector<std::uint8_t> frame(2 * 3 * 3, 7), mask(2 * 3, 1);
+  const TinyVideo tiny;
   simvos::Video video = client.video(id);
-  video.start({frame.data(), 2, 3, 3, 1, 0}, {mask.data(), 2, 3, 1, 1, 0});
+  video.start(tiny.frame_view(), tiny.mask_view());
   return video.server();
 }
 
 //! The ServeError of starting a 2x3 video on `fake` (empty if none).
 std::string start_error(const FakeKServe& fake) {
-  const std::vector<std::uint8_t> frame(2 * 3 * 3, 7), mask(2 * 3, 1);
+  const TinyVideo tiny;
   try {
     simvos::Client client(fake.url());
-    client.video().start({frame.data(), 2, 3, 3, 1, 0}, {mask.data(), 2, 3, 1, 1, 0});
+    client.video().start(tiny.frame_view(), tiny.mask_view());
   } catch (const simvos::ServeError& error) {
     return error.what();
   }
@@ -410,13 +418,13 @@ TEST(Video, ReprimesAVideoItsServerLost) {  // the resume request as simvos_trt/
   FakeKServe fake;
   answer_as_simvos(fake);
   fake.lose_at = 2;  // the first step finds the video gone (the server restarted, or closed it)
-  const std::vector<std::uint8_t> frame(2 * 3 * 3, 7), mask(2 * 3, 1);
+  const TinyVideo tiny;
   simvos::Client client(fake.url());
   simvos::Video video = client.video("lost");
   simvos::StartOptions bgr;
   bgr.bgr = true;
-  video.start({frame.data(), 2, 3, 3, 1, 0}, {mask.data(), 2, 3, 1, 1, 0}, bgr);
-  video.step({frame.data(), 2, 3, 3, 1, 0});
+  video.start(tiny.frame_view(), tiny.mask_view(), bgr);
+  video.step(tiny.frame_view());
   EXPECT_EQ(video.moves(), 1);
   EXPECT_EQ(video.server(), fake.url());
   ASSERT_EQ(fake.requests.size(), 4u);  // start, the lost step, resume, the step again
@@ -428,7 +436,7 @@ TEST(Video, ReprimesAVideoItsServerLost) {  // the resume request as simvos_trt/
     inputs[resume.inputs(i).name()] = {{resume.inputs(i).shape().begin(), resume.inputs(i).shape().end()},
                                        resume.raw_input_contents(i)};
   using Shape = std::vector<std::int64_t>;
-  EXPECT_EQ(inputs["keyframes"], std::pair(Shape{1, 2, 3, 3}, std::string(frame.begin(), frame.end())));  // frame 0
+  EXPECT_EQ(inputs["keyframes"], std::pair(Shape{1, 2, 3, 3}, std::string(tiny.frame.begin(), tiny.frame.end())));
   EXPECT_EQ(inputs["keyframe_labels"], std::pair(Shape{1, 2, 3}, std::string(6, '\1')));  // the labels answered
   EXPECT_EQ(inputs["keyframe_index"], std::pair(Shape{1}, std::string(8, '\0')));  // int64 0
   EXPECT_EQ(inputs["reference_ids"], std::pair(Shape{1}, std::string(1, '\1')));
@@ -436,4 +444,21 @@ TEST(Video, ReprimesAVideoItsServerLost) {  // the resume request as simvos_trt/
   EXPECT_EQ(inputs["state"], std::pair(Shape{1, 1, 2, 2}, std::string(16, '\0')));  // the last state answered
   EXPECT_EQ(inputs.size(), 6u);
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(fake.requests[3], fake.requests[1]));  // again
+}
+
+TEST(Video, RecognisesItsLossWhateverQuotesItsIdHolds) {  // protocol.not_open quotes the id with Python's repr
+  const std::pair<std::string, std::string> ids_and_reprs[] = {  // repr(id), as Python prints it
+      {"it's", "\"it's\""}, {"both ' and \"", "'both \\' and \"'"}, {"back\\slash", "'back\\\\slash'"}};
+  for (const auto& [id, repr] : ids_and_reprs) {
+    FakeKServe fake;
+    answer_as_simvos(fake);
+    fake.lose_at = 2;
+    fake.lost_message = "video " + repr + " is not open (it was never started); a video's first request ...";
+    const TinyVideo tiny;
+    simvos::Client client(fake.url());
+    simvos::Video video = client.video(id);
+    video.start(tiny.frame_view(), tiny.mask_view());
+    EXPECT_NO_THROW(video.step(tiny.frame_view())) << id;  // re-primed, not a ServeError
+    EXPECT_EQ(video.moves(), 1) << id;
+  }
 }

@@ -14,14 +14,12 @@
 
 namespace {
 
+constexpr int kExitError = 2;  // as simvos-segment-cpp
+
 double cpu_ms() {
   timespec now{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);  // every thread of the process: gRPC's too
   return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
-}
-
-simvos::ImageView view(const cv::Mat& image) {
-  return {image.data, image.rows, image.cols, image.channels(), static_cast<int>(image.elemSize1()), image.step};
 }
 
 }  // namespace
@@ -29,7 +27,7 @@ simvos::ImageView view(const cv::Mat& image) {
 int main(int argc, char** argv) {
   if (argc != 4) {
     std::cerr << "usage: simvos-bench-client HOST:PORT FRAMES_DIR MASK.png\n";
-    return 2;
+    return kExitError;
   }
   try {
     simvos::FrameSource source(argv[2], {argv[3]});
@@ -41,12 +39,12 @@ int main(int argc, char** argv) {
     simvos::Video video = client.video();
     simvos::StartOptions options;
     options.bgr = true;
-    video.start(view(frames.at(0)), mask.labels.view(), options);
+    video.start(simvos::image_view(frames.at(0)), mask.labels.view(), options);
     nlohmann::json wall = nlohmann::json::array(), cpu = nlohmann::json::array();
     for (std::size_t i = 1; i < frames.size(); ++i) {
       const double cpu0 = cpu_ms();
       const auto t0 = std::chrono::steady_clock::now();
-      video.step(view(frames[i]));
+      video.step(simvos::image_view(frames[i]));
       wall.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       cpu.push_back(cpu_ms() - cpu0);
     }
@@ -55,6 +53,6 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const std::exception& error) {
     std::cerr << "simvos-bench-client: error: " << error.what() << "\n";
-    return 2;
+    return kExitError;
   }
 }

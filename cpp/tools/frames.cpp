@@ -5,11 +5,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <set>
 
-#include "simvos/client.hpp"
+#include "file_io.hpp"
 
 namespace fs = std::filesystem;
 
@@ -17,14 +15,22 @@ namespace simvos {
 
 namespace {
 
-//! The text or digit run starting at `at`, digits without their leading zeros.
-std::string token(const std::string& text, std::size_t& at, bool& digits) {
-  digits = std::isdigit(static_cast<unsigned char>(text[at])) != 0;
-  std::string out;
-  while (at < text.size() && (std::isdigit(static_cast<unsigned char>(text[at])) != 0) == digits)
-    out += static_cast<char>(std::tolower(static_cast<unsigned char>(text[at++])));
-  if (digits) out.erase(0, std::min(out.find_first_not_of('0'), out.size() - 1));
-  return out;
+bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
+
+//! A run of digits or of other characters in a name, as natural_less compares them.
+struct Token {
+  std::string text;  // lower case; a number without its leading zeros ("0" for zero)
+  bool is_number = false;
+};
+
+//! The token starting at `at`, which is moved past it.
+Token next_token(const std::string& name, std::size_t& at) {
+  Token token;
+  token.is_number = is_digit(name[at]);
+  while (at < name.size() && is_digit(name[at]) == token.is_number)
+    token.text += static_cast<char>(std::tolower(static_cast<unsigned char>(name[at++])));
+  if (token.is_number) token.text.erase(0, std::min(token.text.find_first_not_of('0'), token.text.size() - 1));
+  return token;
 }
 
 std::string suffix(const fs::path& file) {
@@ -43,23 +49,28 @@ bool ends_with_eoi(const std::vector<std::uint8_t>& bytes) {
   return end >= 2 && bytes[end - 2] == 0xff && bytes[end - 1] == 0xd9;
 }
 
-std::vector<std::uint8_t> read_file(const fs::path& file) {
-  std::ifstream stream(file, std::ios::binary);
-  if (!stream) throw InputError("frame " + file.string() + " cannot be read");
-  return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
-}
-
 }  // namespace
 
 bool natural_less(const std::string& a, const std::string& b) {
-  std::size_t i = 0, j = 0;
-  bool a_digits = false, b_digits = false;
-  while (i < a.size() && j < b.size()) {
-    const std::string x = token(a, i, a_digits), y = token(b, j, b_digits);
-    if (a_digits != b_digits) return a_digits;  // as Python's key ["", 12, ...] < ["x", ...]: digits first
-    if (x != y) return a_digits && x.size() != y.size() ? x.size() < y.size() : x < y;
+  std::size_t in_a = 0, in_b = 0;
+  while (in_a < a.size() && in_b < b.size()) {
+    const Token x = next_token(a, in_a), y = next_token(b, in_b);
+    if (x.is_number != y.is_number) return x.is_number;  // as Python's key ["", 12, ...] < ["x", ...]: numbers first
+    if (x.text == y.text) continue;
+    if (x.is_number && x.text.size() != y.text.size()) return x.text.size() < y.text.size();  // fewer digits: smaller
+    return x.text < y.text;
   }
-  return i == a.size() && j < b.size();
+  return in_a == a.size() && in_b < b.size();  // a ran out of tokens first
+}
+
+std::string video_frame_name(std::size_t index) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%05zu", index);
+  return name;
+}
+
+ImageView image_view(const cv::Mat& image) {
+  return {image.data, image.rows, image.cols, image.channels(), static_cast<int>(image.elemSize1()), image.step};
 }
 
 FrameSource::FrameSource(const fs::path& path, const std::vector<fs::path>& exclude) : path_(path) {
@@ -99,7 +110,7 @@ bool FrameSource::next(std::string& name, cv::Mat& frame) {
   if (!video_) {
     if (index_ == files_.size()) return false;
     const fs::path& file = files_[index_++];
-    const std::vector<std::uint8_t> bytes = read_file(file);
+    const std::vector<std::uint8_t> bytes = read_file(file.string());
     if (is_jpeg(file) && !ends_with_eoi(bytes))  // OpenCV decodes a truncated JPEG to grey rows, with a warning
       throw InputError("frame " + file.string() + " is damaged (a JPEG without its end marker: truncated); "
                        "replace the file");
@@ -117,9 +128,7 @@ bool FrameSource::next(std::string& name, cv::Mat& frame) {
                        "frames to a folder (e.g. with ffmpeg)");
     return false;
   }
-  char text[32];
-  std::snprintf(text, sizeof text, "%05zu", index_++);
-  name = text;
+  name = video_frame_name(index_++);
   return true;
 }
 

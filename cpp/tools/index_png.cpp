@@ -7,10 +7,9 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <string_view>
 
-#include "atomic_file.hpp"
+#include "file_io.hpp"
 
 namespace simvos::png {
 
@@ -54,12 +53,6 @@ bool read_rows(Reader& reader, png_bytepp rows) {
   return true;
 }
 
-std::vector<std::uint8_t> read_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw InputError(path + " does not exist or cannot be read");
-  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-}
-
 //! Sets libpng up to deliver one byte per pixel as Pillow's "P", "L" or "1" modes hold it; InputError otherwise.
 void choose_format(const std::string& path, png_structp png, png_infop info) {
   const int type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
@@ -77,33 +70,58 @@ void choose_format(const std::string& path, png_structp png, png_infop info) {
   png_read_update_info(png, info);
 }
 
+// The zlib settings of runtime/png.py: level 1, a 32 KiB window (15 bits), memLevel 9, run-length matching.
+constexpr int kDeflateLevel = 1;
+constexpr int kDeflateWindowBits = 15;
+constexpr int kDeflateMemLevel = 9;
+
+constexpr std::size_t kChunkTypeLength = 4;
+// IHDR's fields after the width and height: 8-bit indices of a palette image, deflate, PNG's one filter method
+// (its filter type is chosen per row), no interlace.
+constexpr char kBitDepth = 8;
+constexpr char kColourTypePalette = 3;
+constexpr char kCompressionDeflate = 0;
+constexpr char kFilterMethod = 0;
+constexpr char kNoInterlace = 0;
+constexpr char kRowFilterNone = 0;  // the filter type at the start of each row
+
+//! A zlib stream set up as runtime/png.py's compressor, ended when destroyed.
 struct Deflater {
   z_stream stream{};
   Deflater() {
-    if (deflateInit2(&stream, 1, Z_DEFLATED, 15, 9, Z_RLE) != Z_OK)
+    if (deflateInit2(&stream, kDeflateLevel, Z_DEFLATED, kDeflateWindowBits, kDeflateMemLevel, Z_RLE) != Z_OK)
       throw Error("zlib: deflateInit2 failed");
   }
   ~Deflater() { deflateEnd(&stream); }
+  Deflater(const Deflater&) = delete;
+  Deflater& operator=(const Deflater&) = delete;
 };
 
+//! Appends `value` big-endian, as PNG stores its integers.
 void put_u32(std::string& out, std::uint32_t value) {
   for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((value >> shift) & 0xff);
 }
 
-void put_chunk(std::string& out, const char* type, const std::uint8_t* data, std::size_t size) {
-  put_u32(out, static_cast<std::uint32_t>(size));
+//! Appends a chunk: the length of `data`, `type`, `data`, and the CRC of type and data.
+void put_chunk(std::string& out, const char* type, std::string_view data) {
+  put_u32(out, static_cast<std::uint32_t>(data.size()));
   const std::size_t start = out.size();
-  out.append(type, 4);
-  if (size != 0) out.append(reinterpret_cast<const char*>(data), size);
-  const auto* typed = reinterpret_cast<const Bytef*>(out.data() + start);
-  put_u32(out, static_cast<std::uint32_t>(crc32(0, typed, static_cast<uInt>(size + 4))));
+  out.append(type, kChunkTypeLength);
+  out.append(data);
+  const auto* checked = reinterpret_cast<const Bytef*>(out.data() + start);
+  put_u32(out, static_cast<std::uint32_t>(crc32(0, checked, static_cast<uInt>(kChunkTypeLength + data.size()))));
+}
+
+std::string_view as_text(const std::uint8_t* data, std::size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
 }
 
 }  // namespace
 
+//! Entry i takes bit k of i's bit triples (red, green, blue) as bit 7 - k of each channel: VOC's devkit code.
 Palette davis_palette() {
   Palette palette{};
-  for (int index = 0; index < 256; ++index)
+  for (int index = 0; index < kPaletteEntries; ++index)
     for (int bit = 0; bit < 3; ++bit)
       for (int channel = 0; channel < 3; ++channel)
         palette[3 * index + channel] |= static_cast<std::uint8_t>(((index >> (3 * bit + channel)) & 1) << (7 - bit));
@@ -139,7 +157,7 @@ IndexImage read_index_png(const std::string& path) {
   int count = 0;
   if (png_get_color_type(reader.png, reader.info) == PNG_COLOR_TYPE_PALETTE &&
       png_get_PLTE(reader.png, reader.info, &entries, &count) == PNG_INFO_PLTE) {
-    image.palette_size = std::min(count, 256);
+    image.palette_size = std::min(count, kPaletteEntries);
     for (int i = 0; i < image.palette_size; ++i) {
       image.palette[3 * i] = entries[i].red;
       image.palette[3 * i + 1] = entries[i].green;
@@ -151,20 +169,17 @@ IndexImage read_index_png(const std::string& path) {
 
 std::string encode_index_png(const Labels& labels, const Palette& palette, int size) {
   Palette full = davis_palette();
-  std::copy_n(palette.begin(), 3 * std::clamp(size, 0, 256), full.begin());
-  std::string out("\x89PNG\r\n\x1a\n", 8);
-  std::uint8_t header[13] = {};
-  for (int i = 0; i < 4; ++i) {
-    header[i] = static_cast<std::uint8_t>(static_cast<std::uint32_t>(labels.width) >> (24 - 8 * i));
-    header[4 + i] = static_cast<std::uint8_t>(static_cast<std::uint32_t>(labels.height) >> (24 - 8 * i));
-  }
-  header[8] = 8;  // bit depth; then colour type 3 (palette), deflate, adaptive filtering, no interlace
-  header[9] = 3;
-  put_chunk(out, "IHDR", header, sizeof header);
-  put_chunk(out, "PLTE", full.data(), full.size());
-  // Each row: filter type 0 (none), then its indices; deflated with run-length matching, as runtime/png.py does.
+  std::copy_n(palette.begin(), 3 * std::clamp(size, 0, kPaletteEntries), full.begin());
+  std::string out("\x89PNG\r\n\x1a\n", 8);  // the PNG signature
+  std::string header;
+  put_u32(header, static_cast<std::uint32_t>(labels.width));
+  put_u32(header, static_cast<std::uint32_t>(labels.height));
+  header += {kBitDepth, kColourTypePalette, kCompressionDeflate, kFilterMethod, kNoInterlace};
+  put_chunk(out, "IHDR", header);
+  put_chunk(out, "PLTE", as_text(full.data(), full.size()));
+  // Each row: its filter type (none), then its indices; deflated with run-length matching, as runtime/png.py does.
   const std::size_t width = static_cast<std::size_t>(labels.width);
-  std::vector<std::uint8_t> raw((width + 1) * static_cast<std::size_t>(labels.height));
+  std::vector<std::uint8_t> raw((width + 1) * static_cast<std::size_t>(labels.height), kRowFilterNone);
   for (int y = 0; y < labels.height; ++y)
     std::copy_n(labels.data.data() + y * width, width, raw.data() + y * (width + 1) + 1);
   Deflater deflater;
@@ -174,8 +189,8 @@ std::string encode_index_png(const Labels& labels, const Palette& palette, int s
   deflater.stream.next_out = compressed.data();
   deflater.stream.avail_out = static_cast<uInt>(compressed.size());
   if (deflate(&deflater.stream, Z_FINISH) != Z_STREAM_END) throw Error("zlib: deflate did not finish");
-  put_chunk(out, "IDAT", compressed.data(), deflater.stream.total_out);  // one IDAT, as runtime/png.py writes
-  put_chunk(out, "IEND", nullptr, 0);
+  put_chunk(out, "IDAT", as_text(compressed.data(), deflater.stream.total_out));  // one IDAT, as runtime/png.py
+  put_chunk(out, "IEND", {});
   return out;
 }
 

@@ -11,7 +11,8 @@
 
 namespace simvos::png {
 
-using Palette = std::array<std::uint8_t, 256 * 3>;  // RGB per index
+inline constexpr int kPaletteEntries = 256;  // one per 8-bit index
+using Palette = std::array<std::uint8_t, 3 * kPaletteEntries>;  // RGB per index
 
 //! An index PNG: its labels, and its palette if it is a palette PNG (`palette_size` entries; 0: grayscale).
 struct IndexImage {

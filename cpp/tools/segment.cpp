@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "atomic_file.hpp"
+#include "file_io.hpp"
 #include "frames.hpp"
 #include "index_png.hpp"
 #include "simvos/client.hpp"
@@ -61,6 +61,7 @@ struct Args {
   fs::path input, masks, out;
   std::vector<fs::path> mask;
   bool force = false, bgr = true, json = false;
+  bool help = false;  // -h/--help: print kHelp, nothing else
 };
 
 Args parse(int argc, char** argv) {
@@ -72,8 +73,8 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::cout << kHelp;
-      std::exit(kExitOk);
+      args.help = true;
+      return args;
     } else if (arg == "--server") {
       args.servers = value(i);
     } else if (arg == "--input") {
@@ -141,8 +142,11 @@ void claim_output(const Args& args, const std::vector<fs::path>& mask_files) {
   simvos::write_atomic((out / kOwnerFile).string(), owner(args.input).dump(1, ' ', true) + "\n");
 }
 
-simvos::ImageView view(const cv::Mat& image) {
-  return {image.data, image.rows, image.cols, image.channels(), static_cast<int>(image.elemSize1()), image.step};
+//! The mean as the Python tool sums it (each value divided first).
+double mean(const std::vector<double>& values) {
+  double sum = 0;
+  for (const double value : values) sum += value / static_cast<double>(values.size());
+  return sum;
 }
 
 //! numpy.percentile's default (linear interpolation between the closest ranks).
@@ -161,11 +165,13 @@ std::string listed(const std::vector<std::string>& names) {
   return text + "]";
 }
 
+//! Index masks by the name of the frame each annotates.
+using Annotations = std::vector<std::pair<std::string, simvos::png::IndexImage>>;
+
 //! The masks by the name of the frame they annotate, in frame order (as simvos-segment's read_annotations):
 //! a single mask named after no frame annotates the first; a folder's frames are known up front, so a mask
 //! naming none of them is refused here.
-std::vector<std::pair<std::string, simvos::png::IndexImage>> read_annotations(std::vector<fs::path> files,
-                                                                              const simvos::FrameSource& source) {
+Annotations read_annotations(std::vector<fs::path> files, const simvos::FrameSource& source) {
   const std::vector<std::string> names = source.names();
   auto is_frame = [&](const std::string& stem) {  // a video's frames are 00000, 00001...: any digits
     if (source.is_video())
@@ -173,7 +179,8 @@ std::vector<std::pair<std::string, simvos::png::IndexImage>> read_annotations(st
     return std::find(names.begin(), names.end(), stem) != names.end();
   };
   if (files.size() == 1 && !is_frame(files[0].stem()))
-    return {{source.is_video() ? "00000" : names.front(), simvos::png::read_index_png(files[0].string())}};
+    return {{source.is_video() ? simvos::video_frame_name(0) : names.front(),
+             simvos::png::read_index_png(files[0].string())}};
   std::vector<std::string> stems, twice, unknown;
   for (const fs::path& file : files) stems.push_back(file.stem());
   for (const std::string& stem : std::set<std::string>(stems.begin(), stems.end())) {
@@ -192,7 +199,7 @@ std::vector<std::pair<std::string, simvos::png::IndexImage>> read_annotations(st
   std::sort(files.begin(), files.end(), [&](const fs::path& a, const fs::path& b) {
     return source.is_video() ? simvos::natural_less(a.filename(), b.filename()) : position(a) < position(b);
   });
-  std::vector<std::pair<std::string, simvos::png::IndexImage>> annotations;
+  Annotations annotations;
   for (const fs::path& file : files) annotations.emplace_back(file.stem(), simvos::png::read_index_png(file.string()));
   return annotations;
 }
@@ -208,18 +215,39 @@ std::vector<fs::path> mask_files(const Args& args) {
   return files;
 }
 
+//! The one-line summary, or with --json the summary as simvos-segment --json prints it.
+void print_summary(const Args& args, std::size_t frames, std::size_t objects, const std::vector<double>& step_ms) {
+  const std::string backend = "simvos-serve at " + args.servers;
+  if (args.json) {
+    nlohmann::ordered_json summary = {{"frames", frames}, {"objects", objects},
+                                      {"backend", backend}, {"ms_per_frame_mean", nullptr},
+                                      {"ms_per_frame_p90", nullptr}, {"out", args.out.string()}, {"overlay", nullptr}};
+    if (!step_ms.empty()) {
+      summary["ms_per_frame_mean"] = mean(step_ms);
+      summary["ms_per_frame_p90"] = percentile(step_ms, 90);
+    }
+    std::cout << summary.dump(1) << "\n";
+    return;
+  }
+  char timing[96] = "no propagated frame";
+  if (!step_ms.empty())
+    std::snprintf(timing, sizeof timing, "%.1f ms/frame mean, %.1f ms p90", mean(step_ms), percentile(step_ms, 90));
+  std::cout << kProg << ": " << frames << " frames, " << objects << " objects, " << timing << " (" << backend
+            << ", frames after the first); masks in " << args.out.string() << "\n";
+}
+
+//! Every frame's labels written to --out as a palette PNG: empty before the first annotated frame, which starts
+//! the video; then a step per frame, with the mask of each later annotated frame.
 int segment(const Args& args) {
   const std::vector<std::string> servers = simvos::parse_servers(args.servers);
   const std::vector<fs::path> masks = mask_files(args);
   simvos::FrameSource source(args.input, masks);
-  auto annotations = read_annotations(masks, source);
-  const simvos::png::IndexImage& first = annotations.front().second;
-  simvos::png::Palette palette = simvos::png::davis_palette();  // the first mask's entries, DAVIS's after them
-  std::copy_n(first.palette.begin(), 3 * first.palette_size, palette.begin());
+  const Annotations annotations = read_annotations(masks, source);
+  const simvos::png::IndexImage& first = annotations.front().second;  // its palette is the outputs'
   claim_output(args, masks);
   simvos::Client client(servers);
   simvos::Video video = client.video();
-  std::vector<double> ms;
+  std::vector<double> step_ms;  // each propagated frame's
   std::size_t frames = 0, next_annotation = 0;
   std::string name;
   cv::Mat frame;
@@ -230,18 +258,20 @@ int segment(const Args& args) {
     const simvos::Labels* mask = annotated ? &annotations[next_annotation++].second.labels : nullptr;
     simvos::Result result;
     if (video.is_open()) {
-      result = mask != nullptr ? video.step(view(frame), mask->view()) : video.step(view(frame));
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      const simvos::ImageView view = simvos::image_view(frame);
+      result = mask != nullptr ? video.step(view, mask->view()) : video.step(view);
+      step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     } else if (mask != nullptr) {
       simvos::StartOptions options;
       options.bgr = args.bgr;
-      result = video.start(view(frame), mask->view(), options);
+      result = video.start(simvos::image_view(frame), mask->view(), options);
     } else {  // before the first annotation: no object yet
       result.labels = {frame.rows, frame.cols, std::vector<std::uint8_t>(frame.total(), 0)};
     }
-    simvos::png::write_index_png((args.out / (name + ".png")).string(), result.labels, palette, 256);
+    simvos::png::write_index_png((args.out / (name + ".png")).string(), result.labels, first.palette,
+                                 first.palette_size);
   }
-  const bool started = video.is_open();
+  const std::size_t objects = video.is_open() ? video.object_ids().size() : 0;
   video.end();
   if (next_annotation < annotations.size()) {
     std::vector<std::string> left;
@@ -250,26 +280,7 @@ int segment(const Args& args) {
     throw simvos::InputError("masks " + listed(left) + " name no frame of " + args.input.string() + " (it has " +
                              std::to_string(frames) + " frames); name each mask after the frame it annotates");
   }
-  double mean = 0;
-  for (const double value : ms) mean += value / static_cast<double>(ms.size());
-  const std::string backend = "simvos-serve at " + args.servers;
-  if (args.json) {
-    const std::size_t objects = started ? video.object_ids().size() : 0;
-    nlohmann::ordered_json summary = {{"frames", frames}, {"objects", objects},
-                                      {"backend", backend}, {"ms_per_frame_mean", nullptr},
-                                      {"ms_per_frame_p90", nullptr}, {"out", args.out.string()}, {"overlay", nullptr}};
-    if (!ms.empty()) {
-      summary["ms_per_frame_mean"] = mean;
-      summary["ms_per_frame_p90"] = percentile(ms, 90);
-    }
-    std::cout << summary.dump(1) << "\n";
-    return kExitOk;
-  }
-  char timing[96] = "no propagated frame";
-  if (!ms.empty()) std::snprintf(timing, sizeof timing, "%.1f ms/frame mean, %.1f ms p90", mean, percentile(ms, 90));
-  std::cout << kProg << ": " << frames << " frames, " << (started ? video.object_ids().size() : 0) << " objects, "
-            << timing << " ("
-            << backend << ", frames after the first); masks in " << args.out.string() << "\n";
+  print_summary(args, frames, objects, step_ms);
   return kExitOk;
 }
 
@@ -277,7 +288,12 @@ int segment(const Args& args) {
 
 int main(int argc, char** argv) {
   try {
-    return segment(parse(argc, argv));
+    const Args args = parse(argc, argv);
+    if (args.help) {
+      std::cout << kHelp;
+      return kExitOk;
+    }
+    return segment(args);
   } catch (const std::exception& error) {  // simvos::Error, a filesystem error, a cv::Exception, bad_alloc
     std::string text = error.what();
     std::replace(text.begin(), text.end(), '\n', ' ');

@@ -137,8 +137,13 @@ class Video {
   friend class Client;
   Video(std::shared_ptr<detail::Pool> pool, std::string id);
   void check_open() const;
-  Result send(const ImageView& frame, const ImageView* mask, bool start, bool return_prob);
-  void remember(const ImageView& frame, const ImageView* mask, const Result& result, wire::Tensor state);
+  //! The request of the next frame (and a mask stating objects on it), asking for the state a resume needs.
+  wire::Request frame_request(const ImageView& frame, const ImageView* mask, bool return_prob) const;
+  //! Sends a frame's request (call) and keeps what a resume needs of its answer (remember).
+  Result send(const wire::Request& request);
+  void remember(const wire::Request& request, const Result& result, wire::Tensor state);
+  //! Sends `request` to the video's server; when that server is gone or no longer holds the video, re-primes the
+  //! video (on the next-ranked server, or the same one) and sends it again.
   inference::ModelInferResponse call(const wire::Request& request);
   wire::Request resume_request() const;
 
