@@ -22,7 +22,7 @@ from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import InputError, check_type
 from ..io import MANIFEST, Owner, claim_folder, staging_folder, swap_into_place, write_json_atomic
-from ..manifest import OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
+from ..manifest import GRAPH_TENSORS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
 from ..model.simvos import SimVOS
 from ..model.stages import stage_modules
 from ..precision import Precision, graph_precision
@@ -88,8 +88,6 @@ def _example_inputs(name: str, model: SimVOS, s: ExportSettings) -> dict[str, to
     return {"query": torch.randn(1, N, C, generator=g), **mems}
 
 
-_OUTPUTS = {Graph.QUERY_ENCODER: ["query"], Graph.MEMORY_ENCODER: ["memory"], Graph.JOINT_DECODER_1MEM: ["prob"],
-            Graph.JOINT_DECODER_2MEM: ["prob"], Graph.AGGREGATE: ["background", "objects", "labels"]}
 _OBJECT_TENSORS = {"masks", "memory", "memory_first", "memory_prev", "prob", "objects"}
 
 
@@ -173,7 +171,7 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
             t0 = time.perf_counter()
             path = tmp / f"{name}.onnx"
             inputs = _example_inputs(name, model, settings)
-            exported, shapes = export_graph(module, inputs, _OUTPUTS[name], path, settings.opset)
+            exported, shapes = export_graph(module, inputs, list(GRAPH_TENSORS[name][1]), path, settings.opset)
             precision = graph_precision(name, settings.precision)
             graph = fold_and_clean(path, shapes, precision)
             save_graph(graph, path, {**meta, "simvos_trt.graph": name, "simvos_trt.graph_precision": precision.value})
