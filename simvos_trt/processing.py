@@ -70,18 +70,6 @@ def one_hot(mask: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return (mask[None, :, :] == ids[:, None, None]).astype(np.float32)
 
 
-def check_video(frames: np.ndarray, first_mask: np.ndarray) -> None:
-    """Raise InputError unless frames is (T, H, W, 3) uint8 and first_mask (H, W) uint8."""
-    if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[-1] != 3:
-        shape = getattr(frames, "shape", type(frames).__name__)
-        raise InputError(f"frames: expected a (T, H, W, 3) RGB array, got shape {shape}")
-    if frames.dtype != np.uint8:
-        raise InputError(f"frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}")
-    if frames.shape[0] < 1:
-        raise InputError("frames: the video has no frame")
-    check_index_mask("first_mask", first_mask, frames.shape[1:3])
-
-
 def check_index_mask(name: str, mask: np.ndarray, size: tuple[int, ...]) -> None:
     """Raise InputError unless ``mask`` is an (H, W) uint8 index mask of ``size`` with at least one object."""
     if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8:
@@ -96,13 +84,20 @@ def check_index_mask(name: str, mask: np.ndarray, size: tuple[int, ...]) -> None
 
 def check_annotations(frames: np.ndarray, masks: np.ndarray | Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
     """The annotations of a video as {frame index: (H, W) uint8 index mask}, increasing, frame 0 first:
-    ``masks`` is frame 0's mask or such a mapping. InputError for a frame outside the video or a bad mask."""
+    ``masks`` is frame 0's mask or such a mapping. InputError unless ``frames`` is (T, H, W, 3) uint8, for a
+    frame outside the video, or a bad mask."""
     if isinstance(masks, np.ndarray):
         masks = {0: masks}
     if not isinstance(masks, Mapping) or 0 not in masks:
         raise InputError("masks: expected frame 0's index mask, or a mapping {frame index: index mask} that "
                          "includes frame 0 (the video starts with its first annotated objects)")
-    check_video(frames, masks[0])
+    if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[-1] != 3:
+        shape = getattr(frames, "shape", type(frames).__name__)
+        raise InputError(f"frames: expected a (T, H, W, 3) RGB array, got shape {shape}")
+    if frames.dtype != np.uint8:
+        raise InputError(f"frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}")
+    if frames.shape[0] < 1:
+        raise InputError("frames: the video has no frame")
     for t, mask in masks.items():
         if type(t) is not int or not 0 <= t < len(frames):
             raise InputError(f"masks: frame {t!r} is not a frame of the video (0..{len(frames) - 1})")

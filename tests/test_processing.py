@@ -46,9 +46,9 @@ def test_object_ids_sorted_and_one_hot():
         (np.zeros((2, 8, 8, 3), np.float32), np.ones((8, 8), np.uint8), "uint8"),
         (np.zeros((2, 8, 8, 3), np.uint8), np.ones((8, 9), np.uint8), "differs"),
         (np.zeros((2, 8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), "no object"),
-        (np.zeros((2, 8, 8, 3), np.uint8), np.ones((8, 8), np.int64), "first_mask"),
+        (np.zeros((2, 8, 8, 3), np.uint8), np.ones((8, 8), np.int64), r"masks\[0\]"),
     ],
 )
-def test_check_video_errors(frames, mask, message):
+def test_check_annotations_errors(frames, mask, message):
     with pytest.raises(InputError, match=message):
-        processing.check_video(frames, mask)
+        processing.check_annotations(frames, mask)

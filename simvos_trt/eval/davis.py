@@ -7,7 +7,7 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,46 +149,6 @@ def count_objects(first_annotation: np.ndarray) -> int:
     return int(labels.max()) if labels.size else 0
 
 
-def _score(sequence: str, frames: Sequence[str], pairs: Iterator[tuple[np.ndarray, np.ndarray]], k: int,
-           bound_th: float) -> list[ObjectResult]:
-    """Per-object results of objects 1..K from the (annotation, prediction) pairs of the scored ``frames``;
-    void and ids above K are background."""
-    j, f = np.zeros((k, len(frames))), np.zeros((k, len(frames)))
-    for i, (gt, pred) in enumerate(pairs):
-        for o in range(k):
-            gt_o, pred_o = gt == o + 1, pred == o + 1  # (H, W) bool
-            j[o, i] = region_similarity(gt_o, pred_o)
-            f[o, i] = boundary_f_measure(gt_o, pred_o, bound_th)
-    return [ObjectResult(sequence, o + 1, tuple(frames), j[o], f[o], statistics(j[o]), statistics(f[o]))
-            for o in range(k)]
-
-
-def score_sequence(name: str, gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> list[ObjectResult]:
-    """Score (T, H, W) predictions of an in-memory sequence against (T, H, W) annotations, T >= 3,
-    as the toolkit would (frames 0 and T-1 are not scored)."""
-    gt, pred = np.asarray(gt), np.asarray(pred)
-    if gt.ndim != 3 or gt.shape[0] < 3:
-        raise InputError(f"sequence '{name}': ground truth must be (T, H, W) with T >= 3 "
-                         f"(the first and last frames are not scored), got {gt.shape}")
-    if pred.shape != gt.shape:
-        raise InputError(f"sequence '{name}': prediction {pred.shape} != ground truth "
-                         f"{gt.shape}; predict every frame at the annotation's size")
-    k, scored = count_objects(gt[0]), range(1, gt.shape[0] - 1)
-    pairs = ((gt[t], _check_labels(pred[t], k, f"sequence '{name}', frame {t}")) for t in scored)
-    return _score(name, [f"{t:05d}" for t in scored], pairs, k, bound_th)
-
-
-def _check_labels(pred: np.ndarray, num_objects: int, where: str) -> np.ndarray:
-    """``pred``, unless it holds an id above the first frame's K (InputError)."""
-    top = int(pred.max()) if pred.size else 0
-    if top > num_objects:
-        raise InputError(f"{where}: predicted id {top} but the first annotation has {num_objects} objects "
-                         f"(ids 1..{num_objects}); the official toolkit stops without scores here ('In your PNG "
-                         "files there is an index higher than the number of objects in the sequence!'). Write 0 "
-                         "for background and only the first frame's ids")
-    return pred
-
-
 def read_prediction(path: Path, size: tuple[int, int], where: str) -> np.ndarray:
     """(H, W) predicted labels of one frame, checked against the annotation's ``size`` (its presence is
     checked before scoring starts)."""
@@ -203,13 +163,22 @@ def read_prediction(path: Path, size: tuple[int, int], where: str) -> np.ndarray
 
 
 def _read_prediction(results: Path, seq: SequenceFiles, frame: str, k: int) -> np.ndarray:
-    """(H, W) predicted labels of one frame, checked against the sequence."""
+    """(H, W) predicted labels of one frame, checked against the sequence: its size, and no id above the
+    first annotation's K."""
     where = f"results {results}, sequence '{seq.name}', frame {frame}"
-    return _check_labels(read_prediction(results / seq.name / f"{frame}.png", seq.size, where), k, where)
+    pred = read_prediction(results / seq.name / f"{frame}.png", seq.size, where)
+    top = int(pred.max()) if pred.size else 0
+    if top > k:
+        raise InputError(f"{where}: predicted id {top} but the first annotation has {k} objects "
+                         f"(ids 1..{k}); the official toolkit stops without scores here ('In your PNG "
+                         "files there is an index higher than the number of objects in the sequence!'). Write 0 "
+                         "for background and only the first frame's ids")
+    return pred
 
 
 def evaluate_sequence(seq: SequenceFiles, results: Path, bound_th: float = BOUND_TH) -> list[ObjectResult]:
-    """Score one sequence's predicted PNGs, frame by frame (one frame in memory)."""
+    """Score one sequence's predicted PNGs, frame by frame (one frame in memory): objects 1..K of the first
+    annotation; void and ids above K are background."""
     if len(seq.frames) < 3:
         raise InputError(f"sequence '{seq.name}' has {len(seq.frames)} annotated frames; "
                          "the toolkit scores all but the first and last, so it needs >= 3")
@@ -217,9 +186,16 @@ def evaluate_sequence(seq: SequenceFiles, results: Path, bound_th: float = BOUND
     if k == 0:
         log.warning("sequence %s: first annotation has no object; it adds no rows", seq.name)
     scored = seq.frames[1:-1]
-    pairs = ((read_label_png(ann), _read_prediction(results, seq, frame, k))
-             for frame, ann in zip(scored, seq.annotations[1:-1], strict=True))
-    return _score(seq.name, scored, pairs, k, bound_th)
+    j, f = np.zeros((k, len(scored))), np.zeros((k, len(scored)))
+    for i, (frame, ann) in enumerate(zip(scored, seq.annotations[1:-1], strict=True)):
+        gt = read_label_png(ann)
+        pred = _read_prediction(results, seq, frame, k)
+        for o in range(k):
+            gt_o, pred_o = gt == o + 1, pred == o + 1  # (H, W) bool
+            j[o, i] = region_similarity(gt_o, pred_o)
+            f[o, i] = boundary_f_measure(gt_o, pred_o, bound_th)
+    return [ObjectResult(seq.name, o + 1, scored, j[o], f[o], statistics(j[o]), statistics(f[o]))
+            for o in range(k)]
 
 
 def _check_results_present(results: Path, seqs: Iterable[SequenceFiles]) -> None:

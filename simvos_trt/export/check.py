@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -20,8 +20,8 @@ from onnx.external_data_helper import load_external_data_for_model, uses_externa
 from onnx.helper import get_attribute_value
 
 from ..errors import ExportError
+from ..manifest import OBJECTS_AXIS
 
-DEFAULT_DYNAMIC_DIM_NAMES = ("objects",)
 FP16_MAX = 65504.0
 TOPK_K_LIMIT = 3840  # TensorRT: K must be less than this
 OP_LIST = "trt10_onnx_ops.json"  # in simvos_trt/data/
@@ -115,10 +115,8 @@ def _walk(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
 class _Graph:
     """What the rules look up: nodes (subgraphs included), producers, consumers, constants."""
 
-    def __init__(self, model: onnx.ModelProto, dynamic_dim_names: tuple[str, ...],
-                 dynamic_axes: dict[str, set[int]] | None, path: Path | None) -> None:
+    def __init__(self, model: onnx.ModelProto, path: Path | None) -> None:
         self.model, self.path = model, path
-        self.dynamic_dim_names, self.dynamic_axes = dynamic_dim_names, dynamic_axes
         graphs = list(_walk(model.graph))
         self.nodes = [n for g in graphs for n in g.node]
         self.initializers = {t.name: t for g in graphs for t in g.initializer}
@@ -218,53 +216,40 @@ def _shape_text(vi: onnx.ValueInfoProto) -> str:
     return "(" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?" for d in dims) + ")"
 
 
-def _shape_problem(vi: onnx.ValueInfoProto | None, allowed: tuple[str, ...]) -> str | None:
-    """What is wrong with one tensor's inferred type, or None: every dim an int or an expression of ``allowed``."""
+def _shape_problem(vi: onnx.ValueInfoProto | None) -> str | None:
+    """What is wrong with one tensor's inferred type, or None: every dim an int or an expression of the object
+    batch (``OBJECTS_AXIS``)."""
     if vi is None:
         return "has no inferred type or shape"
     if not vi.type.HasField("tensor_type"):
         return f"is not a tensor ({vi.type.WhichOneof('value')})"
     if not _has_shape(vi):
         return "has unknown rank"
-    ok = set(allowed) | _EXPRESSION_FUNCTIONS
+    ok = {OBJECTS_AXIS} | _EXPRESSION_FUNCTIONS
     bad = [i for i, d in enumerate(vi.type.tensor_type.shape.dim) if not d.HasField("dim_value")
            and not (d.dim_param and set(re.findall(r"[A-Za-z_]\w*", d.dim_param)) <= ok)]
     return f"has unknown or non-batch dynamic dims {bad} in shape {_shape_text(vi)}" if bad else None
 
 
-def _axes_problem(vi: onnx.ValueInfoProto, allowed: tuple[str, ...], expected: set[int]) -> str | None:
-    """A graph input/output whose dynamic axes differ from the ``dynamic_axes`` contract."""
-    dynamic = {i for i, d in enumerate(vi.type.tensor_type.shape.dim) if d.dim_param in allowed}
-    if dynamic == expected:
-        return None
-    return f"has dynamic axes {sorted(dynamic)} in shape {_shape_text(vi)}, expected {sorted(expected)}"
-
-
 def _rule_static_shapes(g: _Graph) -> tuple[int, list[Finding]]:
-    allowed, axes = g.dynamic_dim_names, g.dynamic_axes or {}
     skeleton = _skeleton(g.model)
     try:
         graph = onnx.shape_inference.infer_shapes(skeleton, strict_mode=True, data_prop=True).graph
     except Exception as e:  # shape inference raises C++-bound exception types
         return 0, [(*_MODEL, f"strict shape inference failed: {str(e).strip()}")]
     infos, inputs = _infos(graph), {vi.name for vi in g.model.graph.input}
-    io = inputs | {vi.name for vi in g.model.graph.output}
     names = [n for n in infos if n not in g.initializers]
     names += [o for n in graph.node for o in n.output if o and o not in infos]
-    out: list[Finding] = [(*_MODEL, f"dynamic_axes names '{a}', which is not a graph input or output")
-                          for a in axes if a not in io]
-    problems = {n: p for n in names if (p := _shape_problem(infos.get(n), allowed))}
+    problems = {n: p for n in names if (p := _shape_problem(infos.get(n)))}
     # Dims ONNX leaves unnamed may be functions of the batch: symbolic inference names them (README.md).
     unnamed = [n for n in problems if n not in inputs and _has_shape(infos.get(n))]
     symbolic = _symbolic_infos(skeleton) if unnamed else {}
     for name in unnamed:
-        if _shape_problem(symbolic.get(name), allowed) is None:
+        if _shape_problem(symbolic.get(name)) is None:
             del problems[name]
-    if g.dynamic_axes is not None:
-        problems |= {n: p for n in sorted(io - set(problems))
-                     if (p := _axes_problem(infos[n], allowed, axes.get(n, set())))}
+    out: list[Finding] = []
     for name, problem in problems.items():
-        out.append((*_at(g.producer.get(name)), f"tensor '{name}' {problem}; only {list(allowed)} (the object "
+        out.append((*_at(g.producer.get(name)), f"tensor '{name}' {problem}; only '{OBJECTS_AXIS}' (the object "
                     "batch) may vary: export with fixed H, W and shape logic that does not depend on values "
                     "(constant K, scales, sizes; no NonZero), then fold constants"))
     return len(names), out
@@ -408,11 +393,9 @@ RULES: tuple[tuple[str, str, Rule], ...] = (
 )
 
 
-def check_model(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None = None, *,
-                dynamic_dim_names: Iterable[str] = DEFAULT_DYNAMIC_DIM_NAMES, path: Path | None = None) -> CheckReport:
-    """Run every rule on a model; ``dynamic_axes`` ({graph input/output: axes}), when given, names exactly the
-    dynamic axes of every graph input and output; ``path``: the file of a model over 2 GB (external data)."""
-    g = _Graph(model, tuple(dynamic_dim_names), dynamic_axes, path)
+def check_model(model: onnx.ModelProto, path: Path | None = None) -> CheckReport:
+    """Run every rule on a model; ``path``: the file of a model over 2 GB (external data)."""
+    g = _Graph(model, path)
     report = CheckReport()
     for rule, description, fn in RULES:
         checked, findings = fn(g)
@@ -421,8 +404,7 @@ def check_model(model: onnx.ModelProto, dynamic_axes: dict[str, set[int]] | None
     return report
 
 
-def check_file(path: str | Path, dynamic_axes: dict[str, set[int]] | None = None, *,
-               dynamic_dim_names: Iterable[str] = DEFAULT_DYNAMIC_DIM_NAMES) -> CheckReport:
+def check_file(path: str | Path) -> CheckReport:
     """Load an ONNX file (and its external data: any size) and run every rule on it; ExportError if unreadable."""
     path = Path(path)
     try:
@@ -433,4 +415,4 @@ def check_file(path: str | Path, dynamic_axes: dict[str, set[int]] | None = None
     except Exception as e:  # onnx.load raises OSError, DecodeError, ValidationError...
         raise ExportError(f"cannot load ONNX file {path}: {e}; check the path, and that its external data "
                           "files sit beside it") from e
-    return check_model(model, dynamic_axes, dynamic_dim_names=dynamic_dim_names, path=path if external else None)
+    return check_model(model, path if external else None)

@@ -22,9 +22,9 @@ from .. import __version__
 from ..config import SimVOSConfig
 from ..errors import InputError, check_type
 from ..io import MANIFEST, Owner, claim_folder, staging_folder, swap_into_place, write_json_atomic
-from ..manifest import GRAPHS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
+from ..manifest import GRAPH_TENSORS, OBJECTS_AXIS, Graph, GraphEntry, Manifest, TensorSpec, Weights, sha256_file
 from ..model.simvos import SimVOS
-from ..model.stages import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
+from ..model.stages import stage_modules
 from ..precision import Precision, graph_precision
 from .fp16 import to_float16
 
@@ -88,17 +88,7 @@ def _example_inputs(name: str, model: SimVOS, s: ExportSettings) -> dict[str, to
     return {"query": torch.randn(1, N, C, generator=g), **mems}
 
 
-_OUTPUTS = {Graph.QUERY_ENCODER: ["query"], Graph.MEMORY_ENCODER: ["memory"], Graph.JOINT_DECODER_1MEM: ["prob"],
-            Graph.JOINT_DECODER_2MEM: ["prob"], Graph.AGGREGATE: ["background", "objects", "labels"]}
 _OBJECT_TENSORS = {"masks", "memory", "memory_first", "memory_prev", "prob", "objects"}
-
-
-def stage_modules(model: SimVOS, s: ExportSettings) -> dict[Graph, torch.nn.Module]:
-    """The five graph wrappers (in ``GRAPHS`` order), in evaluation mode."""
-    H, W, u8 = s.height, s.width, s.uint8_input
-    mods = (QueryEncoder(model, H, W, u8), MemoryEncoder(model, H, W, u8), JointDecoder(model, H, W),
-            JointDecoder(model, H, W), Aggregate())
-    return {g: m.eval() for g, m in zip(GRAPHS, mods, strict=True)}
 
 
 def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str],
@@ -176,11 +166,12 @@ def export_folder(model: SimVOS, out: str | Path, settings: ExportSettings, *, c
     tmp = staging_folder(out)
     try:
         graphs: dict[str, GraphEntry] = {}
-        for name, module in stage_modules(model, settings).items():
+        modules = stage_modules(model, settings.height, settings.width, settings.uint8_input)
+        for name, module in modules.items():
             t0 = time.perf_counter()
             path = tmp / f"{name}.onnx"
             inputs = _example_inputs(name, model, settings)
-            exported, shapes = export_graph(module, inputs, _OUTPUTS[name], path, settings.opset)
+            exported, shapes = export_graph(module, inputs, list(GRAPH_TENSORS[name][1]), path, settings.opset)
             precision = graph_precision(name, settings.precision)
             graph = fold_and_clean(path, shapes, precision)
             save_graph(graph, path, {**meta, "simvos_trt.graph": name, "simvos_trt.graph_precision": precision.value})

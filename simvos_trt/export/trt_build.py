@@ -15,9 +15,9 @@ from typing import cast
 from ..errors import ExportError
 from ..io import TIMING_CACHE, write_atomic
 from ..manifest import GraphEntry, ManifestError, read_manifest, sha256_file
-from ..trt.engine import QUIET, build_target, layer_precisions, make_logger, manifest_io, network_io
+from ..trt.engine import QUIET, base_config, build_target, layer_precisions, make_logger, manifest_io, network_io
 from ..trt.library import network_flags, select_library, trt
-from ..trt.plan import RTX_TARGETS, BuildPlan, BuildSettings, Target, cache_key, objects_range, plan_build
+from ..trt.plan import BuildPlan, BuildSettings, Target, cache_key, objects_range, plan_build
 from ..trt.records import EngineEntry, find_entry, is_reusable, record_engines
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def check_network_io(network: trt.INetworkDefinition, graph: GraphEntry) -> None
 
 def builder_config(builder: trt.Builder, plan: BuildPlan, target: Target) -> trt.IBuilderConfig:
     """Workspace, optimisation level, TF32, compatibility, (TensorRT-RTX) target GPUs and profile of ``plan``."""
-    config = builder.create_builder_config()
+    config = base_config(builder, plan.profile, target.compute_capabilities if target.ahead_of_time else ())
     if plan.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mib << 20)
     config.builder_optimization_level = plan.opt_level
@@ -89,15 +89,6 @@ def builder_config(builder: trt.Builder, plan: BuildPlan, target: Target) -> trt
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if plan.ampere_plus:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if target.ahead_of_time:
-        config.num_compute_capabilities = len(target.compute_capabilities)
-        for i, cc in enumerate(target.compute_capabilities):
-            config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)
-    if plan.profile:  # min/opt/max per input with the object axis; none for all-static graphs
-        profile = builder.create_optimization_profile()
-        for name, r in plan.profile.items():
-            profile.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
-        config.add_optimization_profile(profile)
     return config
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..manifest import GRAPHS, Graph
 from .layers import FrameInput
 from .simvos import SimVOS, soft_aggregate
 
@@ -60,3 +61,11 @@ class Aggregate(nn.Module):
         agg = soft_aggregate(prob)  # (B+1, 1, H, W)
         labels = torch.argmax(agg, dim=0).to(torch.uint8)  # (1, H, W)
         return agg[:1], agg[1:], labels
+
+
+def stage_modules(model: SimVOS, height: int, width: int, uint8_input: bool) -> dict[Graph, nn.Module]:
+    """The five graph wrappers of ``model`` at ``height`` x ``width`` (in ``GRAPHS`` order), in evaluation mode:
+    what the export traces and the torch backend runs."""
+    modules = (QueryEncoder(model, height, width, uint8_input), MemoryEncoder(model, height, width, uint8_input),
+               JointDecoder(model, height, width), JointDecoder(model, height, width), Aggregate())
+    return {g: m.eval() for g, m in zip(GRAPHS, modules, strict=True)}

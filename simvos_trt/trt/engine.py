@@ -13,7 +13,7 @@ from ..errors import BackendError
 from ..manifest import OBJECTS_AXIS, GraphEntry, Manifest, ManifestError
 from .cuda import Cuda
 from .library import Library, network_flags, selected, trt
-from .plan import CC, DEFAULT_RTX_TARGETS, RTX_TARGETS, BuildSettings, Target, check_options
+from .plan import CC, DEFAULT_RTX_TARGETS, RTX_TARGETS, BuildSettings, ShapeRange, Target, check_options
 from .records import Device, EngineEntry, check_engine, rebuild_command
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,21 @@ def load_engine(folder: str | Path, manifest: Manifest, graph: str, device: Devi
     return LoadedEngine(engine, entry, runtime, logger)
 
 
-#: An input's (min, opt, max) shapes in an optimisation profile.
-ShapeRange = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+def base_config(builder: trt.Builder, profile: Mapping[str, ShapeRange],
+                compute_capabilities: tuple[CC, ...] = ()) -> trt.IBuilderConfig:
+    """A builder config with the optimisation ``profile`` (min/opt/max per input with the object axis; none for
+    all-static graphs) that, given ``compute_capabilities``, builds ahead of time for them (TensorRT-RTX)."""
+    config = builder.create_builder_config()
+    if compute_capabilities:  # ahead of time: TensorRT-RTX only
+        config.num_compute_capabilities = len(compute_capabilities)
+        for i, cc in enumerate(compute_capabilities):
+            config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)
+    if profile:
+        shapes = builder.create_optimization_profile()
+        for name, r in profile.items():
+            shapes.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
+        config.add_optimization_profile(shapes)
+    return config
 
 
 def build_from_onnx(model: bytes, profile: Mapping[str, ShapeRange],
@@ -148,15 +161,7 @@ def build_from_onnx(model: bytes, profile: Mapping[str, ShapeRange],
     if not parser.parse(model):
         problems = [parser.get_error(i).desc() for i in range(parser.num_errors)]
         raise BackendError(f"the ONNX parser rejected a generated graph: {'; '.join(problems)}")
-    config = builder.create_builder_config()
-    if compute_capabilities:
-        config.num_compute_capabilities = len(compute_capabilities)
-        for i, cc in enumerate(compute_capabilities):
-            config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)
-    shapes = builder.create_optimization_profile()
-    for name, (low, opt, high) in profile.items():
-        shapes.set_shape(name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))
-    config.add_optimization_profile(shapes)
+    config = base_config(builder, profile, compute_capabilities)
     data = builder.build_serialized_network(network, config)
     if data is None:
         raise BackendError(f"TensorRT could not build a generated graph: {'; '.join(errors[-5:]) or 'see the log'}")

@@ -92,18 +92,7 @@ def test_perfect_and_partly_wrong_predictions(tiny):
     assert s_path.read_text() == "Sequence,J-Mean,F-Mean\nseq_1,0.667,0.667\nseq_2,1.000,1.000\n"
 
 
-def test_in_memory_scoring_matches_the_folder(tiny):
-    root, results, gt = tiny
-    pred = np.roll(gt, 1, axis=2)
-    write_results(results, "seq", pred)
-    from_disk = davis.evaluate(root, results).objects
-    in_memory = davis.score_sequence("seq", gt, pred)
-    for a, b in zip(from_disk, in_memory, strict=True):
-        np.testing.assert_array_equal(a.j, b.j)
-        np.testing.assert_array_equal(a.f, b.f)
-
-
-def test_objects_are_ids_up_to_the_first_frames_largest():
+def test_objects_are_ids_up_to_the_first_frames_largest(tmp_path: Path):
     gt = np.zeros((3, 6, 6), np.uint8)
     gt[:, 0:2, 0:2] = 1
     gt[:, 3:5, 3:5] = 3  # no object 2: K = 3 anyway, object 2 has an empty ground truth
@@ -111,7 +100,12 @@ def test_objects_are_ids_up_to_the_first_frames_largest():
     gt[1, 0, 5] = 7  # an id above K in a later frame: ignored
     pred = np.where(gt == 255, 0, gt)
     pred[1, 0, 5] = 0
-    objs = davis.score_sequence("s", gt, pred)
+    root = tmp_path / "davis"
+    write_sequence(root, "s", gt)
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("s\n")
+    write_results(tmp_path / "results", "s", pred)
+    objs = davis.evaluate(root, tmp_path / "results").objects
     assert [o.object_id for o in objs] == [1, 2, 3]
     assert [float(o.j[0]) for o in objs] == [1.0, 1.0, 1.0]  # object 2: both empty -> 1
     assert davis.count_objects(np.full((2, 2), 255, np.uint8)) == 0
@@ -198,15 +192,6 @@ def test_colour_prediction(tiny):
     cv2.imwrite(str(results / "seq" / "00001.png"), np.zeros((6, 8, 3), np.uint8))
     with pytest.raises(InputError, match=r"frame 00001.*colour image \(RGB\), not an index mask"):
         davis.evaluate(root, results)
-
-
-def test_in_memory_shapes_are_checked():
-    with pytest.raises(InputError, match="T >= 3"):
-        davis.score_sequence("s", np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4), np.uint8))
-    with pytest.raises(InputError, match="at the annotation's size"):
-        davis.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 5), np.uint8))
-    with pytest.raises(InputError, match="frame 1: predicted id 1"):
-        davis.score_sequence("s", np.zeros((3, 4, 4), np.uint8), np.ones((3, 4, 4), np.uint8))
 
 
 def test_sequence_with_two_frames(tiny):

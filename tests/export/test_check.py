@@ -11,13 +11,7 @@ from onnx import numpy_helper
 
 from simvos_trt.cli.export import summary_table
 from simvos_trt.errors import ExportError
-from simvos_trt.export.check import (
-    DEFAULT_DYNAMIC_DIM_NAMES,
-    RULES,
-    check_file,
-    check_model,
-    trt_op_list,
-)
+from simvos_trt.export.check import RULES, check_file, check_model, trt_op_list
 
 RULE_IDS = [rule for rule, _, _ in RULES]
 OUR_OPS = ("MatMul Gemm Conv ConvTranspose LayerNormalization Softmax Where Equal ArgMax Resize Sigmoid Erf "
@@ -296,17 +290,6 @@ def test_unnamed_nodes_are_named_after_their_output():
     m = argmax_last()
     m.graph.node[0].name = ""
     assert names(check_model(m), "argmax-first-index") == {"<ArgMax -> y>"}
-
-
-def test_dynamic_dim_names_and_axes():
-    assert DEFAULT_DYNAMIC_DIM_NAMES == ("objects",)
-    assert check_model(dynamic_height(), dynamic_dim_names=("objects", "height")).ok
-    assert check_model(valid_model(), {"x": {0}, "y": {0}}).ok
-    report = check_model(valid_model(), {"x": {0}})  # y's batch axis is not in the contract
-    assert failed(report) == {"static-shapes"} and names(report, "static-shapes") == {"softmax"}
-    assert "expected []" in report.violations[0].message
-    report = check_model(valid_model(), {"x": {0}, "y": {0}, "masks": {0}})
-    assert names(report, "static-shapes") == {"<model>"} and "'masks'" in report.violations[0].message
 
 
 def test_check_file_with_external_data(tmp_path):

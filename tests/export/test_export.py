@@ -16,9 +16,10 @@ from goldens import GOLDEN_CASES, load_golden  # noqa: E402
 from simvos_trt import processing  # noqa: E402
 from simvos_trt.config import SimVOSConfig  # noqa: E402
 from simvos_trt.errors import SimVOSError  # noqa: E402
-from simvos_trt.export.onnx_export import ExportSettings, export_folder, stage_modules  # noqa: E402
+from simvos_trt.export.onnx_export import ExportSettings, export_folder  # noqa: E402
 from simvos_trt.manifest import GRAPHS, Weights, read_manifest  # noqa: E402
 from simvos_trt.model import load_official_checkpoint, propagate, random_model  # noqa: E402
+from simvos_trt.model.stages import stage_modules  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_stages_match_reference_on_random_inputs(objects, golden_exports):
     frame_u8 = g.integers(0, 256, (1, H, W, 3), dtype=np.uint8)
     padding = np.array([2, 3, 5, 6], dtype=np.int64)
     masks = g.random((objects, 1, H, W), dtype=np.float32) / objects
-    mods = stage_modules(model, ExportSettings(H, W, 4))
+    mods = stage_modules(model, H, W, uint8_input=True)
     with torch.no_grad():
         ref_q = mods["query_encoder"](torch.from_numpy(frame_u8), torch.from_numpy(padding)).numpy()
         ref_m = mods["memory_encoder"](torch.from_numpy(frame_u8), torch.from_numpy(padding),

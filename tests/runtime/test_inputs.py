@@ -208,6 +208,7 @@ def edited_export(src, dst, edit):
 @pytest.mark.parametrize("edit, error, match", [
     (lambda d: d.update(height=64), ManifestError, r"frame is recorded as \(1, 32, 48, 3\), but the 64x48"),
     (lambda d: d.update(height="32"), ManifestError, r"height: got '32' \(str\)"),
+    (lambda d: d["graphs"]["aggregate"].update(precision="fp8"), ManifestError, "'fp8' is not a valid Precision"),
     (lambda d: d["graphs"]["query_encoder"]["inputs"][1].update(name="pad"), ManifestError,
      "query_encoder.onnx has the tensors .* not those its manifest records"),
 ])

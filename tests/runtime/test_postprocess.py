@@ -117,12 +117,11 @@ def test_the_resample_graph_builds_with_tensorrt_rtx(size, engine):
     pytest.importorskip("tensorrt_rtx", reason="needs TensorRT-RTX (pip install 'simvos-trt[rtx]')")
     from simvos_trt.trt.engine import build_from_onnx
     from simvos_trt.trt.library import select_library
+    from simvos_trt.trt.plan import plan_profile
 
     select_library("tensorrt_rtx")
     plan = resample_plan(engine, place(*size, *engine))
-    He, We = engine
-    data, io = build_from_onnx(plan.onnx_model(), {"objects": ((1, 1, He, We), (2, 1, He, We), (8, 1, He, We))},
-                               ((8, 0),))
+    data, io = build_from_onnx(plan.onnx_model(), plan_profile(plan.entry, (1, 2, 8)), ((8, 0),))
     assert len(data) > 1000
     assert io == {t.name: (t in plan.entry.inputs, t.dtype, tuple(-1 if d == "objects" else d for d in t.shape))
                   for t in (*plan.entry.inputs, *plan.entry.outputs)}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, require
-from ...manifest import Graph, Manifest, ManifestError, sha256_file
+from ...manifest import Manifest, ManifestError, sha256_file
 from ...precision import Precision
 from .base import Backend, Handle
 from .resample import Resample
@@ -41,7 +41,7 @@ class TorchBackend(Backend):
         require("timm", "torch", "The torch backend")
         import torch
 
-        from ...model.stages import Aggregate, JointDecoder, MemoryEncoder, QueryEncoder
+        from ...model.stages import stage_modules
 
         self._torch = torch
         model = self._model if self._model is not None else load_model(self.manifest, self._device_name)
@@ -53,12 +53,8 @@ class TorchBackend(Backend):
                                f"{self.manifest.config}; pass the model that was exported")
         m = self.manifest
         self._device = next(model.parameters()).device
-        mods = {Graph.QUERY_ENCODER: QueryEncoder(model, m.height, m.width, m.uint8_input),
-                Graph.MEMORY_ENCODER: MemoryEncoder(model, m.height, m.width, m.uint8_input),
-                Graph.JOINT_DECODER_1MEM: JointDecoder(model, m.height, m.width),
-                Graph.JOINT_DECODER_2MEM: JointDecoder(model, m.height, m.width),
-                Graph.AGGREGATE: Aggregate()}
-        self._modules = {k: mod.to(self._device).eval() for k, mod in mods.items()}
+        mods = stage_modules(model, m.height, m.width, m.uint8_input)
+        self._modules = {k: mod.to(self._device) for k, mod in mods.items()}
         if half:
             from ...model.precision import to_fp16
 

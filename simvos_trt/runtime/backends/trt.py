@@ -18,6 +18,7 @@ from ...manifest import GRAPHS, Graph, Manifest
 from ...trt.cuda import Cuda, load_cudart
 from ...trt.engine import DTYPES, LoadedEngine, build_from_onnx, device_here, load_engine, make_logger
 from ...trt.library import select_library, trt
+from ...trt.plan import plan_profile
 from ...trt.records import Device, compatibility, find_entry, rebuild_command
 from .base import Backend, Handle
 from .resample import RESAMPLE, Resample
@@ -184,9 +185,8 @@ class TensorRTBackend(Backend):
         second for a small graph) and kept until ``close``."""
         cuda = self._need_open()
         t0 = time.perf_counter()
-        limit, (He, We) = self.object_limit(Graph.AGGREGATE), plan.engine
-        profile = {"objects": ((1, 1, He, We), (min(2, limit), 1, He, We), (limit, 1, He, We))}
-        data, _ = build_from_onnx(plan.onnx_model(), profile)
+        limit = self.object_limit(Graph.AGGREGATE)
+        data, _ = build_from_onnx(plan.onnx_model(), plan_profile(plan.entry, (1, min(2, limit), limit)))
         errors: list[str] = []
         logger = make_logger(errors)
         runtime = trt.Runtime(logger)

@@ -13,7 +13,7 @@ import numpy as np
 from ...errors import BackendError
 from ...manifest import GraphEntry
 from ...trt.cuda import Cuda
-from ...trt.engine import LoadedEngine, engine_io, manifest_io
+from ...trt.engine import LoadedEngine, dims, engine_io, manifest_io
 from ...trt.library import trt
 from .trt_memory import BufferPool, DeviceTensor
 
@@ -74,8 +74,7 @@ class EngineRunner:
         shape = self.io[name][2]
         if -1 not in shape:
             return shape
-        hi = self.loaded.engine.get_tensor_profile_shape(name, 0)[2]
-        return tuple(int(hi[j]) for j in range(len(hi)))
+        return dims(self.loaded.engine.get_tensor_profile_shape(name, 0)[2])
 
     def _bind_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
         """Set the input shapes that changed; returns the output shapes."""
@@ -88,10 +87,7 @@ class EngineRunner:
                 self.shapes[name] = shape
                 changed = True
         if changed or not self.out_shapes:
-            self.out_shapes = {}
-            for name in self.outputs:
-                dims = self.context.get_tensor_shape(name)
-                self.out_shapes[name] = tuple(int(dims[j]) for j in range(len(dims)))
+            self.out_shapes = {name: dims(self.context.get_tensor_shape(name)) for name in self.outputs}
             self._drop_graphs()
         return self.out_shapes
 
