@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SPLIT = "valid"
 META = "meta.json"
+FRAMES = "JPEGImages"  # the folder of frames, one folder per video
 ANNOTATIONS = "Annotations"  # the folder of masks, in the dataset and in the results (and the zip)
 
 
@@ -37,6 +38,10 @@ class VideoFiles:
     listed: tuple[str, ...]  # the frames of <split>/JPEGImages/<video>, in order: the frames saved and scored
     frames: tuple[Path, ...]  # the JPEGs segmented, in order (every frame with all_frames, else the listed ones)
     annotations: dict[str, Path]  # annotated frame -> its PNG, in frame order
+
+    def saved(self, save_all: bool) -> list[str]:
+        """The frames a run writes: the listed ones, or with ``save_all`` every frame segmented."""
+        return [p.stem for p in self.frames] if save_all else list(self.listed)
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,8 @@ def _read_videos(meta: Path) -> list[str]:
 
 def _all_frames_folder(folder: Path, videos: list[str]) -> Path:
     """The folder holding ``<video>/*.jpg`` for every video: ``folder`` or its ``JPEGImages``."""
-    if not (folder / videos[0]).is_dir() and (folder / "JPEGImages" / videos[0]).is_dir():
-        folder = folder / "JPEGImages"  # valid_all_frames itself was given
+    if not (folder / videos[0]).is_dir() and (folder / FRAMES / videos[0]).is_dir():
+        folder = folder / FRAMES  # valid_all_frames itself was given
     missing = [v for v in videos if not (folder / v).is_dir()]
     if missing:
         raise InputError(f"all-frames folder {folder}: no folder for {len(missing)} videos of meta.json, first "
@@ -110,11 +115,11 @@ def open_youtube(root: str | os.PathLike[str], split: str = SPLIT,
               f"{split}/{META} (pass the folder that holds the split folders, and --split for another split)")
     if root.is_file():
         raise InputError(f"YouTube-VOS root {root} is a file; {layout}")
-    for path in (root / split / "JPEGImages", root / split / ANNOTATIONS, root / split / META):
+    for path in (root / split / FRAMES, root / split / ANNOTATIONS, root / split / META):
         if not path.exists():
             raise InputError(f"YouTube-VOS root {root}: {path} is missing; {layout}")
     videos = _read_videos(root / split / META)
-    missing = [v for v in videos if not (root / split / "JPEGImages" / v).is_dir()]
+    missing = [v for v in videos if not (root / split / FRAMES / v).is_dir()]
     if missing:
         raise InputError(f"YouTube-VOS root {root}: {len(missing)} videos of {split}/{META} have no folder in "
                          f"{split}/JPEGImages, first '{missing[0]}'; the split is incomplete: extract it again")
@@ -126,9 +131,9 @@ def open_youtube(root: str | os.PathLike[str], split: str = SPLIT,
 def _video_files(folder: Path, all_frames: Path | None, name: str, where: str) -> VideoFiles:
     """List and check one video of the split ``folder``: frames present, every annotation on one of them, all
     of one size."""
-    listed = _jpegs(folder / "JPEGImages" / name)
+    listed = _jpegs(folder / FRAMES / name)
     if not listed:
-        raise InputError(f"{where}: {folder / 'JPEGImages' / name} holds no JPEG frame; extract the split again")
+        raise InputError(f"{where}: {folder / FRAMES / name} holds no JPEG frame; extract the split again")
     frames = listed if all_frames is None else _jpegs(all_frames / name)
     stems = {p.stem for p in frames}
     absent = [p.stem for p in listed if p.stem not in stems]
@@ -189,7 +194,7 @@ def segment_video(segmenter: VideoSegmenter, ds: YouTubeVOS, name: str, out: Pat
     reads only the dataset and writes only this video's folder."""
     files = ds.files[name]
     folder = out / ANNOTATIONS / name
-    saved = [p.stem for p in files.frames] if save_all else list(files.listed)
+    saved = files.saved(save_all)
     outputs = [folder / f"{stem}.png" for stem in saved]
     return run_or_skip(name, outputs, force, lambda: _segment(segmenter, ds, files, folder, set(saved)))
 

@@ -85,15 +85,23 @@ class FrameSource:
         else:
             raise InputError(f"{self.path} does not exist; give a folder of frames or a video file")
 
+    def name(self, index: int) -> str:
+        """The name of frame ``index``: its file's stem, or ``00000``, ``00001``... in a video file."""
+        return self.files[index].stem if self.files is not None else f"{index:05d}"
+
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.files is not None:
             for f in self.files:
                 yield f.stem, read_frame(f)
             return
-        cap, index = cv2.VideoCapture(str(self.path)), 0
+        cap = cv2.VideoCapture(str(self.path))
+        index = 0
         try:
-            while (read := cap.read())[0]:
-                yield f"{index:05d}", read[1]
+            while True:
+                decoded, frame = cap.read()
+                if not decoded:
+                    break
+                yield self.name(index), frame
                 index += 1
         finally:
             cap.release()
@@ -156,7 +164,8 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
     starts the video (frames before it have no object, all 0), a later one is stated with its frame (objects
     join or are corrected there)."""
     times = []
-    done, started = 0, False
+    done = 0
+    started = False
     with FrameLoop(frames) as loop:  # decoding ahead, writing behind
         for done, (name, frame) in enumerate(loop, start=1):
             t0 = time.perf_counter()
@@ -165,7 +174,8 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
                 labels = session.step(frame, mask)
                 times.append(time.perf_counter() - t0)
             elif mask is not None:
-                labels, started = session.start(frame, mask, bgr=bgr), True
+                labels = session.start(frame, mask, bgr=bgr)
+                started = True
             else:
                 labels = np.zeros(frame.shape[:2], np.uint8)
             loop.submit(write_index_png, out / f"{name}.png", labels, palette)
