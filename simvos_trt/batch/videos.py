@@ -128,7 +128,8 @@ def publish(folder: Path, result: VideoResult) -> VideoRun:
     try:
         for file, data in result.files.items():
             write_atomic(tmp / file, data)
-        run = VideoRun(result.name, result.frames, result.seconds, False, result.worker, result.attempts)
+        run = VideoRun(result.name, result.frames, result.seconds, skipped=False, worker=result.worker,
+                       attempts=result.attempts)
         write_json_atomic(tmp / VIDEO_RECORD, {"video": run.name, "frames": run.frames, "files": sorted(result.files),
                                                "seconds": round(run.seconds, 3), "worker": run.worker,
                                                "attempts": run.attempts})

@@ -126,9 +126,8 @@ class Writers:
 
 class FrameLoop(Generic[T]):
     """``with FrameLoop(items) as loop: for item in loop: ...; loop.submit(write, ...)``: ``items`` prefetched
-    (``Prefetch``), writes behind (``Writers``). On leaving, the prefetch stops and every write handed over
-    finishes (each writes its file atomically: complete files only, every frame segmented before an error or
-    Ctrl-C included); then the first failed write is raised, unless the block raised (its exception wins)."""
+    (``Prefetch``), writes behind (``Writers``). On leaving, every write handed over finishes; then the first
+    failed write is raised, unless the block raised (its exception wins; docs/runtime.md)."""
 
     def __init__(self, items: Iterable[T], *, prefetch: int = 4, threads: int = 2, backlog: int = 8) -> None:
         self.frames = Prefetch(items, prefetch)
