@@ -60,15 +60,12 @@ class Workers(Protocol):
 
     def launch(self, worker: int) -> None:
         """Start worker ``worker`` (anew, after it died); a ``Ready`` or ``Died`` event follows."""
-        ...
 
     def submit(self, worker: int, name: str) -> None:
         """Hand video ``name`` to an idle, ready worker; a ``Done``, ``Failed`` or ``Died`` event follows."""
-        ...
 
     def wait(self) -> list[Event]:
         """Block until at least one event."""
-        ...
 
 
 def start_workers(workers: Workers) -> Opened:
@@ -137,7 +134,6 @@ class InProcess:
 
     def __init__(self, spec: SegmenterSpec) -> None:
         self.spec = spec
-        self.task: VideoTask | None = None
         self.segmenter: VideoSegmenter | None = None
         self.stack = contextlib.ExitStack()
 
@@ -153,7 +149,7 @@ class InProcess:
         return Opened.of(self.segmenter)
 
     def run(self, names: Sequence[str]) -> Iterator[VideoResult]:
-        assert self.task is not None and self.segmenter is not None, "start() first"
+        assert self.segmenter is not None, "start() first"
         for name in names:
             yield segment_one(self.segmenter, self.task, name, "this process")
 

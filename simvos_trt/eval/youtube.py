@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import processing
 from ..errors import InputError
 from ..io import open_atomic
 from ..runtime.png import read_index_png, write_index_png
@@ -177,8 +178,9 @@ def first_masks(files: VideoFiles, where: str) -> FirstMasks:
             ann = read_index_png(path)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from exc
-        palette = ann.palette if i == 0 else palette
-        objects = np.setdiff1d(np.unique(ann.labels), [0])
+        if i == 0:
+            palette = ann.palette
+        objects = processing.object_ids(ann.labels)
         new = np.setdiff1d(objects, seen)  # ids first seen here
         revisited = revisited or len(new) < len(objects)  # some object was annotated before
         if new.size:
@@ -212,11 +214,11 @@ def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folde
     for path in files.frames:
         mask = given.masks.get(path.stem)  # (H, W) uint8, or None
         try:
-            if session is None and mask is not None:
+            if session is not None:
+                labels = session.step(read_frame(path), mask=mask)
+            elif mask is not None:  # the first object appears
                 session = segmenter.video()
                 labels = session.start(read_frame(path), mask, bgr=True)
-            elif session is not None:
-                labels = session.step(read_frame(path), mask=mask)
             else:
                 labels = empty
         except InputError as exc:
@@ -261,24 +263,26 @@ def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
 def score_video(files: VideoFiles, results: Path, where: str, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """J and F of each object of a video with ground truth over the listed frames after its first appearance
     (an object first seen on the last listed frame has none and gives no result)."""
-    first = {int(k): natural_key(stem) for stem, mask in first_masks(files, where).masks.items()
-             for k in np.unique(mask) if k}
-    scored = {k: [s for s in files.listed if natural_key(s) > key] for k, key in first.items()}
-    j: dict[int, list[float]] = {k: [] for k in first}
-    f: dict[int, list[float]] = {k: [] for k in first}
+    appears: dict[int, list[int | str]] = {}  # object -> natural_key of the frame where it first appears
+    for stem, mask in first_masks(files, where).masks.items():
+        appears.update((int(k), natural_key(stem)) for k in processing.object_ids(mask))
+    scored: dict[int, list[str]] = {k: [] for k in appears}  # object -> the listed frames it is scored on
+    j: dict[int, list[float]] = {k: [] for k in appears}
+    f: dict[int, list[float]] = {k: [] for k in appears}
     for stem in files.listed:
-        alive = [k for k, key in first.items() if natural_key(stem) > key]
+        alive = [k for k, key in appears.items() if natural_key(stem) > key]
         if not alive:
             continue
         gt = read_index_png(files.annotations[stem]).labels  # (H, W)
         pred = read_prediction(results / ANNOTATIONS / files.name / f"{stem}.png", gt.shape,
                                f"results {results}, video '{files.name}', frame {stem}")
         for k in alive:
+            scored[k].append(stem)
             j[k].append(float(region_similarity(gt == k, pred == k)))
             f[k].append(boundary_f_measure(gt == k, pred == k, bound_th))
     return [ObjectResult(files.name, k, tuple(scored[k]), np.array(j[k]), np.array(f[k]),
                          statistics(np.array(j[k])), statistics(np.array(f[k])))
-            for k in sorted(first) if scored[k]]
+            for k in sorted(appears) if scored[k]]
 
 
 def evaluate_youtube(ds: YouTubeVOS, results: str | os.PathLike[str], bound_th: float = BOUND_TH) -> Evaluation | None:

@@ -31,8 +31,8 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-#: What a whole file of each format ends with: JPEG's end-of-image marker, PNG's IEND chunk (length and CRC).
-_ENDS = {b"\xff\xd8": (b"\xff\xd9", "JPEG"), b"\x89PNG": (b"IEND\xaeB`\x82", "PNG")}
+#: How a file of each format starts, and what a whole one ends with: JPEG's end-of-image marker, PNG's IEND chunk.
+_MARKERS = ((b"\xff\xd8", b"\xff\xd9", "JPEG"), (b"\x89PNG", b"IEND\xaeB`\x82", "PNG"))
 
 
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
@@ -42,10 +42,10 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"frame {path} cannot be read ({exc.strerror}); check the file") from exc
-    end, kind = _ENDS.get(data[:4], _ENDS.get(data[:2], (b"", "")))
-    if end and end not in data[-1024:]:  # allow a few bytes after the marker, as decoders do
-        raise InputError(f"frame {path} is damaged or not an image (the {kind} file is truncated: it lacks its "
-                         "end marker); replace the file")
+    for start, end, kind in _MARKERS:
+        if data.startswith(start) and end not in data[-1024:]:  # allow a few bytes after the marker, as decoders do
+            raise InputError(f"frame {path} is damaged or not an image (the {kind} file is truncated: it lacks its "
+                             "end marker); replace the file")
     frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
         raise InputError(f"frame {path} is damaged or not an image (OpenCV cannot decode it); replace it with a "
