@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from typing import Protocol, cast
 
-from ..errors import BackendError, SimVOSError, describe_error
+from ..errors import BackendError, InputError, SimVOSError, describe_error
 from ..runtime.segmenter import VideoSegmenter
 from .videos import MAX_ATTEMPTS, Opened, SegmenterSpec, VideoResult, VideoTask, segment_one
 
@@ -69,8 +69,8 @@ class Workers(Protocol):
 
 
 def start_workers(workers: Workers) -> Opened:
-    """Launch every worker and wait until all are ready; what they opened (BackendError if they differ,
-    or a worker cannot start: its reason)."""
+    """Launch every worker and wait until all are ready; what they opened. BackendError when a worker cannot
+    start (its reason), InputError when they opened different exports or backends (the nodes' inputs differ)."""
     for w in range(workers.count):
         workers.launch(w)
     opened: dict[int, Opened] = {}
@@ -81,7 +81,7 @@ def start_workers(workers: Workers) -> Opened:
             if isinstance(event, Ready):
                 opened[event.worker] = event.opened
     if len(set(opened.values())) > 1:
-        raise BackendError(f"the workers opened different exports or backends ({Counter(opened.values())}); "
+        raise InputError(f"the workers opened different exports or backends ({Counter(opened.values())}); "
                            "give every node the same export folder, and pass --backend explicitly")
     return opened[0]
 
