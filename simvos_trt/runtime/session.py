@@ -111,16 +111,16 @@ class VideoSession(Video):
         check_flags(bgr=bgr)
         size = frame_size(last.frame)
         state = self._new_state(size, bgr)
-        stated = {int(i): keyframe for keyframe, ids in references for i in ids}
-        if not stated or sum(len(ids) for _, ids in references) != len(stated):
+        given = [int(i) for _, ids in references for i in ids]
+        if not given or len(set(given)) != len(given):
             raise InputError("resume: give each object's reference keyframe once (at least one object)")
         for keyframe in [*(k for k, _ in references), last]:
             frame_size(keyframe.frame)
             check_mask(keyframe.labels, size)
             if not 0 <= keyframe.index <= last.index:
                 raise InputError(f"resume: keyframe {keyframe.index} is not a frame up to the last ({last.index})")
-        state.ids = np.array(sorted(stated), dtype=np.uint8)
-        self._check_stated(state, state.ids[None])
+        state.ids = np.array(sorted(given), dtype=np.uint8)
+        self._check_stated(state, state.ids[None])  # the ids as a one-row mask
         state.references = [(None, 0)] * len(state.ids)
         state.reference_index = [0] * len(state.ids)
         for keyframe, ids in references:
