@@ -49,7 +49,8 @@ class RayWorker:
         import ray
 
         self.copy = unpack_export(export, spec.folder.name) if export is not None else None
-        self.task, self.segmenter = task, spec.open(self.copy)
+        self.task = task
+        self.segmenter = spec.open(self.copy)
         self.label = f"{label} (pid {os.getpid()} on {ray.util.get_node_ip_address()})"
 
     def ready(self) -> Opened:
@@ -100,7 +101,10 @@ class RayPool:
     def __init__(self, spec: SegmenterSpec, address: str | None = None, count: int | None = None,
                  ship_export: bool = False) -> None:
         require("ray", "ray", "--ray")
-        self.spec, self.address, self.requested, self.ship = spec, address, count, ship_export
+        self.spec = spec
+        self.address = address
+        self.requested = count  # None: as many as the cluster's GPUs or CPUs allow
+        self.ship_export = ship_export
         self.actors: list[Any] = []
         self.calls: dict[Any, int] = {}  # in-flight ObjectRef -> worker
         self.connected = False
@@ -131,7 +135,7 @@ class RayPool:
             ray.shutdown()
 
     def _options(self) -> tuple[int, dict[str, Any]]:
-        """How many actors, and the resources each asks for."""
+        """How many actors, and the resources each asks for; on CPUs, also each one's threads (into ``spec``)."""
         import ray
 
         have = ray.cluster_resources()
@@ -154,8 +158,9 @@ class RayPool:
         import ray
 
         self.count, self.each = self._options()
-        self.task, self.actors = task, [None] * self.count
-        self.export = ray.put(pack_export(self.spec.folder)) if self.ship else None
+        self.task = task
+        self.actors = [None] * self.count
+        self.export = ray.put(pack_export(self.spec.folder)) if self.ship_export else None
         self.remote = ray.remote(RayWorker).options(max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
                                                     **self.each)
         log.info("%d Ray workers, %s each", self.count, self.each)

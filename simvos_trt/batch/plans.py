@@ -11,10 +11,10 @@ from typing import ClassVar
 from ..errors import InputError
 from ..eval.davis import check_root, dataset_folders, frame_paths, read_split, sequence_files
 from ..eval.run import segment_sequence
-from ..eval.youtube import ANNOTATIONS, YouTubeVOS, segment_video
-from ..runtime.png import davis_palette, read_index_png, write_index_png
+from ..eval.youtube import ANNOTATIONS, FRAMES, YouTubeVOS, segment_video
+from ..runtime.png import davis_palette, read_index_png
 from ..runtime.segmenter import VideoSegmenter
-from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource
+from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource, segment_to_folder
 from .videos import VideoPlan
 
 
@@ -54,8 +54,7 @@ class YouTubeTask:
         return segment_video(segmenter, self.ds, name, out, force=True, save_all=self.save_all).frames
 
     def expected(self, name: str) -> list[str]:
-        files = self.ds.files[name]
-        return [f"{stem}.png" for stem in ([p.stem for p in files.frames] if self.save_all else files.listed)]
+        return [f"{stem}.png" for stem in self.ds.files[name].saved(self.save_all)]
 
 
 def youtube_plan(ds: YouTubeVOS, save_all: bool = False) -> VideoPlan:
@@ -65,9 +64,9 @@ def youtube_plan(ds: YouTubeVOS, save_all: bool = False) -> VideoPlan:
 
 
 @dataclass(frozen=True)
-class Video:
-    """A video to segment: a folder of frames or a video file, its first frame's index mask, and masks of later
-    frames (named after their frame) whose objects join, or are corrected, there."""
+class VideoInputs:
+    """The input files of one video to segment: a folder of frames or a video file, its first frame's index
+    mask, and masks of later frames (named after their frame) whose objects join, or are corrected, there."""
 
     frames: Path
     mask: Path
@@ -76,9 +75,10 @@ class Video:
 
 @dataclass(frozen=True)
 class VideosTask:
-    """One video of ``videos`` (name -> Video): a palette PNG per frame, in the first mask's ids and palette."""
+    """One video of ``videos`` (name -> its inputs): a palette PNG per frame, in the first mask's ids and palette
+    (``video_io.segment_to_folder``, simvos-segment's loop)."""
 
-    videos: dict[str, Video]
+    videos: dict[str, VideoInputs]
     bgr: bool = True  # decoded frames are in OpenCV's BGR order
     folder: ClassVar[str] = ""
 
@@ -88,32 +88,28 @@ class VideosTask:
     def __call__(self, segmenter: VideoSegmenter, name: str, out: Path) -> int:
         video = self.videos[name]
         try:
+            source = FrameSource(video.frames, exclude=[video.mask])
             first = read_index_png(video.mask)
+            masks = {source.name(0): first.labels}  # the first mask is the first frame's, whatever its file name
+            masks.update((path.stem, read_index_png(path).labels) for path in video.later)
             palette = first.palette if first.palette is not None else davis_palette()
-            later = {path.stem: read_index_png(path).labels for path in video.later}
             (out / name).mkdir(parents=True)
-            session, count = segmenter.video(), 0
-            for count, (stem, frame) in enumerate(FrameSource(video.frames, exclude=[video.mask]), start=1):
-                if count == 1:
-                    labels = session.start(frame, first.labels, bgr=self.bgr)
-                else:
-                    labels = session.step(frame, later.get(stem))
-                write_index_png(out / name / f"{stem}.png", labels, palette)
+            done = segment_to_folder(segmenter.video(), source, masks, out / name, palette, bgr=self.bgr)
         except InputError as exc:
             raise InputError(f"video {name} ({video.frames}): {exc}") from exc
-        return count
+        return done.frames
 
 
-def _from_root(root: Path) -> dict[str, Video]:
+def _from_root(root: Path) -> dict[str, VideoInputs]:
     """``root/JPEGImages/<video>/`` frames with ``root/Annotations/<video>/<first frame>.png`` and, as in
     YouTube-VOS, masks of later frames where objects join."""
-    if not (root / "JPEGImages").is_dir():
+    if not (root / FRAMES).is_dir():
         raise InputError(f"--videos {root}: no JPEGImages folder; give a root holding JPEGImages/<video>/ frames "
                          "and Annotations/<video>/<first frame>.png masks, or a list file")
     videos = {}
-    for folder in sorted(p for p in (root / "JPEGImages").iterdir() if p.is_dir()):
+    for folder in sorted(p for p in (root / FRAMES).iterdir() if p.is_dir()):
         frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        mask = root / "Annotations" / folder.name / f"{frames[0].stem if frames else ''}.png"
+        mask = root / ANNOTATIONS / folder.name / f"{frames[0].stem if frames else ''}.png"
         if not frames or not mask.is_file():
             raise InputError(f"--videos {root}, video {folder.name}: needs frames and the first frame's mask "
                              f"{mask.relative_to(root)}")
@@ -123,13 +119,13 @@ def _from_root(root: Path) -> dict[str, Video]:
         if stray:
             raise InputError(f"--videos {root}, video {folder.name}: masks {stray[:3]} name no frame of "
                              f"JPEGImages/{folder.name}; a mask is named after its frame")
-        videos[folder.name] = Video(folder, mask, later)
+        videos[folder.name] = VideoInputs(folder, mask, later)
     return videos
 
 
-def _from_list(path: Path) -> dict[str, Video]:
+def _from_list(path: Path) -> dict[str, VideoInputs]:
     """One video a line, ``FRAMES<tab>MASK`` (or two fields split by spaces), relative to the list's folder."""
-    videos: dict[str, Video] = {}
+    videos: dict[str, VideoInputs] = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -145,7 +141,7 @@ def _from_list(path: Path) -> dict[str, Video]:
         for what, p in (("frames", frames), ("mask", mask)):
             if not p.exists():
                 raise InputError(f"--videos {path}, line {number}: {what} {p} does not exist")
-        videos[name] = Video(frames, mask)
+        videos[name] = VideoInputs(frames, mask)
     return videos
 
 
@@ -156,5 +152,7 @@ def videos_plan(source: Path, bgr: bool = True) -> VideoPlan:
     videos = _from_root(source) if source.is_dir() else _from_list(source)
     if not videos:
         raise InputError(f"--videos {source}: no video found")
-    inputs = {source, *(v.frames for v in videos.values()), *(m for v in videos.values() for m in (v.mask, *v.later))}
+    inputs = {source}
+    for video in videos.values():
+        inputs.update((video.frames, video.mask, *video.later))
     return VideoPlan(tuple(videos), VideosTask(videos, bgr), tuple(sorted(inputs)))

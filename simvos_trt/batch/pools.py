@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from typing import Protocol, cast
 
-from ..errors import BackendError, SimVOSError, describe_error
+from ..errors import BackendError, InputError, SimVOSError, describe_error
 from ..runtime.segmenter import VideoSegmenter
 from .videos import MAX_ATTEMPTS, Opened, SegmenterSpec, VideoResult, VideoTask, segment_one
 
@@ -60,20 +60,17 @@ class Workers(Protocol):
 
     def launch(self, worker: int) -> None:
         """Start worker ``worker`` (anew, after it died); a ``Ready`` or ``Died`` event follows."""
-        ...
 
     def submit(self, worker: int, name: str) -> None:
         """Hand video ``name`` to an idle, ready worker; a ``Done``, ``Failed`` or ``Died`` event follows."""
-        ...
 
     def wait(self) -> list[Event]:
         """Block until at least one event."""
-        ...
 
 
 def start_workers(workers: Workers) -> Opened:
-    """Launch every worker and wait until all are ready; what they opened (BackendError if they differ,
-    or a worker cannot start: its reason)."""
+    """Launch every worker and wait until all are ready; what they opened. BackendError when a worker cannot
+    start (its reason), InputError when they opened different exports or backends (the nodes' inputs differ)."""
     for w in range(workers.count):
         workers.launch(w)
     opened: dict[int, Opened] = {}
@@ -84,7 +81,7 @@ def start_workers(workers: Workers) -> Opened:
             if isinstance(event, Ready):
                 opened[event.worker] = event.opened
     if len(set(opened.values())) > 1:
-        raise BackendError(f"the workers opened different exports or backends ({Counter(opened.values())}); "
+        raise InputError(f"the workers opened different exports or backends ({Counter(opened.values())}); "
                            "give every node the same export folder, and pass --backend explicitly")
     return opened[0]
 
@@ -93,11 +90,15 @@ def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPT
     """Hand ``names`` to the (started) ``workers``; yield each result as it comes. A worker that dies is started
     anew and its video handed to the next idle worker; after ``attempts`` deaths with one video the run fails,
     as it does when a worker cannot start anew."""
-    pending, tries = deque(names), Counter[str]()
-    idle, busy, starting = list(range(workers.count)), dict[int, str](), set[int]()
+    pending = deque(names)
+    tries = Counter[str]()  # video -> workers it was handed to
+    idle = list(range(workers.count))
+    busy: dict[int, str] = {}  # worker -> its video
+    starting: set[int] = set()  # workers launched anew, not ready yet
     while pending or busy:
         while idle and pending:
-            w, name = idle.pop(0), pending.popleft()
+            w = idle.pop(0)
+            name = pending.popleft()
             tries[name] += 1
             workers.submit(w, name)
             busy[w] = name
@@ -111,10 +112,12 @@ def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPT
                 yield replace(event.result, attempts=tries[event.result.name])
             elif isinstance(event, Failed):
                 raise event.error
-            elif event.worker in starting:
-                raise BackendError(event.why)
-            else:
-                if event.worker in busy:
+            elif isinstance(event, Died):
+                if event.worker in starting:  # it could not start anew
+                    raise BackendError(event.why)
+                if event.worker not in busy:  # it died between videos
+                    idle.remove(event.worker)
+                else:
                     name = busy.pop(event.worker)
                     if tries[name] >= attempts:
                         raise BackendError(f"video {name}: its worker died {tries[name]} times (last: {event.why});"
@@ -122,8 +125,6 @@ def schedule(workers: Workers, names: Sequence[str], attempts: int = MAX_ATTEMPT
                                            "to resume")
                     log.warning("video %s: its worker died (%s); handing it to another worker", name, event.why)
                     pending.appendleft(name)
-                else:  # died between videos
-                    idle.remove(event.worker)
                 workers.launch(event.worker)
                 starting.add(event.worker)
 
@@ -143,7 +144,8 @@ class InProcess:
         self.stack.close()
 
     def start(self, task: VideoTask) -> Opened:
-        self.task, self.segmenter = task, self.stack.enter_context(self.spec.open())
+        self.task = task
+        self.segmenter = self.stack.enter_context(self.spec.open())
         return Opened.of(self.segmenter)
 
     def run(self, names: Sequence[str]) -> Iterator[VideoResult]:
@@ -269,13 +271,16 @@ def gpu_slots(workers: int) -> list[str | None]:
     """The GPU each of ``workers`` processes sees, round robin over this machine's GPUs (``CUDA_VISIBLE_DEVICES``
     if set, else those ``nvidia-smi -L`` lists); all None without a GPU."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = [g.strip() for g in visible.split(",") if g.strip()] if visible is not None else []
-    if visible is None and shutil.which("nvidia-smi"):
+    if visible is not None:
+        gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    elif shutil.which("nvidia-smi"):
         try:
             listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.SubprocessError):
             listing = ""
         gpus = [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    else:
+        gpus = []
     return [gpus[w % len(gpus)] if gpus else None for w in range(workers)]
 
 

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -60,7 +61,6 @@ class VideoTask(Protocol):
     def expected(self, name: str) -> list[str] | None:
         """The files a finished video's folder holds (a folder with them all is skipped, whoever wrote it); None
         when only the run's record can tell (a video file's frame count is known once decoded)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def publish(folder: Path, result: VideoResult) -> VideoRun:
     try:
         for file, data in result.files.items():
             write_atomic(tmp / file, data)
-        run = VideoRun(result.name, result.frames, result.seconds, False, result.worker, result.attempts)
+        run = VideoRun(result.name, result.frames, result.seconds, skipped=False, worker=result.worker,
+                       attempts=result.attempts)
         write_json_atomic(tmp / VIDEO_RECORD, {"video": run.name, "frames": run.frames, "files": sorted(result.files),
                                                "seconds": round(run.seconds, 3), "worker": run.worker,
                                                "attempts": run.attempts})
@@ -136,6 +137,7 @@ def publish(folder: Path, result: VideoResult) -> VideoRun:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    log.info("video %s: %d frames, %.1f frames/s on %s", run.name, run.frames, run.fps, run.worker)
     return run
 
 
@@ -169,11 +171,9 @@ class Pool(Protocol):
 
     def start(self, task: VideoTask) -> Opened:
         """Start the workers; return what they opened (the same for all)."""
-        ...
 
     def run(self, names: Sequence[str]) -> Iterator[VideoResult]:
         """Each video's result as it finishes, in any order (a dead worker's video is handed to another)."""
-        ...
 
 
 def segment_videos(plan: VideoPlan, pool: Pool, opened: Opened, out: str | os.PathLike[str], *, tool: str,
@@ -182,24 +182,17 @@ def segment_videos(plan: VideoPlan, pool: Pool, opened: Opened, out: str | os.Pa
     ``<out>/<plan.task.folder>/<name>/``, skipping finished videos unless ``force``; one ``VideoRun`` per video,
     in plan order. The results folder is claimed as ``eval.run`` claims it (``tool`` owns it), so a run on
     workers resumes one in a single process and the other way round."""
-    out, videos = Path(out), Path(out) / plan.task.folder
+    out = Path(out)
+    videos = out / plan.task.folder
     owner = Owner(tool, owner_source(opened.fingerprint, opened.backend, plan.dataset))
     claim_results(out, owner, [*plan.inputs, pool.spec.folder], force, stale=str(Path(plan.task.folder, "*/*.png")))
     earlier = {} if force else {name: finished(videos / name, plan.task, name) for name in plan.names}
-    runs: dict[str, VideoRun] = {name: run for name, run in earlier.items() if run is not None}
-    reported = 0
-
-    def report(run: VideoRun) -> None:
-        nonlocal reported
-        reported += 1
+    skipped = [run for run in earlier.values() if run is not None]
+    todo = [name for name in plan.names if earlier.get(name) is None]
+    published = (publish(videos / result.name, result) for result in pool.run(todo))
+    runs: dict[str, VideoRun] = {}
+    for position, run in enumerate(chain(skipped, published), start=1):  # the skipped ones reported first
+        runs[run.name] = run
         if progress is not None:
-            progress(reported, len(plan.names), run)
-
-    for name in plan.names:
-        if name in runs:
-            report(runs[name])
-    for result in pool.run([name for name in plan.names if name not in runs]):
-        runs[result.name] = run = publish(videos / result.name, result)
-        log.info("video %s: %d frames, %.1f frames/s on %s", run.name, run.frames, run.fps, run.worker)
-        report(run)
+            progress(position, len(plan.names), run)
     return [runs[name] for name in plan.names]

@@ -20,7 +20,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..runtime.backends import AUTO, BACKENDS
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
@@ -49,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def segment(args: argparse.Namespace) -> dict[str, Any]:
-    """Segment every video of ``args.videos``; the summary."""
+def _work(args: argparse.Namespace) -> int:
+    """Segment every video of ``args.videos``; print the summary."""
     from ..batch import SegmenterSpec, VideoRun, segment_videos, videos_per_minute, videos_plan
 
     def progress(index: int, total: int, run: VideoRun) -> None:
@@ -64,19 +63,17 @@ def segment(args: argparse.Namespace) -> dict[str, Any]:
     with worker_pool(args, SegmenterSpec(args.engine_dir, args.backend, args.threads, args.device)) as pool:
         opened = pool.start(plan.task)
         runs = segment_videos(plan, pool, opened, args.out, tool=PROG, force=args.force, progress=progress)
-    return {"out": str(args.out), "backend": opened.backend, "videos": len(runs),
-            "segmented": sum(not r.skipped for r in runs), "frames": sum(r.frames for r in runs if not r.skipped),
-            "videos_per_minute": videos_per_minute(runs, time.perf_counter() - t0),
-            "runs": [{"video": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
-                      "worker": r.worker, "attempts": r.attempts} for r in runs]}
-
-
-def _work(args: argparse.Namespace) -> int:
-    s = segment(args)
-    print(json.dumps(s, indent=1) if args.json else
-          f"{PROG}: {s['segmented']} of {s['videos']} videos segmented ({s['frames']} frames, "
-          f"{s['videos_per_minute']:.1f} videos/min, {s['backend']}), {s['videos'] - s['segmented']} finished "
-          f"earlier; masks in {s['out']}")
+    per_minute = videos_per_minute(runs, time.perf_counter() - t0)
+    segmented = [r for r in runs if not r.skipped]
+    frames = sum(r.frames for r in segmented)
+    if args.json:
+        print(json.dumps({"out": str(args.out), "backend": opened.backend, "videos": len(runs),
+                          "segmented": len(segmented), "frames": frames, "videos_per_minute": per_minute,
+                          "runs": [{"video": r.name, "frames": r.frames, "skipped": r.skipped, "seconds": r.seconds,
+                                    "worker": r.worker, "attempts": r.attempts} for r in runs]}, indent=1))
+    else:
+        print(f"{PROG}: {len(segmented)} of {len(runs)} videos segmented ({frames} frames, {per_minute:.1f} "
+              f"videos/min, {opened.backend}), {len(runs) - len(segmented)} finished earlier; masks in {args.out}")
     return EXIT_OK
 
 

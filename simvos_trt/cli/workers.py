@@ -4,6 +4,7 @@ are segmented, and the pool that does it (simvos_trt.batch)."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .common import flag
@@ -41,8 +42,6 @@ def check_worker_options(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 def worker_pool(args: argparse.Namespace, spec: SegmenterSpec) -> InProcess | Processes | RayPool:
     """The pool the worker options ask for, over the export ``spec``, not started."""
-    from dataclasses import replace
-
     from ..batch.pools import InProcess, Processes, default_threads
 
     if args.ray is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import processing
 from ..errors import InputError
 from ..io import open_atomic
 from ..runtime.png import read_index_png, write_index_png
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SPLIT = "valid"
 META = "meta.json"
+FRAMES = "JPEGImages"  # the folder of frames, one folder per video
 ANNOTATIONS = "Annotations"  # the folder of masks, in the dataset and in the results (and the zip)
 
 
@@ -37,6 +39,10 @@ class VideoFiles:
     listed: tuple[str, ...]  # the frames of <split>/JPEGImages/<video>, in order: the frames saved and scored
     frames: tuple[Path, ...]  # the JPEGs segmented, in order (every frame with all_frames, else the listed ones)
     annotations: dict[str, Path]  # annotated frame -> its PNG, in frame order
+
+    def saved(self, save_all: bool) -> list[str]:
+        """The frames a run writes: the listed ones, or with ``save_all`` every frame segmented."""
+        return [p.stem for p in self.frames] if save_all else list(self.listed)
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,8 @@ def _read_videos(meta: Path) -> list[str]:
 
 def _all_frames_folder(folder: Path, videos: list[str]) -> Path:
     """The folder holding ``<video>/*.jpg`` for every video: ``folder`` or its ``JPEGImages``."""
-    if not (folder / videos[0]).is_dir() and (folder / "JPEGImages" / videos[0]).is_dir():
-        folder = folder / "JPEGImages"  # valid_all_frames itself was given
+    if not (folder / videos[0]).is_dir() and (folder / FRAMES / videos[0]).is_dir():
+        folder = folder / FRAMES  # valid_all_frames itself was given
     missing = [v for v in videos if not (folder / v).is_dir()]
     if missing:
         raise InputError(f"all-frames folder {folder}: no folder for {len(missing)} videos of meta.json, first "
@@ -110,11 +116,11 @@ def open_youtube(root: str | os.PathLike[str], split: str = SPLIT,
               f"{split}/{META} (pass the folder that holds the split folders, and --split for another split)")
     if root.is_file():
         raise InputError(f"YouTube-VOS root {root} is a file; {layout}")
-    for path in (root / split / "JPEGImages", root / split / ANNOTATIONS, root / split / META):
+    for path in (root / split / FRAMES, root / split / ANNOTATIONS, root / split / META):
         if not path.exists():
             raise InputError(f"YouTube-VOS root {root}: {path} is missing; {layout}")
     videos = _read_videos(root / split / META)
-    missing = [v for v in videos if not (root / split / "JPEGImages" / v).is_dir()]
+    missing = [v for v in videos if not (root / split / FRAMES / v).is_dir()]
     if missing:
         raise InputError(f"YouTube-VOS root {root}: {len(missing)} videos of {split}/{META} have no folder in "
                          f"{split}/JPEGImages, first '{missing[0]}'; the split is incomplete: extract it again")
@@ -126,9 +132,9 @@ def open_youtube(root: str | os.PathLike[str], split: str = SPLIT,
 def _video_files(folder: Path, all_frames: Path | None, name: str, where: str) -> VideoFiles:
     """List and check one video of the split ``folder``: frames present, every annotation on one of them, all
     of one size."""
-    listed = _jpegs(folder / "JPEGImages" / name)
+    listed = _jpegs(folder / FRAMES / name)
     if not listed:
-        raise InputError(f"{where}: {folder / 'JPEGImages' / name} holds no JPEG frame; extract the split again")
+        raise InputError(f"{where}: {folder / FRAMES / name} holds no JPEG frame; extract the split again")
     frames = listed if all_frames is None else _jpegs(all_frames / name)
     stems = {p.stem for p in frames}
     absent = [p.stem for p in listed if p.stem not in stems]
@@ -172,8 +178,9 @@ def first_masks(files: VideoFiles, where: str) -> FirstMasks:
             ann = read_index_png(path)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from exc
-        palette = ann.palette if i == 0 else palette
-        objects = np.setdiff1d(np.unique(ann.labels), [0])
+        if i == 0:
+            palette = ann.palette
+        objects = processing.object_ids(ann.labels)
         new = np.setdiff1d(objects, seen)  # ids first seen here
         revisited = revisited or len(new) < len(objects)  # some object was annotated before
         if new.size:
@@ -189,7 +196,7 @@ def segment_video(segmenter: VideoSegmenter, ds: YouTubeVOS, name: str, out: Pat
     reads only the dataset and writes only this video's folder."""
     files = ds.files[name]
     folder = out / ANNOTATIONS / name
-    saved = [p.stem for p in files.frames] if save_all else list(files.listed)
+    saved = files.saved(save_all)
     outputs = [folder / f"{stem}.png" for stem in saved]
     return run_or_skip(name, outputs, force, lambda: _segment(segmenter, ds, files, folder, set(saved)))
 
@@ -207,11 +214,11 @@ def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folde
     for path in files.frames:
         mask = given.masks.get(path.stem)  # (H, W) uint8, or None
         try:
-            if session is None and mask is not None:
+            if session is not None:
+                labels = session.step(read_frame(path), mask=mask)
+            elif mask is not None:  # the first object appears
                 session = segmenter.video()
                 labels = session.start(read_frame(path), mask, bgr=True)
-            elif session is not None:
-                labels = session.step(read_frame(path), mask=mask)
             else:
                 labels = empty
         except InputError as exc:
@@ -256,24 +263,26 @@ def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
 def score_video(files: VideoFiles, results: Path, where: str, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """J and F of each object of a video with ground truth over the listed frames after its first appearance
     (an object first seen on the last listed frame has none and gives no result)."""
-    first = {int(k): natural_key(stem) for stem, mask in first_masks(files, where).masks.items()
-             for k in np.unique(mask) if k}
-    scored = {k: [s for s in files.listed if natural_key(s) > key] for k, key in first.items()}
-    j: dict[int, list[float]] = {k: [] for k in first}
-    f: dict[int, list[float]] = {k: [] for k in first}
+    appears: dict[int, list[int | str]] = {}  # object -> natural_key of the frame where it first appears
+    for stem, mask in first_masks(files, where).masks.items():
+        appears.update((int(k), natural_key(stem)) for k in processing.object_ids(mask))
+    scored: dict[int, list[str]] = {k: [] for k in appears}  # object -> the listed frames it is scored on
+    j: dict[int, list[float]] = {k: [] for k in appears}
+    f: dict[int, list[float]] = {k: [] for k in appears}
     for stem in files.listed:
-        alive = [k for k, key in first.items() if natural_key(stem) > key]
+        alive = [k for k, key in appears.items() if natural_key(stem) > key]
         if not alive:
             continue
         gt = read_index_png(files.annotations[stem]).labels  # (H, W)
         pred = read_prediction(results / ANNOTATIONS / files.name / f"{stem}.png", gt.shape,
                                f"results {results}, video '{files.name}', frame {stem}")
         for k in alive:
+            scored[k].append(stem)
             j[k].append(float(region_similarity(gt == k, pred == k)))
             f[k].append(boundary_f_measure(gt == k, pred == k, bound_th))
     return [ObjectResult(files.name, k, tuple(scored[k]), np.array(j[k]), np.array(f[k]),
                          statistics(np.array(j[k])), statistics(np.array(f[k])))
-            for k in sorted(first) if scored[k]]
+            for k in sorted(appears) if scored[k]]
 
 
 def evaluate_youtube(ds: YouTubeVOS, results: str | os.PathLike[str], bound_th: float = BOUND_TH) -> Evaluation | None:

@@ -85,18 +85,18 @@ class Writers:
     thread (in submission order: a video's frames); with ``backlog`` writes not finished, ``submit`` waits."""
 
     def __init__(self, threads: int = 2, backlog: int = 8) -> None:
-        self._pools = (ThreadPoolExecutor(threads, thread_name_prefix="writer"),
-                       ThreadPoolExecutor(1, thread_name_prefix="ordered-writer"))
+        self._any_order = ThreadPoolExecutor(threads, thread_name_prefix="writer")
+        self._in_order = ThreadPoolExecutor(1, thread_name_prefix="ordered-writer")
         self._slots = threading.Semaphore(backlog)
         self._errors: list[BaseException] = []
 
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn(*args)`` in the pool; raises the error of an earlier write instead, if one failed."""
-        self._submit(self._pools[0], fn, args)
+        self._submit(self._any_order, fn, args)
 
     def submit_ordered(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn(*args)`` after every earlier ``submit_ordered`` call has run."""
-        self._submit(self._pools[1], fn, args)
+        self._submit(self._in_order, fn, args)
 
     def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
         self.check()
@@ -116,7 +116,7 @@ class Writers:
 
     def close(self, raise_error: bool = True) -> None:
         """Wait for every write handed over (at most ``backlog``), then ``check`` if ``raise_error``."""
-        for pool in self._pools:
+        for pool in (self._any_order, self._in_order):
             pool.shutdown(wait=True)
         if raise_error:
             self.check()
@@ -126,9 +126,8 @@ class Writers:
 
 class FrameLoop(Generic[T]):
     """``with FrameLoop(items) as loop: for item in loop: ...; loop.submit(write, ...)``: ``items`` prefetched
-    (``Prefetch``), writes behind (``Writers``). On leaving, the prefetch stops and every write handed over
-    finishes (each writes its file atomically: complete files only, every frame segmented before an error or
-    Ctrl-C included); then the first failed write is raised, unless the block raised (its exception wins)."""
+    (``Prefetch``), writes behind (``Writers``). On leaving, every write handed over finishes; then the first
+    failed write is raised, unless the block raised (its exception wins; docs/runtime.md)."""
 
     def __init__(self, items: Iterable[T], *, prefetch: int = 4, threads: int = 2, backlog: int = 8) -> None:
         self.frames = Prefetch(items, prefetch)

@@ -59,8 +59,7 @@ def read_index_png(path: str | os.PathLike[str]) -> IndexImage:
 
 def encode_index_png(labels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     """(H, W) uint8 labels -> an 8-bit palette PNG; ``palette`` (P, 3) RGB is completed with DAVIS's. Rows are
-    stored unfiltered and deflated with run-length matching (``zlib.Z_RLE``): masks are runs of one id, so this
-    is several times faster than Pillow's default (zlib level 6) and the files are smaller."""
+    stored unfiltered and deflated as runs (``zlib.Z_RLE``; why: docs/runtime.md, "The overlapped loop")."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype != np.uint8 or labels.size == 0:
         raise InputError(f"labels: expected a non-empty (H, W) uint8 array, got {labels.dtype} {labels.shape}")

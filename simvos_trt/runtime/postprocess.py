@@ -34,6 +34,12 @@ def frame_outputs(backend: Backend, aggregate: dict[str, Handle], placement: Pla
     return labels, frame_prob(backend, maps, crop) if return_prob else None
 
 
+def frame_probabilities(backend: Backend, aggregate: dict[str, Handle], placement: Placement) -> np.ndarray:
+    """``frame_outputs``' probabilities alone (for a frame whose mask gives its labels)."""
+    maps, crop = at_frame_size(backend, aggregate, placement)
+    return frame_prob(backend, maps, crop)
+
+
 def at_frame_size(backend: Backend, aggregate: dict[str, Handle],
                   placement: Placement) -> tuple[dict[str, Handle], processing.Padding]:
     """The handles of labels and probabilities (``PROB``) covering the frame, and what to crop off them."""

@@ -15,7 +15,7 @@ from ..manifest import Graph
 from .backends.base import Backend, Handle
 from .batches import Batch, Row, gather, plan_batches
 from .geometry import Placement, frame_size, place, place_mask, write_frame
-from .postprocess import frame_outputs
+from .postprocess import frame_outputs, frame_probabilities
 from .video import Result, Video, check_flags, check_mask
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,16 @@ class VideoSession(Video):
         check_flags(bgr=bgr)
         size = frame_size(last.frame)
         state = self._new_state(size, bgr)
-        stated = {int(i): keyframe for keyframe, ids in references for i in ids}
-        if not stated or sum(len(ids) for _, ids in references) != len(stated):
+        given = [int(i) for _, ids in references for i in ids]
+        if not given or len(set(given)) != len(given):
             raise InputError("resume: give each object's reference keyframe once (at least one object)")
         for keyframe in [*(k for k, _ in references), last]:
             frame_size(keyframe.frame)
             check_mask(keyframe.labels, size)
             if not 0 <= keyframe.index <= last.index:
                 raise InputError(f"resume: keyframe {keyframe.index} is not a frame up to the last ({last.index})")
-        state.ids = np.array(sorted(stated), dtype=np.uint8)
-        self._check_stated(state, state.ids[None])
+        state.ids = np.array(sorted(given), dtype=np.uint8)
+        self._check_stated(state, state.ids[None])  # the ids as a one-row mask
         state.references = [(None, 0)] * len(state.ids)
         state.reference_index = [0] * len(state.ids)
         for keyframe, ids in references:
@@ -186,28 +186,26 @@ class VideoSession(Video):
         stage_frame(st, frame)
         frame_h = be.from_host(st.staging)
         prob = self._decode(st, frame_h, previous) if len(st.ids) else None  # (K, 1, He, We)
-        stated = None
+        stated = np.zeros(0, np.uint8)  # the ids the mask states
         if mask is not None:
             stated = processing.object_ids(mask)
             prob = self._compose(st, prob, mask, stated)
         if prob is None:  # no object alive
-            st.pending, st.index = None, st.index + 1
+            st.pending = None
+            st.index += 1
             pl = st.placement
             labels = np.zeros((pl.height, pl.width), np.uint8)
             return (labels, np.ones((1, pl.height, pl.width), np.float32)) if return_prob else labels
         out = be.run(Graph.AGGREGATE, {"prob": prob})
-        unstated = stated is not None and len(st.ids) > len(stated)  # objects the mask leaves propagating
-        if stated is not None and not unstated and not return_prob:
-            labels, probs = mask.copy(), None  # every alive object stated: the mask is the frame's labels
-        else:
-            labels, probs = frame_outputs(be, out, st.placement, st.lut, return_prob or unstated)
-        if stated is not None:
-            assert mask is not None
-            if unstated:
-                assert probs is not None
-                labels = stated_labels(mask, probs, st.ids, stated)
-            else:  # elsewhere only the background is left
-                labels = mask.copy()
+        if mask is None:
+            labels, probs = frame_outputs(be, out, st.placement, st.lut, return_prob)
+        elif len(stated) == len(st.ids):  # every alive object stated: the mask is the frame's labels
+            labels = mask.copy()
+            probs = frame_probabilities(be, out, st.placement) if return_prob else None
+        else:  # where the mask is 0, the most probable of the background and the objects it leaves propagating
+            probs = frame_probabilities(be, out, st.placement)
+            labels = stated_labels(mask, probs, st.ids, stated)
+        if mask is not None:
             self._reference(st, frame_h, labels, stated, st.index)
         st.pending = (frame_h, out["objects"])
         st.index += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sized
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -91,8 +91,9 @@ def segment_frames(video: Video, frames: Iterable[np.ndarray], masks: np.ndarray
     annotations = {0: masks} if isinstance(masks, np.ndarray) else dict(masks)
     if 0 not in annotations:
         raise InputError("masks: frame 0 has no mask; a video starts with its first frame's objects")
-    shape, mask_shape = getattr(frames, "shape", None), np.shape(annotations[0])
+    shape = getattr(frames, "shape", None)
     if shape is not None:
+        mask_shape = np.shape(annotations[0])
         one_frame = len(shape) == 3 and shape[:2] == mask_shape and shape[1:] != mask_shape  # (H, W, 3) itself
         if len(shape) < 3 or one_frame:
             raise InputError(f"frames: got an array of shape {tuple(shape)}, not a video: expected (T, H, W, 3) "
@@ -100,11 +101,7 @@ def segment_frames(video: Video, frames: Iterable[np.ndarray], masks: np.ndarray
     if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
         raise InputError(f"frames: got {type(frames).__name__}, expected an iterable of (H, W, 3) uint8 frames "
                          "(a list, a generator or a (T, H, W, 3) array)")
-    count = len(frames) if isinstance(frames, Sized) else None
-    bad = sorted(t for t in annotations if type(t) is not int or t < 0 or (count is not None and t >= count))
-    if bad:
-        raise InputError(f"masks: frames {bad} are not frames of the video"
-                         + (f" (0..{count - 1})" if count else ""))
+    check_mask_frames(annotations, len(frames) if isinstance(frames, Sized) else None)
     seen = 0
     for t, frame in enumerate(frames):
         seen = t + 1
@@ -114,9 +111,17 @@ def segment_frames(video: Video, frames: Iterable[np.ndarray], masks: np.ndarray
             yield video.step(frame, annotations.get(t), return_prob=return_prob)
     if seen == 0:
         raise InputError("frames: the video has no frame")
-    beyond = sorted(t for t in annotations if t >= seen)
-    if beyond:
-        raise InputError(f"masks: frames {beyond} are not frames of the video (0..{seen - 1})")
+    check_mask_frames(annotations, seen)
+
+
+def check_mask_frames(annotations: Mapping[Any, np.ndarray], count: int | None) -> None:
+    """InputError unless every mask is keyed by a frame's index: an int (not a bool) from 0, under ``count``
+    when the frames are counted (None: a generator's, counted at its end)."""
+    for t in annotations:
+        is_index = type(t) is int and t >= 0
+        if not is_index or (count is not None and t >= count):
+            frames = f" (0..{count - 1})" if count else ""
+            raise InputError(f"masks: {t!r} is not the index of a frame of the video{frames}")
 
 
 def check_flags(**flags: object) -> None:

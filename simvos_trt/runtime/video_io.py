@@ -31,8 +31,8 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-#: What a whole file of each format ends with: JPEG's end-of-image marker, PNG's IEND chunk (length and CRC).
-_ENDS = {b"\xff\xd8": (b"\xff\xd9", "JPEG"), b"\x89PNG": (b"IEND\xaeB`\x82", "PNG")}
+#: How a file of each format starts, and what a whole one ends with: JPEG's end-of-image marker, PNG's IEND chunk.
+_MARKERS = ((b"\xff\xd8", b"\xff\xd9", "JPEG"), (b"\x89PNG", b"IEND\xaeB`\x82", "PNG"))
 
 
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
@@ -42,10 +42,10 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"frame {path} cannot be read ({exc.strerror}); check the file") from exc
-    end, kind = _ENDS.get(data[:4], _ENDS.get(data[:2], (b"", "")))
-    if end and end not in data[-1024:]:  # allow a few bytes after the marker, as decoders do
-        raise InputError(f"frame {path} is damaged or not an image (the {kind} file is truncated: it lacks its "
-                         "end marker); replace the file")
+    for start, end, kind in _MARKERS:
+        if data.startswith(start) and end not in data[-1024:]:  # allow a few bytes after the marker, as decoders do
+            raise InputError(f"frame {path} is damaged or not an image (the {kind} file is truncated: it lacks its "
+                             "end marker); replace the file")
     frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if frame is None:
         raise InputError(f"frame {path} is damaged or not an image (OpenCV cannot decode it); replace it with a "
@@ -85,15 +85,23 @@ class FrameSource:
         else:
             raise InputError(f"{self.path} does not exist; give a folder of frames or a video file")
 
+    def name(self, index: int) -> str:
+        """The name of frame ``index``: its file's stem, or ``00000``, ``00001``... in a video file."""
+        return self.files[index].stem if self.files is not None else f"{index:05d}"
+
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.files is not None:
             for f in self.files:
                 yield f.stem, read_frame(f)
             return
-        cap, index = cv2.VideoCapture(str(self.path)), 0
+        cap = cv2.VideoCapture(str(self.path))
+        index = 0
         try:
-            while (read := cap.read())[0]:
-                yield f"{index:05d}", read[1]
+            while True:
+                decoded, frame = cap.read()
+                if not decoded:
+                    break
+                yield self.name(index), frame
                 index += 1
         finally:
             cap.release()
@@ -156,7 +164,8 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
     starts the video (frames before it have no object, all 0), a later one is stated with its frame (objects
     join or are corrected there)."""
     times = []
-    done, started = 0, False
+    done = 0
+    started = False
     with FrameLoop(frames) as loop:  # decoding ahead, writing behind
         for done, (name, frame) in enumerate(loop, start=1):
             t0 = time.perf_counter()
@@ -165,7 +174,8 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
                 labels = session.step(frame, mask)
                 times.append(time.perf_counter() - t0)
             elif mask is not None:
-                labels, started = session.start(frame, mask, bgr=bgr), True
+                labels = session.start(frame, mask, bgr=bgr)
+                started = True
             else:
                 labels = np.zeros(frame.shape[:2], np.uint8)
             loop.submit(write_index_png, out / f"{name}.png", labels, palette)

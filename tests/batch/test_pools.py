@@ -15,7 +15,7 @@ import pytest
 from batch_helpers import SEQUENCES, KillOnce, outputs
 
 from simvos_trt.batch import Processes, SegmenterSpec, davis_plan, segment_videos
-from simvos_trt.batch.pools import Died, Done, Ready, gpu_slots, schedule
+from simvos_trt.batch.pools import Died, Done, Ready, gpu_slots, schedule, start_workers
 from simvos_trt.batch.videos import VIDEO_RECORD, Opened, VideoResult
 from simvos_trt.cli.eval import main
 from simvos_trt.errors import BackendError, InputError
@@ -179,6 +179,13 @@ def test_schedule_stops_when_a_worker_cannot_start_anew():
     script = [lambda ws: [Died(0, "killed")], lambda ws: [Died(0, "process 1 could not open the export: gone")]]
     with pytest.raises(BackendError, match="could not open the export: gone"):
         list(schedule(ScriptedWorkers(1, script), ["a"]))
+
+
+def test_workers_that_opened_different_backends_stop_the_start():
+    """A node without TensorRT resolves ``auto`` to ONNX Runtime: the inputs differ, not a backend failing."""
+    script = [lambda ws: [Ready(0, Opened("f", "tensorrt")), Ready(1, Opened("f", "onnxruntime"))]]
+    with pytest.raises(InputError, match="the workers opened different exports or backends .*pass --backend"):
+        start_workers(ScriptedWorkers(2, script))
 
 
 def test_youtube_vos_on_workers_equals_the_single_process_run(youtube, export, tmp_path, capsys):

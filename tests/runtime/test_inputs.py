@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -243,6 +244,12 @@ def test_bad_segment_arguments(seg, video):
         list(seg.segment(frames[0], mask))
     with pytest.raises(InputError, match="return_prob: got 'yes'"):
         list(seg.segment(frames, mask, return_prob="yes"))
+    for key in [4, -1, True, "2"]:  # past the end, negative, a bool, a string
+        message = f"masks: {key!r} is not the index of a frame of the video (0..3)"
+        with pytest.raises(InputError, match=re.escape(message)):
+            list(seg.segment(frames, {0: mask, key: mask}))
+    with pytest.raises(InputError, match=r"masks: 4 is not the index of a frame of the video \(0\.\.3\)"):
+        list(seg.segment(iter(frames), {0: mask, 4: mask}))  # a generator's frames are counted at its end
     with pytest.raises(InputError, match="bgr: got 1"):
         seg.start(frames[0], mask, bgr=1)
     session = seg.start(frames[0], mask)
