@@ -251,18 +251,24 @@ class VideoStore(Closing):
                         video.lock.release()
 
 
-
 def resume(session: VideoSession, req: FrameRequest) -> int:
     """Rebuild ``session`` from a resume request (README.md, "Failover"); returns the index of its last frame."""
     frames, labels, index = req.keyframes, req.keyframe_labels, req.keyframe_index
     ids, owners = req.reference_ids, req.reference_keyframes
     assert frames is not None and labels is not None and index is not None and ids is not None and owners is not None
-    n = len(frames)
-    if not len(labels) == len(index) == n >= 1 or len(ids) != len(owners) or (owners >= n).any():
-        raise InputError(f"video {req.video_id!r}: resume: '{KEYFRAMES}', '{KEYFRAME_LABELS}' and "
-                         f"'{KEYFRAME_INDEX}' need one entry per keyframe (got {n}, {len(labels)}, {len(index)}), "
-                         f"'{REFERENCE_IDS}' and '{REFERENCE_KEYFRAMES}' one per object (got {len(ids)}, "
-                         f"{len(owners)}), each the position of a keyframe (0..{n - 1})")
+    video, n = f"video {req.video_id!r}: resume", len(frames)
+    if n == 0:
+        raise InputError(f"{video}: '{KEYFRAMES}' is empty; send each object's reference keyframe and the last frame")
+    if len(labels) != n or len(index) != n:
+        raise InputError(f"{video}: '{KEYFRAME_LABELS}' and '{KEYFRAME_INDEX}' have {len(labels)} and {len(index)} "
+                         f"entries, expected one per keyframe in '{KEYFRAMES}' ({n}); send each keyframe's labels "
+                         "and index")
+    if len(ids) != len(owners):
+        raise InputError(f"{video}: '{REFERENCE_KEYFRAMES}' has {len(owners)} entries, expected one per object in "
+                         f"'{REFERENCE_IDS}' ({len(ids)}); send each object's keyframe position")
+    if (owners >= n).any():
+        raise InputError(f"{video}: '{REFERENCE_KEYFRAMES}' names keyframe {owners.max()}, expected positions in "
+                         f"'{KEYFRAMES}' (0..{n - 1}); send each object's reference keyframe")
     keyframes = [Keyframe(int(i), f, k) for i, f, k in zip(index, frames, labels, strict=True)]
     references = [(keyframes[j], ids[owners == j].tolist()) for j in np.unique(owners)]
     session.resume(references, keyframes[-1], objects=req.state, bgr=req.bgr)
