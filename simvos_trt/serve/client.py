@@ -18,6 +18,7 @@ from ..runtime.backends.base import Closing
 from ..runtime.pipeline import Prefetch
 from ..runtime.video import Result, segment_frames
 from .protocol import (
+    FRAME,
     LABELS,
     MODEL,
     OBJECT_IDS,
@@ -46,7 +47,7 @@ class Endpoint:
     """One simvos-serve server: its ``url`` (HOST:PORT), gRPC client, whether shared memory may be used."""
 
     def __init__(self, url: str, grpc: Any, shared_memory: bool | None) -> None:
-        self.url, self._grpc = url, grpc
+        self.url = url
         self.shared_memory = is_loopback(url) if shared_memory is None else shared_memory
         self.required = shared_memory is True  # a failed registration is an error, not a fallback
         self.client = grpc.InferenceServerClient(url)
@@ -60,6 +61,10 @@ class Endpoint:
         for region in free:
             region.close()
         self.client.close()
+
+    def takes_videos(self, now: float) -> bool:
+        """Whether new videos may be placed here: it never failed, or failed over ``RETRY_AFTER`` seconds ago."""
+        return self.down_since is None or now - self.down_since > RETRY_AFTER
 
     def give_back(self, region: SharedRegion) -> None:
         """Keep the region of a video that ended here for the next video (registering one takes two calls)."""
@@ -160,8 +165,7 @@ class SegmentationClient(Closing):
         videos move). ServeError when no server is left."""
         now = time.monotonic()
         with self._lock:
-            live = [e for e in self.endpoints if e is not avoid
-                    and (e.down_since is None or now - e.down_since > RETRY_AFTER)]
+            live = [e for e in self.endpoints if e is not avoid and e.takes_videos(now)]
         if not live:
             raise ServeError(f"video {video_id!r}: no server left to place it on (of {self.url})")
         return max(live, key=lambda e: hashlib.blake2b(f"{e.url}/{video_id}".encode(), digest_size=8).digest())
@@ -178,10 +182,9 @@ class SegmentationClient(Closing):
         server cannot be reached, ServeError with the server's reason when it refuses."""
         endpoint = endpoint or self.place(request.video_id)
         tensors = request.tensors()
-        shared = region is not None and request.frame is not None
-        if shared:
-            assert region is not None and request.frame is not None
-            inputs, labels = region.request(self.grpc, tensors, request.frame.shape[:2])
+        shared = region if FRAME in tensors else None  # only a request with a frame has labels to share
+        if shared is not None:
+            inputs, labels = shared.request(self.grpc, tensors, tensors[FRAME].shape[:2])
             wanted = [OBJECT_IDS]
             if request.return_prob:
                 wanted.append(PROB)
@@ -195,16 +198,17 @@ class SegmentationClient(Closing):
                                            client_timeout=self.timeout, headers={ROUTING_HEADER: request.video_id})
         except self._error as exc:
             text = exc.message() or str(exc)
-            reason = server_message(text)
             if exc.status() == UNAVAILABLE:
                 raise ServerUnreachable(f"server {endpoint.url}: {_one_line(text)}") from None
-            if (reason is not None and is_not_open(reason, request.video_id)) or (shared and UNKNOWN_REGION in text):
+            reason = server_message(text)
+            region_lost = shared is not None and UNKNOWN_REGION in text  # the server restarted
+            if is_not_open(reason, request.video_id) or region_lost:
                 raise VideoLost(f"server {endpoint.url}: {reason or _one_line(text)}") from None
             raise ServeError(f"server {endpoint.url}: {reason or _one_line(text)}") from None
         names = {o.name for o in result.get_response().outputs}
         out = {name: result.as_numpy(name) for name in names if name != LABELS}
         if LABELS in names:
-            out[LABELS] = region.labels() if shared and region is not None else result.as_numpy(LABELS)
+            out[LABELS] = result.as_numpy(LABELS) if shared is None else shared.labels()
         return out
 
     def _input(self, name: str, array: np.ndarray) -> Any:
