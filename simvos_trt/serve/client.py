@@ -102,10 +102,9 @@ class SegmentationClient(Closing):
     """A thread-safe connection to simvos-serve: ``servers`` is one gRPC endpoint HOST[:PORT] or several,
     comma-separated or as a list; ``timeout`` seconds per request; ``shared_memory`` passes a video's frames and
     labels through Triton's system shared memory (None: for loopback addresses; True: required; False: never);
-    ``exact_failover`` keeps each video's state (the last frame's soft objects at the engine size, 4 bytes per
-    engine pixel and object, sent with every answer) so that a failover continues exactly as the lost server
-    would have; without it a failover rebuilds that state from the last labels (close, not equal).
-    ServeError when no server can be reached or one serves no ready ``simvos`` model."""
+    ``exact_failover`` has every answer carry the video's state (4 bytes per engine pixel and object) so that a
+    failover continues exactly, not closely (README.md, "Failover"). ServeError when no server can be reached or
+    one serves no ready ``simvos`` model."""
 
     def __init__(self, servers: str | Iterable[str], *, timeout: float = 600.0, shared_memory: bool | None = None,
                  exact_failover: bool = True) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, RequestRefused, ServeError, SimVOSError, require
+from ..errors import InputError, RequestRefused, ServeError, SimVOSError, describe_error, require
 from ..manifest import read_manifest
 from ..runtime import AUTO, VideoSegmenter
 from ..runtime.backends.base import Closing
@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks for the shared-memory regions of clients that died.
 ORPHANS_EVERY = 30.0
-#: Starts of Triton tried when PyTriton's start-up handshake with its model instances is refused (README.md, "Inside
-#: the server"); any other failure to start is not retried.
+#: Starts of Triton tried when PyTriton's start-up handshake with its model instances is refused (README.md).
 START_TRIES = 3
 
 
@@ -113,7 +112,7 @@ class SegmentationServer(Closing):
                 break
             except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
                 self._stop_triton()
-                cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+                cause = f"{type(exc).__name__}: {describe_error(exc)}"
                 if not handshake_refused(cause):
                     raise ServeError(f"Triton Inference Server did not start ({cause}); see its log "
                                      f"({self.triton_log})") from exc
@@ -121,9 +120,8 @@ class SegmentationServer(Closing):
                     raise ServeError(f"Triton Inference Server did not start in {START_TRIES} attempts: PyTriton's "
                                      f"start-up handshake with its model instances was refused each time (last: "
                                      f"{cause}); see its log ({self.triton_log})") from exc
-                log.warning("Triton Inference Server did not start (attempt %d of %d): PyTriton's start-up "
-                            "handshake with its model instances was refused (%s); starting it again", attempt,
-                            START_TRIES, cause)
+                log.warning("Triton Inference Server did not start (attempt %d of %d): its model instances' "
+                            "start-up handshake was refused (%s); starting it again", attempt, START_TRIES, cause)
         self._token = token
         self._token_file = write_token(c.grpc_port, token)  # for clients of this user on this host (shared memory)
         log.info("serving %s (%s) on Triton", c.folder, c.backend)
@@ -200,7 +198,7 @@ class SegmentationServer(Closing):
             try:
                 answers.append(self._store.handle(FrameRequest.parse(dict(request.items()), request.parameters or {})))
             except SimVOSError as exc:
-                message = " ".join(str(exc).split())
+                message = describe_error(exc)
                 log.info("request refused: %s", message)
                 raise RequestRefused(ERROR_MARKER + message) from None  # the client reads what follows the marker
             except Exception as exc:
@@ -236,6 +234,5 @@ def check_port(host: str, port: int, flag: str) -> None:
 
 
 def handshake_refused(cause: str) -> bool:
-    """Whether Triton's error ``cause`` says a model instance's start-up handshake with PyTriton was refused (its
-    handshake server not yet listening: a race inside PyTriton, seen with several instances)."""
+    """Whether Triton's error ``cause`` says a model instance's start-up handshake with PyTriton was refused."""
     return "get_config_from_handshake_server" in cause and "ConnectionRefusedError" in cause

@@ -58,7 +58,8 @@ def test_a_refused_handshake_starts_triton_again(server_python, small_export, py
         blocker.stop.set()
     assert len(blocker.blocked) == 1
     text = log.read_text()
-    assert "did not start (attempt 1 of 3)" in text and "ConnectionRefusedError" in text
+    assert "did not start (attempt 1 of 3): its model instances' start-up handshake was refused" in text
+    assert "ConnectionRefusedError" in text
     assert "attempt 2 of 3" not in text
 
 
