@@ -47,7 +47,7 @@ class Endpoint:
     """One simvos-serve server: its ``url`` (HOST:PORT), gRPC client, whether shared memory may be used."""
 
     def __init__(self, url: str, grpc: Any, shared_memory: bool | None) -> None:
-        self.url = url
+        self.url, self._error = url, grpc.InferenceServerException
         self.shared_memory = is_loopback(url) if shared_memory is None else shared_memory
         self.required = shared_memory is True  # a failed registration is an error, not a fallback
         self.client = grpc.InferenceServerClient(url)
@@ -88,7 +88,7 @@ class Endpoint:
                 raise ServeError("it left no access token for this user (is it on this host, run by this user?)")
             return SharedRegion(self.client, nbytes, token)
         except Exception as exc:  # tritonclient's and the OS's errors: a server in another container, say
-            if getattr(exc, "status", lambda: None)() == UNAVAILABLE:  # the server is gone, not its shared memory
+            if isinstance(exc, self._error) and exc.status() == UNAVAILABLE:  # the server is gone, not its memory
                 raise ServerUnreachable(f"server {self.url}: {_one_line(str(exc))}") from None
             if self.required:
                 raise ServeError(f"server {self.url}: cannot share memory with it ({_one_line(str(exc))}); is it "
