@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ..runtime.backends import AUTO, BACKENDS
+from ..serve.launch import READY
 from ..serve.protocol import GRPC_PORT, HTTP_PORT, LOOPBACK, METRICS_PORT
 from ..serve.sessions import Limits
 from .common import EXIT_OK, command_parser, flag, run_command
@@ -75,7 +76,7 @@ def serve(args: argparse.Namespace) -> int:
                              grpc_port=args.grpc_port, metrics_port=args.metrics_port, instances=args.instances,
                              limits=limits, triton_log=args.triton_log, threads=args.threads)
         with SegmentationServer(config) as server:
-            print(f"{PROG}: ready: {server.summary_line()}; Triton log {server.triton_log}", flush=True)
+            print(f"{READY}: {server.summary_line()}; Triton log {server.triton_log}", flush=True)
             server.wait(stop)
     finally:
         for sig, handler in handlers.items():

@@ -49,7 +49,7 @@ class Endpoint:
     def __init__(self, url: str, grpc: Any, shared_memory: bool | None) -> None:
         self.url, self._error = url, grpc.InferenceServerException
         self.shared_memory = is_loopback(url) if shared_memory is None else shared_memory
-        self.required = shared_memory is True  # a failed registration is an error, not a fallback
+        self.shared_memory_required = shared_memory is True  # a failed registration is an error, not a fallback
         self.client = grpc.InferenceServerClient(url)
         self.down_since: float | None = None
         self._free: list[SharedRegion] = []  # regions of ended videos, for the next ones
@@ -90,7 +90,7 @@ class Endpoint:
         except Exception as exc:  # tritonclient's and the OS's errors: a server in another container, say
             if isinstance(exc, self._error) and exc.status() == UNAVAILABLE:  # the server is gone, not its memory
                 raise ServerUnreachable(f"server {self.url}: {_one_line(str(exc))}") from None
-            if self.required:
+            if self.shared_memory_required:
                 raise ServeError(f"server {self.url}: cannot share memory with it ({_one_line(str(exc))}); is it "
                                  "on this host? Pass shared_memory=False to send tensors over gRPC") from None
             log.warning("server %s: shared memory unavailable (%s); sending tensors over gRPC", self.url, exc)

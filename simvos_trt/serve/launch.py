@@ -16,6 +16,7 @@ from typing import IO
 
 from ..errors import ServeError
 
+#: The start of the line simvos-serve prints when it serves.
 READY = "simvos-serve: ready"
 #: The environment variable naming the Python that runs the server (PyTriton pins numpy < 2: README.md).
 PYTHON_ENV = "SIMVOS_SERVE_PYTHON"

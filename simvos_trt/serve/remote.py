@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class RemoteVideo(Video):
     """One video on the servers: ``start``, ``step``, ``remove_objects`` as ``VideoSession``, then ``close`` (or a
     ``with`` block); when its server fails or no longer holds it, it is re-primed on a live server and the failed
-    request sent again (README.md, "Failover"). ``server`` says where it is now, ``moves`` how often it moved."""
+    request is sent again (README.md, "Failover"). ``server`` says where it is, ``moves`` how often it was re-primed."""
 
     def __init__(self, client: SegmentationClient, video_id: str) -> None:
         self.client, self.video_id = client, video_id
