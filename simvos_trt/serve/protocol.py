@@ -27,6 +27,10 @@ INPUTS: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
     KEYFRAME_INDEX: (np.int64, (-1,)), REFERENCE_IDS: (np.uint8, (-1,)), REFERENCE_KEYFRAMES: (np.uint8, (-1,)),
     STATE: (np.float32, (-1, -1, -1, -1))}
 LABELS, PROB, OBJECT_IDS = "labels", "prob", "object_ids"
+#: Every output: its numpy dtype and its Triton shape.
+OUTPUTS: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
+    LABELS: (np.uint8, (-1, -1)), OBJECT_IDS: (np.uint8, (-1,)), PROB: (np.float32, (-1, -1, -1)),
+    STATE: (np.float32, (-1, -1, -1, -1))}
 #: Errors the server raises on purpose start with this, on the last line of Triton's message.
 ERROR_MARKER = "simvos-serve error: "
 #: The header (gRPC metadata) of each client request: a key for sticky routing of a video behind a load balancer.

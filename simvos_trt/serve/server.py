@@ -26,13 +26,10 @@ from .protocol import (
     GRPC_PORT,
     HTTP_PORT,
     INPUTS,
-    LABELS,
     LOOPBACK,
     METRICS_PORT,
     MODEL,
-    OBJECT_IDS,
-    PROB,
-    STATE,
+    OUTPUTS,
     FrameRequest,
 )
 from .sessions import Limits, VideoStore
@@ -140,10 +137,7 @@ class SegmentationServer(Closing):
             model_name=MODEL, infer_func=[self._infer] * c.instances,
             inputs=[Tensor(name=name, dtype=dtype, shape=shape, optional=True)
                     for name, (dtype, shape) in INPUTS.items()],
-            outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
-                     Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
-                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1)),
-                     Tensor(name=STATE, dtype=np.float32, shape=(-1, -1, -1, -1))],
+            outputs=[Tensor(name=name, dtype=dtype, shape=shape) for name, (dtype, shape) in OUTPUTS.items()],
             config=ModelConfig(batching=False), strict=True)
         self._triton.run()
 
