@@ -52,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
     p.add_argument("--triton-log", type=Path, default=None, metavar="FILE",
                    help="file for Triton's own log (default: triton.log in a new private folder under the "
-                   "temporary directory, named in the ready line; PyTriton keeps in memory every line Triton "
-                   "prints on stdout, so it is not printed)")
+                   "temporary directory, named in the ready line; README: why it is not printed)")
     flag(p, "-v", "--verbose", text="log every video opened and closed, and every refused request, on stderr")
     return p
 

@@ -105,7 +105,8 @@ class RemoteVideo(Video):
         self._references = {i: k for i, k in self._references.items() if i in self._ids}
 
     def _check_open(self) -> None:
-        self.object_ids  # noqa: B018 - raises before start
+        if self._ids is None:
+            raise InputError(f"video {self.video_id!r} is not started; call start(first_frame, first_mask) first")
         if self._endpoint is None:
             raise InputError(f"video {self.video_id!r} is closed; start it again (start(frame, mask))")
 
