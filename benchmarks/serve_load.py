@@ -86,7 +86,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             th.start()
         t0 = time.perf_counter()
         time.sleep(args.seconds / 2)
-        rss_before = {"a": server_rss_mb(a.pid), "b": server_rss_mb(b.pid)}
+        rss_before = {"a": server_rss_mb(a.process.pid), "b": server_rss_mb(b.process.pid)}
         t_kill = time.perf_counter()
         a.kill()  # the server, Triton and its stubs
         time.sleep(args.seconds / 2)
@@ -94,7 +94,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         for th in load.threads:
             th.join(timeout=600)
         t_end = time.perf_counter()
-        rss_after = {"b": server_rss_mb(b.pid)}
+        rss_after = {"b": server_rss_mb(b.process.pid)}
     steps = load.steps
     return {
         "variant": args.variant, "size": f"{H}x{W}", "objects": 2, "videos_at_once": args.videos,

@@ -128,7 +128,7 @@ def measure(variant: str, frames: int, concurrency: list[int], threads: int, wor
         fps, rss = {}, {}
         for n in concurrency:
             videos = [moving_shapes(H, W, 2, (8 if variant == "T" else 2) + 1, seed=s) for s in range(n)]
-            fps[n], rss[n] = concurrent_fps(srv.url, videos), server_rss_mb(srv.pid)
+            fps[n], rss[n] = concurrent_fps(srv.url, videos), server_rss_mb(srv.process.pid)
     local, start_local = steps.pop("in_process"), starts.pop("in_process")
     row = {"variant": variant, "size": f"{H}x{W}", "objects": 2, "ort_threads": threads, "in_process": local,
            "server": steps, "overhead_ms": {k: v["median_ms"] - local["median_ms"] for k, v in steps.items()},

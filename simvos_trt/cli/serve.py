@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ..runtime.backends import AUTO, BACKENDS
+from ..serve.launch import READY
 from ..serve.protocol import GRPC_PORT, HTTP_PORT, LOOPBACK, METRICS_PORT
 from ..serve.sessions import Limits
 from .common import EXIT_OK, command_parser, flag, run_command
@@ -51,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime intra-op threads per graph (default: all cores)")
     p.add_argument("--triton-log", type=Path, default=None, metavar="FILE",
                    help="file for Triton's own log (default: triton.log in a new private folder under the "
-                   "temporary directory, named in the ready line; PyTriton keeps in memory every line Triton "
-                   "prints on stdout, so it is not printed)")
+                   "temporary directory, named in the ready line; README: why it is not printed)")
     flag(p, "-v", "--verbose", text="log every video opened and closed, and every refused request, on stderr")
     return p
 
@@ -75,7 +75,7 @@ def serve(args: argparse.Namespace) -> int:
                              grpc_port=args.grpc_port, metrics_port=args.metrics_port, instances=args.instances,
                              limits=limits, triton_log=args.triton_log, threads=args.threads)
         with SegmentationServer(config) as server:
-            print(f"{PROG}: ready: {server.summary_line()}; Triton log {server.triton_log}", flush=True)
+            print(f"{READY}: {server.summary_line()}; Triton log {server.triton_log}", flush=True)
             server.wait(stop)
     finally:
         for sig, handler in handlers.items():

@@ -18,6 +18,7 @@ from ..runtime.backends.base import Closing
 from ..runtime.pipeline import Prefetch
 from ..runtime.video import Result, segment_frames
 from .protocol import (
+    FRAME,
     LABELS,
     MODEL,
     OBJECT_IDS,
@@ -46,9 +47,9 @@ class Endpoint:
     """One simvos-serve server: its ``url`` (HOST:PORT), gRPC client, whether shared memory may be used."""
 
     def __init__(self, url: str, grpc: Any, shared_memory: bool | None) -> None:
-        self.url, self._grpc = url, grpc
+        self.url, self._error = url, grpc.InferenceServerException
         self.shared_memory = is_loopback(url) if shared_memory is None else shared_memory
-        self.required = shared_memory is True  # a failed registration is an error, not a fallback
+        self.shared_memory_required = shared_memory is True  # a failed registration is an error, not a fallback
         self.client = grpc.InferenceServerClient(url)
         self.down_since: float | None = None
         self._free: list[SharedRegion] = []  # regions of ended videos, for the next ones
@@ -60,6 +61,10 @@ class Endpoint:
         for region in free:
             region.close()
         self.client.close()
+
+    def takes_videos(self, now: float) -> bool:
+        """Whether new videos may be placed here: it never failed, or failed over ``RETRY_AFTER`` seconds ago."""
+        return self.down_since is None or now - self.down_since > RETRY_AFTER
 
     def give_back(self, region: SharedRegion) -> None:
         """Keep the region of a video that ended here for the next video (registering one takes two calls)."""
@@ -83,9 +88,9 @@ class Endpoint:
                 raise ServeError("it left no access token for this user (is it on this host, run by this user?)")
             return SharedRegion(self.client, nbytes, token)
         except Exception as exc:  # tritonclient's and the OS's errors: a server in another container, say
-            if getattr(exc, "status", lambda: None)() == UNAVAILABLE:  # the server is gone, not its shared memory
+            if isinstance(exc, self._error) and exc.status() == UNAVAILABLE:  # the server is gone, not its memory
                 raise ServerUnreachable(f"server {self.url}: {_one_line(str(exc))}") from None
-            if self.required:
+            if self.shared_memory_required:
                 raise ServeError(f"server {self.url}: cannot share memory with it ({_one_line(str(exc))}); is it "
                                  "on this host? Pass shared_memory=False to send tensors over gRPC") from None
             log.warning("server %s: shared memory unavailable (%s); sending tensors over gRPC", self.url, exc)
@@ -97,10 +102,9 @@ class SegmentationClient(Closing):
     """A thread-safe connection to simvos-serve: ``servers`` is one gRPC endpoint HOST[:PORT] or several,
     comma-separated or as a list; ``timeout`` seconds per request; ``shared_memory`` passes a video's frames and
     labels through Triton's system shared memory (None: for loopback addresses; True: required; False: never);
-    ``exact_failover`` keeps each video's state (the last frame's soft objects at the engine size, 4 bytes per
-    engine pixel and object, sent with every answer) so that a failover continues exactly as the lost server
-    would have; without it a failover rebuilds that state from the last labels (close, not equal).
-    ServeError when no server can be reached or one serves no ready ``simvos`` model."""
+    ``exact_failover`` has every answer carry the video's state (4 bytes per engine pixel and object) so that a
+    failover continues exactly, not closely (README.md, "Failover"). ServeError when no server can be reached or
+    one serves no ready ``simvos`` model."""
 
     def __init__(self, servers: str | Iterable[str], *, timeout: float = 600.0, shared_memory: bool | None = None,
                  exact_failover: bool = True) -> None:
@@ -160,8 +164,7 @@ class SegmentationClient(Closing):
         videos move). ServeError when no server is left."""
         now = time.monotonic()
         with self._lock:
-            live = [e for e in self.endpoints if e is not avoid
-                    and (e.down_since is None or now - e.down_since > RETRY_AFTER)]
+            live = [e for e in self.endpoints if e is not avoid and e.takes_videos(now)]
         if not live:
             raise ServeError(f"video {video_id!r}: no server left to place it on (of {self.url})")
         return max(live, key=lambda e: hashlib.blake2b(f"{e.url}/{video_id}".encode(), digest_size=8).digest())
@@ -178,10 +181,9 @@ class SegmentationClient(Closing):
         server cannot be reached, ServeError with the server's reason when it refuses."""
         endpoint = endpoint or self.place(request.video_id)
         tensors = request.tensors()
-        shared = region is not None and request.frame is not None
-        if shared:
-            assert region is not None and request.frame is not None
-            inputs, labels = region.request(self.grpc, tensors, request.frame.shape[:2])
+        shared = region if FRAME in tensors else None  # only a request with a frame has labels to share
+        if shared is not None:
+            inputs, labels = shared.request(self.grpc, tensors, tensors[FRAME].shape[:2])
             wanted = [OBJECT_IDS]
             if request.return_prob:
                 wanted.append(PROB)
@@ -195,16 +197,17 @@ class SegmentationClient(Closing):
                                            client_timeout=self.timeout, headers={ROUTING_HEADER: request.video_id})
         except self._error as exc:
             text = exc.message() or str(exc)
-            reason = server_message(text)
             if exc.status() == UNAVAILABLE:
                 raise ServerUnreachable(f"server {endpoint.url}: {_one_line(text)}") from None
-            if (reason is not None and is_not_open(reason, request.video_id)) or (shared and UNKNOWN_REGION in text):
+            reason = server_message(text)
+            region_lost = shared is not None and UNKNOWN_REGION in text  # the server restarted
+            if is_not_open(reason, request.video_id) or region_lost:
                 raise VideoLost(f"server {endpoint.url}: {reason or _one_line(text)}") from None
             raise ServeError(f"server {endpoint.url}: {reason or _one_line(text)}") from None
         names = {o.name for o in result.get_response().outputs}
         out = {name: result.as_numpy(name) for name in names if name != LABELS}
         if LABELS in names:
-            out[LABELS] = region.labels() if shared and region is not None else result.as_numpy(LABELS)
+            out[LABELS] = result.as_numpy(LABELS) if shared is None else shared.labels()
         return out
 
     def _input(self, name: str, array: np.ndarray) -> Any:

@@ -16,6 +16,7 @@ from typing import IO
 
 from ..errors import ServeError
 
+#: The start of the line simvos-serve prints when it serves.
 READY = "simvos-serve: ready"
 #: The environment variable naming the Python that runs the server (PyTriton pins numpy < 2: README.md).
 PYTHON_ENV = "SIMVOS_SERVE_PYTHON"
@@ -75,11 +76,6 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Signal the server and wait for it; returns its exit code (killed after ``timeout``)."""
         assert self.process is not None
@@ -91,7 +87,6 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
-
 
     def kill(self) -> None:
         """SIGKILL the server and every process it started (Triton, its Python backend stubs), as when its

@@ -27,6 +27,10 @@ INPUTS: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
     KEYFRAME_INDEX: (np.int64, (-1,)), REFERENCE_IDS: (np.uint8, (-1,)), REFERENCE_KEYFRAMES: (np.uint8, (-1,)),
     STATE: (np.float32, (-1, -1, -1, -1))}
 LABELS, PROB, OBJECT_IDS = "labels", "prob", "object_ids"
+#: Every output: its numpy dtype and its Triton shape.
+OUTPUTS: dict[str, tuple[type[np.generic], tuple[int, ...]]] = {
+    LABELS: (np.uint8, (-1, -1)), OBJECT_IDS: (np.uint8, (-1,)), PROB: (np.float32, (-1, -1, -1)),
+    STATE: (np.float32, (-1, -1, -1, -1))}
 #: Errors the server raises on purpose start with this, on the last line of Triton's message.
 ERROR_MARKER = "simvos-serve error: "
 #: The header (gRPC metadata) of each client request: a key for sticky routing of a video behind a load balancer.
@@ -79,11 +83,15 @@ class FrameRequest:
         if not self.video_id or len(self.video_id) > MAX_ID_LENGTH or not self.video_id.isprintable():
             raise InputError(f"video_id: got {self.video_id!r}, expected 1..{MAX_ID_LENGTH} printable characters "
                              "naming the video (a UUID, say)")
-        if self.start and (self.frame is None or self.mask is None or self.remove is not None or self.resume):
-            raise InputError(f"{video}: start=true needs the first frame ('{FRAME}') and its index mask "
-                             f"('{MASK}'), and takes no '{REMOVE}' and no resume=true")
+        if self.start:
+            if self.frame is None or self.mask is None:
+                raise InputError(f"{video}: start=true needs the first frame ('{FRAME}') and its index mask "
+                                 f"('{MASK}')")
+            if self.remove is not None or self.resume:
+                raise InputError(f"{video}: start=true takes no '{REMOVE}' and no resume=true")
         resume_tensors = [name for name in RESUME_INPUTS if getattr(self, name) is not None]
-        if self.resume != bool(resume_tensors) or 0 < len(resume_tensors) < len(RESUME_INPUTS):
+        expected = list(RESUME_INPUTS) if self.resume else []
+        if resume_tensors != expected:
             raise InputError(f"{video}: resume=true takes exactly the inputs {list(RESUME_INPUTS)}; got "
                              f"{resume_tensors} with resume={str(self.resume).lower()}")
         if self.resume and any(t is not None for t in (self.frame, self.mask, self.remove)):
@@ -93,14 +101,14 @@ class FrameRequest:
             raise InputError(f"{video}: '{STATE}' is an input of resume requests only")
         if self.mask is not None and self.frame is None:
             raise InputError(f"{video}: '{MASK}' states objects on the request's frame: send it with '{FRAME}'")
-        if self.frame is None and not (self.end or self.resume or self.remove is not None):
+        may_carry_no_frame = self.end or self.resume or self.remove is not None
+        if self.frame is None and not may_carry_no_frame:
             raise InputError(f"{video}: no '{FRAME}'; only a request with end=true, '{REMOVE}' or resume=true may "
                              "carry none")
 
     def parameters(self) -> dict[str, Any]:
-        """The Triton request parameters of this request (defaults left out)."""
-        return {f.name: getattr(self, f.name) for f in _parameter_fields()
-                if getattr(self, f.name) != f.default or f.name == "video_id"}
+        """The Triton request parameters of this request (defaults left out; ``video_id`` has none)."""
+        return {f.name: getattr(self, f.name) for f in _parameter_fields() if getattr(self, f.name) != f.default}
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The tensors this request carries, by name."""
@@ -133,9 +141,10 @@ def not_open(video_id: str, why: str | None) -> str:
             "first frame and mask")
 
 
-def is_not_open(message: str, video_id: str) -> bool:
-    """Whether a server's error ``message`` says it does not hold ``video_id`` (never started, closed, evicted)."""
-    return message.startswith(f"video {video_id!r} is not open (")
+def is_not_open(message: str | None, video_id: str) -> bool:
+    """Whether a server's error ``message`` (None: the server gave none) says it does not hold ``video_id`` (never
+    started, closed, evicted)."""
+    return message is not None and message.startswith(f"video {video_id!r} is not open (")
 
 
 def server_message(message: str) -> str | None:

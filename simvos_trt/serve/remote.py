@@ -24,10 +24,8 @@ log = logging.getLogger(__name__)
 
 class RemoteVideo(Video):
     """One video on the servers: ``start``, ``step``, ``remove_objects`` as ``VideoSession``, then ``close`` (or a
-    ``with`` block). It keeps each object's reference keyframe and the last frame, as sent, with the labels the
-    server returned (memory bounded by the objects alive); when its server dies, restarts, or no longer holds it,
-    the failed request re-primes the video on a live server (a resume request) and is sent again, so no frame is
-    lost or repeated. ``server`` says where it is now, ``moves`` how often it was re-primed."""
+    ``with`` block); when its server fails or no longer holds it, it is re-primed on a live server and the failed
+    request is sent again (README.md, "Failover"). ``server`` says where it is, ``moves`` how often it was re-primed."""
 
     def __init__(self, client: SegmentationClient, video_id: str) -> None:
         self.client, self.video_id = client, video_id
@@ -107,7 +105,8 @@ class RemoteVideo(Video):
         self._references = {i: k for i, k in self._references.items() if i in self._ids}
 
     def _check_open(self) -> None:
-        self.object_ids  # noqa: B018 - raises before start
+        if self._ids is None:
+            raise InputError(f"video {self.video_id!r} is not started; call start(first_frame, first_mask) first")
         if self._endpoint is None:
             raise InputError(f"video {self.video_id!r} is closed; start it again (start(frame, mask))")
 
@@ -145,16 +144,17 @@ class RemoteVideo(Video):
     def _resume(self) -> None:
         """Rebuild the video on its server from the reference keyframes and the last frame."""
         assert self._endpoint is not None and self._last is not None
-        last = self._last
-        ids = sorted(self._references)
-        keyframes = list({id(k): k for k in (self._references[i] for i in ids) if k is not last}.values()) + [last]
+        last, ids = self._last, sorted(self._references)
+        references = [self._references[i] for i in ids]
+        earlier = {id(k): k for k in references if k is not last}  # each reference keyframe once, by identity
+        keyframes = [*earlier.values(), last]
         position = {id(k): j for j, k in enumerate(keyframes)}
         self.client.infer(FrameRequest(
             self.video_id, resume=True, bgr=self._bgr, keyframes=np.stack([k.frame for k in keyframes]),
             keyframe_labels=np.stack([k.labels for k in keyframes]),
             keyframe_index=np.array([k.index for k in keyframes], np.int64),
             reference_ids=np.array(ids, np.uint8),
-            reference_keyframes=np.array([position[id(self._references[i])] for i in ids], np.uint8),
+            reference_keyframes=np.array([position[id(k)] for k in references], np.uint8),
             state=self._state), self._endpoint)
         self.moves += 1
 

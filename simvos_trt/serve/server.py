@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, RequestRefused, ServeError, SimVOSError, require
+from ..errors import InputError, RequestRefused, ServeError, SimVOSError, describe_error, require
 from ..manifest import read_manifest
 from ..runtime import AUTO, VideoSegmenter
 from ..runtime.backends.base import Closing
@@ -26,13 +26,10 @@ from .protocol import (
     GRPC_PORT,
     HTTP_PORT,
     INPUTS,
-    LABELS,
     LOOPBACK,
     METRICS_PORT,
     MODEL,
-    OBJECT_IDS,
-    PROB,
-    STATE,
+    OUTPUTS,
     FrameRequest,
 )
 from .sessions import Limits, VideoStore
@@ -42,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks for the shared-memory regions of clients that died.
 ORPHANS_EVERY = 30.0
+#: Starts of Triton tried when PyTriton's start-up handshake with its model instances is refused (README.md).
+START_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -88,9 +87,6 @@ class SegmentationServer(Closing):
         return self
 
     def _start(self) -> None:
-        from pytriton.model_config import ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
-
         c = self.config
         for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
                            ("--metrics-port", c.metrics_port)):
@@ -106,28 +102,49 @@ class SegmentationServer(Closing):
                                                              os.environ.get("LD_LIBRARY_PATH")]))
         if self.triton_log is None:  # a folder only this user may open (mkdtemp: 0700)
             self.triton_log = Path(tempfile.mkdtemp(prefix="simvos-serve-log-")) / "triton.log"
+        token = secrets.token_urlsafe(32)  # PyTriton restricts shared memory, model control... to callers with it
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                self._run_triton(token)
+                break
+            except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
+                self._stop_triton()
+                cause = f"{type(exc).__name__}: {describe_error(exc)}"
+                if not handshake_refused(cause):
+                    raise ServeError(f"Triton Inference Server did not start ({cause}); see its log "
+                                     f"({self.triton_log})") from exc
+                if attempt == START_TRIES:
+                    raise ServeError(f"Triton Inference Server did not start in {START_TRIES} attempts: PyTriton's "
+                                     f"start-up handshake with its model instances was refused each time (last: "
+                                     f"{cause}); see its log ({self.triton_log})") from exc
+                log.warning("Triton Inference Server did not start (attempt %d of %d): its model instances' "
+                            "start-up handshake was refused (%s); starting it again", attempt, START_TRIES, cause)
+        self._token = token
+        self._token_file = write_token(c.grpc_port, token)  # for clients of this user on this host (shared memory)
+        log.info("serving %s (%s) on Triton", c.folder, c.backend)
+
+    def _run_triton(self, token: str) -> None:
+        """Start Triton (a new PyTriton workspace) with the model ``simvos``, callers with ``token`` unrestricted."""
+        from pytriton.model_config import ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+        c = self.config
         triton_config = TritonConfig(http_address=c.host, http_port=c.http_port, grpc_address=c.host,
                                      grpc_port=c.grpc_port, metrics_address=c.host, metrics_port=c.metrics_port,
                                      exit_timeout_secs=5, log_file=self.triton_log)
-        token = secrets.token_urlsafe(32)  # PyTriton restricts shared memory, model control... to callers with it
         self._triton = Triton(config=triton_config, security_config=TritonSecurityConfig(access_token=token))
         self._triton.bind(
             model_name=MODEL, infer_func=[self._infer] * c.instances,
             inputs=[Tensor(name=name, dtype=dtype, shape=shape, optional=True)
                     for name, (dtype, shape) in INPUTS.items()],
-            outputs=[Tensor(name=LABELS, dtype=np.uint8, shape=(-1, -1)),
-                     Tensor(name=OBJECT_IDS, dtype=np.uint8, shape=(-1,)),
-                     Tensor(name=PROB, dtype=np.float32, shape=(-1, -1, -1)),
-                     Tensor(name=STATE, dtype=np.float32, shape=(-1, -1, -1, -1))],
+            outputs=[Tensor(name=name, dtype=dtype, shape=shape) for name, (dtype, shape) in OUTPUTS.items()],
             config=ModelConfig(batching=False), strict=True)
-        try:
-            self._triton.run()
-        except Exception as exc:  # PyTriton's errors have no common base: a timeout, a model that did not load
-            raise ServeError(f"Triton Inference Server did not start ({type(exc).__name__}: {exc}); see its log "
-                             f"({self.triton_log})") from exc
-        self._token = token
-        self._token_file = write_token(c.grpc_port, token)  # for clients of this user on this host (shared memory)
-        log.info("serving %s (%s) on Triton", c.folder, c.backend)
+        self._triton.run()
+
+    def _stop_triton(self) -> None:
+        if self._triton is not None:
+            self._triton.stop()
+            self._triton = None
 
     def wait(self, stop: threading.Event, poll: float = 1.0) -> None:
         """Serve until ``stop`` is set; raises ServeError if Triton stops by itself. Every ``ORPHANS_EVERY``
@@ -147,9 +164,7 @@ class SegmentationServer(Closing):
 
     def close(self) -> None:
         """Stop Triton, close every video and free the graphs (idempotent)."""
-        if self._triton is not None:
-            self._triton.stop()
-            self._triton = None
+        self._stop_triton()
         for part in (self._store, self._segmenter):  # the videos before the graphs they run on
             if part is not None:
                 part.close()
@@ -177,7 +192,7 @@ class SegmentationServer(Closing):
             try:
                 answers.append(self._store.handle(FrameRequest.parse(dict(request.items()), request.parameters or {})))
             except SimVOSError as exc:
-                message = " ".join(str(exc).split())
+                message = describe_error(exc)
                 log.info("request refused: %s", message)
                 raise RequestRefused(ERROR_MARKER + message) from None  # the client reads what follows the marker
             except Exception as exc:
@@ -210,3 +225,8 @@ def check_port(host: str, port: int, flag: str) -> None:
         except OSError as exc:
             raise ServeError(f"{flag} {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another "
                              "port") from None
+
+
+def handshake_refused(cause: str) -> bool:
+    """Whether Triton's error ``cause`` says a model instance's start-up handshake with PyTriton was refused."""
+    return "get_config_from_handshake_server" in cause and "ConnectionRefusedError" in cause

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 REMEMBERED = 4096
 #: The axis of H in each input that carries images (W follows it).
 IMAGE_AXIS = {FRAME: 0, MASK: 0, KEYFRAMES: 1, KEYFRAME_LABELS: 1}
-#: 8K UHD, the default bound of a frame's pixels.
-UHD_8K = 7680 * 4320
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class Limits:
     max_videos: int = 64  # open videos; a start beyond evicts an idle one (``evict_after``) or is refused
     idle_timeout: float = 60.0  # seconds without a request after which a video is closed
     evict_after: float = 5.0  # a start at ``max_videos`` evicts the least recently used video idle this long
-    max_frame_pixels: int = UHD_8K  # H x W of a frame (and mask)
+    max_frame_pixels: int = 7680 * 4320  # H x W of a frame (and mask); the default is 8K UHD
     max_response_bytes: int = 256 * 2**20  # labels, object ids and (return_prob) probabilities of one answer
 
     def __post_init__(self) -> None:
@@ -60,11 +58,7 @@ class Limits:
 
     def tensorrt_buffers(self, instances: int, max_objects: int) -> int:
         """The TensorRT backend's ``max_buffers`` (per pool) that ``max_videos`` open videos of at most
-        ``max_objects`` objects and ``instances`` requests at once never exhaust (a start beyond ``max_videos`` is
-        refused here, so no video fails later). Between its requests a video holds in one pool at most a reference
-        memory per decoder batch (a batch per object when fresh and older references alternate) and a newly stated
-        reference; a request holds for a moment a previous memory per batch, its frame, the mask's planes and the
-        composed objects. tests/runtime/test_trt_backend.py checks it against the session."""
+        ``max_objects`` objects and ``instances`` requests at once never exhaust (README.md, "Limits")."""
         per_video, per_request = max_objects + 1, max_objects + 3
         return per_video * self.max_videos + per_request * instances
 
@@ -181,8 +175,11 @@ class VideoStore(Closing):
                              f"({self.max_objects}); serve an export made with simvos-export --max-objects "
                              f"{len(alive)} (or more)")
         h, w = (0, 0) if req.frame is None else req.frame.shape[:2]
-        size = h * w + len(alive) + (4 * (len(alive) + 1) * h * w if req.return_prob else 0)
-        size += 4 * len(alive) * self.engine_pixels if req.return_state else 0
+        size = h * w + len(alive)  # the labels and the object ids
+        if req.return_prob:  # float32, the background's too
+            size += 4 * (len(alive) + 1) * h * w
+        if req.return_state:  # float32 at the engine size
+            size += 4 * len(alive) * self.engine_pixels
         if size > self.limits.max_response_bytes:
             raise InputError(f"video {req.video_id!r}: the answer would take {size} bytes, more than this server "
                              f"sends ({self.limits.max_response_bytes}, --max-response-bytes); ask without "
@@ -196,7 +193,8 @@ class VideoStore(Closing):
             if replaced is not None and not req.resume:
                 raise InputError(f"video {req.video_id!r} is already open; end it (end=true) before starting it "
                                  "again, or give each video its own id")
-            if replaced is None and len(self._videos) >= self.limits.max_videos and not self._evict_one():
+            full = replaced is None and len(self._videos) >= self.limits.max_videos
+            if full and not self._evict_one():  # at the limit, and no video idle long enough to evict
                 raise InputError(f"the server has {len(self._videos)} open videos, its limit (--max-videos), none "
                                  f"idle for {self.limits.evict_after:g} s; end videos with end=true, or retry later")
             video = OpenVideo(self.segmenter.video())
@@ -251,18 +249,24 @@ class VideoStore(Closing):
                         video.lock.release()
 
 
-
 def resume(session: VideoSession, req: FrameRequest) -> int:
     """Rebuild ``session`` from a resume request (README.md, "Failover"); returns the index of its last frame."""
     frames, labels, index = req.keyframes, req.keyframe_labels, req.keyframe_index
     ids, owners = req.reference_ids, req.reference_keyframes
     assert frames is not None and labels is not None and index is not None and ids is not None and owners is not None
-    n = len(frames)
-    if not len(labels) == len(index) == n >= 1 or len(ids) != len(owners) or (owners >= n).any():
-        raise InputError(f"video {req.video_id!r}: resume: '{KEYFRAMES}', '{KEYFRAME_LABELS}' and "
-                         f"'{KEYFRAME_INDEX}' need one entry per keyframe (got {n}, {len(labels)}, {len(index)}), "
-                         f"'{REFERENCE_IDS}' and '{REFERENCE_KEYFRAMES}' one per object (got {len(ids)}, "
-                         f"{len(owners)}), each the position of a keyframe (0..{n - 1})")
+    video, n = f"video {req.video_id!r}: resume", len(frames)
+    if n == 0:
+        raise InputError(f"{video}: '{KEYFRAMES}' is empty; send each object's reference keyframe and the last frame")
+    if len(labels) != n or len(index) != n:
+        raise InputError(f"{video}: '{KEYFRAME_LABELS}' and '{KEYFRAME_INDEX}' have {len(labels)} and {len(index)} "
+                         f"entries, expected one per keyframe in '{KEYFRAMES}' ({n}); send each keyframe's labels "
+                         "and index")
+    if len(ids) != len(owners):
+        raise InputError(f"{video}: '{REFERENCE_KEYFRAMES}' has {len(owners)} entries, expected one per object in "
+                         f"'{REFERENCE_IDS}' ({len(ids)}); send each object's keyframe position")
+    if (owners >= n).any():
+        raise InputError(f"{video}: '{REFERENCE_KEYFRAMES}' names keyframe {owners.max()}, expected positions in "
+                         f"'{KEYFRAMES}' (0..{n - 1}); send each object's reference keyframe")
     keyframes = [Keyframe(int(i), f, k) for i, f, k in zip(index, frames, labels, strict=True)]
     references = [(keyframes[j], ids[owners == j].tolist()) for j in np.unique(owners)]
     session.resume(references, keyframes[-1], objects=req.state, bgr=req.bgr)

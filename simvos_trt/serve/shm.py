@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ServeError
 from ..runtime.backends.base import Closing
+from .protocol import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class SharedRegion(Closing):
             tensor.set_shared_memory(self.name, array.nbytes, offset)
             inputs.append(tensor)
             offset += array.nbytes
-        output = grpc.InferRequestedOutput("labels")
+        output = grpc.InferRequestedOutput(LABELS)
         output.set_shared_memory(self.name, labels[0] * labels[1], offset)
         self._labels = (offset, labels)
         return inputs, output

@@ -64,30 +64,13 @@ def small_export(tmp_path_factory) -> Path:
                    Weights("random", seed=1))
 
 
-def start_server(export: Path, *args: str, log: Path, tries: int = 3):
-    """A started ``ServerProcess``: PyTriton's start-up handshake with its model instances is sometimes refused
-    (ConnectionRefusedError in Triton's log, seen with 2 instances on this 2-core machine); try again then."""
-    from simvos_trt.errors import ServeError
-    from simvos_trt.serve import ServerProcess
-
-    for attempt in range(1, tries + 1):
-        server = ServerProcess(export, *args, log=log.with_suffix(f".{attempt}.log"))
-        try:
-            return server.__enter__()
-        except ServeError:
-            if attempt == tries:
-                raise
-    raise AssertionError("unreachable")
-
-
 @pytest.fixture(scope="session")
 def golden_server(server_python, golden_export, tmp_path_factory):
+    from simvos_trt.serve import ServerProcess
+
     log = tmp_path_factory.mktemp("logs") / "golden_server.log"
-    server = start_server(golden_export, "--threads", "1", "--instances", "2", log=log)
-    try:
+    with ServerProcess(golden_export, "--threads", "1", "--instances", "2", log=log) as server:
         yield server
-    finally:
-        server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def test_200_short_videos_keep_memory_flat(small_server, small_client):
         labels = list(small_client.segment(frames, mask))
         assert len(labels) == 2 and labels[1].shape == (240, 352)
         if i in (49, 199):
-            rss.append(_rss_mb(small_server.pid))
+            rss.append(_rss_mb(small_server.process.pid))
     growth = rss[1] - rss[0]
     print(f"server RSS after 50 videos {rss[0]:.1f} MB, after 200 {rss[1]:.1f} MB")
     assert growth < 8, f"memory grew {growth:.1f} MB over 150 videos"
@@ -114,7 +114,7 @@ def test_listeners_are_on_loopback_and_the_triton_log_private(server_python, sma
     """By default every endpoint listens on 127.0.0.1 (read from the processes' sockets), and Triton's log goes
     to a folder only the server's user can open."""
     with ServerProcess(small_export, "--threads", "1", python=server_python) as server:  # no log=: the default
-        processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        processes = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children(recursive=True)]
         listening = {(c.laddr.ip, c.laddr.port) for p in processes for c in p.net_connections("inet")
                      if c.status == psutil.CONN_LISTEN}
         assert {server.http_port, server.grpc_port, server.metrics_port} <= {port for _, port in listening}

@@ -1,4 +1,5 @@
-"""The server's video store in this process: a busy video refuses at once, eviction takes the least recently used."""
+"""The server's video store in this process: a busy video refuses at once, eviction takes the least recently used,
+a resume with inconsistent tensors is refused with what was wrong."""
 
 from __future__ import annotations
 
@@ -61,3 +62,22 @@ def test_a_start_at_the_limit_evicts_the_least_recently_used_idle_video(segmente
 def test_limits_are_checked(limits, message):
     with pytest.raises(InputError, match=message):
         Limits(**limits)
+
+
+@pytest.mark.parametrize("keyframes, labels, ids, owners, message", [
+    (0, 0, [1], [0], "'keyframes' is empty; send each object's reference keyframe and the last frame"),
+    (2, 1, [1], [0], "'keyframe_labels' and 'keyframe_index' have 1 and 1 entries, expected one per keyframe in "
+                     r"'keyframes' \(2\)"),
+    (2, 2, [1, 2], [0], r"'reference_keyframes' has 1 entries, expected one per object in 'reference_ids' \(2\)"),
+    (2, 2, [1], [2], r"'reference_keyframes' names keyframe 2, expected positions in 'keyframes' \(0..1\)"),
+])
+def test_a_resume_with_inconsistent_tensors_is_refused(segmenter, keyframes, labels, ids, owners, message):
+    frames, mask = moving_video(2, 32, 48, objects=1, seed=3)
+    with VideoStore(segmenter, Limits()) as store:
+        with pytest.raises(InputError, match=f"video 'v': resume: {message}"):
+            store.handle(FrameRequest("v", resume=True, keyframes=np.stack(frames)[:keyframes],
+                                      keyframe_labels=np.repeat(mask[None], labels, axis=0),
+                                      keyframe_index=np.arange(labels),
+                                      reference_ids=np.array(ids, np.uint8),
+                                      reference_keyframes=np.array(owners, np.uint8)))
+        assert store._videos == {}  # a video whose resume failed is not kept
