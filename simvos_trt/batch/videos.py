@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..errors import InputError
-from ..eval.run import SequenceRun, claim_results, owner_source
-from ..io import Owner, staging_folder, swap_into_place, write_atomic, write_json_atomic
+from ..eval.run import SequenceRun, owner_source
+from ..io import Owner, claim_and_clear, staging_folder, swap_into_place, write_atomic, write_json_atomic
 from ..runtime.backends import AUTO
 from ..runtime.segmenter import VideoSegmenter
 
@@ -185,7 +185,8 @@ def segment_videos(plan: VideoPlan, pool: Pool, opened: Opened, out: str | os.Pa
     out = Path(out)
     videos = out / plan.task.folder
     owner = Owner(tool, owner_source(opened.fingerprint, opened.backend, plan.dataset))
-    claim_results(out, owner, [*plan.inputs, pool.spec.folder], force, stale=str(Path(plan.task.folder, "*/*.png")))
+    stale = str(Path(plan.task.folder, "*/*.png"))
+    claim_and_clear(out, owner, stale, inputs=[*plan.inputs, pool.spec.folder], force=force)
     earlier = {} if force else {name: finished(videos / name, plan.task, name) for name in plan.names}
     skipped = [run for run in earlier.values() if run is not None]
     todo = [name for name in plan.names if earlier.get(name) is None]

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +66,6 @@ def owner_source(fingerprint: str, backend: str, dataset: str = "") -> str:
     """``results_owner``'s source, from the export's fingerprint and the backend's name (also for workers)."""
     source = f"export {fingerprint} on {backend}"
     return f"{source}, {dataset}" if dataset else source
-
-
-def claim_results(out: Path, owner: Owner, inputs: Iterable[str | os.PathLike[str] | None], force: bool,
-                  stale: str) -> None:
-    """Claim ``out`` for ``owner`` (the output-folder rule); with ``force``, the PNGs (glob ``stale``) of
-    another owner go first."""
-    claim_and_clear(out, owner, stale, inputs=inputs, force=force)
 
 
 def fresh_folder(folder: Path) -> Path:
@@ -156,7 +149,7 @@ def segment_dataset(segmenter: VideoSegmenter, root: str | os.PathLike[str], spl
     for name in names:
         sequence_files(root, name)
     owner = results_owner(segmenter)
-    claim_results(out, owner, [*dataset_folders(root), segmenter.backend.folder], force, stale="*/*.png")
+    claim_and_clear(out, owner, "*/*.png", inputs=[*dataset_folders(root), segmenter.backend.folder], force=force)
 
     def one(name: str) -> SequenceRun:
         outputs = [out / name / f"{p.stem}.png" for p in frame_paths(root, name)]

@@ -15,13 +15,13 @@ import numpy as np
 
 from .. import processing
 from ..errors import InputError
-from ..io import open_atomic
+from ..io import claim_and_clear, open_atomic
 from ..runtime.png import read_index_png, write_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import natural_key, read_frame
 from .davis import Evaluation, ObjectResult, image_size, read_prediction
 from .metrics import BOUND_TH, GlobalScores, boundary_f_measure, global_scores, region_similarity, statistics
-from .run import Progress, SequenceRun, claim_results, fresh_folder, results_owner, run_all, run_or_skip
+from .run import Progress, SequenceRun, fresh_folder, results_owner, run_all, run_or_skip
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def segment_youtube(segmenter: VideoSegmenter, ds: YouTubeVOS, out: str | os.Pat
     the export, backend and frames segmented). One record per video."""
     out = Path(out)
     owner = results_owner(segmenter, ds.frames_segmented())
-    claim_results(out, owner, [*ds.inputs(), segmenter.backend.folder], force, stale=f"{ANNOTATIONS}/*/*.png")
+    claim_and_clear(out, owner, f"{ANNOTATIONS}/*/*.png", inputs=[*ds.inputs(), segmenter.backend.folder], force=force)
     return run_all(ds.videos,
                    lambda name: segment_video(segmenter, ds, name, out, force=force, save_all=save_all), progress)
 
