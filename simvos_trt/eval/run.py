@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +16,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Owner, claim_and_clear
-from ..runtime.pipeline import FrameLoop
-from ..runtime.png import read_index_png, write_index_png
+from ..runtime.png import read_index_png
 from ..runtime.segmenter import VideoSegmenter
-from ..runtime.video_io import read_frame
+from ..runtime.video_io import named_frames, segment_to_folder
 from .davis import (
     RESOLUTION,
     SEQUENCE_COLUMNS,
@@ -109,32 +108,14 @@ def segment_sequence(segmenter: VideoSegmenter, root: Path, name: str, out: Path
     except InputError as exc:
         raise InputError(f"DAVIS root {root}, sequence '{name}': first annotation: {exc}") from exc
     mask = np.where(first.labels == VOID, 0, first.labels).astype(np.uint8)  # (H, W)
-    seq_out = fresh_folder(out / name)
-    session = segmenter.video() if count_objects(mask) else None
-    if session is None:
+    annotations = {frames[0].stem: mask} if count_objects(mask) else {}
+    if not annotations:
         log.warning("sequence %s: first annotation has no object; writing empty predictions", name)
-    def where(path: Path) -> str:
-        return f"DAVIS root {root}, sequence '{name}', frame {path.stem}"
-
-    def decoded() -> Iterator[tuple[Path, np.ndarray]]:  # in the prefetch thread
-        for path in frames:
-            try:
-                yield path, read_frame(path)  # (H, W, 3) uint8 BGR
-            except InputError as exc:
-                raise InputError(f"{where(path)}: {exc}") from exc
-
-    with FrameLoop(decoded()) as loop:
-        for t, (path, frame) in enumerate(loop):
-            try:
-                if session is None:
-                    labels = np.zeros_like(mask)
-                elif t == 0:
-                    labels = session.start(frame, mask, bgr=True)
-                else:
-                    labels = session.step(frame)
-            except InputError as exc:
-                raise InputError(f"{where(path)}: {exc}") from exc
-            loop.submit(write_index_png, seq_out / f"{path.stem}.png", labels, first.palette)
+    try:
+        segment_to_folder(segmenter.video(), named_frames(frames), annotations, fresh_folder(out / name),
+                          first.palette)
+    except InputError as exc:
+        raise InputError(f"DAVIS root {root}, sequence '{name}', {exc}") from exc
     return len(frames)
 
 

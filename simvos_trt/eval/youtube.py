@@ -16,9 +16,9 @@ import numpy as np
 from .. import processing
 from ..errors import InputError
 from ..io import claim_and_clear, open_atomic
-from ..runtime.png import read_index_png, write_index_png
+from ..runtime.png import read_index_png
 from ..runtime.segmenter import VideoSegmenter
-from ..runtime.video_io import natural_key, read_frame
+from ..runtime.video_io import named_frames, natural_key, segment_to_folder
 from .davis import Evaluation, ObjectResult, image_size, read_prediction
 from .metrics import BOUND_TH, GlobalScores, boundary_f_measure, global_scores, region_similarity, statistics
 from .run import Progress, SequenceRun, fresh_folder, results_owner, run_all, run_or_skip
@@ -208,23 +208,11 @@ def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folde
     given = first_masks(files, where)
     if not given.masks:
         log.warning("%s: no object in its annotations; writing empty predictions", where)
-    fresh_folder(folder)
-    empty = np.zeros(image_size(files.frames[0]), np.uint8)  # (H, W)
-    session = None
-    for path in files.frames:
-        mask = given.masks.get(path.stem)  # (H, W) uint8, or None
-        try:
-            if session is not None:
-                labels = session.step(read_frame(path), mask=mask)
-            elif mask is not None:  # the first object appears
-                session = segmenter.video()
-                labels = session.start(read_frame(path), mask, bgr=True)
-            else:
-                labels = empty
-        except InputError as exc:
-            raise InputError(f"{where}, frame {path.stem}: {exc}") from exc
-        if path.stem in saved:
-            write_index_png(folder / f"{path.stem}.png", labels, given.palette)
+    try:
+        segment_to_folder(segmenter.video(), named_frames(files.frames), dict(given.masks), fresh_folder(folder),
+                          given.palette, keep=saved)
+    except InputError as exc:
+        raise InputError(f"{where}, {exc}") from exc
     return len(files.frames)
 
 

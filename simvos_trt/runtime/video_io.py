@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -53,6 +53,15 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
     return frame
 
 
+def named_frames(files: Iterable[Path]) -> Iterator[tuple[str, np.ndarray]]:
+    """(file stem, (H, W, 3) uint8 BGR) of each image file; InputError naming the frame of an unreadable one."""
+    for path in files:
+        try:
+            yield path.stem, read_frame(path)
+        except InputError as exc:
+            raise InputError(f"frame {path.stem}: {exc}") from exc
+
+
 class FrameSource:
     """The frames, as (name: the file stem or ``00000``..., (H, W, 3) uint8 BGR), of a folder of images (natural
     name order, ``exclude`` left out) or a video file; ``count`` (a video's estimate, 0: unknown), ``fps``."""
@@ -91,8 +100,7 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.files is not None:
-            for f in self.files:
-                yield f.stem, read_frame(f)
+            yield from named_frames(self.files)
             return
         cap = cv2.VideoCapture(str(self.path))
         index = 0
@@ -156,9 +164,10 @@ class Segmented(NamedTuple):
 
 def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], annotations: dict[str, np.ndarray],
                       out: Path, palette: np.ndarray | None, *, bgr: bool = True, overlay: OverlayWriter | None = None,
-                      progress: Callable[[int], None] | None = None) -> Segmented:
+                      progress: Callable[[int], None] | None = None, keep: Container[str] | None = None) -> Segmented:
     """Segment the named frames (``FrameSource``) with ``session`` into ``<out>/<name>.png`` (palette PNGs, each
-    written atomically) and ``overlay``, overlapped (``FrameLoop``); ``progress`` gets the frames done.
+    written atomically; only the frames in ``keep``, when given) and ``overlay``, overlapped (``FrameLoop``);
+    ``progress`` gets the frames done. An InputError of a step names its frame.
 
     ``annotations`` maps frame names to (H, W) index masks and loses the ones used: the first annotated frame
     starts the video (frames before it have no object, all 0), a later one is stated with its frame (objects
@@ -170,15 +179,19 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
         for done, (name, frame) in enumerate(loop, start=1):
             t0 = time.perf_counter()
             mask = annotations.pop(name, None)
-            if started:
-                labels = session.step(frame, mask)
-                times.append(time.perf_counter() - t0)
-            elif mask is not None:
-                labels = session.start(frame, mask, bgr=bgr)
-                started = True
-            else:
-                labels = np.zeros(frame.shape[:2], np.uint8)
-            loop.submit(write_index_png, out / f"{name}.png", labels, palette)
+            try:
+                if started:
+                    labels = session.step(frame, mask)
+                    times.append(time.perf_counter() - t0)
+                elif mask is not None:
+                    labels = session.start(frame, mask, bgr=bgr)
+                    started = True
+                else:
+                    labels = np.zeros(frame.shape[:2], np.uint8)
+            except InputError as exc:
+                raise InputError(f"frame {name}: {exc}") from exc
+            if keep is None or name in keep:
+                loop.submit(write_index_png, out / f"{name}.png", labels, palette)
             if overlay is not None:
                 loop.submit_ordered(overlay.write, frame, labels)
             if progress is not None:

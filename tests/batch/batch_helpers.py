@@ -42,11 +42,11 @@ class _DyingSession:
     def start(self, *args, **kwargs) -> np.ndarray:
         return self.inner.start(*args, **kwargs)
 
-    def step(self, frame: np.ndarray) -> np.ndarray:
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         self.t += 1
         if self.t == self.at:
             os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner.step(frame)
+        return self.inner.step(frame, mask)
 
 
 class _DyingSegmenter:

@@ -153,7 +153,8 @@ class FakeSession:
         self.log.append(0)
         return mask.copy()
 
-    def step(self, frame: np.ndarray) -> np.ndarray:
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        assert mask is None  # DAVIS states objects on the first frame only
         if self.fail_after is not None and len(self.log) >= self.fail_after:
             raise KeyboardInterrupt
         self.log.append(len(self.log))
