@@ -27,6 +27,7 @@ from .results import ResultFolder, RowResult, RowStatus
 from .sweep import SweepRow
 
 if TYPE_CHECKING:
+    from ..export.events import GraphExported
     from ..export.trt_build import BuildEvent
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,6 @@ class GraphsReady:
     folder: str
     status: GraphsStatus
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class GraphExported:
-    """One graph written while exporting a row's folder: its name, seconds and size in bytes."""
-
-    name: str
-    seconds: float
-    bytes: int
 
 
 @dataclass(frozen=True)
@@ -140,7 +132,7 @@ def ensure_graphs(spec: GraphSpec, engines: str | Path, say: Progress, folder: P
     settings = ExportSettings(spec.height, spec.width, spec.max_objects, spec.opset, spec.uint8_input,
                               spec.precision)
     export_folder(model() if model else random_model(spec.config, seed=spec.seed), folder, settings, force=True,
-                  progress=lambda event: say(GraphExported(event.name, event.seconds, event.bytes)),
+                  progress=say,
                   checkpoint=spec.provenance())
     say(GraphsReady(str(folder), GraphsStatus.EXPORTED, time.perf_counter() - t0))
     return folder

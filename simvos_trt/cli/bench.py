@@ -25,6 +25,7 @@ from ..bench.runner import SweepSettings, run_sweep, unavailable_reason
 from ..bench.sweep import REFINEMENT_CHOICES, SweepRow, build_sweep, grid_rows, parse_ks, table_rows
 from ..config import BACKBONES
 from ..errors import InputError
+from ..export.events import GraphExported
 from ..export.trt_build import BuildEvent, BuildStatus
 from ..io import ensure_writable, write_atomic, write_json_atomic
 from ..manifest import Precision
@@ -266,7 +267,7 @@ def progress_line(event: Any) -> str | None:
             return f"    graphs exported: {folder} ({seconds:.1f} s)"
         case runner.GraphsReady(folder, status):
             return f"    graphs {status}: {folder}"
-        case runner.GraphExported(name, seconds, size):
+        case GraphExported(name=name, seconds=seconds, bytes=size):
             return f"      {name:<20} {seconds:6.1f} s  {size / 1e6:8.1f} MB"
         case BuildEvent(graph=graph, status=status, seconds=seconds) if status != BuildStatus.START:
             return f"    engine {graph}: {status} ({seconds:.1f} s)"

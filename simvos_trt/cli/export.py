@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_export(opts: ExportOptions, *, force: bool, as_json: bool) -> None:
-    from ..export.onnx_export import ExportSettings, GraphExported, export_folder
+    from ..export.events import GraphExported
+    from ..export.onnx_export import ExportSettings, export_folder
 
     config, out = opts.config, opts.out
     settings = ExportSettings(opts.height, opts.width, opts.max_objects, opts.opset, opts.uint8_input,

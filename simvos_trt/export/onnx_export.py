@@ -26,23 +26,13 @@ from ..manifest import GRAPH_TENSORS, OBJECTS_AXIS, Graph, GraphEntry, Manifest,
 from ..model.simvos import SimVOS
 from ..model.stages import stage_modules
 from ..precision import Precision, graph_precision
+from .events import GraphExported
 from .fp16 import to_float16
 
 log = logging.getLogger(__name__)
 
 MAX_OPSET = 20  # torch's TorchScript exporter and TensorRT 10's ONNX parser (data/trt10_onnx_ops.json)
 _PROTOBUF_LIMIT = 1_800_000_000  # stay clear of protobuf's 2 GB limit: use external data beyond
-
-
-@dataclass(frozen=True)
-class GraphExported:
-    """``export_folder``'s progress: one graph written, its seconds, bytes on disk and nodes (traced, final)."""
-
-    name: Graph
-    seconds: float
-    bytes: int
-    nodes_exported: int
-    nodes_final: int
 
 
 @dataclass(frozen=True)
