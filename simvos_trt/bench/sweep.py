@@ -63,8 +63,6 @@ class PaperTables:
 
     def table(self, number: int) -> tuple[PaperRow, ...]:
         """The rows of Table ``number`` (2 or 3), in the paper's order."""
-        if number not in (2, 3):
-            raise ValueError(f"number: got {number!r}, expected 2 or 3")
         return tuple(r for r in self.rows if r.table == number)
 
 
