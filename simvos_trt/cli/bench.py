@@ -192,11 +192,10 @@ def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
 
 
 def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
-    size = tuple(args.size)
-    check_size(*size, prefix=f"--size {size[0]}x{size[1]}: ")
-    groups = [table_rows(t, args.backbone, size, args.scale_k) for t in dict.fromkeys(args.table or [])]
+    check_size(*args.size, prefix=f"--size {args.size[0]}x{args.size[1]}: ")
+    groups = [table_rows(t, args.backbone, args.size, args.scale_k) for t in dict.fromkeys(args.table or [])]
     if args.layers is not None:
-        groups.append(grid_rows(args.layers, parse_ks(args.k), args.refinement, args.backbone, size, args.scale_k))
+        groups.append(grid_rows(args.layers, parse_ks(args.k), args.refinement, args.backbone, args.size, args.scale_k))
     return build_sweep(groups, args.backbone)
 
 
