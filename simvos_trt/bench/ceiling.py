@@ -65,14 +65,19 @@ class CeilingRow:
     fps_target: float
 
 
-def per_item_ms(fn: Callable[[Any], object], items: list[Any]) -> float:
-    """The median ms of ``fn(item)`` over ``items``."""
+def seconds_each(fn: Callable[[Any], object], items: list[Any]) -> list[float]:
+    """Seconds of ``fn(item)`` for each of ``items`` (nothing else inside the clock)."""
     times = []
     for item in items:
         t0 = time.perf_counter()
         fn(item)
         times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return times
+
+
+def per_item_ms(fn: Callable[[Any], object], items: list[Any]) -> float:
+    """The median ms of ``fn(item)`` over ``items``."""
+    return 1e3 * statistics.median(seconds_each(fn, items))
 
 
 def write_clip(folder: Path, size: tuple[int, int], s: CeilingSettings) -> np.ndarray:
@@ -98,7 +103,7 @@ def measure_input(export: Path, size: tuple[int, int], s: CeilingSettings, scrat
             session = seg.start(frames[0], mask, bgr=True)
             for f in frames[1 : 1 + s.warmup]:
                 session.step(f)
-            steps += [1e3 * t for t in step_seconds(session, frames[1 + s.warmup :])]
+            steps += [1e3 * t for t in seconds_each(session.step, frames[1 + s.warmup :])]
             out = scratch / "out"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -113,16 +118,6 @@ def measure_input(export: Path, size: tuple[int, int], s: CeilingSettings, scrat
                       per_item_ms(lambda f: cv2.imread(str(f)), files), per_item_ms(read_frame, files),
                       per_item_ms(lambda m: write_index_png(png, m), [mask] * 20),
                       per_item_ms(lambda m: write_index_png(png, m), [null_labels] * 20), *TARGETS[size])
-
-
-def step_seconds(session: Any, frames: list[np.ndarray]) -> list[float]:
-    """Seconds of each ``session.step`` (nothing else inside the clock)."""
-    times = []
-    for f in frames:
-        t0 = time.perf_counter()
-        session.step(f)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def measure_ceiling(s: CeilingSettings, say: Progress = lambda event: None) -> list[CeilingRow]:

@@ -63,8 +63,6 @@ class PaperTables:
 
     def table(self, number: int) -> tuple[PaperRow, ...]:
         """The rows of Table ``number`` (2 or 3), in the paper's order."""
-        if number not in (2, 3):
-            raise ValueError(f"number: got {number!r}, expected 2 or 3")
         return tuple(r for r in self.rows if r.table == number)
 
 
@@ -84,10 +82,6 @@ class SweepRow:
     tables: tuple[int, ...]
     config: SimVOSConfig
     paper: PaperRow | None
-
-    @property
-    def is_baseline(self) -> bool:
-        return is_baseline(self.config)
 
 
 def is_baseline(row: SimVOSConfig | Any) -> bool:
@@ -174,11 +168,11 @@ def build_sweep(groups: Iterable[Sequence[SweepRow]], backbone: str) -> list[Swe
         for row in rows:
             old = merged.get(row.config, row)
             merged[row.config] = dataclasses.replace(old, tables=tuple(sorted(set(old.tables) | set(row.tables))))
-    if not any(r.is_baseline for r in merged.values()):
+    if not any(is_baseline(r.config) for r in merged.values()):
         paper = next(r for r in load_paper_tables().rows if r.variant == "B")
         base = SweepRow(paper.label, (paper.table,), dataclasses.replace(paper.config(), backbone=backbone), paper)
         merged = {base.config: base, **merged}
-    return sorted(merged.values(), key=lambda r: not r.is_baseline)  # stable: the baseline first, then as given
+    return sorted(merged.values(), key=lambda r: not is_baseline(r.config))  # stable: the baseline first, then as given
 
 
 def parse_ks(text: str) -> list[tuple[int, int]]:

@@ -35,7 +35,6 @@ from .common import EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, add_output_options,
 EXIT_FAILED = 1
 DEFAULTS: dict[str, Any] = {"backbone": "tiny", "size": (128, 224), "backend": [["onnxruntime"]],
                             "precision": Precision.FP32, "frames": 10, "repeats": 1}
-CEILING_FRAMES, CEILING_REPEATS = 60, 3
 PAPER: dict[str, Any] = {"backbone": "base", "size": (480, 864), "backend": [["tensorrt"]],
                          "precision": Precision.FP16, "frames": 10, "repeats": 1}
 
@@ -97,11 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=size_arg, default=None, metavar="HxW",
                    help="frame size, multiples of 16 [default 128x224; 480x864 with --paper]")
     r.add_argument("--objects", type=positive, default=2, help="objects in the synthetic video")
-    r.add_argument("--frames", type=positive, default=None,
-                   help=f"measured frames per row [default 10; {CEILING_FRAMES} per input with --host-ceiling]")
+    r.add_argument("--frames", type=positive, default=None, help="measured frames per row [default 10; "
+                   f"{CeilingSettings.frames} per input with --host-ceiling]")
     r.add_argument("--warmup", type=int, default=2, help="warm-up frames per row")
     r.add_argument("--repeats", type=positive, default=None, help="passes over the sweep; each row keeps its "
-                   f"fastest [default 1; with --host-ceiling {CEILING_REPEATS} passes, their median]")
+                   f"fastest [default 1; with --host-ceiling {CeilingSettings.repeats} passes, their median]")
     r.add_argument("--threads", type=positive, default=None, help="ONNX Runtime intra-op threads [its default]")
     r.add_argument("--seed", type=int, default=1, help="seed of the random weights and of the video")
     flag(r, "--peak", default=True, text="measure the CPU's float32 GEMM peak (numpy, torch) first")
@@ -157,8 +156,8 @@ def new_folder(results: Path, host: str, what: str) -> Path:
 def run_ceiling(args: argparse.Namespace) -> int:
     """--host-ceiling: measure, print the report, write it with the JSON record to a new result folder."""
     settings = CeilingSettings(engine=args.size or CeilingSettings.engine, objects=args.objects,
-                               frames=args.frames or CEILING_FRAMES, warmup=args.warmup,
-                               repeats=args.repeats or CEILING_REPEATS, engines=args.engines, seed=args.seed)
+                               frames=args.frames or CeilingSettings.frames, warmup=args.warmup,
+                               repeats=args.repeats or CeilingSettings.repeats, engines=args.engines, seed=args.seed)
     ensure_writable(args.results, "--results")
     ensure_writable(args.engines, "--engines")
     check_size(*settings.engine, prefix=f"--size {settings.engine[0]}x{settings.engine[1]}: ")
@@ -193,11 +192,10 @@ def run_compare(a: Path, b: Path, *, as_json: bool) -> int:
 
 
 def sweep_rows(args: argparse.Namespace) -> list[SweepRow]:
-    size = tuple(args.size)
-    check_size(*size, prefix=f"--size {size[0]}x{size[1]}: ")
-    groups = [table_rows(t, args.backbone, size, args.scale_k) for t in dict.fromkeys(args.table or [])]
+    check_size(*args.size, prefix=f"--size {args.size[0]}x{args.size[1]}: ")
+    groups = [table_rows(t, args.backbone, args.size, args.scale_k) for t in dict.fromkeys(args.table or [])]
     if args.layers is not None:
-        groups.append(grid_rows(args.layers, parse_ks(args.k), args.refinement, args.backbone, size, args.scale_k))
+        groups.append(grid_rows(args.layers, parse_ks(args.k), args.refinement, args.backbone, args.size, args.scale_k))
     return build_sweep(groups, args.backbone)
 
 

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from ..runtime import VideoSegmenter
 
 PROG = "simvos-eval"
-INTERRUPTED = ("interrupted; the PNGs written so far are complete, and the same command resumes "
-               "(finished sequences are skipped)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..eval.youtube import SPLIT
 
         args.split = "val" if args.youtube_root is None else SPLIT
-    return run_command(PROG, args, _work, interrupted=INTERRUPTED)
+    return run_command(PROG, args, _work, interrupted="interrupted; the PNGs written so far are complete, and the "
+                       "same command resumes (finished sequences are skipped)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from simvos_trt.bench.sweep import (
     PAPER_TOKENS,
     build_sweep,
     grid_rows,
+    is_baseline,
     load_paper_tables,
     parse_ks,
     scale_k,
@@ -59,9 +60,9 @@ def test_build_sweep_merges_tables_and_adds_the_baseline():
     assert len(rows) == 10 + 5 - 1  # SimVOS-BS is in both tables, measured once
     bs = next(r for r in rows if r.config == preset("BS"))
     assert bs.tables == (2, 3)
-    assert rows[0].is_baseline and rows[0].config == preset("B")
+    assert is_baseline(rows[0].config) and rows[0].config == preset("B")
     only3 = build_sweep([t3], "base")
-    assert only3[0].is_baseline and only3[0].label == "SimVOS-B (L=0)" and len(only3) == 6
+    assert is_baseline(only3[0].config) and only3[0].label == "SimVOS-B (L=0)" and len(only3) == 6
     assert [r.config for r in only3[1:]] == [r.config for r in t3]
 
 
