@@ -191,9 +191,9 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
             except InputError as exc:
                 raise InputError(f"frame {name}: {exc}") from exc
             if keep is None or name in keep:
-                loop.submit(write_index_png, out / f"{name}.png", labels, palette)
+                loop.writers.submit(write_index_png, out / f"{name}.png", labels, palette)
             if overlay is not None:
-                loop.submit_ordered(overlay.write, frame, labels)
+                loop.writers.submit_ordered(overlay.write, frame, labels)
             if progress is not None:
                 progress(done)
     return Segmented(done, times)
