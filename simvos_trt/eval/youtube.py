@@ -245,26 +245,23 @@ def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
 def score_video(files: VideoFiles, results: Path, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """J and F of each object of a video with ground truth over the listed frames after its first appearance
     (an object first seen on the last listed frame has none and gives no result)."""
-    appears: dict[int, list[int | str]] = {}  # object -> natural_key of the frame where it first appears
-    for stem, mask in first_masks(files).masks.items():
-        appears.update((int(k), natural_key(stem)) for k in processing.object_ids(mask))
-    scored: dict[int, list[str]] = {k: [] for k in appears}  # object -> the listed frames it is scored on
-    j: dict[int, list[float]] = {k: [] for k in appears}
-    f: dict[int, list[float]] = {k: [] for k in appears}
-    for stem in files.listed:
-        alive = [k for k, key in appears.items() if natural_key(stem) > key]
-        if not alive:
-            continue
-        gt = read_index_png(files.annotations[stem]).labels  # (H, W)
-        pred = read_prediction(results / ANNOTATIONS / files.name / f"{stem}.png", gt.shape,
-                               f"results {results}, video '{files.name}', frame {stem}")
-        for k in alive:
-            scored[k].append(stem)
-            j[k].append(float(region_similarity(gt == k, pred == k)))
-            f[k].append(boundary_f_measure(gt == k, pred == k, bound_th))
+    seen: list[int] = []  # the objects annotated before the frame
+    scored: dict[int, list[str]] = {}  # object -> the listed frames it is scored on
+    j: dict[int, list[float]] = {}
+    f: dict[int, list[float]] = {}
+    for stem, path in files.annotations.items():  # frame order; every listed frame from the first one is here
+        gt = read_index_png(path).labels  # (H, W)
+        if seen and stem in files.listed:
+            pred = read_prediction(results / ANNOTATIONS / files.name / f"{stem}.png", gt.shape,
+                                   f"results {results}, video '{files.name}', frame {stem}")
+            for k in seen:
+                scored.setdefault(k, []).append(stem)
+                j.setdefault(k, []).append(float(region_similarity(gt == k, pred == k)))
+                f.setdefault(k, []).append(boundary_f_measure(gt == k, pred == k, bound_th))
+        seen += np.setdiff1d(processing.object_ids(gt), seen).tolist()
     return [ObjectResult(files.name, k, tuple(scored[k]), np.array(j[k]), np.array(f[k]),
                          statistics(np.array(j[k])), statistics(np.array(f[k])))
-            for k in sorted(appears) if scored[k]]
+            for k in sorted(scored)]
 
 
 def evaluate_youtube(ds: YouTubeVOS, results: str | os.PathLike[str], bound_th: float = BOUND_TH) -> Evaluation | None:
