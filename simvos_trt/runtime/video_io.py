@@ -165,8 +165,8 @@ class Segmented(NamedTuple):
 def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], annotations: dict[str, np.ndarray],
                       out: Path, palette: np.ndarray | None, *, bgr: bool = True, overlay: OverlayWriter | None = None,
                       progress: Callable[[int], None] | None = None, keep: Container[str] | None = None) -> Segmented:
-    """Segment the named frames (``FrameSource``) with ``session`` into ``<out>/<name>.png`` (palette PNGs, each
-    written atomically; only the frames in ``keep``, when given) and ``overlay``, overlapped (``FrameLoop``);
+    """Segment the named frames (``FrameSource``) with ``session`` into ``<out>/<name>.png`` (``write_index_png``'s
+    palette PNGs; only the frames in ``keep``, when given) and ``overlay``, overlapped (``FrameLoop``);
     ``progress`` gets the frames done. An InputError of a step names its frame.
 
     ``annotations`` maps frame names to (H, W) index masks and loses the ones used: the first annotated frame
