@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -77,10 +78,9 @@ class FrameSource:
             if not files:
                 raise InputError(f"frames {self.path}: no .jpg/.jpeg/.png frame in this folder")
             files.sort(key=lambda f: natural_key(f.name))
-            stems = [f.stem for f in files]
-            if len(set(stems)) != len(stems):
-                dup = sorted({s for s in stems if stems.count(s) > 1})
-                raise InputError(f"frames {self.path}: several frames share a name {dup[:3]} (e.g. a .jpg "
+            shared = sorted(stem for stem, count in Counter(f.stem for f in files).items() if count > 1)
+            if shared:
+                raise InputError(f"frames {self.path}: several frames share a name {shared[:3]} (e.g. a .jpg "
                                  "and a .png); the output PNGs are named after the frames")
             self.files = files
             self.count = len(files)
