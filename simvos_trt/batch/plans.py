@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..eval.davis import check_root, dataset_folders, frame_paths, read_split, sequence_files
 from ..eval.run import segment_sequence
 from ..eval.youtube import ANNOTATIONS, FRAMES, YouTubeVOS, segment_video
-from ..runtime.png import davis_palette, read_index_png
+from ..runtime.png import read_index_png
 from ..runtime.segmenter import VideoSegmenter
 from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource, segment_to_folder
 from .videos import VideoPlan
@@ -92,9 +92,8 @@ class VideosTask:
             first = read_index_png(video.mask)
             masks = {source.name(0): first.labels}  # the first mask is the first frame's, whatever its file name
             masks.update((path.stem, read_index_png(path).labels) for path in video.later)
-            palette = first.palette if first.palette is not None else davis_palette()
             (out / name).mkdir(parents=True)
-            done = segment_to_folder(segmenter.video(), source, masks, out / name, palette, bgr=self.bgr)
+            done = segment_to_folder(segmenter.video(), source, masks, out / name, first.palette, bgr=self.bgr)
         except InputError as exc:
             raise InputError(f"video {name} ({video.frames}): {exc}") from exc
         return done.frames

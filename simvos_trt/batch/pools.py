@@ -254,10 +254,8 @@ class Processes:
     def _stop(self, worker: int) -> None:
         proc, conn = self.procs[worker], self.conns[worker]
         if conn is not None:
-            try:
+            with contextlib.suppress(OSError):  # the worker has gone
                 conn.send(None)
-            except OSError:
-                pass
             conn.close()
         if proc is not None:
             proc.join(2)

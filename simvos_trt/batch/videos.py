@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -130,9 +130,7 @@ def publish(folder: Path, result: VideoResult) -> VideoRun:
             write_atomic(tmp / file, data)
         run = VideoRun(result.name, result.frames, result.seconds, skipped=False, worker=result.worker,
                        attempts=result.attempts)
-        write_json_atomic(tmp / VIDEO_RECORD, {"video": run.name, "frames": run.frames, "files": sorted(result.files),
-                                               "seconds": round(run.seconds, 3), "worker": run.worker,
-                                               "attempts": run.attempts})
+        write_json_atomic(tmp / VIDEO_RECORD, {**asdict(run), "files": sorted(result.files)})
         swap_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

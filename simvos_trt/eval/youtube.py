@@ -36,6 +36,7 @@ class VideoFiles:
     """One video's files, checked: frame stems are the JPEG names (``00000``, ``00005``, ...)."""
 
     name: str
+    where: str  # the start of an error message about the video
     listed: tuple[str, ...]  # the frames of <split>/JPEGImages/<video>, in order: the frames saved and scored
     frames: tuple[Path, ...]  # the JPEGs segmented, in order (every frame with all_frames, else the listed ones)
     annotations: dict[str, Path]  # annotated frame -> its PNG, in frame order
@@ -63,10 +64,6 @@ class YouTubeVOS:
     def videos(self) -> list[str]:
         return list(self.files)
 
-    def where(self, video: str) -> str:
-        """The start of an error message about ``video``."""
-        return _where(self.root, self.split, video)
-
     def inputs(self) -> list[Path | None]:
         """The folders no output may be written into."""
         return [self.folder, self.all_frames]
@@ -74,10 +71,6 @@ class YouTubeVOS:
     def frames_segmented(self) -> str:
         """Which frames a run segments: with the export and backend, what decides the predictions."""
         return f"YouTube-VOS {self.split}, {'every frame' if self.all_frames else 'the listed frames'}"
-
-
-def _where(root: Path, split: str, video: str) -> str:
-    return f"YouTube-VOS root {root}, split {split}, video '{video}'"
 
 
 def _jpegs(folder: Path) -> list[Path]:
@@ -125,13 +118,15 @@ def open_youtube(root: str | os.PathLike[str], split: str = SPLIT,
         raise InputError(f"YouTube-VOS root {root}: {len(missing)} videos of {split}/{META} have no folder in "
                          f"{split}/JPEGImages, first '{missing[0]}'; the split is incomplete: extract it again")
     every = None if all_frames is None else _all_frames_folder(Path(all_frames), videos)
-    files = {name: _video_files(root / split, every, name, _where(root, split, name)) for name in videos}
+    files = {name: _video_files(root, split, every, name) for name in videos}
     return YouTubeVOS(root, split, every, files)
 
 
-def _video_files(folder: Path, all_frames: Path | None, name: str, where: str) -> VideoFiles:
-    """List and check one video of the split ``folder``: frames present, every annotation on one of them, all
-    of one size."""
+def _video_files(root: Path, split: str, all_frames: Path | None, name: str) -> VideoFiles:
+    """List and check one video of ``<root>/<split>``: frames present, every annotation on one of them, all of
+    one size."""
+    folder = root / split
+    where = f"YouTube-VOS root {root}, split {split}, video '{name}'"
     listed = _jpegs(folder / FRAMES / name)
     if not listed:
         raise InputError(f"{where}: {folder / FRAMES / name} holds no JPEG frame; extract the split again")
@@ -155,7 +150,7 @@ def _video_files(folder: Path, all_frames: Path | None, name: str, where: str) -
         if image_size(path) != size:
             raise InputError(f"{where}: annotation {path} is {image_size(path)} (H, W) but frame "
                              f"{frames[0].stem} is {size}; give masks at the frames' size")
-    return VideoFiles(name, tuple(p.stem for p in listed), tuple(frames), {p.stem: p for p in anns})
+    return VideoFiles(name, where, tuple(p.stem for p in listed), tuple(frames), {p.stem: p for p in anns})
 
 
 @dataclass(frozen=True)
@@ -168,8 +163,8 @@ class FirstMasks:
     revisited: bool  # some object is annotated again after its first frame (ground truth, as in train)
 
 
-def first_masks(files: VideoFiles, where: str) -> FirstMasks:
-    """Read the annotations of ``files`` (``where`` starts an error message)."""
+def first_masks(files: VideoFiles) -> FirstMasks:
+    """Read the annotations of ``files``."""
     masks: dict[str, np.ndarray] = {}
     seen: list[int] = []
     palette, revisited = None, False
@@ -177,7 +172,7 @@ def first_masks(files: VideoFiles, where: str) -> FirstMasks:
         try:
             ann = read_index_png(path)
         except InputError as exc:
-            raise InputError(f"{where}: {exc}") from exc
+            raise InputError(f"{files.where}: {exc}") from exc
         if i == 0:
             palette = ann.palette
         objects = processing.object_ids(ann.labels)
@@ -198,21 +193,20 @@ def segment_video(segmenter: VideoSegmenter, ds: YouTubeVOS, name: str, out: Pat
     folder = out / ANNOTATIONS / name
     saved = files.saved(save_all)
     outputs = [folder / f"{stem}.png" for stem in saved]
-    return run_or_skip(name, outputs, force, lambda: _segment(segmenter, ds, files, folder, set(saved)))
+    return run_or_skip(name, outputs, force, lambda: _segment(segmenter, files, folder, set(saved)))
 
 
-def _segment(segmenter: VideoSegmenter, ds: YouTubeVOS, files: VideoFiles, folder: Path, saved: set[str]) -> int:
+def _segment(segmenter: VideoSegmenter, files: VideoFiles, folder: Path, saved: set[str]) -> int:
     """Segment every frame of ``files``: all 0 before the first object, then each object from its first mask
     (the first via ``start``, later ones joining through ``step``); write the ``saved`` frames."""
-    where = ds.where(files.name)
-    given = first_masks(files, where)
+    given = first_masks(files)
     if not given.masks:
-        log.warning("%s: no object in its annotations; writing empty predictions", where)
+        log.warning("%s: no object in its annotations; writing empty predictions", files.where)
     try:
         segment_to_folder(segmenter.video(), named_frames(files.frames), dict(given.masks), fresh_folder(folder),
                           given.palette, keep=saved)
     except InputError as exc:
-        raise InputError(f"{where}, {exc}") from exc
+        raise InputError(f"{files.where}, {exc}") from exc
     return len(files.frames)
 
 
@@ -227,13 +221,13 @@ def segment_youtube(segmenter: VideoSegmenter, ds: YouTubeVOS, out: str | os.Pat
                    lambda name: segment_video(segmenter, ds, name, out, force=force, save_all=save_all), progress)
 
 
-def has_ground_truth(files: VideoFiles, where: str) -> bool:
+def has_ground_truth(files: VideoFiles) -> bool:
     """Whether the annotations are ground truth to score against (the train split's layout): every listed frame
     from the first annotated one on is annotated, and some object is annotated again after its first frame
     (in valid, a video whose objects appear one per listed frame is annotated on every frame too)."""
     first = natural_key(next(iter(files.annotations)))
     dense = all(stem in files.annotations for stem in files.listed if natural_key(stem) >= first)
-    return dense and first_masks(files, where).revisited
+    return dense and first_masks(files).revisited
 
 
 def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
@@ -248,41 +242,38 @@ def _check_present(results: Path, files: list[VideoFiles], what: str) -> None:
                              f"{results / ANNOTATIONS / f.name / missing[0]}.png; {what} needs every listed frame")
 
 
-def score_video(files: VideoFiles, results: Path, where: str, bound_th: float = BOUND_TH) -> list[ObjectResult]:
+def score_video(files: VideoFiles, results: Path, bound_th: float = BOUND_TH) -> list[ObjectResult]:
     """J and F of each object of a video with ground truth over the listed frames after its first appearance
     (an object first seen on the last listed frame has none and gives no result)."""
-    appears: dict[int, list[int | str]] = {}  # object -> natural_key of the frame where it first appears
-    for stem, mask in first_masks(files, where).masks.items():
-        appears.update((int(k), natural_key(stem)) for k in processing.object_ids(mask))
-    scored: dict[int, list[str]] = {k: [] for k in appears}  # object -> the listed frames it is scored on
-    j: dict[int, list[float]] = {k: [] for k in appears}
-    f: dict[int, list[float]] = {k: [] for k in appears}
-    for stem in files.listed:
-        alive = [k for k, key in appears.items() if natural_key(stem) > key]
-        if not alive:
-            continue
-        gt = read_index_png(files.annotations[stem]).labels  # (H, W)
-        pred = read_prediction(results / ANNOTATIONS / files.name / f"{stem}.png", gt.shape,
-                               f"results {results}, video '{files.name}', frame {stem}")
-        for k in alive:
-            scored[k].append(stem)
-            j[k].append(float(region_similarity(gt == k, pred == k)))
-            f[k].append(boundary_f_measure(gt == k, pred == k, bound_th))
+    seen: list[int] = []  # the objects annotated before the frame
+    scored: dict[int, list[str]] = {}  # object -> the listed frames it is scored on
+    j: dict[int, list[float]] = {}
+    f: dict[int, list[float]] = {}
+    for stem, path in files.annotations.items():  # frame order; every listed frame from the first one is here
+        gt = read_index_png(path).labels  # (H, W)
+        if seen and stem in files.listed:
+            pred = read_prediction(results / ANNOTATIONS / files.name / f"{stem}.png", gt.shape,
+                                   f"results {results}, video '{files.name}', frame {stem}")
+            for k in seen:
+                scored.setdefault(k, []).append(stem)
+                j.setdefault(k, []).append(float(region_similarity(gt == k, pred == k)))
+                f.setdefault(k, []).append(boundary_f_measure(gt == k, pred == k, bound_th))
+        seen += np.setdiff1d(processing.object_ids(gt), seen).tolist()
     return [ObjectResult(files.name, k, tuple(scored[k]), np.array(j[k]), np.array(f[k]),
                          statistics(np.array(j[k])), statistics(np.array(f[k])))
-            for k in sorted(appears) if scored[k]]
+            for k in sorted(scored)]
 
 
 def evaluate_youtube(ds: YouTubeVOS, results: str | os.PathLike[str], bound_th: float = BOUND_TH) -> Evaluation | None:
     """Score ``<results>/Annotations/<video>/<frame>.png`` of every video with ground truth
     (``has_ground_truth``); None when no video has any (the valid split: the server scores it)."""
     results = Path(results)
-    truth = [f for f in ds.files.values() if has_ground_truth(f, ds.where(f.name))]
+    truth = [f for f in ds.files.values() if has_ground_truth(f)]
     if not truth:
         log.info("%s: no video has ground truth beyond its first masks; nothing to score here", ds.folder)
         return None
     _check_present(results, truth, "scoring")
-    objects = [o for f in truth for o in score_video(f, results, ds.where(f.name), bound_th)]
+    objects = [o for f in truth for o in score_video(f, results, bound_th)]
     scores = global_scores([o.j_stats for o in objects], [o.f_stats for o in objects])
     log.info("%s: %d videos with ground truth, %d objects, J&F-Mean %.3f", ds.folder, len(truth), len(objects),
              scores.jf_mean)

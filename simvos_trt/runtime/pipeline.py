@@ -125,9 +125,9 @@ class Writers:
 
 
 class FrameLoop(Generic[T]):
-    """``with FrameLoop(items) as loop: for item in loop: ...; loop.submit(write, ...)``: ``items`` prefetched
-    (``Prefetch``), writes behind (``Writers``). On leaving, every write handed over finishes; then the first
-    failed write is raised, unless the block raised (its exception wins; docs/runtime.md)."""
+    """``with FrameLoop(items) as loop: for item in loop: ...; loop.writers.submit(write, ...)``: ``items``
+    prefetched (``Prefetch``), writes behind (``Writers``). On leaving, every write handed over finishes; then the
+    first failed write is raised, unless the block raised (its exception wins; docs/runtime.md)."""
 
     def __init__(self, items: Iterable[T], *, prefetch: int = 4, threads: int = 2, backlog: int = 8) -> None:
         self.frames = Prefetch(items, prefetch)
@@ -135,14 +135,6 @@ class FrameLoop(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return self.frames
-
-    def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        """``Writers.submit``: ``fn(*args)`` in the pool (PNG files)."""
-        self.writers.submit(fn, *args)
-
-    def submit_ordered(self, fn: Callable[..., object], *args: Any) -> None:
-        """``Writers.submit_ordered``: ``fn(*args)`` in submission order (a video's frames)."""
-        self.writers.submit_ordered(fn, *args)
 
     def __enter__(self) -> FrameLoop[T]:
         return self

@@ -204,7 +204,7 @@ class VideoSession(Video):
             probs = frame_probabilities(be, out, st.placement) if return_prob else None
         else:  # where the mask is 0, the most probable of the background and the objects it leaves propagating
             probs = frame_probabilities(be, out, st.placement)
-            labels = stated_labels(mask, probs, st.ids, stated)
+            labels = stated_labels(mask, probs, st.lut, stated)
         if mask is not None:
             self._reference(st, frame_h, labels, stated, st.index)
         st.pending = (frame_h, out["objects"])
@@ -305,12 +305,11 @@ class VideoSession(Video):
         return self._backend.run(Graph.MEMORY_ENCODER, inputs)["memory"]
 
 
-def stated_labels(mask: np.ndarray, prob: np.ndarray, ids: np.ndarray, stated: np.ndarray) -> np.ndarray:
+def stated_labels(mask: np.ndarray, prob: np.ndarray, lut: np.ndarray, stated: np.ndarray) -> np.ndarray:
     """The labels of a frame with a mask: the mask where it states an object, elsewhere the most probable of the
-    background and the objects it does not state (``prob`` (K+1, H, W) over ``ids``)."""
+    background and the objects it does not state (``prob`` (K+1, H, W); ``lut``: ``VideoState.lut``)."""
     others = prob.copy()
-    others[1 + np.searchsorted(ids, stated)] = 0
-    lut = np.concatenate([[0], ids]).astype(np.uint8)
+    others[np.searchsorted(lut, stated)] = 0  # the stated ids' channels (lut is increasing)
     return np.where(mask != 0, mask, lut[others.argmax(0)])
 
 

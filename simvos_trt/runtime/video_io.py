@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -77,10 +78,9 @@ class FrameSource:
             if not files:
                 raise InputError(f"frames {self.path}: no .jpg/.jpeg/.png frame in this folder")
             files.sort(key=lambda f: natural_key(f.name))
-            stems = [f.stem for f in files]
-            if len(set(stems)) != len(stems):
-                dup = sorted({s for s in stems if stems.count(s) > 1})
-                raise InputError(f"frames {self.path}: several frames share a name {dup[:3]} (e.g. a .jpg "
+            shared = sorted(stem for stem, count in Counter(f.stem for f in files).items() if count > 1)
+            if shared:
+                raise InputError(f"frames {self.path}: several frames share a name {shared[:3]} (e.g. a .jpg "
                                  "and a .png); the output PNGs are named after the frames")
             self.files = files
             self.count = len(files)
@@ -165,8 +165,8 @@ class Segmented(NamedTuple):
 def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], annotations: dict[str, np.ndarray],
                       out: Path, palette: np.ndarray | None, *, bgr: bool = True, overlay: OverlayWriter | None = None,
                       progress: Callable[[int], None] | None = None, keep: Container[str] | None = None) -> Segmented:
-    """Segment the named frames (``FrameSource``) with ``session`` into ``<out>/<name>.png`` (palette PNGs, each
-    written atomically; only the frames in ``keep``, when given) and ``overlay``, overlapped (``FrameLoop``);
+    """Segment the named frames (``FrameSource``) with ``session`` into ``<out>/<name>.png`` (``write_index_png``'s
+    palette PNGs; only the frames in ``keep``, when given) and ``overlay``, overlapped (``FrameLoop``);
     ``progress`` gets the frames done. An InputError of a step names its frame.
 
     ``annotations`` maps frame names to (H, W) index masks and loses the ones used: the first annotated frame
@@ -191,9 +191,9 @@ def segment_to_folder(session: Video, frames: Iterable[tuple[str, np.ndarray]], 
             except InputError as exc:
                 raise InputError(f"frame {name}: {exc}") from exc
             if keep is None or name in keep:
-                loop.submit(write_index_png, out / f"{name}.png", labels, palette)
+                loop.writers.submit(write_index_png, out / f"{name}.png", labels, palette)
             if overlay is not None:
-                loop.submit_ordered(overlay.write, frame, labels)
+                loop.writers.submit_ordered(overlay.write, frame, labels)
             if progress is not None:
                 progress(done)
     return Segmented(done, times)

@@ -36,6 +36,7 @@ def test_two_processes_write_what_one_process_writes(davis, spec, reference, tmp
     assert outputs(out) == outputs(reference) and len(outputs(out)) == SEQUENCES * 6
     record = json.loads((out / NAMES[0] / VIDEO_RECORD).read_text())
     assert record["frames"] == 6 and record["files"] == [f"{t:05d}.png" for t in range(6)]
+    assert (record["name"], record["skipped"], record["attempts"]) == (NAMES[0], False, 1)
     assert not multiprocessing.active_children()
 
 

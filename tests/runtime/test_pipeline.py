@@ -98,7 +98,7 @@ def test_an_interrupt_finishes_the_writes_handed_over(tmp_path):
     frames = (i for i in range(1000))
     with pytest.raises(KeyboardInterrupt), FrameLoop(frames, threads=2, backlog=6) as loop:
         for i in loop:
-            loop.submit(write, tmp_path / f"{i:03d}.bin", bytes([i]) * 1000)
+            loop.writers.submit(write, tmp_path / f"{i:03d}.bin", bytes([i]) * 1000)
             if i == 10:
                 raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i:03d}.bin" for i in range(11)]

@@ -69,6 +69,13 @@ def test_the_first_mask_beside_the_frames_is_not_a_frame(tmp_path):
     assert [n for n, _ in FrameSource(tmp_path, exclude=[tmp_path / "mask.png"])] == ["0", "1"]
 
 
+def test_frames_that_share_a_name_are_an_error(tmp_path):
+    for name in ("0.png", "0.jpg", "1.png", "2.png", "2.jpeg"):
+        cv2.imwrite(str(tmp_path / name), smooth_image(0))
+    with pytest.raises(InputError, match=r"several frames share a name \['0', '2'\]"):
+        FrameSource(tmp_path)
+
+
 def test_bytes_after_the_end_marker_are_accepted_and_the_frame_decoded_once(tmp_path, monkeypatch):
     path = tmp_path / "tail.jpg"
     cv2.imwrite(str(path), smooth_image())
