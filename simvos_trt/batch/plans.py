@@ -14,7 +14,7 @@ from ..eval.run import segment_sequence
 from ..eval.youtube import ANNOTATIONS, FRAMES, YouTubeVOS, segment_video
 from ..runtime.png import read_index_png
 from ..runtime.segmenter import VideoSegmenter
-from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource, segment_to_folder
+from ..runtime.video_io import IMAGE_SUFFIXES, FrameSource, natural_key, segment_to_folder
 from .videos import VideoPlan
 
 
@@ -107,7 +107,8 @@ def _from_root(root: Path) -> dict[str, VideoInputs]:
                          "and Annotations/<video>/<first frame>.png masks, or a list file")
     videos = {}
     for folder in sorted(p for p in (root / FRAMES).iterdir() if p.is_dir()):
-        frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        frames = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        frames.sort(key=lambda p: natural_key(p.name))  # the order FrameSource segments them in
         mask = root / ANNOTATIONS / folder.name / f"{frames[0].stem if frames else ''}.png"
         if not frames or not mask.is_file():
             raise InputError(f"--videos {root}, video {folder.name}: needs frames and the first frame's mask "

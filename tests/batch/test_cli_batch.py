@@ -106,3 +106,17 @@ def test_a_later_mask_that_names_no_frame(davis, export, tmp_path, capsys):
     shutil.copy(root / "Annotations" / NAMES[1] / "00000.png", root / "Annotations" / NAMES[1] / "00099.png")
     assert main(["--engine-dir", str(export), "--videos", str(root), "--out", str(tmp_path / "out")]) == 2
     assert f"video {NAMES[1]}: masks ['00099.png'] name no frame" in capsys.readouterr().err
+
+
+def test_a_roots_first_frame_is_the_first_in_natural_order(tmp_path):
+    """Frames 9.jpg and 10.jpg: 9 comes first (FrameSource's order), so its mask is the video's first mask."""
+    from simvos_trt.batch import videos_plan
+
+    folder = tmp_path / "root" / "JPEGImages" / "clip"
+    folder.mkdir(parents=True)
+    for stem in ("9", "10"):
+        cv2.imwrite(str(folder / f"{stem}.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "root" / "Annotations" / "clip").mkdir(parents=True)
+    write_index_png(tmp_path / "root" / "Annotations" / "clip" / "9.png", np.ones((8, 8), np.uint8))
+    plan = videos_plan(tmp_path / "root")
+    assert plan.task.videos["clip"].mask.name == "9.png"
