@@ -146,7 +146,8 @@ def ceiling_report(rows: list[CeilingRow], meta: dict[str, Any]) -> str:
     return "\n".join([
         f"host ceiling: null engine over a T export at {s['engine'][0]}x{s['engine'][1]}, {s['objects']} objects, "
         f"{s['frames']} frames after {s['warmup']} warm-up, median of {s['repeats']} passes",
-        f"{host.get('cpu')} ({host.get('cores')}), {host.get('date')}; command: {meta['command']}", "",
+        f"{host.get('cpu')} ({host.get('cores', {}).get('usable')} usable cores), {host.get('date')}; "
+        f"command: {meta['command']}", "",
         render(header, body), "",
         "step: VideoSession.step's host work per frame; segment: simvos-segment's loop (JPEG in, palette PNG out, "
         "decoding and writing overlapped), wall and CPU time (all threads) per frame; load average "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,7 @@ def test_host_ceiling_reports_both_inputs_and_writes_its_folder(tmp_path, capsys
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "480x854" in text and "1080x1920" in text and "written to" in text
+    assert f"({len(os.sched_getaffinity(0))} usable cores)" in text
     (folder,) = (tmp_path / "results").iterdir()
     assert folder.name.endswith("-host-ceiling")
     record = json.loads((folder / "results.json").read_text())
