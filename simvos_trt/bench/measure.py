@@ -7,7 +7,7 @@ import importlib.util
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -16,9 +16,8 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import InputError
-from ..manifest import Graph, Manifest
+from ..manifest import Graph
 from ..runtime.backends import Backend, Handle
-from ..runtime.backends.resample import Resample
 from .hardware import device_memory_mb
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,8 @@ def synchronizer(backend: Backend) -> Callable[[], None] | None:
 
 class TimingBackend:
     """A backend wrapped to record the synchronised wall time of each ``run`` on ``clock`` (the split pass, never
-    the headline timing); everything else is the wrapped backend's, which checks the inputs as always."""
+    the headline timing); every other attribute is the wrapped backend's (``__getattr__``), which checks the
+    inputs as always."""
 
     def __init__(self, inner: Backend, clock: Callable[[], float] = time.perf_counter) -> None:
         self.inner = inner
@@ -56,29 +56,14 @@ class TimingBackend:
         self.calls: list[Call] = []
         self._sync = synchronizer(inner)
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def folder(self) -> Path:
-        return self.inner.folder
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.inner.manifest
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def __enter__(self) -> TimingBackend:
-        self.open()
+        self.inner.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
         self.inner.close()
 
     def now(self) -> float:
@@ -104,30 +89,6 @@ class TimingBackend:
         out = self.inner.run(graph, inputs)
         self.calls.append(Call(graph, self.now() - t0))
         return out
-
-    def synchronize(self) -> None:
-        self.inner.synchronize()
-
-    def object_limit(self, graph: str) -> int:
-        return self.inner.object_limit(graph)
-
-    def concat(self, handles: Sequence[Handle]) -> Handle:
-        return self.inner.concat(handles)
-
-    def take(self, handle: Handle, start: int, stop: int) -> Handle:
-        return self.inner.take(handle, start, stop)
-
-    def resample(self, plan: Resample, inputs: Mapping[str, Handle]) -> dict[str, Handle]:
-        return self.inner.resample(plan, inputs)
-
-    def to_host(self, handle: Handle) -> np.ndarray:
-        return self.inner.to_host(handle)
-
-    def from_host(self, array: np.ndarray) -> Handle:
-        return self.inner.from_host(array)
-
-    def dtype_and_shape(self, handle: Handle) -> tuple[str, tuple[int, ...]]:
-        return self.inner.dtype_and_shape(handle)
 
 
 @dataclass(frozen=True)
