@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from ..errors import InputError
 from ..eval.run import SequenceRun, owner_source
 from ..io import Owner, claim_and_clear, staging_folder, swap_into_place, write_atomic, write_json_atomic
-from ..runtime.backends import AUTO
+from ..runtime.backends import AUTO, backend_options
 from ..runtime.segmenter import VideoSegmenter
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ class SegmenterSpec:
 
     def open(self, folder: Path | None = None) -> VideoSegmenter:
         """The segmenter, from ``folder`` (a local copy of the export) or ``self.folder``."""
-        options: dict[str, Any] = {}
-        if self.threads is not None and self.backend in (AUTO, "onnxruntime"):
-            options["threads"] = self.threads
+        options = backend_options(self.backend, threads=self.threads)
         if self.device and self.backend == "torch":
             options["device"] = self.device
         return VideoSegmenter.open(folder or self.folder, self.backend, **options)

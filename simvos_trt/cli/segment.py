@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Owner, check_not_input, claim_and_clear
-from ..runtime.backends import AUTO, BACKENDS
+from ..runtime.backends import AUTO, BACKENDS, backend_options
 from .common import EXIT_OK, add_output_options, command_parser, flag, run_command
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def segment(args: argparse.Namespace) -> int:
         check_not_input(args.overlay, inputs, "--overlay")
     owner = Owner(PROG, f"video {args.input.resolve()}")
     claim_and_clear(args.out, owner, "*.png", inputs=inputs, force=args.force, resume=False)
-    options = {"threads": args.threads} if args.threads is not None and args.backend in (AUTO, "onnxruntime") else {}
+    options = backend_options(args.backend, threads=args.threads)
     with contextlib.ExitStack() as stack:
         if args.server:
             from ..serve import SegmentationClient

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError, RequestRefused, ServeError, SimVOSError, describe_error, require
 from ..manifest import read_manifest
-from ..runtime import AUTO, VideoSegmenter
+from ..runtime import AUTO, VideoSegmenter, backend_options
 from ..runtime.backends.base import Closing
 from .protocol import (
     ERROR_MARKER,
@@ -91,10 +91,9 @@ class SegmentationServer(Closing):
         for flag, port in (("--http-port", c.http_port), ("--grpc-port", c.grpc_port),
                            ("--metrics-port", c.metrics_port)):
             check_port(c.host, port, flag)
-        options: dict[str, Any] = {"threads": c.threads} if c.threads and c.backend in (AUTO, "onnxruntime") else {}
-        if c.backend in (AUTO, "tensorrt"):  # pools that max_videos open videos never exhaust
-            max_objects = read_manifest(c.folder, verify=False).max_objects
-            options["max_buffers"] = c.limits.tensorrt_buffers(c.instances, max_objects)
+        max_objects = read_manifest(c.folder, verify=False).max_objects
+        max_buffers = c.limits.tensorrt_buffers(c.instances, max_objects)  # pools max_videos videos never exhaust
+        options = backend_options(c.backend, threads=c.threads, max_buffers=max_buffers)
         self._segmenter = VideoSegmenter.open(c.folder, c.backend, **options)
         self._store = VideoStore(self._segmenter, c.limits)
         self._libdir = tempfile.TemporaryDirectory(prefix="simvos-serve-")

@@ -11,7 +11,7 @@ from videos import SMALL, SMALL_MAX_OBJECTS
 
 from simvos_trt.errors import DeviceUnavailableError, InputError, MissingDependencyError
 from simvos_trt.manifest import read_manifest
-from simvos_trt.runtime import BackendError, create_backend
+from simvos_trt.runtime import BackendError, backend_options, create_backend
 from simvos_trt.runtime.batches import plan_batches
 from simvos_trt.runtime.session import decoder_limit, object_limit
 
@@ -130,3 +130,14 @@ def test_torch_backend_needs_recorded_weights(small_export, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(InputError, match="pass model="):
         create_backend("torch", folder, read_manifest(folder)).open()
+
+
+def test_backend_options_keeps_what_each_backend_takes():
+    """A tool's settings for any backend: the ones given that the chosen backend (or auto's two) takes."""
+    settings = {"threads": 2, "max_buffers": 8, "device": None}
+    assert backend_options("onnxruntime", **settings) == {"threads": 2}
+    assert backend_options("tensorrt", **settings) == {"max_buffers": 8}
+    assert backend_options("auto", **settings) == {"threads": 2, "max_buffers": 8}
+    assert backend_options("torch", **settings) == {}
+    assert backend_options("torch", device="cpu") == {"device": "cpu"}
+    assert backend_options("tpu", threads=2) == {}  # create_backend names the unknown backend

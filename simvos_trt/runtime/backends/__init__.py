@@ -21,8 +21,21 @@ OPTIONS = {"onnxruntime": frozenset({"providers", "threads", "io_binding"}),
 BACKENDS = tuple(OPTIONS)
 AUTO = "auto"
 
-__all__ = ["AUTO", "BACKENDS", "MAX_IDS", "Backend", "BackendError", "Handle", "check_inputs", "create_backend",
-           "unavailable_reason"]
+__all__ = ["AUTO", "BACKENDS", "MAX_IDS", "Backend", "BackendError", "Handle", "backend_options", "check_inputs",
+           "create_backend", "unavailable_reason"]
+
+
+def known_options(name: str) -> frozenset[str] | None:
+    """The options backend ``name`` takes (``auto``: ONNX Runtime's and TensorRT's); None for an unknown name."""
+    if name == AUTO:
+        return (OPTIONS["onnxruntime"] | OPTIONS["tensorrt"]) - {"graphs"}
+    return OPTIONS.get(name)
+
+
+def backend_options(name: str, **options: Any) -> dict[str, Any]:
+    """Of ``options``, those given (not None) that backend ``name`` takes: a tool's settings for any backend."""
+    known = known_options(name) or frozenset()
+    return {k: v for k, v in options.items() if v is not None and k in known}
 
 
 def unavailable_reason(name: str, folder: str | Path = ".", manifest: Manifest | None = None,
@@ -53,7 +66,7 @@ def create_backend(name: str, folder: str | Path, manifest: Manifest, **options:
     (TensorRT where ``unavailable_reason`` finds none, else ONNX Runtime, each given its own ``options``).
     Raises MissingDependencyError or DeviceUnavailableError when it cannot run here, InputError for an unknown
     name or option."""
-    known = (OPTIONS["onnxruntime"] | OPTIONS["tensorrt"]) - {"graphs"} if name == AUTO else OPTIONS.get(name)
+    known = known_options(name)
     if known is None:
         raise InputError(f"unknown backend {name!r}; expected one of {[AUTO, *BACKENDS]}")
     unknown = sorted(set(options) - known)
