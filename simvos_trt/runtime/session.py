@@ -294,7 +294,7 @@ class VideoSession(Video):
 
     def _started(self) -> VideoState:
         if self.state is None:
-            raise InputError("step() before start(): call start(first_frame, first_mask) first")
+            raise InputError("the video is not started: call start(first_frame, first_mask) first")
         return self.state
 
     def _frame_inputs(self, frame: Handle, padding: Handle | None) -> dict[str, Handle]:

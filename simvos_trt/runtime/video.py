@@ -64,7 +64,6 @@ class Video(Closing, abc.ABC):
         The labels are the stated objects where stated and the propagated ones elsewhere. InputError, with the
         video unchanged: a bad frame or mask, another size, a removed id, more objects than the export takes,
         or ``start`` not called."""
-        self.object_ids  # noqa: B018 - raises before start
         check_flags(return_prob=return_prob)
         size = frame_size(frame)
         return self._step(frame, None if mask is None else check_mask(mask, size), return_prob)

@@ -46,7 +46,7 @@ class RemoteVideo(Video):
     @property
     def object_ids(self) -> np.ndarray:
         if self._ids is None:
-            raise InputError("object_ids before start(): call start(first_frame, first_mask) first")
+            raise InputError(f"video {self.video_id!r} is not started; call start(first_frame, first_mask) first")
         return self._ids
 
     def __exit__(self, *exc: object) -> None:

@@ -92,8 +92,10 @@ def test_frame_size_change_mid_video_keeps_the_state(seg, video):
 
 
 def test_step_before_start(seg, video):
-    with pytest.raises(InputError, match=r"start\(first_frame, first_mask\)"):
-        seg.video().step(video[0][1])
+    session = seg.video()
+    for call in (lambda: session.step(video[0][1]), lambda: session.object_ids, lambda: session.remove_objects([1])):
+        with pytest.raises(InputError, match=r"^the video is not started: call start\(first_frame, first_mask\)"):
+            call()
 
 
 def test_empty_video(seg, video):

@@ -65,6 +65,13 @@ def test_bad_request_is_refused_and_the_server_goes_on(case, message, small_clie
         np.testing.assert_array_equal(got, want)
 
 
+def test_a_remote_video_before_start_says_so(small_client, video):
+    remote = small_client.video("not-yet")
+    for call in (lambda: remote.step(video[0][1]), lambda: remote.object_ids, lambda: remote.remove_objects([1])):
+        with pytest.raises(InputError, match=r"^video 'not-yet' is not started; call start\(first_frame, "):
+            call()
+
+
 def test_a_refused_frame_leaves_the_video_usable(small_client, video, small_export):
     frames, mask = video
     remote = small_client.video("keeps-going")
